@@ -1,0 +1,62 @@
+# The user's list of verbs. `make` (or `make help`) lists them with the variables they take.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+MANIFEST ?= manifests/demo.csv## manifest CSV for `features`
+BACKBONE ?= mobilenet_v2## keras.applications backbone
+WEIGHTS ?= imagenet## imagenet, none, or a weights file path
+SAMPLING ?= uniform:16## uniform:K, fps:F, stride:N or all
+IMAGE_SIZE ?= 224## CNN input size in pixels
+STORE ?=## feature store for `train` (default: the demo store)
+MODEL ?= gru## lstm, gru, mean, single-frame or all
+RUN ?=## run directory for `report` / `predict`
+SCHEDULER ?=## dask scheduler address, e.g. tcp://host:8786 (default: local)
+VIDEOS ?=## videos or folders for `predict`
+
+DEMO_STORE_FILE := features/demo/.store-path
+
+.PHONY: help install demo-data features inspect test bench clean demo
+
+help: ## list the targets and the variables they take
+	@echo "Targets:"
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-12s %s\n", $$1, $$2}'
+	@echo "Variables (current value):"
+	@grep -E '^[A-Z_]+ \?=.*## ' $(MAKEFILE_LIST) | sed -E 's/ \?= ?([^#]*)## (.*)/\t\1\t\2/' | awk -F'\t' '{printf "  %-11s %-22s %s\n", $$1, ($$2 == "" ? "(empty)" : $$2), $$3}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(STAMP) ## create .venv and install the package with its test tools
+
+manifests/demo.csv: $(STAMP) pipeline/demo_data.py
+	$(PY) -m pipeline demo-data --output manifests/demo --manifest $@
+
+demo-data: $(STAMP) ## write the synthetic demo clips and manifests/demo.csv
+	$(PY) -m pipeline demo-data --output manifests/demo --manifest manifests/demo.csv
+
+features: $(STAMP) ## stage one: embed the videos of MANIFEST into an HDF5 store
+	$(PY) -m pipeline features --manifest $(MANIFEST) --backbone $(BACKBONE) --weights $(WEIGHTS) \
+		--sampling $(SAMPLING) --image-size $(IMAGE_SIZE) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+
+inspect: $(STAMP) ## print a store's config, counts and failures (STORE=...)
+	$(PY) -m pipeline inspect $(or $(STORE),$$(cat $(DEMO_STORE_FILE)))
+
+demo: demo-data ## the whole job on the embedded demo data, offline
+	@mkdir -p features/demo
+	$(PY) -m pipeline features --manifest manifests/demo.csv --backbone $(BACKBONE) --weights $(WEIGHTS) \
+		--sampling $(SAMPLING) --image-size $(IMAGE_SIZE) --fallback > $(DEMO_STORE_FILE)
+	$(PY) -m pipeline inspect $$(cat $(DEMO_STORE_FILE))
+
+test: $(STAMP) ## run the test suite (needs ../shared/data beside the checkout)
+	$(PY) -m pytest -q -ra
+
+clean: ## remove generated features, reports and demo clips (keeps .venv)
+	rm -rf features/*/ reports/*/ reports/index.html manifests/demo/ .pytest_cache

@@ -1,0 +1,199 @@
+"""Command line: `python -m pipeline COMMAND ...`, a thin layer over the package's functions.
+
+Exit status: 0 success; 1 the job ran but some videos failed (the rest are stored; see the
+failure table); 2 bad input or options (nothing was done); 130 interrupted (finished work kept).
+Logs and progress go to stderr; machine-readable results (paths, CSV, JSON) to stdout or files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+log = logging.getLogger("pipeline")
+
+EXIT_OK, EXIT_FAILED_VIDEOS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    from .backbones import BackboneError
+    from .manifest import ManifestError
+
+    try:
+        return args.func(args)
+    except (ManifestError, BackboneError, ValueError, FileNotFoundError) as error:
+        log.error("%s", error)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        log.error("interrupted; finished work was kept")
+        return EXIT_INTERRUPTED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_features(commands)
+    _add_inspect(commands)
+    _add_manifest(commands)
+    _add_demo_data(commands)
+    return parser
+
+
+# --- features --------------------------------------------------------------------------------
+
+
+def _add_features(commands) -> None:
+    from .extract import worker_count
+
+    p = commands.add_parser("features", help="stage one: decode the manifest's videos and store CNN features",
+                            description="Decode every video of a manifest, embed sampled frames with a frozen CNN and store "
+                                        "them in features/<manifest>/<config>.h5. Reruns extract only what is missing. "
+                                        "Prints the store path on stdout.")
+    p.add_argument("--manifest", required=True, help="manifest CSV (path,label[,split,group,video_id])")
+    p.add_argument("--backbone", default="mobilenet_v2", help="keras.applications model name (default: %(default)s)")
+    p.add_argument("--weights", default="imagenet", help="imagenet, none (random, tests only) or a weights file path (default: %(default)s)")
+    p.add_argument("--image-size", type=int, default=224, help="square CNN input size in pixels (default: %(default)s)")
+    p.add_argument("--crop", choices=("center", "squash"), default="center", help="center: scale the short side, cut the centre; squash: scale to a square (default: %(default)s)")
+    p.add_argument("--sampling", default="uniform:16", help="uniform:K, fps:F, stride:N or all (default: %(default)s)")
+    p.add_argument("--max-frames", type=int, default=512, help="cap on sampled frames per video, thinned evenly (default: %(default)s)")
+    p.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="stored feature dtype (default: %(default)s)")
+    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="CNN arithmetic; auto = bfloat16 on CPUs that compute it natively, else float32 (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=32, help="frames per CNN batch (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=worker_count(), help="decoder processes (default: %(default)s)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds one video may take to decode before it fails as 'timeout' (default: %(default)s)")
+    p.add_argument("--shard-size", type=int, default=64, help="videos per shard file; a killed run loses at most this many (default: %(default)s)")
+    p.add_argument("--out-dir", default="features", help="root folder of the stores (default: %(default)s)")
+    p.add_argument("--store", help="explicit store path instead of <out-dir>/<manifest>/<config>.h5")
+    p.add_argument("--skip-missing", action="store_true", help="drop manifest rows whose file is missing instead of refusing the manifest")
+    p.add_argument("--retry-failed", action="store_true", help="retry videos that failed in an earlier run although their file did not change")
+    p.add_argument("--fallback", action="store_true", help="if ImageNet weights are unavailable offline, use random VGG16 at 112 px instead (announced and recorded)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_features)
+
+
+def _cmd_features(args) -> int:
+    from .backbones import Weights, canonical_name, resolve_precision
+    from .extract import FeatureConfig, extract_features, resolve_backbone, store_path_for
+    from .manifest import read_manifest
+
+    manifest = read_manifest(args.manifest, skip_missing=args.skip_missing)
+    weights = Weights.parse(args.weights)
+    config = FeatureConfig(canonical_name(args.backbone), weights.identity, args.image_size, args.crop, args.sampling, args.max_frames, args.dtype, resolve_precision(args.precision))
+    backbone, config, fallback = resolve_backbone(config, weights, args.batch_size, args.fallback)
+    store_path = Path(args.store) if args.store else store_path_for(args.manifest, config, args.out_dir)
+    attrs = {"manifest": str(Path(args.manifest).resolve()), "weights_path": weights.path, "fallback": fallback}
+    summary = extract_features(manifest, store_path, backbone, config, attrs=attrs, workers=args.workers, timeout=args.timeout,
+                               shard_size=args.shard_size, retry_failed=args.retry_failed, progress=not args.no_progress)
+    if fallback:
+        log.warning("this store uses the offline fallback backbone: %s", fallback.split(". Reason:")[0])
+    t = summary.timings
+    log.info("time: decode %.1fs (in workers; main waited %.1fs), cnn %.1fs, write %.1fs", t["decode"], t["wait_decode"], t["cnn"], t["write"])
+    log.info("%s", summary.line())
+    if summary.failed or summary.known_failures:
+        log.warning("failures are listed in %s", Path(f"{store_path.with_suffix('')}.failures.csv"))
+    print(store_path)
+    return summary.exit_code
+
+
+# --- inspect ---------------------------------------------------------------------------------
+
+
+def _add_inspect(commands) -> None:
+    p = commands.add_parser("inspect", help="print a feature store's config, counts per label and split, frames and failures")
+    p.add_argument("store", help="path of an .h5 feature store")
+    p.add_argument("--json", action="store_true", help="print the video and failure tables as JSON instead")
+    p.set_defaults(func=_cmd_inspect)
+
+
+def _cmd_inspect(args) -> int:
+    import json
+
+    from . import store
+
+    if not Path(args.store).is_file():
+        raise FileNotFoundError(f"no feature store at {args.store}; run `python -m pipeline features` first")
+    if args.json:
+        payload = {"attrs": store.read_attrs(args.store), "videos": store.read_videos(args.store).to_dict("records"),
+                   "failures": store.read_failures(args.store).to_dict("records")}
+        print(json.dumps(payload, indent=1, default=str))
+    else:
+        print(store.summary(args.store))
+    return EXIT_OK
+
+
+# --- manifest importers ----------------------------------------------------------------------
+
+
+def _add_manifest(commands) -> None:
+    p = commands.add_parser("manifest", help="write a manifest CSV from a dataset layout, or check one")
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="LAYOUT")
+    folders = kinds.add_parser("folders", help="a folder per class: ROOT/<label>/<video>")
+    folders.add_argument("root")
+    ucf = kinds.add_parser("ucf101", help="UCF101 split lists (classInd.txt, trainlist0N.txt, testlist0N.txt)")
+    ucf.add_argument("--splits", required=True, help="folder with classInd.txt and the split lists")
+    ucf.add_argument("--videos", required=True, help="folder holding <Class>/v_<Class>_gNN_cNN.avi")
+    ucf.add_argument("--split", type=int, default=1, choices=(1, 2, 3), help="which of the three splits (default: %(default)s)")
+    lst = kinds.add_parser("list", help="mmaction2-style list: one 'path label' per line")
+    lst.add_argument("list_file")
+    lst.add_argument("--root", help="folder the paths are relative to (default: the list's folder)")
+    lst.add_argument("--classes", help="file with one class name per line, if labels are indices")
+    lst.add_argument("--split", default="", choices=("", "train", "val", "test"), help="split to record for every row")
+    kin = kinds.add_parser("kinetics", help="Kinetics annotation CSV (label,youtube_id,time_start,time_end,split)")
+    kin.add_argument("csv")
+    kin.add_argument("--root", required=True, help="folder holding the downloaded clips")
+    for kind in (folders, ucf, lst, kin):
+        kind.add_argument("-o", "--output", required=True, help="manifest CSV to write")
+    check = kinds.add_parser("check", help="validate a manifest and print its counts")
+    check.add_argument("manifest")
+    check.add_argument("--skip-missing", action="store_true", help="drop rows whose file is missing instead of failing")
+    p.set_defaults(func=_cmd_manifest)
+
+
+def _cmd_manifest(args) -> int:
+    from . import manifest as m
+
+    if args.kind == "check":
+        frame = m.read_manifest(args.manifest, skip_missing=args.skip_missing)
+        print(frame.groupby(["label", "split"]).size().rename("videos").to_string())
+        log.info("%s: %d videos, %d labels, valid", args.manifest, len(frame), frame["label"].nunique())
+        return EXIT_OK
+    frame = {
+        "folders": lambda: m.from_class_folders(args.root),
+        "ucf101": lambda: m.from_ucf101(args.splits, args.videos, args.split),
+        "list": lambda: m.from_path_label_list(args.list_file, args.root, args.classes, args.split),
+        "kinetics": lambda: m.from_kinetics_csv(args.csv, args.root),
+    }[args.kind]()
+    path = m.write_manifest(frame, args.output)
+    log.info("wrote %s: %d videos, %d labels", path, len(frame), frame["label"].nunique())
+    print(path)
+    return EXIT_OK
+
+
+# --- demo data -------------------------------------------------------------------------------
+
+
+def _add_demo_data(commands) -> None:
+    p = commands.add_parser("demo-data", help="write the synthetic demo dataset (temporal-order classes) and its manifest")
+    p.add_argument("--output", default="manifests/demo", help="folder for the clips (default: %(default)s)")
+    p.add_argument("--manifest", default="manifests/demo.csv", help="manifest to write (default: %(default)s)")
+    p.add_argument("--per-class", type=int, default=50, help="clips per class (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same files (default: %(default)s)")
+    p.set_defaults(func=_cmd_demo_data)
+
+
+def _cmd_demo_data(args) -> int:
+    from .demo_data import write_demo_dataset
+
+    path = write_demo_dataset(args.output, args.manifest, per_class=args.per_class, seed=args.seed)
+    print(path)
+    return EXIT_OK

@@ -1,0 +1,254 @@
+"""Dataset manifests: the CSV that lists every video, its label, split and group.
+
+A manifest has one row per video with the columns `path` (absolute, or relative to the manifest
+file), `label`, and optionally `split` (train/val/test), `group` (clips cut from one source, which
+must never straddle train and test) and `video_id` (defaults to the path as written).
+
+`read_manifest` validates everything before any decoding starts and names the line and column of
+each problem. The importers turn the common dataset layouts into this CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("path", "label")
+OPTIONAL_COLUMNS = ("split", "group", "video_id")
+SPLITS = ("train", "val", "test")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".ogg", ".ogv", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation problem: where it is (file line and column) and what is wrong."""
+
+    line: int
+    column: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" if self.line else "header"
+        return f"{where}, column '{self.column}': {self.message}"
+
+
+class ManifestError(ValueError):
+    """The manifest cannot be used; `problems` lists every reason, each with its line."""
+
+    def __init__(self, path: str | os.PathLike, problems: list[Problem]):
+        self.path = str(path)
+        self.problems = problems
+        shown = "\n".join(f"  {self.path}: {p}" for p in problems[:50])
+        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+        super().__init__(f"{len(problems)} problem(s) in manifest {self.path}:\n{shown}{more}")
+
+
+def read_manifest(path: str | os.PathLike, skip_missing: bool = False) -> pd.DataFrame:
+    """Read and validate a manifest; return one row per video.
+
+    Columns of the result: video_id, path (absolute), label, split ("" when the manifest has none),
+    group ("" when none) and line (the row's line in the CSV, for messages). Raises ManifestError
+    listing every problem. With `skip_missing`, rows whose file does not exist are dropped with a
+    warning instead of being an error.
+    """
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise ManifestError(path, [Problem(0, "-", f"cannot read the CSV ({error}); a manifest is a UTF-8 CSV with a header row")]) from None
+    if not rows:
+        raise ManifestError(path, [Problem(0, "-", "the file is empty; it needs a header row with at least 'path,label'")])
+    header = [name.strip().lower() for name in rows[0]]
+    missing = [name for name in REQUIRED_COLUMNS if name not in header]
+    if missing:
+        raise ManifestError(path, [Problem(0, name, f"required column is missing (header is {','.join(rows[0])!r})") for name in missing])
+
+    problems: list[Problem] = []
+    records = []
+    for line, values in enumerate(rows[1:], start=2):
+        if not any(value.strip() for value in values):
+            continue
+        if len(values) != len(header):
+            problems.append(Problem(line, "-", f"has {len(values)} fields, the header has {len(header)}"))
+            continue
+        record = {name: value.strip() for name, value in zip(header, values)}
+        record["line"] = line
+        records.append(record)
+
+    frame = pd.DataFrame(records, columns=[*header, "line"]).fillna("")
+    for name in OPTIONAL_COLUMNS:
+        if name not in frame.columns:
+            frame[name] = ""
+    has_split = "split" in header
+    base = path.parent.resolve()
+    dropped = []
+    for row in frame.itertuples(index=False):
+        if not row.path:
+            problems.append(Problem(row.line, "path", "is empty"))
+        elif not (base / row.path).is_file():
+            if skip_missing:
+                log.warning("%s line %d: skipping missing file %s", path, row.line, base / row.path)
+                dropped.append(row.line)
+            else:
+                problems.append(Problem(row.line, "path", f"file not found: {base / row.path} (fix the path, or pass --skip-missing)"))
+        if not row.label:
+            problems.append(Problem(row.line, "label", "is empty"))
+        if has_split and row.split.lower() not in SPLITS:
+            problems.append(Problem(row.line, "split", f"is {row.split!r}; use one of {', '.join(SPLITS)}"))
+    frame = frame[~frame["line"].isin(dropped)].copy()
+
+    frame["video_id"] = [vid or p for vid, p in zip(frame["video_id"], frame["path"])]
+    frame["split"] = frame["split"].str.lower()
+    for video_id, lines in frame.groupby("video_id")["line"]:
+        if len(lines) > 1:
+            first = int(lines.iloc[0])
+            problems.extend(Problem(int(n), "video_id", f"duplicate id {video_id!r} (first seen on line {first})") for n in lines.iloc[1:])
+    if problems:
+        raise ManifestError(path, sorted(problems, key=lambda p: p.line))
+    if frame.empty:
+        raise ManifestError(path, [Problem(0, "-", "has no video rows")])
+    frame["path"] = [str((base / p).resolve()) for p in frame["path"]]
+    return frame[["video_id", "path", "label", "split", "group", "line"]].reset_index(drop=True)
+
+
+def write_manifest(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write rows (absolute or relative `path`, `label`, optional split/group/video_id) as a manifest.
+
+    Paths are written relative to the manifest's folder when they lie below it, so a dataset folder
+    with its manifest can be moved as a whole.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = frame.copy()
+    base = path.parent.resolve()
+
+    def relative(p: str) -> str:
+        absolute = Path(p).resolve()
+        return os.path.relpath(absolute, base) if absolute.is_relative_to(base) else str(absolute)
+
+    out["path"] = [relative(p) for p in out["path"]]
+    columns = [c for c in ("path", "label", "split", "group", "video_id") if c in out.columns and (out[c].astype(str) != "").any()]
+    out[columns].to_csv(path, index=False)
+    return path
+
+
+# --- importers -------------------------------------------------------------------------------
+
+
+def from_class_folders(root: str | os.PathLike) -> pd.DataFrame:
+    """A folder per class: `root/<label>/**/<video>`; every video file below a class folder."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder; expected one sub-folder per class")
+    rows = [
+        {"path": str(file), "label": class_dir.name}
+        for class_dir in sorted(p for p in root.iterdir() if p.is_dir())
+        for file in sorted(class_dir.rglob("*"))
+        if file.suffix.lower() in VIDEO_EXTENSIONS
+    ]
+    if not rows:
+        raise ValueError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) found in class folders under {root}")
+    return pd.DataFrame(rows)
+
+
+UCF101_GROUP = re.compile(r"_(g\d+)_c\d+", re.IGNORECASE)
+
+
+def from_ucf101(splits_dir: str | os.PathLike, videos_dir: str | os.PathLike, split: int = 1) -> pd.DataFrame:
+    """UCF101 split lists: classInd.txt, trainlist0N.txt and testlist0N.txt from `splits_dir`.
+
+    Paths in the lists are relative to `videos_dir` (e.g. `ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi`);
+    the group is the `gNN` part of the file name, so clips of one source stay on one side.
+    """
+    splits_dir, videos_dir = Path(splits_dir), Path(videos_dir)
+    class_file = splits_dir / "classInd.txt"
+    classes = {}
+    for line in _read_lines(class_file):
+        index, name = line.split(maxsplit=1)
+        classes[index] = name
+    rows = []
+    for split_name, list_name in (("train", f"trainlist{split:02d}.txt"), ("test", f"testlist{split:02d}.txt")):
+        for number, line in enumerate(_read_lines(splits_dir / list_name), start=1):
+            parts = line.split()
+            relative = parts[0]
+            label = classes.get(parts[1]) if len(parts) > 1 else relative.split("/")[0]
+            if label is None:
+                raise ValueError(f"{splits_dir / list_name} line {number}: class index {parts[1]} is not in {class_file}")
+            match = UCF101_GROUP.search(relative)
+            rows.append({
+                "path": str(videos_dir / relative),
+                "label": label,
+                "split": split_name,
+                "group": match.group(1).lower() if match else "",
+                "video_id": relative,
+            })
+    return pd.DataFrame(rows)
+
+
+def from_path_label_list(list_file: str | os.PathLike, root: str | os.PathLike | None = None, classes: str | os.PathLike | None = None, split: str = "") -> pd.DataFrame:
+    """mmaction2-style lists: one `path label` per line, the label an integer index or a name.
+
+    `root` is prepended to relative paths (mmaction2's data_prefix; default the list's folder);
+    `classes` is an optional file with one class name per line, mapping index N to line N (0-based).
+    """
+    list_file = Path(list_file)
+    root = Path(root) if root else list_file.parent
+    names = _read_lines(Path(classes)) if classes else None
+    rows = []
+    for number, line in enumerate(_read_lines(list_file), start=1):
+        parts = line.rsplit(maxsplit=1)
+        if len(parts) != 2:
+            raise ValueError(f"{list_file} line {number}: expected 'path label', got {line!r}")
+        relative, label = parts
+        if names is not None:
+            if not label.isdigit() or int(label) >= len(names):
+                raise ValueError(f"{list_file} line {number}: label {label!r} is not an index into {classes} ({len(names)} classes)")
+            label = names[int(label)]
+        rows.append({"path": str(root / relative), "label": label, "split": split})
+    return pd.DataFrame(rows)
+
+
+KINETICS_SPLITS = {"train": "train", "training": "train", "val": "val", "validate": "val", "validation": "val", "test": "test", "testing": "test"}
+
+
+def from_kinetics_csv(csv_file: str | os.PathLike, root: str | os.PathLike) -> pd.DataFrame:
+    """Kinetics annotation CSV (label, youtube_id, time_start, time_end, split) plus a video folder.
+
+    Files are found anywhere below `root` by the usual download names, `<id>_<start:06d>_<end:06d>.*`
+    or `<id>.*`. Rows without a file are left out and counted in a warning: Kinetics copies always
+    miss some videos.
+    """
+    annotations = pd.read_csv(csv_file, dtype=str).fillna("")
+    needed = {"label", "youtube_id", "time_start", "time_end"}
+    if not needed.issubset(annotations.columns):
+        raise ValueError(f"{csv_file}: a Kinetics CSV needs the columns {sorted(needed)}, it has {list(annotations.columns)}")
+    files = {p.stem: p for p in Path(root).rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS}
+    rows, missing = [], 0
+    for row in annotations.itertuples(index=False):
+        stem = f"{row.youtube_id}_{int(float(row.time_start)):06d}_{int(float(row.time_end)):06d}"
+        found = files.get(stem) or files.get(row.youtube_id)
+        if found is None:
+            missing += 1
+            continue
+        split = KINETICS_SPLITS.get(getattr(row, "split", "").lower(), "")
+        rows.append({"path": str(found), "label": row.label, "split": split, "video_id": stem})
+    if missing:
+        log.warning("%s: %d of %d annotated videos have no file under %s and were left out", csv_file, missing, len(annotations), root)
+    if not rows:
+        raise ValueError(f"none of the {len(annotations)} videos of {csv_file} were found under {root}")
+    return pd.DataFrame(rows)
+
+
+def _read_lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
