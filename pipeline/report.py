@@ -38,6 +38,30 @@ def warning(text: str) -> str:
     return f"<p class='warning'>{html.escape(text)}</p>"
 
 
+def plot_curves(history: pd.DataFrame, path: str | Path, metrics: tuple[str, ...] = ("loss", "accuracy")) -> Path:
+    """Training curves PNG from a Keras history table: one panel per metric, train and `val_` lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [m for m in metrics if m in history.columns]
+    fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(5 * max(1, len(shown)), 3.5), squeeze=False)
+    epochs = history["epoch"] + 1 if "epoch" in history.columns else range(1, len(history) + 1)
+    for axis, metric in zip(axes[0], shown):
+        axis.plot(epochs, history[metric], label="train")
+        if f"val_{metric}" in history.columns:
+            axis.plot(epochs, history[f"val_{metric}"], label="validation")
+        axis.set_xlabel("epoch")
+        axis.set_title(metric)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
 def write_run_summary(run_dir: str | Path, **fields) -> Path:
     """`run.json`: the run's line in the index (kind, dataset, model, feature_config, metrics...)."""
     path = Path(run_dir) / "run.json"
@@ -56,10 +80,10 @@ def write_index(reports_root: str | Path = "reports") -> Path:
         config = data.get("feature_config") or {}
         runs.append({
             "run": f"<a href='{html.escape(summary.parent.name)}/index.html'>{html.escape(summary.parent.name)}</a>",
-            "kind": data.get("kind", ""),
-            "dataset": data.get("dataset", ""),
-            "model": data.get("model", ""),
-            "features": " ".join(f"{config[k]}" for k in ("backbone", "weights", "image_size", "sampling") if k in config),
+            "kind": html.escape(str(data.get("kind", ""))),
+            "dataset": html.escape(str(data.get("dataset", ""))),
+            "model": html.escape(str(data.get("model", ""))),
+            "features": html.escape(" ".join(f"{config[k]}" for k in ("backbone", "weights", "image_size", "sampling") if k in config)),
             "accuracy": metrics.get("accuracy"),
             "macro-F1": metrics.get("macro_f1"),
             "other": ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k not in ("accuracy", "macro_f1") and isinstance(v, (int, float))),
