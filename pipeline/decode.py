@@ -103,6 +103,8 @@ def decode_video(path: str | Path, size: int, sampling: Sampling, crop: str = "c
     """Decode the sampled frames of one video at `size` x `size`; raise DecodeError if unusable."""
     import decord  # imported here so that stage two and the CLI help never load FFmpeg
 
+    decord.logging.set_level(decord.logging.QUIET)  # FFmpeg's own log lines; failures are reported by us
+
     if crop not in CROPS:
         raise ValueError(f"crop {crop!r} is not one of {', '.join(CROPS)}")
     path = Path(path)
