@@ -16,10 +16,12 @@ once and a video's features do not depend on which other videos shared its batch
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,12 +137,13 @@ def load_backbone(name: str, weights: Weights, image_size: int, batch_size: int 
         keras.utils.set_random_seed(RANDOM_WEIGHTS_SEED)
     keras.config.set_dtype_policy("mixed_bfloat16" if resolve_precision(precision) == "bfloat16" else "float32")
     try:
-        model = constructor(
-            include_top=False,
-            weights={"imagenet": "imagenet", "none": None, "file": weights.path}[weights.kind],
-            input_shape=(image_size, image_size, 3),
-            pooling="avg",
-        )
+        with contextlib.redirect_stdout(sys.stderr):  # Keras prints download notes; stdout is for results
+            model = constructor(
+                include_top=False,
+                weights={"imagenet": "imagenet", "none": None, "file": weights.path}[weights.kind],
+                input_shape=(image_size, image_size, 3),
+                pooling="avg",
+            )
     except Exception as error:
         raise BackboneError(_weights_message(name, weights, image_size, error)) from None
     finally:

@@ -123,19 +123,17 @@ def decode_video(path: str | Path, size: int, sampling: Sampling, crop: str = "c
         raise DecodeError("empty", "the video has no frames")
 
     out_w, out_h = (size, size) if crop == "squash" else _short_side_to(width, height, size)
-    reader = decord.VideoReader(str(path), width=out_w, height=out_h, num_threads=threads)
     wanted = sampling.indices(total, fps)
     unique, inverse = np.unique(wanted, return_inverse=True)
-    frames = np.empty((len(unique), size, size, 3), np.uint8)
-    for start in range(0, len(unique), DECODE_CHUNK):
-        chunk = unique[start:start + DECODE_CHUNK]
+    try:
+        reader, frames = _read_frames(decord, path, out_w, out_h, unique, size, total, threads)
+    except _OutputSizeBug:
+        # decord mis-sizes its output buffer for a few scaled sizes of rotated videos (e.g. 48 px
+        # wide): a slightly larger size avoids it, and the centre crop takes the target back out
         try:
-            batch = reader.get_batch(chunk.tolist()).asnumpy()
-        except Exception as error:
-            raise DecodeError("decode", _decode_reason(reader, chunk, total), _first_line(error)) from None
-        if batch.ndim != 4 or batch.shape[-1] != 3:
-            raise DecodeError("decode", f"decoder returned frames of shape {batch.shape[1:]}, not RGB")
-        frames[start:start + len(chunk)] = _center_crop(batch, size)
+            reader, frames = _read_frames(decord, path, out_w + 2, out_h + 2, unique, size, total, threads)
+        except _OutputSizeBug:
+            raise DecodeError("decode", f"decord cannot scale this video to {out_w}x{out_h} (output buffer size bug); try another --image-size") from None
     try:
         timestamps = reader.get_frame_timestamp(unique.tolist())[:, 0].astype(np.float64)
     except Exception:  # some containers carry no per-frame timestamps; fall back to the frame rate
@@ -143,10 +141,32 @@ def decode_video(path: str | Path, size: int, sampling: Sampling, crop: str = "c
     return DecodedVideo(frames[inverse], wanted, timestamps[inverse], total, fps, int(width), int(height))
 
 
+class _OutputSizeBug(Exception):
+    """decord's 'from_size == to_size' check: its scaled frame did not fit the buffer it made."""
+
+
+def _read_frames(decord, path: Path, out_w: int, out_h: int, unique: np.ndarray, size: int, total: int, threads: int):
+    """Decode the frames `unique` scaled to out_w x out_h, in chunks; return the reader and frames."""
+    reader = decord.VideoReader(str(path), width=out_w, height=out_h, num_threads=threads)
+    frames = np.empty((len(unique), size, size, 3), np.uint8)
+    for start in range(0, len(unique), DECODE_CHUNK):
+        chunk = unique[start:start + DECODE_CHUNK]
+        try:
+            batch = reader.get_batch(chunk.tolist()).asnumpy()
+        except Exception as error:
+            if "from_size == to_size" in str(error):
+                raise _OutputSizeBug() from None
+            raise DecodeError("decode", _decode_reason(reader, chunk, total), _first_line(error)) from None
+        if batch.ndim != 4 or batch.shape[-1] != 3:
+            raise DecodeError("decode", f"decoder returned frames of shape {batch.shape[1:]}, not RGB")
+        frames[start:start + len(chunk)] = _center_crop(batch, size)
+    return reader, frames
+
+
 def _short_side_to(width: int, height: int, size: int) -> tuple[int, int]:
     """Output width and height with the short side equal to `size`, keeping the aspect ratio."""
     scale = size / min(width, height)
-    return max(size, round(width * scale)), max(size, round(height * scale))
+    return max(size, 2 * round(width * scale / 2)), max(size, 2 * round(height * scale / 2))
 
 
 def _center_crop(frames: np.ndarray, size: int) -> np.ndarray:

@@ -185,6 +185,7 @@ def extract_features(
             summary.timings["write"] += time.perf_counter() - t
             shard = store.Shard()
 
+    aborted = False
     try:
         for row, outcome in _decode_all(todo, config, sampling, workers, timeout, summary.timings):
             if isinstance(outcome, tuple):
@@ -194,12 +195,16 @@ def extract_features(
                 finish(done_row, decoded, features)
         for done_row, decoded, features in batcher.drain():
             finish(done_row, decoded, features)
-    finally:  # also on Ctrl-C or an error: keep every finished video
+    except BackboneError:  # useless features: nothing of this run is worth a store
+        aborted = True
+        raise
+    finally:  # also on Ctrl-C or another error: keep every finished video
         bar.close()
-        flush()
-        t = time.perf_counter()
-        store.merge_shards(store_path, store_attrs)
-        summary.timings["write"] += time.perf_counter() - t
+        if not aborted:
+            flush()
+            t = time.perf_counter()
+            store.merge_shards(store_path, store_attrs)
+            summary.timings["write"] += time.perf_counter() - t
         summary.seconds = time.perf_counter() - started
     return summary
 

@@ -1,0 +1,182 @@
+"""Stage one end to end: real files into a real HDF5 store, failures, reruns, kill -9, the CLI."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import BROKEN, VIDEOS
+from pipeline import store
+from pipeline.backbones import Weights, load_backbone
+from pipeline.extract import FeatureConfig, extract_features, store_path_for
+from pipeline.manifest import read_manifest
+
+CONFIG = FeatureConfig(backbone="vgg16", weights="none", image_size=32, sampling="uniform:4", precision="float32")
+GOOD = ["mmaction2/test.avi", "decord/video_90.mov", "mdn_flower/flower.webm", "mdn_flower/flower.ogg",
+        "decord/flipping_a_pancake.mkv", "imageio/cockatoo.mp4", "mmaction2/demo_skeleton.mp4", "misc/pfrazee_test.mov"]
+BROKEN_FILES = ["Megamind_is_html.avi", "imageio_test.webm", "opencv_output_truncated_xvid.avi", "decord_corrupted.mp4"]
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return load_backbone(CONFIG.backbone, Weights("none"), CONFIG.image_size, batch_size=16, precision="float32")
+
+
+def manifest_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    pd.DataFrame(rows, columns=["path", "label"]).to_csv(path, index=False)
+    return path
+
+
+def run(manifest, store_path, backbone, **options):
+    return extract_features(read_manifest(manifest), store_path, backbone, CONFIG, progress=False, **options)
+
+
+def test_good_and_broken_shared_files(shared, tmp_path, backbone):
+    rows = [(str(VIDEOS / p), "good") for p in GOOD] + [(str(BROKEN / p), "bad") for p in BROKEN_FILES]
+    rows += [(str(BROKEN / "sxplayer_test_h264_444_16x16.mkv"), "edge"), (str(BROKEN / "decord_unordered_pts.mov"), "edge")]
+    csv = manifest_csv(tmp_path / "mixed.csv", rows)
+    path = store_path_for(csv, CONFIG, tmp_path / "features")
+    summary = run(csv, path, backbone, workers=2)
+    assert (summary.new, summary.failed, summary.exit_code) == (10, 4, 1)
+
+    videos = store.read_videos(path)
+    assert len(videos) == 10 and set(videos["label"]) == {"good", "edge"}
+    assert list(videos["path"][:8]) == [str(VIDEOS / p) for p in GOOD]  # manifest order
+    assert (videos["length"] == 4).all() and list(videos["offset"]) == list(range(0, 40, 4))
+    with h5py.File(path, "r") as handle:
+        assert handle["features"].shape == (40, 512) and handle["features"].dtype == np.float16
+        assert handle["frame_index"].shape == handle["timestamps"].shape == (40,)
+        assert handle.attrs["schema_version"] == 1
+    attrs = store.read_attrs(path)
+    assert attrs["feature_config"] == CONFIG.to_dict() and "tensorflow" in attrs["versions"]
+
+    failures = pd.read_csv(path.with_suffix("").with_name(path.stem + ".failures.csv"))
+    assert sorted(Path(p).name for p in failures["path"]) == sorted(BROKEN_FILES)
+    assert failures["message"].str.len().min() > 20 and set(failures["stage"]) == {"open", "decode"}
+
+    again = run(csv, path, backbone)  # known failures with unchanged files are not retried
+    assert (again.new, again.skipped, again.known_failures, again.exit_code) == (0, 10, 4, 1)
+    retried = run(csv, path, backbone, retry_failed=True)
+    assert (retried.new, retried.failed) == (0, 4)
+    assert len(store.read_failures(path)) == 4
+
+
+def test_incremental_rerun_and_changed_video(tmp_path, make_video, backbone):
+    clips = [make_video(f"v{i}.mp4", seed=i) for i in range(4)]
+    csv = manifest_csv(tmp_path / "m.csv", [(str(c), f"c{i % 2}") for i, c in enumerate(clips[:3])])
+    path = tmp_path / "store.h5"
+    assert run(csv, path, backbone).new == 3
+    noop = run(csv, path, backbone)
+    assert (noop.new, noop.skipped, noop.exit_code) == (0, 3, 0)
+    before = store.read_videos(path)
+
+    manifest_csv(csv, [(str(c), f"c{i % 2}") for i, c in enumerate(clips)])
+    assert run(csv, path, backbone).new == 1  # only the added row
+    after = store.read_videos(path)
+    pd.testing.assert_frame_equal(after.iloc[:3], before)
+
+    make_video("v0.mp4", frames=20, seed=9)  # a changed file has a new key and replaces its row
+    os.utime(clips[0], ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert run(csv, path, backbone).new == 1
+    final = store.read_videos(path)
+    assert len(final) == 4 and final["video_id"].is_unique
+    assert final.set_index("video_id").loc[str(clips[0]), "total_frames"] == 20
+
+
+def test_changed_config_writes_a_different_store(tmp_path):
+    other = FeatureConfig(backbone="vgg16", weights="none", image_size=32, sampling="uniform:8", precision="float32")
+    assert store_path_for("m.csv", CONFIG, tmp_path) != store_path_for("m.csv", other, tmp_path)
+    assert store_path_for("m.csv", CONFIG, tmp_path) == store_path_for("m.csv", FeatureConfig(**CONFIG.to_dict()), tmp_path)
+    with pytest.raises(ValueError, match="sampling"):
+        FeatureConfig(sampling="uniform:x")
+
+
+def test_merge_is_idempotent_and_ignores_incomplete_shards(tmp_path, make_video, backbone):
+    csv = manifest_csv(tmp_path / "m.csv", [(str(make_video(f"v{i}.mp4", seed=i)), "a") for i in range(2)])
+    path = tmp_path / "store.h5"
+    run(csv, path, backbone)
+    shard = store.Shard()
+    row = store.VideoRow("x", "key-x", "x.mp4", "a")
+    shard.add_video(row, np.ones((2, 512)), np.arange(2), np.zeros(2), 2, 10.0, 4, 4)
+    written = store.write_shard(path, shard, 512, "float16")
+    (store.parts_dir(path) / "shard-killed.h5.tmp").write_bytes(b"half a file")  # a writer killed mid-write
+    duplicate = written.with_name("shard-copy.h5")
+    duplicate.write_bytes(written.read_bytes())  # the same video twice: merged once
+    assert store.merge_shards(path, {}) == 1
+    assert store.merge_shards(path, {}) == 0
+    assert len(store.read_videos(path)) == 3 and not store.parts_dir(path).exists()
+
+
+def cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, **kwargs)
+
+
+def test_kill_9_then_rerun_equals_an_unbroken_run(tmp_path, make_video):
+    clips = [make_video(f"v{i:02d}.mp4", frames=24, width=96, height=72, seed=i) for i in range(24)]
+    csv = manifest_csv(tmp_path / "m.csv", [(str(c), f"c{i % 3}") for i, c in enumerate(clips)])
+    options = ["--manifest", str(csv), "--backbone", "vgg16", "--weights", "none", "--image-size", "32", "--sampling", "uniform:4",
+               "--precision", "float32", "--shard-size", "1", "--workers", "1", "--no-progress"]
+    killed_dir = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "pipeline", "features", *options, "--out-dir", str(killed_dir)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(killed_dir.glob("m/*.parts/*.h5"))) < 3:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    stores = list(killed_dir.glob("m/*.h5"))
+    assert not stores or len(store.read_videos(stores[0])) < 24, "the run finished before it could be killed"
+
+    resumed = cli("features", *options, "--out-dir", str(killed_dir))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "24 videos in manifest" in resumed.stderr
+    unbroken = cli("features", *options, "--out-dir", str(tmp_path / "unbroken"))
+    assert unbroken.returncode == 0, unbroken.stderr
+
+    first, second = Path(resumed.stdout.strip()), Path(unbroken.stdout.strip())
+    a, b = store.read_videos(first), store.read_videos(second)
+    pd.testing.assert_frame_equal(a, b)
+    with h5py.File(first, "r") as x, h5py.File(second, "r") as y:
+        for name in ("features", "frame_index", "timestamps"):
+            np.testing.assert_allclose(x[name][:], y[name][:], rtol=1e-3)
+
+
+def test_cli_exit_codes_summary_and_inspect(shared, tmp_path, make_video):
+    csv = manifest_csv(tmp_path / "m.csv", [(str(make_video("ok.mp4")), "a"), (str(BROKEN / "Megamind_is_html.avi"), "b")])
+    options = ["--backbone", "vgg16", "--weights", "none", "--image-size", "32", "--no-progress", "--out-dir", str(tmp_path / "f")]
+    result = cli("features", "--manifest", str(csv), *options)
+    assert result.returncode == 1
+    assert "1 new videos ok, 1 failed" in result.stderr and "frames/s" in result.stderr
+    path = result.stdout.strip()
+    shown = cli("inspect", path)
+    assert shown.returncode == 0
+    assert "backbone: vgg16" in shown.stdout and "failures: 1" in shown.stdout and "HTML" in shown.stdout
+
+    bad = manifest_csv(tmp_path / "bad.csv", [(str(tmp_path / "gone.mp4"), "a")])
+    refused = cli("features", "--manifest", str(bad), *options)
+    assert refused.returncode == 2 and "line 2, column 'path': file not found" in refused.stderr
+
+    constant = cli("features", "--manifest", str(csv), "--backbone", "mobilenet_v2", "--weights", "none", "--image-size", "32",
+                   "--no-progress", "--out-dir", str(tmp_path / "g"))
+    assert constant.returncode == 2 and "same features for different frames" in constant.stderr
+    assert not list((tmp_path / "g").glob("*/*.h5"))
+    assert cli("features", "--help").returncode == 0 and cli("inspect", str(tmp_path / "none.h5")).returncode == 2
+
+
+def test_offline_fallback_is_announced_and_recorded(tmp_path, make_video, monkeypatch):
+    csv = manifest_csv(tmp_path / "m.csv", [(str(make_video(f"v{i}.mp4", seed=i)), "a") for i in range(2)])
+    env = {**os.environ, "KERAS_HOME": str(tmp_path / "keras"), "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    result = cli("features", "--manifest", str(csv), "--fallback", "--sampling", "uniform:2", "--no-progress",
+                 "--out-dir", str(tmp_path / "f"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "offline fallback" in result.stderr
+    attrs = store.read_attrs(result.stdout.strip())
+    assert attrs["feature_config"]["backbone"] == "vgg16" and attrs["feature_config"]["weights"] == "none"
+    assert attrs["feature_config"]["image_size"] == 112 and "ImageNet weights" in attrs["fallback"]
