@@ -133,8 +133,6 @@ def load_backbone(name: str, weights: Weights, image_size: int, batch_size: int 
         raise BackboneError(f"unknown backbone {name!r}; keras.applications has: {', '.join(sorted(known))}")
     constructor = getattr(keras.applications, known[key])
     preprocess = importlib.import_module(constructor.__module__).preprocess_input
-    if weights.kind == "none":
-        keras.utils.set_random_seed(RANDOM_WEIGHTS_SEED)
     keras.config.set_dtype_policy("mixed_bfloat16" if resolve_precision(precision) == "bfloat16" else "float32")
     try:
         with contextlib.redirect_stdout(sys.stderr):  # Keras prints download notes; stdout is for results
@@ -148,6 +146,8 @@ def load_backbone(name: str, weights: Weights, image_size: int, batch_size: int 
         raise BackboneError(_weights_message(name, weights, image_size, error)) from None
     finally:
         keras.config.set_dtype_policy("float32")
+    if weights.kind == "none":
+        _seeded_random_init(model, RANDOM_WEIGHTS_SEED)
     model.trainable = False
     return Backbone(key, weights, image_size, batch_size, model, preprocess)
 
@@ -168,6 +168,26 @@ def check_informative(frames: np.ndarray, features: np.ndarray, backbone: Backbo
             f"frames (mean spread {spread:.3g}, magnitude {scale:.3g}): they carry no information. Random weights do this "
             "for MobileNetV2; use --weights imagenet, a trained weights file, or random VGG16 (--backbone vgg16 --weights none)."
         )
+
+
+def _seeded_random_init(model, seed: int) -> None:
+    """Re-draw every weight from numpy with a fixed seed (Glorot-uniform kernels, as Keras does).
+
+    Keras's own random init depends on how many random ops the process ran before, so two
+    processes (dask workers, a rerun) would build different "random" backbones.
+    """
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        shape = tuple(variable.shape)
+        if variable.name in ("gamma", "moving_variance"):
+            value = np.ones(shape)
+        elif len(shape) < 2:
+            value = np.zeros(shape)
+        else:
+            receptive = int(np.prod(shape[:-2]))
+            limit = np.sqrt(6.0 / (shape[-2] * receptive + shape[-1] * receptive))
+            value = rng.uniform(-limit, limit, shape)
+        variable.assign(value.astype(np.float32))
 
 
 def keras_cache_dir() -> Path:

@@ -8,6 +8,8 @@ and merged into the store at the end (see `store`), so a killed run loses at mos
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -75,18 +77,20 @@ class ExtractSummary:
     failed: int = 0
     skipped: int = 0
     known_failures: int = 0
+    lost: int = 0  # videos of dask tasks that failed for good: neither stored nor failed
     frames: int = 0
     seconds: float = 0.0
     timings: dict = field(default_factory=lambda: {"decode": 0.0, "wait_decode": 0.0, "cnn": 0.0, "write": 0.0})
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed or self.known_failures else 0
+        return 1 if self.failed or self.known_failures or self.lost else 0
 
     def line(self) -> str:
         rate = self.frames / self.seconds if self.seconds else 0.0
         known = f" ({self.known_failures} known failures not retried; --retry-failed retries them)" if self.known_failures else ""
-        return (f"{self.new} new videos ok, {self.failed} failed, {self.skipped} already stored{known}; "
+        lost = f", {self.lost} not processed (cluster task failed; rerun)" if self.lost else ""
+        return (f"{self.new} new videos ok, {self.failed} failed, {self.skipped} already stored{known}{lost}; "
                 f"{self.frames} frames in {self.seconds:.1f}s ({rate:.1f} frames/s) -> {self.store_path}")
 
 
@@ -120,17 +124,26 @@ def extract_features(
     backbone: Backbone,
     config: FeatureConfig,
     *,
+    weights: Weights | None = None,
     attrs: dict | None = None,
+    scheduler: str | None = None,
+    dask_workers: int | None = None,
     workers: int = 1,
     timeout: float = 120.0,
     shard_size: int = 64,
     retry_failed: bool = False,
     progress: bool = True,
+    decode_hook=None,
 ) -> ExtractSummary:
     """Embed every manifest video whose key the store lacks; merge them into the store.
 
     `manifest` is what `manifest.read_manifest` returns. Videos already stored are skipped, and so
-    are videos that failed before with an unchanged file unless `retry_failed`.
+    are videos that failed before with an unchanged file unless `retry_failed`. With `scheduler`
+    (`local` for a LocalCluster of `dask_workers` processes, or a scheduler address) the videos go
+    out as dask tasks of `shard_size` videos, each worker building `backbone`'s twin from `config`
+    and `weights` once; otherwise they run here, `workers` decoder processes feeding this process's
+    CNN. `decode_hook(path)`, if given, runs in the decoder process before each video (fault
+    injection for tests).
     """
     from tqdm import tqdm
 
@@ -153,10 +166,42 @@ def extract_features(
              f", {summary.known_failures} known failures skipped" if summary.known_failures else "")
     store_attrs = {"feature_config": config.to_dict(), "config_hash": config.digest(), "versions": library_versions(), **(attrs or {})}
 
+    bar = tqdm(total=len(todo), unit="video", disable=not progress or not todo, dynamic_ncols=True)
+
+    def advance(count: int = 1):
+        bar.update(count)
+        bar.set_postfix(frames_s=f"{summary.frames / max(1e-9, time.perf_counter() - started):.1f}", failed=summary.failed)
+
+    aborted = False
+    try:
+        if scheduler and todo:
+            _embed_on_dask(todo, store_path, config, weights or backbone.weights, backbone.batch_size, scheduler, dask_workers,
+                           timeout, shard_size, summary, advance, decode_hook)
+        else:
+            embed_videos(todo, store_path, backbone, config, summary, workers=workers, timeout=timeout,
+                         shard_size=shard_size, on_video=advance, decode_hook=decode_hook)
+    except BackboneError:  # useless features: nothing of this run is worth a store
+        aborted = True
+        raise
+    finally:  # also on Ctrl-C or another error: every finished shard is merged
+        bar.close()
+        if not aborted:
+            t = time.perf_counter()
+            store.merge_shards(store_path, store_attrs)
+            summary.timings["write"] += time.perf_counter() - t
+        summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def embed_videos(rows: list, store_path: Path, backbone: Backbone, config: FeatureConfig, summary: ExtractSummary, *,
+                 workers: int = 1, timeout: float = 120.0, shard_size: int = 64, on_video=None, decode_hook=None) -> None:
+    """Decode and embed `rows`, writing finished videos to shard files; count into `summary`.
+
+    This is one unit of work, run in-process or as a dask task; merging the shards is the caller's.
+    """
     sampling = Sampling.parse(config.sampling, config.max_frames)
     shard = store.Shard()
     batcher = _FrameBatcher(backbone, summary.timings)
-    bar = tqdm(total=len(todo), unit="video", disable=not progress or not todo, dynamic_ncols=True)
 
     def finish(row, decoded, features):
         shard.add_video(row, features.astype(config.dtype), decoded.frame_index, decoded.timestamps,
@@ -172,8 +217,8 @@ def extract_features(
         advance()
 
     def advance():
-        bar.update(1)
-        bar.set_postfix(frames_s=f"{summary.frames / max(1e-9, time.perf_counter() - started):.1f}", failed=summary.failed)
+        if on_video:
+            on_video()
         if len(shard) >= shard_size:
             flush()
 
@@ -185,9 +230,8 @@ def extract_features(
             summary.timings["write"] += time.perf_counter() - t
             shard = store.Shard()
 
-    aborted = False
     try:
-        for row, outcome in _decode_all(todo, config, sampling, workers, timeout, summary.timings):
+        for row, outcome in _decode_all(rows, config, sampling, workers, timeout, summary.timings, decode_hook):
             if isinstance(outcome, tuple):
                 fail(row, *outcome)
                 continue
@@ -195,18 +239,12 @@ def extract_features(
                 finish(done_row, decoded, features)
         for done_row, decoded, features in batcher.drain():
             finish(done_row, decoded, features)
-    except BackboneError:  # useless features: nothing of this run is worth a store
-        aborted = True
+    except BackboneError:
+        raise  # useless features: nothing of this run is worth keeping
+    except BaseException:
+        flush()  # Ctrl-C or another error: keep every finished video
         raise
-    finally:  # also on Ctrl-C or another error: keep every finished video
-        bar.close()
-        if not aborted:
-            flush()
-            t = time.perf_counter()
-            store.merge_shards(store_path, store_attrs)
-            summary.timings["write"] += time.perf_counter() - t
-        summary.seconds = time.perf_counter() - started
-    return summary
+    flush()
 
 
 def library_versions() -> dict:
@@ -233,14 +271,93 @@ def _known_keys(store_path: Path) -> tuple[set[str], set[str]]:
     return done, failed - done
 
 
-def _decode_job(path: str, size: int, sampling: Sampling, crop: str):
+def _embed_on_dask(todo, store_path, config, weights, batch_size, scheduler, dask_workers, timeout, shard_size, summary, advance, decode_hook):
+    """Send shards of `shard_size` videos to dask workers; fold their counts into `summary`.
+
+    Each task writes its own shard files beside the store (the filesystem must be shared); this
+    process merges them afterwards, as the single writer. A task lost with its worker is retried
+    by dask; one that still fails leaves its videos unprocessed, for the next run to complete.
+    """
+    from dask.distributed import as_completed
+
+    with dask_client(scheduler, dask_workers) as client:
+        chunks = [todo[i:i + shard_size] for i in range(0, len(todo), shard_size)]
+        futures = {client.submit(_shard_task, chunk, str(store_path), config, weights, batch_size, timeout, decode_hook, pure=False): chunk
+                   for chunk in chunks}
+        for future in as_completed(futures):
+            try:
+                part = future.result()
+            except BackboneError:
+                raise
+            except Exception as error:  # e.g. KilledWorker: the shard is not stored, a rerun completes it
+                log.error("a task of %d videos failed on the cluster (%s: %s); rerun to complete them",
+                          len(futures[future]), type(error).__name__, error)
+                summary.lost += len(futures[future])
+                advance(len(futures[future]))
+                continue
+            summary.new += part.new
+            summary.failed += part.failed
+            summary.frames += part.frames
+            for name, seconds in part.timings.items():
+                summary.timings[name] += seconds
+            advance(part.new + part.failed)
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str, n_workers: int | None = None):
+    """A dask Client: `local` starts a LocalCluster of `n_workers` processes, else connect to an address.
+
+    Workers must not be daemonic: each starts decoder processes of its own (for external clusters,
+    start workers with DASK_DISTRIBUTED__WORKER__DAEMON=False).
+    """
+    import dask
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler != "local":
+        with Client(scheduler, timeout="30s") as client:
+            yield client
+        return
+    n_workers = n_workers or max(1, (os.cpu_count() or 2) // 2)
+    with dask.config.set({"distributed.worker.daemon": False}):  # read again whenever a nanny restarts a worker
+        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+            with Client(cluster) as client:
+                yield client
+
+
+def _shard_task(rows, store_path: str, config: FeatureConfig, weights: Weights, batch_size: int, timeout: float, decode_hook) -> "ExtractSummary":
+    """A dask task: embed one shard of videos with this worker's cached backbone."""
+    summary = ExtractSummary(Path(store_path))
+    backbone = _worker_backbone(config, weights, batch_size)
+    embed_videos(rows, Path(store_path), backbone, config, summary, workers=1, timeout=timeout,
+                 shard_size=len(rows), decode_hook=decode_hook)
+    return summary
+
+
+@functools.lru_cache(maxsize=2)
+def _worker_backbone(config: FeatureConfig, weights: Weights, batch_size: int) -> Backbone:
+    """Each worker process builds the backbone once and keeps it for all its tasks."""
+    if weights.kind == "file" and Weights.parse(weights.path).identity != config.weights:
+        raise BackboneError(f"weights file {weights.path} on this worker differs from the one the run started with ({config.weights})")
+    threads = max(1, (os.cpu_count() or 2) // 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)  # leave cores to other workers
+    except RuntimeError:  # TensorFlow already running in this process
+        pass
+    return load_backbone(config.backbone, weights, config.image_size, batch_size, config.precision)
+
+
+def _decode_job(path: str, size: int, sampling: Sampling, crop: str, hook=None):
     """Runs in a decoder process: one thread there, since the processes themselves run in parallel."""
+    if hook:
+        hook(path)
     started = time.perf_counter()
     decoded = decode_video(path, size, sampling, crop, threads=1)
     return decoded, time.perf_counter() - started
 
 
-def _decode_all(rows, config: FeatureConfig, sampling: Sampling, workers: int, timeout: float, timings: dict):
+def _decode_all(rows, config: FeatureConfig, sampling: Sampling, workers: int, timeout: float, timings: dict, hook=None):
     """Yield (row, DecodedVideo) or (row, (stage, error, message)) in manifest order.
 
     Decoding runs in `workers` processes, a few videos ahead of the consumer, each video limited
@@ -251,7 +368,7 @@ def _decode_all(rows, config: FeatureConfig, sampling: Sampling, workers: int, t
 
     if not rows:
         return
-    context = multiprocessing.get_context("spawn")  # never fork a process that holds TensorFlow
+    context = multiprocessing.get_context("forkserver")  # never fork a process that holds TensorFlow
     with ProcessPool(max_workers=workers, context=context) as pool:
         pending = deque()
         queue = iter(rows)
@@ -259,7 +376,7 @@ def _decode_all(rows, config: FeatureConfig, sampling: Sampling, workers: int, t
         def submit():
             row = next(queue, None)
             if row is not None:
-                pending.append((row, pool.schedule(_decode_job, (row.path, config.image_size, sampling, config.crop), timeout=timeout)))
+                pending.append((row, pool.schedule(_decode_job, (row.path, config.image_size, sampling, config.crop, hook), timeout=timeout)))
 
         for _ in range(workers * 2 + 1):
             submit()

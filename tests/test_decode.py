@@ -97,6 +97,7 @@ def test_missing_empty_and_truncated_files(tmp_path, make_video):
 
 
 def test_generated_codecs_decode(make_video):
-    for name, codec, options in (("a.webm", "libvpx", {"b": "1M"}), ("b.avi", "mpeg4", {}), ("c.mkv", "libx264", {}), ("d.mov", "libx264", {})):
+    """(VP8/WebM is covered by the real flower.webm: once decord's FFmpeg is loaded, PyAV cannot encode VP8.)"""
+    for name, codec, options in (("b.avi", "mpeg4", {}), ("c.mkv", "libx264", {}), ("d.mov", "libx264", {})):
         video = decode_video(make_video(name, codec=codec, options=options), 32, FOUR)
         assert video.frames.shape == (4, 32, 32, 3)

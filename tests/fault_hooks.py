@@ -1,0 +1,18 @@
+"""Decoder faults for tests, injected through `extract_features(decode_hook=...)`.
+
+They run in the decoder process, before decord sees the file: `hang` spins forever holding the GIL
+(like decord's issue #373), `crash` kills its own process with SIGSEGV (like issue #25).
+"""
+
+import os
+import signal
+from pathlib import Path
+
+
+def inject(path: str) -> None:
+    name = Path(path).name
+    if "hang" in name:
+        while True:
+            pass
+    if "crash" in name:
+        os.kill(os.getpid(), signal.SIGSEGV)

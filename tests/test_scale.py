@@ -1,0 +1,86 @@
+"""Stage one at scale: decoder isolation (hang, crash) and dask.distributed runs."""
+
+import os
+import signal
+import threading
+import time
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+import fault_hooks
+from pipeline import store
+from pipeline.backbones import Weights, load_backbone
+from pipeline.extract import FeatureConfig, extract_features
+from pipeline.manifest import read_manifest
+
+CONFIG = FeatureConfig(backbone="vgg16", weights="none", image_size=32, sampling="uniform:4", precision="float32")
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return load_backbone(CONFIG.backbone, Weights("none"), CONFIG.image_size, batch_size=16, precision="float32")
+
+
+def manifest_of(tmp_path, make_video, names):
+    paths = [make_video(name, seed=i) for i, name in enumerate(names)]
+    csv = tmp_path / "m.csv"
+    pd.DataFrame({"path": [str(p) for p in paths], "label": [f"c{i % 2}" for i in range(len(paths))]}).to_csv(csv, index=False)
+    return read_manifest(csv)
+
+
+def test_hang_and_crash_cost_only_their_video(tmp_path, make_video, backbone):
+    names = ["a.mp4", "hang.mp4", "b.mp4", "crash.mp4", "c.mp4", "d.mp4"]
+    manifest = manifest_of(tmp_path, make_video, names)
+    started = time.perf_counter()
+    summary = extract_features(manifest, tmp_path / "s.h5", backbone, CONFIG, workers=2, timeout=5, progress=False,
+                               decode_hook=fault_hooks.inject)
+    assert time.perf_counter() - started < 60
+    assert (summary.new, summary.failed, summary.exit_code) == (4, 2, 1)
+    failures = store.read_failures(tmp_path / "s.h5").set_index("video_id")
+    hang, crash = failures.loc[str(tmp_path / "hang.mp4")], failures.loc[str(tmp_path / "crash.mp4")]
+    assert hang["stage"] == "timeout" and "longer than 5s" in hang["message"]
+    assert crash["stage"] == "crash" and "SIGSEGV" in crash["message"]
+    assert sorted(store.read_videos(tmp_path / "s.h5")["video_id"]) == sorted(str(tmp_path / n) for n in ("a.mp4", "b.mp4", "c.mp4", "d.mp4"))
+
+
+def test_local_cluster_store_equals_in_process_store(tmp_path, make_video, backbone):
+    manifest = manifest_of(tmp_path, make_video, [f"v{i}.mp4" for i in range(10)] + ["crash.mp4"])
+    local = extract_features(manifest, tmp_path / "local.h5", backbone, CONFIG, progress=False, decode_hook=fault_hooks.inject)
+    cluster = extract_features(manifest, tmp_path / "cluster.h5", backbone, CONFIG, weights=Weights("none"), scheduler="local",
+                               dask_workers=2, shard_size=3, progress=False, decode_hook=fault_hooks.inject)
+    assert (cluster.new, cluster.failed) == (local.new, local.failed) == (10, 1)
+    pd.testing.assert_frame_equal(store.read_videos(tmp_path / "local.h5"), store.read_videos(tmp_path / "cluster.h5"))
+    pd.testing.assert_frame_equal(store.read_failures(tmp_path / "local.h5"), store.read_failures(tmp_path / "cluster.h5"))
+    with h5py.File(tmp_path / "local.h5", "r") as a, h5py.File(tmp_path / "cluster.h5", "r") as b:
+        np.testing.assert_allclose(a["features"][:].astype(np.float32), b["features"][:].astype(np.float32), rtol=2e-3, atol=1e-3)
+
+
+def test_worker_killed_mid_run_then_rerun_completes(tmp_path, make_video, backbone):
+    import dask
+    from dask.distributed import Client, LocalCluster
+
+    manifest = manifest_of(tmp_path, make_video, [f"v{i:02d}.mp4" for i in range(16)])
+    path = tmp_path / "s.h5"
+    with dask.config.set({"distributed.worker.daemon": False}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            pids = list(client.run(os.getpid).values())
+            result = {}
+            run = threading.Thread(target=lambda: result.update(summary=extract_features(
+                manifest, path, backbone, CONFIG, weights=Weights("none"), scheduler=cluster.scheduler_address,
+                shard_size=2, progress=False)))
+            run.start()
+            deadline = time.time() + 120
+            while time.time() < deadline and not list(store.parts_dir(path).glob("*.h5")):
+                time.sleep(0.05)
+            os.kill(pids[0], signal.SIGKILL)
+            run.join(timeout=300)
+    assert "summary" in result, "the run did not come back after a worker died"
+    rerun = extract_features(manifest, path, backbone, CONFIG, progress=False)
+    assert rerun.exit_code == 0 and rerun.new + result["summary"].new == 16
+    videos = store.read_videos(path)
+    assert len(videos) == 16 and videos["video_id"].is_unique
+    assert sorted(videos["video_id"]) == sorted(manifest["video_id"])
