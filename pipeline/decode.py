@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 CROPS = ("center", "squash")
+STRATEGIES = ("auto", "seek", "sequential")
 DECODE_CHUNK = 32  # frames per decord call: bounds memory on long or high-resolution videos
 
 
@@ -99,8 +100,13 @@ class DecodedVideo:
     height: int
 
 
-def decode_video(path: str | Path, size: int, sampling: Sampling, crop: str = "center", threads: int = 0) -> DecodedVideo:
-    """Decode the sampled frames of one video at `size` x `size`; raise DecodeError if unusable."""
+def decode_video(path: str | Path, size: int, sampling: Sampling, crop: str = "center", threads: int = 0, strategy: str = "auto") -> DecodedVideo:
+    """Decode the sampled frames of one video at `size` x `size`; raise DecodeError if unusable.
+
+    `strategy` is how frames are reached: `seek` (decord's batch read, seeking per frame),
+    `sequential` (read on, skipping), or `auto`, the cheaper of the two for this video's keyframes.
+    Both give the same pixels.
+    """
     import decord  # imported here so that stage two and the CLI help never load FFmpeg
 
     decord.logging.set_level(decord.logging.QUIET)  # FFmpeg's own log lines; failures are reported by us
@@ -126,12 +132,12 @@ def decode_video(path: str | Path, size: int, sampling: Sampling, crop: str = "c
     wanted = sampling.indices(total, fps)
     unique, inverse = np.unique(wanted, return_inverse=True)
     try:
-        reader, frames = _read_frames(decord, path, out_w, out_h, unique, size, total, threads)
+        reader, frames = _read_frames(decord, path, out_w, out_h, unique, size, total, threads, strategy)
     except _OutputSizeBug:
         # decord mis-sizes its output buffer for a few scaled sizes of rotated videos (e.g. 48 px
         # wide): a slightly larger size avoids it, and the centre crop takes the target back out
         try:
-            reader, frames = _read_frames(decord, path, out_w + 2, out_h + 2, unique, size, total, threads)
+            reader, frames = _read_frames(decord, path, out_w + 2, out_h + 2, unique, size, total, threads, strategy)
         except _OutputSizeBug:
             raise DecodeError("decode", f"decord cannot scale this video to {out_w}x{out_h} (output buffer size bug); try another --image-size") from None
     try:
@@ -142,25 +148,58 @@ def decode_video(path: str | Path, size: int, sampling: Sampling, crop: str = "c
 
 
 class _OutputSizeBug(Exception):
-    """decord's 'from_size == to_size' check: its scaled frame did not fit the buffer it made."""
+    """decord's scaled frame did not fit the buffer it made ('from_size == to_size', or a wrong shape)."""
 
 
-def _read_frames(decord, path: Path, out_w: int, out_h: int, unique: np.ndarray, size: int, total: int, threads: int):
+def _read_frames(decord, path: Path, out_w: int, out_h: int, unique: np.ndarray, size: int, total: int, threads: int, strategy: str):
     """Decode the frames `unique` scaled to out_w x out_h, in chunks; return the reader and frames."""
     reader = decord.VideoReader(str(path), width=out_w, height=out_h, num_threads=threads)
+    sequential = strategy == "sequential" or (strategy == "auto" and _sequential_is_cheaper(reader, unique))
     frames = np.empty((len(unique), size, size, 3), np.uint8)
+    position = 0
     for start in range(0, len(unique), DECODE_CHUNK):
         chunk = unique[start:start + DECODE_CHUNK]
         try:
-            batch = reader.get_batch(chunk.tolist()).asnumpy()
+            if sequential:
+                batch, position = _read_sequentially(reader, chunk, position)
+            else:
+                batch = reader.get_batch(chunk.tolist()).asnumpy()
         except Exception as error:
             if "from_size == to_size" in str(error):
                 raise _OutputSizeBug() from None
             raise DecodeError("decode", _decode_reason(reader, chunk, total), _first_line(error)) from None
-        if batch.ndim != 4 or batch.shape[-1] != 3:
-            raise DecodeError("decode", f"decoder returned frames of shape {batch.shape[1:]}, not RGB")
+        if batch.shape[1:] != (out_h, out_w, 3):  # the same decord bug, seen through next()
+            raise _OutputSizeBug()
         frames[start:start + len(chunk)] = _center_crop(batch, size)
     return reader, frames
+
+
+def _sequential_is_cheaper(reader, unique: np.ndarray) -> bool:
+    """Compare the frames each way must decode, from the keyframe index.
+
+    Seeking decodes from the keyframe before each sampled frame, or on from the previous sampled
+    frame when both lie in one GOP; reading on decodes every frame up to the last one, but skips
+    colour conversion and scaling for the frames it passes over.
+    """
+    keys = np.asarray(reader.get_key_indices(), dtype=np.int64)
+    if len(keys) == 0:
+        return True
+    gop = np.searchsorted(keys, unique, side="right") - 1
+    previous = np.concatenate([[-1], unique[:-1]])
+    same_gop = np.concatenate([[False], gop[1:] == gop[:-1]])
+    seek_cost = np.where(same_gop, unique - previous, unique - keys[np.maximum(gop, 0)] + 1).sum()
+    return unique[-1] + 1 <= seek_cost
+
+
+def _read_sequentially(reader, chunk: np.ndarray, position: int) -> tuple[np.ndarray, int]:
+    """Read on through the stream, skipping to each wanted frame; return frames and the new position."""
+    frames = []
+    for index in chunk.tolist():
+        if index > position:
+            reader.skip_frames(index - position)
+        frames.append(reader.next().asnumpy())
+        position = index + 1
+    return np.stack(frames), position
 
 
 def _short_side_to(width: int, height: int, size: int) -> tuple[int, int]:

@@ -101,3 +101,18 @@ def test_generated_codecs_decode(make_video):
     for name, codec, options in (("b.avi", "mpeg4", {}), ("c.mkv", "libx264", {}), ("d.mov", "libx264", {})):
         video = decode_video(make_video(name, codec=codec, options=options), 32, FOUR)
         assert video.frames.shape == (4, 32, 32, 3)
+
+
+@pytest.mark.parametrize("name", ["mmaction2/test.mp4", "video_features/v_ZNVhz7ctTq0.mp4", "decord/video_90.mov"])
+def test_seek_and_sequential_reads_give_the_same_frames(shared, name):
+    sampling = Sampling.parse("uniform:6")
+    seek = decode_video(VIDEOS / name, 48, sampling, strategy="seek")
+    sequential = decode_video(VIDEOS / name, 48, sampling, strategy="sequential")
+    auto = decode_video(VIDEOS / name, 48, sampling)
+    np.testing.assert_array_equal(seek.frames, sequential.frames)
+    np.testing.assert_array_equal(seek.frames, auto.frames)
+
+
+def test_sequential_read_reports_the_corrupt_frame(shared):
+    with pytest.raises(DecodeError, match="frame 29 of 50"):
+        decode_video(BROKEN / "decord_corrupted.mp4", 32, Sampling.parse("uniform:16"), strategy="sequential")
