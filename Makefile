@@ -55,6 +55,10 @@ demo: demo-data ## the whole job on the embedded demo data, offline
 		--sampling $(SAMPLING) --image-size $(IMAGE_SIZE) --fallback > $(DEMO_STORE_FILE)
 	$(PY) -m pipeline inspect $$(cat $(DEMO_STORE_FILE))
 
+bench: manifests/demo.csv ## measure stage one (CNN, decode, end to end, naive baseline, memory) into reports/bench/
+	@mkdir -p reports/bench
+	set -o pipefail; $(PY) -m pipeline bench --output reports/bench/bench.json | tee reports/bench/bench.md
+
 test: $(STAMP) ## run the test suite (needs ../shared/data beside the checkout)
 	$(PY) -m pytest -q -ra
 

@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inspect(commands)
     _add_manifest(commands)
     _add_demo_data(commands)
+    _add_bench(commands)
     return parser
 
 
@@ -67,7 +68,7 @@ def _add_features(commands) -> None:
     p.add_argument("--max-frames", type=int, default=512, help="cap on sampled frames per video, thinned evenly (default: %(default)s)")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="stored feature dtype (default: %(default)s)")
     p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
-                   help="CNN arithmetic; auto = bfloat16 on CPUs that compute it natively, else float32 (default: %(default)s)")
+                   help="CNN arithmetic; auto = bfloat16 for VGG on CPUs that compute it natively, else float32 (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=32, help="frames per CNN batch (default: %(default)s)")
     p.add_argument("--workers", type=int, default=worker_count(), help="decoder processes (default: %(default)s)")
     p.add_argument("--scheduler", help="run on dask: 'local' for a LocalCluster on this machine, or a scheduler address "
@@ -91,7 +92,7 @@ def _cmd_features(args) -> int:
 
     manifest = read_manifest(args.manifest, skip_missing=args.skip_missing)
     weights = Weights.parse(args.weights)
-    config = FeatureConfig(canonical_name(args.backbone), weights.identity, args.image_size, args.crop, args.sampling, args.max_frames, args.dtype, resolve_precision(args.precision))
+    config = FeatureConfig(canonical_name(args.backbone), weights.identity, args.image_size, args.crop, args.sampling, args.max_frames, args.dtype, resolve_precision(args.precision, args.backbone))
     backbone, config, fallback = resolve_backbone(config, weights, args.batch_size, args.fallback)
     store_path = Path(args.store) if args.store else store_path_for(args.manifest, config, args.out_dir)
     attrs = {"manifest": str(Path(args.manifest).resolve()), "weights_path": weights.path, "fallback": fallback}
@@ -200,4 +201,34 @@ def _cmd_demo_data(args) -> int:
 
     path = write_demo_dataset(args.output, args.manifest, per_class=args.per_class, seed=args.seed)
     print(path)
+    return EXIT_OK
+
+
+# --- bench -----------------------------------------------------------------------------------
+
+
+def _add_bench(commands) -> None:
+    shared = Path(os.environ.get("SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    p = commands.add_parser("bench", help="measure stage one: CNN-only, decode-only, end to end, naive baseline, memory",
+                            description="Benchmarks of stage one on real videos and demo clips; writes JSON and prints a Markdown table.")
+    p.add_argument("--videos", default=str(shared / "videos"), help="folder of real videos, one level of sub-folders (default: %(default)s)")
+    p.add_argument("--demo-manifest", default="manifests/demo.csv", help="demo manifest (make demo-data) (default: %(default)s)")
+    p.add_argument("--weights", default=str(shared / "weights" / "mobilenet_v2_1.0_no_top_dogbreeds.weights.h5"),
+                   help="MobileNetV2 weights: a file, or imagenet (default: %(default)s)")
+    p.add_argument("--output", default="reports/bench/bench.json", help="JSON results (default: %(default)s)")
+    p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_bench(args) -> int:
+    from .bench import run_all, table
+    from .manifest import VIDEO_EXTENSIONS
+
+    videos = sorted(str(p) for p in Path(args.videos).glob("*/*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.parent.name != "broken")
+    if not videos:
+        raise FileNotFoundError(f"no videos under {args.videos}; pass --videos DIR (one level of sub-folders)")
+    if not Path(args.demo_manifest).is_file():
+        raise FileNotFoundError(f"{args.demo_manifest} not found; run `make demo-data` first")
+    results = run_all(videos, args.demo_manifest, args.weights, Path(args.output))
+    print(table(results))
+    log.info("wrote %s", args.output)
     return EXIT_OK

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__, store
-from .backbones import Backbone, BackboneError, Weights, check_informative, load_backbone
+from .backbones import Backbone, BackboneError, Weights, check_informative, load_backbone, resolve_precision
 from .decode import CROPS, DecodeError, Sampling, decode_video
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def resolve_backbone(config: FeatureConfig, weights: Weights, batch_size: int, f
                 f"random frozen {FALLBACK['backbone']} at {FALLBACK['image_size']} px (informative for the demo, not for real "
                 f"data). Reason: {error}")
         log.warning(note)
-        used = replace(config, **FALLBACK)
+        used = replace(config, **FALLBACK, precision=resolve_precision("auto", FALLBACK["backbone"]))
         return load_backbone(used.backbone, Weights("none"), used.image_size, batch_size, used.precision), used, note
 
 

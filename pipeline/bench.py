@@ -1,0 +1,193 @@
+"""Benchmarks of stage one (`make bench`): where the time goes, against a naive baseline.
+
+Every measurement runs in its own subprocess, on the same real videos (../shared/data) and demo
+clips, so that peak memory (ru_maxrss of the process and of its largest decoder child) belongs to
+that measurement alone. Results go to a JSON file and a Markdown table:
+
+  cnn        CNN-only frames/s on frames already in memory
+  decode     decode-only frames/s at the target size (per read strategy)
+  features   end-to-end `features` frames/s (in-process, and on a dask LocalCluster)
+  naive      per video: decode the sampled frames at full size, resize, model.predict, np.save
+  memory     end-to-end peak memory for N and 10N videos
+  vgg16      CNN-only frames/s of VGG16 in float32 and bfloat16, and bfloat16's relative error
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SIZE, SAMPLING, BATCH = 224, "uniform:16", 32
+
+
+def run_all(videos: list[str], demo_manifest: str, weights: str, output: Path) -> dict:
+    """Run every measurement in a subprocess; write `output` (JSON) and return the results."""
+    with tempfile.TemporaryDirectory() as scratch:
+        manifest = Path(scratch) / "bench.csv"
+        demo = pd.read_csv(demo_manifest)
+        demo_paths = [str((Path(demo_manifest).parent / p).resolve()) for p in demo["path"]]
+        small = videos + demo_paths[:30]
+        pd.DataFrame({"path": small, "label": "x"}).to_csv(manifest, index=False)
+        tenfold = Path(scratch) / "tenfold.csv"
+        pd.DataFrame({"path": demo_paths[:300], "label": "x"}).to_csv(tenfold, index=False)
+        tenth = Path(scratch) / "tenth.csv"
+        pd.DataFrame({"path": demo_paths[:30], "label": "x"}).to_csv(tenth, index=False)
+        jobs = {
+            "cnn": ["cnn", str(manifest), weights, "auto"],
+            "cnn_float32": ["cnn", str(manifest), weights, "float32"],
+            "decode_auto": ["decode", str(manifest), "auto"],
+            "decode_seek": ["decode", str(manifest), "seek"],
+            "decode_sequential": ["decode", str(manifest), "sequential"],
+            "features": ["features", str(manifest), weights, scratch, ""],
+            "features_dask_local": ["features", str(manifest), weights, scratch, "local"],
+            "naive": ["naive", str(manifest), weights, scratch],
+            "memory_30_videos": ["features", str(tenth), weights, scratch, ""],
+            "memory_300_videos": ["features", str(tenfold), weights, scratch, ""],
+            "vgg16_float32": ["cnn_vgg16", str(manifest), "float32"],
+            "vgg16_bfloat16": ["cnn_vgg16", str(manifest), "bfloat16"],
+        }
+        results = {}
+        for name, args in jobs.items():
+            print(f"bench: {name} ...", file=sys.stderr, flush=True)
+            done = subprocess.run([sys.executable, "-m", "pipeline.bench", *args], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"bench part {name} failed:\n{done.stderr[-3000:]}")
+            results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    a, b = results["cnn"]["frames_per_s"], results["decode_auto"]["frames_per_s"]
+    ceiling = 1 / (1 / a + 1 / b)
+    results["targets"] = {
+        "ceiling_frames_per_s": ceiling,
+        "features_over_ceiling": results["features"]["frames_per_s"] / ceiling,
+        "features_over_naive": results["features"]["frames_per_s"] / results["naive"]["frames_per_s"],
+        "vgg16_bfloat16_speedup": results["vgg16_bfloat16"]["frames_per_s"] / results["vgg16_float32"]["frames_per_s"],
+        "memory_300_over_30": results["memory_300_videos"]["peak_mb"] / results["memory_30_videos"]["peak_mb"],
+    }
+    results["setup"] = {"videos": len(small), "image_size": SIZE, "sampling": SAMPLING, "batch_size": BATCH, "weights": weights,
+                        "cpu_count": __import__("os").cpu_count()}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=1))
+    return results
+
+
+def table(results: dict) -> str:
+    """The Markdown table of the README."""
+    rows = ["| measurement | frames/s | peak memory (MB) | note |", "| --- | ---: | ---: | --- |"]
+    for name, part in results.items():
+        if name in ("targets", "setup"):
+            continue
+        rows.append(f"| {name} | {part['frames_per_s']:.1f} | {part['peak_mb']:.0f} | {part.get('note', '')} |")
+    t = results["targets"]
+    rows += ["", f"ceiling 1/(1/cnn + 1/decode) = {t['ceiling_frames_per_s']:.1f} frames/s; "
+                 f"features / ceiling = {t['features_over_ceiling']:.2f}; features / naive = {t['features_over_naive']:.2f}; "
+                 f"VGG16 bfloat16 / float32 = {t['vgg16_bfloat16_speedup']:.2f}; peak memory 300 / 30 videos = {t['memory_300_over_30']:.2f}"]
+    return "\n".join(rows)
+
+
+# --- the parts, each run in its own process --------------------------------------------------
+
+
+def _videos(manifest: str) -> list[str]:
+    return list(pd.read_csv(manifest)["path"])
+
+
+def _peak_mb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return (own + children) / 1024  # kilobytes on Linux; the largest child, not their sum
+
+
+def _weights(value: str):
+    from .backbones import Weights
+
+    return Weights.parse(value)
+
+
+def _part_cnn(manifest: str, weights: str, precision: str, backbone: str = "mobilenet_v2") -> dict:
+    from .backbones import load_backbone, resolve_precision
+    from .decode import Sampling, decode_video
+
+    frames = np.concatenate([decode_video(p, SIZE, Sampling.parse(SAMPLING)).frames for p in _videos(manifest)[:16]])
+    model = load_backbone(backbone, _weights(weights), SIZE, BATCH, precision)
+    model.embed(frames[:BATCH])  # trace once
+    started = time.perf_counter()
+    features = model.embed(frames)
+    seconds = time.perf_counter() - started
+    result = {"frames_per_s": len(frames) / seconds, "frames": len(frames), "note": f"{backbone}, {resolve_precision(precision, backbone)}"}
+    if backbone == "vgg16" and precision == "bfloat16":
+        reference = load_backbone(backbone, _weights(weights), SIZE, BATCH, "float32").embed(frames)
+        error = float(np.linalg.norm(features - reference) / np.linalg.norm(reference))
+        result["relative_error_vs_float32"] = error
+        result["note"] += f", relative error vs float32 {error:.4f}"
+    return result
+
+
+def _part_decode(manifest: str, strategy: str) -> dict:
+    from .decode import Sampling, decode_video
+
+    started, frames = time.perf_counter(), 0
+    for path in _videos(manifest):
+        frames += len(decode_video(path, SIZE, Sampling.parse(SAMPLING), strategy=strategy).frames)
+    return {"frames_per_s": frames / (time.perf_counter() - started), "frames": frames, "note": f"one process, strategy {strategy}"}
+
+
+def _part_features(manifest: str, weights: str, scratch: str, scheduler: str) -> dict:
+    from .backbones import resolve_precision
+    from .extract import FeatureConfig, extract_features, resolve_backbone, worker_count
+    from .manifest import read_manifest
+
+    w = _weights(weights)
+    config = FeatureConfig("mobilenetv2", w.identity, SIZE, sampling=SAMPLING, precision=resolve_precision("auto", "mobilenet_v2"))
+    backbone, config, _ = resolve_backbone(config, w, BATCH, fallback=False)
+    store = Path(tempfile.mkdtemp(dir=scratch)) / "store.h5"
+    summary = extract_features(read_manifest(manifest), store, backbone, config, weights=w, scheduler=scheduler or None,
+                               workers=worker_count(), progress=False)
+    t = summary.timings
+    note = (f"{summary.new} videos; decode {t['decode']:.1f}s in workers, main waited {t['wait_decode']:.1f}s, "
+            f"cnn {t['cnn']:.1f}s, write {t['write']:.1f}s, total {summary.seconds:.1f}s") + (f", dask {scheduler}" if scheduler else "")
+    return {"frames_per_s": summary.frames / summary.seconds, "frames": summary.frames, "seconds": summary.seconds, "timings": t, "note": note}
+
+
+def _part_naive(manifest: str, weights: str, scratch: str) -> dict:
+    """The seeds' loop: one video at a time, full-size decode, resize, predict, save."""
+    import decord
+    import keras
+    import tensorflow as tf
+
+    from .decode import Sampling
+
+    model = keras.applications.MobileNetV2(include_top=False, weights=_weights(weights).path or None, input_shape=(SIZE, SIZE, 3), pooling="avg")
+    out = Path(tempfile.mkdtemp(dir=scratch))
+    started, frames = time.perf_counter(), 0
+    for number, path in enumerate(_videos(manifest)):
+        reader = decord.VideoReader(path)
+        indices = Sampling.parse(SAMPLING).indices(len(reader), reader.get_avg_fps())
+        batch = tf.image.resize(reader.get_batch(indices.tolist()).asnumpy(), (SIZE, SIZE)).numpy()
+        features = model.predict(keras.applications.mobilenet_v2.preprocess_input(batch), verbose=0)
+        np.save(out / f"{number}.npy", features)
+        frames += len(features)
+    return {"frames_per_s": frames / (time.perf_counter() - started), "frames": frames, "note": "per-video decode at full size + resize + predict + np.save"}
+
+
+def _part_cnn_vgg16(manifest: str, precision: str) -> dict:
+    return _part_cnn(manifest, "none", precision, backbone="vgg16")
+
+
+PARTS = {"cnn": _part_cnn, "decode": _part_decode, "features": _part_features, "naive": _part_naive, "cnn_vgg16": _part_cnn_vgg16}
+
+if __name__ == "__main__":
+    import logging
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    part = PARTS[sys.argv[1]](*sys.argv[2:])
+    part["peak_mb"] = _peak_mb()
+    print(json.dumps(part, default=float))
