@@ -100,36 +100,29 @@ class DecodedVideo:
     height: int
 
 
-def decode_video(path: str | Path, size: int, sampling: Sampling, crop: str = "center", threads: int = 0, strategy: str = "auto") -> DecodedVideo:
+def decode_video(path: str | Path, size: int, sampling: Sampling, crop: str = "center", threads: int = 0, strategy: str = "auto",
+                 frame_range: tuple[int, int] | None = None) -> DecodedVideo:
     """Decode the sampled frames of one video at `size` x `size`; raise DecodeError if unusable.
 
     `strategy` is how frames are reached: `seek` (decord's batch read, seeking per frame),
     `sequential` (read on, skipping), or `auto`, the cheaper of the two for this video's keyframes.
-    Both give the same pixels.
+    Both give the same pixels. `frame_range` (start, stop) applies the sampling to that part of
+    the video only (a window of a long video).
     """
     import decord  # imported here so that stage two and the CLI help never load FFmpeg
 
     decord.logging.set_level(decord.logging.QUIET)  # FFmpeg's own log lines; failures are reported by us
-
     if crop not in CROPS:
         raise ValueError(f"crop {crop!r} is not one of {', '.join(CROPS)}")
     path = Path(path)
-    if not path.is_file():
-        raise DecodeError("missing", f"file not found: {path}")
-    if path.stat().st_size == 0:
-        raise DecodeError("empty", "file is empty (0 bytes)")
-    try:
-        probe = decord.VideoReader(str(path), num_threads=1)
-        total, fps = len(probe), float(probe.get_avg_fps())
-        height, width = probe[0].shape[:2]
-        del probe
-    except Exception as error:  # decord raises RuntimeError, DECORDError or AssertionError here
-        raise DecodeError("open", _open_reason(path, error), _first_line(error)) from None
-    if total <= 0:
-        raise DecodeError("empty", "the video has no frames")
+    total, fps, width, height = probe_video(path)
 
     out_w, out_h = (size, size) if crop == "squash" else _short_side_to(width, height, size)
-    wanted = sampling.indices(total, fps)
+    start, stop = frame_range if frame_range else (0, total)
+    stop = min(stop, total)
+    if not 0 <= start < stop:
+        raise DecodeError("decode", f"frame range {start}..{stop} lies outside the video's {total} frames")
+    wanted = start + sampling.indices(stop - start, fps)
     unique, inverse = np.unique(wanted, return_inverse=True)
     try:
         reader, frames = _read_frames(decord, path, out_w, out_h, unique, size, total, threads, strategy)
@@ -144,7 +137,28 @@ def decode_video(path: str | Path, size: int, sampling: Sampling, crop: str = "c
         timestamps = reader.get_frame_timestamp(unique.tolist())[:, 0].astype(np.float64)
     except Exception:  # some containers carry no per-frame timestamps; fall back to the frame rate
         timestamps = unique / (fps or 30.0)
-    return DecodedVideo(frames[inverse], wanted, timestamps[inverse], total, fps, int(width), int(height))
+    return DecodedVideo(frames[inverse], wanted, timestamps[inverse], total, fps, width, height)
+
+
+def probe_video(path: str | Path) -> tuple[int, float, int, int]:
+    """Frame count, frame rate, and width and height as displayed (after rotation); DecodeError if unusable."""
+    import decord
+
+    decord.logging.set_level(decord.logging.QUIET)
+    path = Path(path)
+    if not path.is_file():
+        raise DecodeError("missing", f"file not found: {path}")
+    if path.stat().st_size == 0:
+        raise DecodeError("empty", "file is empty (0 bytes)")
+    try:
+        probe = decord.VideoReader(str(path), num_threads=1)
+        total, fps = len(probe), float(probe.get_avg_fps())
+        height, width = probe[0].shape[:2]  # decoded, because only decord knows the rotated size
+    except Exception as error:  # decord raises RuntimeError, DECORDError or AssertionError here
+        raise DecodeError("open", _open_reason(path, error), _first_line(error)) from None
+    if total <= 0:
+        raise DecodeError("empty", "the video has no frames")
+    return total, fps, int(width), int(height)
 
 
 class _OutputSizeBug(Exception):

@@ -1,0 +1,239 @@
+"""Predict on new videos with a trained run: the only place that runs both stages.
+
+Each video is decoded and embedded with the feature config recorded in the run (same backbone,
+weights identity, input size, crop, sampling, precision), turned into a sequence the way training
+did, and classified. A run whose weights file is missing or differs (sha256) is refused: features
+from other weights would be silently meaningless to the classifier.
+
+With a window (seconds), a long video is classified window by window (each window sampled with
+the run's policy), and the per-window probabilities are smoothed with a centred moving average
+into a label track, written as CSV and as a PNG timeline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import store
+from .backbones import Backbone, Weights, load_backbone
+from .decode import DecodeError, Sampling, decode_video, probe_video
+from .manifest import VIDEO_EXTENSIONS
+from .models import SEQUENCE_MODELS
+from .sequences import SequenceConfig, frame_positions
+
+log = logging.getLogger(__name__)
+
+
+class RunError(ValueError):
+    """The run cannot be used for prediction; the message says why and what to do."""
+
+
+@dataclass
+class Run:
+    """A trained run, ready to classify feature sequences."""
+
+    path: Path
+    model_name: str
+    model: object
+    labels: list[str]
+    feature_config: dict
+    sequence: SequenceConfig
+    weights: Weights
+
+    def classify(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities (C,) for one video's frame features (n, D)."""
+        positions = frame_positions(len(features), self.sequence)
+        valid = positions >= 0
+        x = np.zeros((1, self.sequence.seq_len, features.shape[1]), np.float32)
+        x[0, valid] = features[positions[valid]]
+        mask = valid[None]
+        if hasattr(self.model, "predict_proba"):
+            return self.model.predict_proba(x, mask)[0]
+        return np.asarray(self.model.predict_on_batch({"frames": x, "mask": mask}))[0]
+
+
+@dataclass
+class Predictions:
+    """What `predict_videos` found: one row per video, per-window tracks, and failures."""
+
+    videos: pd.DataFrame
+    windows: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def failed(self) -> int:
+        return int((self.videos["status"] != "ok").sum()) if len(self.videos) else 0
+
+
+def load_run(run_dir: str | Path, model: str | None = None, weights: str | None = None) -> Run:
+    """Load a run's model, labels and feature config; check the weights it was trained on.
+
+    `model` picks one of the run's models (default: the sequence model with the best validation
+    accuracy). `weights` is the weights file to use when the run's is not where training found it.
+    """
+    import joblib
+    import keras
+
+    run_dir = Path(run_dir)
+    model_dir = run_dir / "model"
+    if not (model_dir / "config.json").is_file():
+        raise RunError(f"{run_dir} is not a trained run (no model/config.json); train one with `python -m pipeline train`")
+    config = json.loads((model_dir / "config.json").read_text())
+    labels = json.loads((model_dir / "labels.json").read_text())
+    name = model or _best_model(model_dir)
+    files = {p.stem: p for p in model_dir.glob("*") if p.suffix in (".keras", ".joblib")}
+    if name not in files:
+        raise RunError(f"run {run_dir} has no model {name!r}; it has {', '.join(sorted(files)) or 'none'}")
+    loaded = keras.models.load_model(files[name]) if files[name].suffix == ".keras" else joblib.load(files[name])
+    feature_config = config["feature_config"]
+    return Run(run_dir, name, loaded, labels, feature_config, SequenceConfig(**config["sequence"]),
+               _run_weights(feature_config, config.get("store", ""), weights))
+
+
+def predict_videos(run: Run, inputs: list[str | Path], *, window: float | None = None, stride: float | None = None,
+                   top_k: int = 3, smooth: int = 3, progress: bool = True) -> Predictions:
+    """Classify every video (folders are searched for video files); a bad video fails alone."""
+    from tqdm import tqdm
+
+    fc = run.feature_config
+    backbone = load_backbone(fc["backbone"], run.weights, fc["image_size"], precision=fc.get("precision", "float32"))
+    sampling = Sampling.parse(fc["sampling"], fc["max_frames"])
+    rows, tracks = [], []
+    for path in tqdm(expand_inputs(inputs), unit="video", disable=not progress, dynamic_ncols=True):
+        try:
+            if window:
+                track = _windows(run, backbone, sampling, path, window, stride or window, smooth)
+                tracks.append(track)
+                probabilities = track[run.labels].to_numpy().mean(axis=0)
+            else:
+                decoded = decode_video(path, fc["image_size"], sampling, fc["crop"])
+                probabilities = run.classify(backbone.embed(decoded.frames))
+            rows.append({"video": str(path), "status": "ok", **_top_k(probabilities, run.labels, top_k), "error": ""})
+        except DecodeError as error:
+            log.warning("%s: [%s] %s", path, error.stage, error.reason)
+            rows.append({"video": str(path), "status": f"failed:{error.stage}", "error": error.reason})
+        except Exception as error:  # anything else decord or the model raises is this video's problem only
+            log.warning("%s: %s: %s", path, type(error).__name__, error)
+            rows.append({"video": str(path), "status": "failed:decode", "error": f"{type(error).__name__}: {error}"})
+    return Predictions(pd.DataFrame(rows), pd.concat(tracks, ignore_index=True) if tracks else pd.DataFrame())
+
+
+def expand_inputs(inputs: list[str | Path]) -> list[Path]:
+    """Files as given (missing ones too, so they fail visibly); folders searched recursively for videos."""
+    found = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found += sorted(p for p in item.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
+        else:
+            found.append(item)
+    return found
+
+
+def write_outputs(predictions: Predictions, out_dir: str | Path, labels: list[str]) -> list[Path]:
+    """predictions.csv/.json, and for windows windows.csv plus one timeline PNG per video."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [out_dir / "predictions.csv", out_dir / "predictions.json"]
+    predictions.videos.to_csv(written[0], index=False)
+    written[1].write_text(predictions.videos.to_json(orient="records", indent=1))
+    if len(predictions.windows):
+        written.append(out_dir / "windows.csv")
+        predictions.windows.to_csv(written[-1], index=False)
+        for number, (video, track) in enumerate(predictions.windows.groupby("video", sort=False)):
+            written.append(plot_timeline(track, labels, out_dir / f"timeline-{number:03d}-{Path(video).stem}.png"))
+    return written
+
+
+def plot_timeline(track: pd.DataFrame, labels: list[str], path: Path) -> Path:
+    """Smoothed class probabilities over time, with the smoothed label of each window underneath."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    centres = (track["start_s"] + track["end_s"]) / 2
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 4.5), sharex=True, gridspec_kw={"height_ratios": [4, 1]})
+    for label in labels:
+        top.plot(centres, track[f"smoothed:{label}"], label=label)
+    top.set_ylabel("probability (smoothed)")
+    top.set_ylim(0, 1)
+    top.legend(fontsize=8, ncol=min(4, len(labels)), loc="upper right")
+    top.set_title(Path(track["video"].iloc[0]).name)
+    colours = plt.get_cmap("tab20")
+    for row in track.itertuples():
+        bottom.axvspan(row.start_s, row.end_s, color=colours(labels.index(row.smoothed_label) % 20), alpha=0.6)
+        bottom.text((row.start_s + row.end_s) / 2, 0.5, row.smoothed_label, ha="center", va="center", fontsize=7, rotation=90)
+    bottom.set_yticks([])
+    bottom.set_xlabel("seconds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _best_model(model_dir: Path) -> str:
+    metrics = json.loads((model_dir / "metrics.json").read_text()) if (model_dir / "metrics.json").is_file() else {}
+    if not metrics:
+        raise RunError(f"{model_dir} has no metrics.json to pick a model from; pass --model")
+    ranked = sorted(metrics, key=lambda name: (name in SEQUENCE_MODELS, metrics[name].get("val_accuracy") or 0.0), reverse=True)
+    return ranked[0]
+
+
+def _run_weights(feature_config: dict, store_path: str, override: str | None) -> Weights:
+    """The run's weights: `imagenet`/`none` by name; a file must exist and match the recorded sha256."""
+    identity = feature_config["weights"]
+    if not identity.startswith("sha256:"):
+        return Weights(identity)
+    recorded = ""
+    if not override and store_path and Path(store_path).is_file():
+        recorded = store.read_attrs(store_path).get("weights_path", "")
+    path = override or recorded
+    if not path or not Path(path).is_file():
+        raise RunError(f"the run was trained on features from a weights file ({identity}) that is not available"
+                       f"{f' at {path}' if path else ''}; pass --weights PATH to that file")
+    weights = Weights.parse(path)
+    if weights.identity != identity:
+        raise RunError(f"weights file {path} has {weights.identity}, but the run was trained on features from {identity}: "
+                       "its features would not match the classifier; pass --weights with the original file")
+    return weights
+
+
+def _windows(run: Run, backbone: Backbone, sampling: Sampling, path: Path, window: float, stride: float, smooth: int) -> pd.DataFrame:
+    """Per-window probabilities of one video, plus their centred moving average and its label."""
+    total, fps, _, _ = probe_video(path)
+    fps = fps or 30.0
+    length, step = max(1, round(window * fps)), max(1, round(stride * fps))
+    starts = range(0, max(1, total - length + 1), step)
+    rows = []
+    for start in starts:
+        stop = min(total, start + length)
+        decoded = decode_video(path, run.feature_config["image_size"], sampling, run.feature_config["crop"], frame_range=(start, stop))
+        probabilities = run.classify(backbone.embed(decoded.frames))
+        rows.append({"video": str(path), "start_s": start / fps, "end_s": stop / fps, **dict(zip(run.labels, probabilities))})
+    track = pd.DataFrame(rows)
+    raw = track[run.labels]
+    track["label"] = raw.idxmax(axis=1)
+    track["probability"] = raw.max(axis=1)
+    smoothed = raw.rolling(max(1, smooth), center=True, min_periods=1).mean()
+    track["smoothed_label"] = smoothed.idxmax(axis=1)
+    track["smoothed_probability"] = smoothed.max(axis=1)
+    for label in run.labels:
+        track[f"smoothed:{label}"] = smoothed[label]
+    return track
+
+
+def _top_k(probabilities: np.ndarray, labels: list[str], k: int) -> dict:
+    order = np.argsort(probabilities)[::-1][:k]
+    result = {}
+    for rank, index in enumerate(order, start=1):
+        result[f"label_{rank}"] = labels[index]
+        result[f"probability_{rank}"] = float(probabilities[index])
+    return result
