@@ -20,7 +20,7 @@ VIDEOS ?=## videos or folders for `predict`
 
 DEMO_STORE_FILE := features/demo/.store-path
 
-.PHONY: help install demo-data features inspect test bench clean demo
+.PHONY: help install demo-data features inspect predict test bench clean demo
 
 help: ## list the targets and the variables they take
 	@echo "Targets:"
@@ -54,6 +54,9 @@ demo: demo-data ## the whole job on the embedded demo data, offline
 	$(PY) -m pipeline features --manifest manifests/demo.csv --backbone $(BACKBONE) --weights $(WEIGHTS) \
 		--sampling $(SAMPLING) --image-size $(IMAGE_SIZE) --fallback > $(DEMO_STORE_FILE)
 	$(PY) -m pipeline inspect $$(cat $(DEMO_STORE_FILE))
+
+predict: $(STAMP) ## classify VIDEOS (files or folders) with a trained RUN; prints top-k, writes CSV/JSON
+	$(PY) -m pipeline predict $(RUN) $(VIDEOS)
 
 bench: manifests/demo.csv ## measure stage one (CNN, decode, end to end, naive baseline, memory) into reports/bench/
 	@mkdir -p reports/bench
