@@ -3,6 +3,12 @@
 Every run directory under `reports/` holds a `run.json` summary (kind, dataset, model, feature
 config, headline metrics, date); `write_index` lists them all side by side in `reports/index.html`,
 newest first. Pages use no network fonts or scripts: only their own PNG images beside them.
+
+A training run's report (`write_classification_report`) is built from its `model/` folder alone:
+the data (feature config, videos per class and split, failures), the models side by side on the
+same test split, and per model the curves, confusion matrices (counts and row-normalized, PNG and
+CSV), most frequent confusions, per-class scores and misclassified videos. Metrics come from
+scikit-learn, figures from matplotlib's headless backend; one list of blocks renders both pages.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 STYLE = """
@@ -40,11 +47,7 @@ def warning(text: str) -> str:
 
 def plot_curves(history: pd.DataFrame, path: str | Path, metrics: tuple[str, ...] = ("loss", "accuracy")) -> Path:
     """Training curves PNG from a Keras history table: one panel per metric, train and `val_` lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     shown = [m for m in metrics if m in history.columns]
     fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(5 * max(1, len(shown)), 3.5), squeeze=False)
     epochs = history["epoch"] + 1 if "epoch" in history.columns else range(1, len(history) + 1)
@@ -96,3 +99,276 @@ def write_index(reports_root: str | Path = "reports") -> Path:
     path = root / "index.html"
     path.write_text(page("Runs", body))
     return path
+
+
+# --- classification runs (stage two) ---------------------------------------------------------
+
+TOP_K = (3, 5)  # top-k accuracies reported when k is below the number of classes
+ANNOTATE_MAX = 20  # confusion matrices up to this many classes print their numbers in the cells
+CLUSTER_MIN = 30  # from this many classes on, the confusion PNG orders classes by mutual confusion
+LIST_MAX = 100  # rows shown of long lists (misclassified videos, failures); the CSVs hold them all
+
+
+def classification_metrics(true: np.ndarray, probabilities: np.ndarray, labels: list[str]) -> dict:
+    """Test metrics from class indices (n,) and probabilities (n, C), with scikit-learn.
+
+    Macro-F1 averages over the classes present in `true`: a class without test videos has no
+    recall to average. Per-class values that are undefined (no support, never predicted) are None.
+    """
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, top_k_accuracy_score
+
+    classes = list(range(len(labels)))
+    result = {"test_videos": int(len(true)), "accuracy": None, "macro_f1": None}
+    result.update({f"top{k}_accuracy": None for k in TOP_K if k < len(labels)})
+    if not len(true):
+        result["per_class"] = {label: {"precision": None, "recall": None, "f1": None, "support": 0} for label in labels}
+        return result
+    predicted = probabilities.argmax(1)
+    result["accuracy"] = float(accuracy_score(true, predicted))
+    result["macro_f1"] = float(f1_score(true, predicted, labels=np.unique(true), average="macro", zero_division=0))
+    for k in TOP_K:
+        if k < len(labels):
+            result[f"top{k}_accuracy"] = float(top_k_accuracy_score(true, probabilities, k=k, labels=classes))
+    precision, recall, f1, support = precision_recall_fscore_support(true, predicted, labels=classes, zero_division=np.nan)
+    result["per_class"] = {label: {"precision": _number(precision[i]), "recall": _number(recall[i]), "f1": _number(f1[i]), "support": int(support[i])}
+                           for i, label in enumerate(labels)}
+    return result
+
+
+def confusion_tables(true: pd.Series, predicted: pd.Series, labels: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Confusion matrix (rows: true, columns: predicted) in counts and row-normalized; a row of a
+    class without test videos is empty (NaN) in the normalized table."""
+    from sklearn.metrics import confusion_matrix
+
+    counts = pd.DataFrame(confusion_matrix(true, predicted, labels=labels), index=pd.Index(labels, name="true"), columns=labels)
+    totals = counts.sum(axis=1)
+    normalized = counts.div(totals.where(totals > 0), axis=0)
+    return counts, normalized
+
+
+def top_confusions(counts: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
+    """The most frequent mistakes: true, predicted, videos, and share of the true class's videos."""
+    pairs = counts.stack().rename("videos").reset_index()
+    pairs.columns = ["true", "predicted", "videos"]
+    pairs = pairs[(pairs["true"] != pairs["predicted"]) & (pairs["videos"] > 0)]
+    pairs["share of true class"] = pairs["videos"] / pairs["true"].map(counts.sum(axis=1))
+    return pairs.sort_values(["videos", "true"], ascending=[False, True]).head(limit).reset_index(drop=True)
+
+
+def plot_confusion(matrix: pd.DataFrame, path: str | Path, title: str, normalized: bool = False) -> Path:
+    """Confusion matrix PNG, readable from a handful of classes to a hundred and more.
+
+    The figure and label font scale with the class count; cells carry their numbers up to
+    ANNOTATE_MAX classes; from CLUSTER_MIN classes on, classes are ordered so that the ones often
+    confused with each other sit side by side (the CSV keeps the label order).
+    """
+    plt = _pyplot()
+    order = _display_order(matrix) if len(matrix) >= CLUSTER_MIN else list(matrix.index)
+    shown = matrix.loc[order, order]
+    n = len(shown)
+    inches = min(30.0, max(5.0, 0.2 * n + 2.5))
+    font = 10 if n <= 15 else 8 if n <= 40 else 6
+    fig, axis = plt.subplots(figsize=(inches + 1, inches))
+    values = shown.to_numpy(dtype=float)
+    image = axis.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalized else max(1.0, np.nanmax(values, initial=0)))
+    axis.set_xticks(range(n), shown.columns, rotation=90, fontsize=font)
+    axis.set_yticks(range(n), shown.index, fontsize=font)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title(title + (" (classes ordered by mutual confusion)" if order != list(matrix.index) else ""))
+    if n <= ANNOTATE_MAX:
+        threshold = np.nanmax(values, initial=0) / 2
+        for (row, column), value in np.ndenumerate(values):
+            if not np.isnan(value):
+                axis.text(column, row, f"{value:.2f}" if normalized else f"{value:.0f}", ha="center", va="center",
+                          fontsize=font, color="white" if value > threshold else "black")
+    fig.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def write_classification_report(run_dir: str | Path) -> Path:
+    """Write a training run's `index.html` and `report.md` from its `model/` folder, with the
+    confusion matrices (PNG, CSV) and curves beside them; update the index of the runs' parent."""
+    run_dir = Path(run_dir)
+    run = _read_run(run_dir)
+    blocks = [("p", f"Dataset {run['config']['dataset']}, store {run['config']['store']}, trained {run['config']['created']}.")]
+    if run["config"].get("fallback"):
+        blocks.append(("warning", f"Features from the offline fallback backbone: {run['config']['fallback']}"))
+    blocks += _results_blocks(run) + _data_blocks(run)
+    for name in run["metrics"]:
+        blocks += _model_blocks(run_dir, run, name)
+    title = f"Run {run_dir.name}"
+    (run_dir / "index.html").write_text(page(title, "".join(_html_block(block) for block in blocks)))
+    (run_dir / "report.md").write_text(f"# {title}\n\n" + "\n\n".join(_markdown_block(block) for block in blocks) + "\n")
+    headline = _headline(run["metrics"])
+    others = [name for name in run["metrics"] if name != headline]
+    write_run_summary(
+        run_dir, kind="classification", dataset=run["config"]["dataset"], created=run["config"]["created"],
+        model=headline + (f" (+ {', '.join(others)})" if others else ""), feature_config=run["config"]["feature_config"],
+        metrics={"accuracy": run["metrics"][headline]["accuracy"], "macro_f1": run["metrics"][headline]["macro_f1"],
+                 **{f"{name} accuracy": run["metrics"][name]["accuracy"] for name in others}},
+    )
+    write_index(run_dir.parent)
+    return run_dir / "index.html"
+
+
+def training_runs(reports_root: str | Path = "reports") -> list[Path]:
+    """The finished training runs under `reports_root` (folders with model/metrics.json)."""
+    return sorted(path.parents[1] for path in Path(reports_root).glob("*/model/metrics.json"))
+
+
+def _read_run(run_dir: Path) -> dict:
+    folder = run_dir / "model"
+    if not (folder / "metrics.json").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a finished training run (no model/metrics.json); train one with `python -m pipeline train`")
+    return {
+        "config": json.loads((folder / "config.json").read_text()),
+        "labels": json.loads((folder / "labels.json").read_text()),
+        "metrics": json.loads((folder / "metrics.json").read_text()),
+        "splits": pd.read_csv(folder / "splits.csv", dtype=str, keep_default_na=False),
+        "history": pd.read_csv(folder / "history.csv"),
+        "predictions": pd.read_csv(folder / "predictions.csv", dtype={"true": str, "predicted": str, "video_id": str}, keep_default_na=False),
+    }
+
+
+def _headline(metrics: dict) -> str:
+    """The model a run is listed by: the sequence model with the best validation accuracy."""
+    sequence = [name for name, values in metrics.items() if values["kind"] == "sequence"] or list(metrics)
+    return max(sequence, key=lambda name: metrics[name]["val_accuracy"] or 0.0)
+
+
+def _results_blocks(run: dict) -> list:
+    metrics = run["metrics"]
+    rows = [{"model": name, "type": values["kind"], "test accuracy": values["accuracy"], "macro-F1": values["macro_f1"],
+             **{key.replace("_accuracy", ""): value for key, value in values.items() if key.startswith("top")},
+             "val accuracy": values["val_accuracy"], "epochs": values["epochs"] or None,
+             "s/epoch": values["seconds_per_epoch"], "train s": values["seconds"]} for name, values in metrics.items()]
+    blocks = [("h2", "Results on the test split"), ("table", pd.DataFrame(rows).astype({"epochs": "Int64"}))]
+    tested = next(iter(metrics.values()))["test_videos"]
+    if not tested:
+        return blocks + [("warning", "The test split is empty: there are no test metrics, confusion matrices or misclassified videos.")]
+    blocks.append(("p", f"All models are evaluated on the same {tested} test videos."))
+    best = {kind: max((name for name in metrics if metrics[name]["kind"] == kind), key=lambda name: metrics[name]["accuracy"], default=None)
+            for kind in ("sequence", "order-blind")}
+    if best["sequence"] and best["order-blind"]:
+        sequence, blind = metrics[best["sequence"]]["accuracy"], metrics[best["order-blind"]]["accuracy"]
+        blocks.append(("p", f"Time order: the best sequence model ({best['sequence']}, {sequence:.3f}) against the best order-blind "
+                            f"baseline ({best['order-blind']}, {blind:.3f}): {100 * (sequence - blind):+.1f} points of test accuracy."))
+    return blocks
+
+
+def _data_blocks(run: dict) -> list:
+    config, splits, labels = run["config"], run["splits"], run["labels"]
+    settings = {**{f"feature {key}": value for key, value in config["feature_config"].items()}, "feature dimension": config["feature_dim"],
+                **{f"sequence {key}": value for key, value in config["sequence"].items()}, "sequences read": config["data"],
+                **{f"train {key}": value for key, value in config["train"].items() if key != "network"},
+                **{f"network {key}": value for key, value in config["train"]["network"].items()}}
+    counts = pd.crosstab(splits["label"], splits["split"]).reindex(index=labels, columns=["train", "val", "test"], fill_value=0)
+    counts["total"] = counts.sum(axis=1)
+    counts.loc["total"] = counts.sum()
+    blocks = [("h2", "Data"), ("table", pd.DataFrame({"setting": list(settings), "value": [str(v) for v in settings.values()]})),
+              ("p", f"{len(splits)} videos in {len(labels)} classes; videos per class and split:"), ("table", counts.reset_index())]
+    for split in ("train", "val", "test"):
+        missing = counts.index[:-1][counts[split].iloc[:-1] == 0].tolist()
+        if missing:
+            blocks.append(("warning", f"The {split} split has no videos of {len(missing)} class(es): {', '.join(missing)}."))
+    failures = pd.DataFrame(config["failures"], columns=["video_id", "path", "stage", "error", "message"])
+    blocks.append(("p", f"Videos that failed in stage one and are not in the store: {len(failures)}."))
+    if len(failures):
+        blocks.append(("table", failures.drop(columns=["video_id"]).head(LIST_MAX)))
+    return blocks
+
+
+def _model_blocks(run_dir: Path, run: dict, name: str) -> list:
+    values, labels = run["metrics"][name], run["labels"]
+    blocks = [("h2", f"Model {name} ({values['kind']})")]
+    history = run["history"][run["history"]["model"] == name]
+    if len(history):
+        plot_curves(history, run_dir / f"{name}-curves.png")
+        blocks.append(("image", f"{name}-curves.png", f"{name} training curves"))
+    if not values["test_videos"]:
+        return blocks
+    predictions = run["predictions"][run["predictions"]["model"] == name]
+    counts, normalized = confusion_tables(predictions["true"], predictions["predicted"], labels)
+    for table_, suffix, caption, rates in ((counts, "", "counts", False), (normalized, "-normalized", "row-normalized", True)):
+        table_.to_csv(run_dir / f"{name}-confusion{suffix}.csv")
+        plot_confusion(table_, run_dir / f"{name}-confusion{suffix}.png", f"{name}: confusion matrix, {caption}", normalized=rates)
+        blocks.append(("image", f"{name}-confusion{suffix}.png", f"{name} confusion matrix, {caption}"))
+    blocks.append(("links", [("confusion counts (CSV)", f"{name}-confusion.csv"), ("row-normalized (CSV)", f"{name}-confusion-normalized.csv")]))
+    confused = top_confusions(counts)
+    blocks += [("h3", "Most frequent confusions"), ("table", confused) if len(confused) else ("p", "No test video is misclassified.")]
+    per_class = pd.DataFrame(values["per_class"]).T.rename_axis("class").reset_index().astype({"support": "Int64"})
+    blocks += [("h3", "Per class"), ("table", per_class)]
+    wrong = predictions[predictions["true"] != predictions["predicted"]].sort_values("confidence", ascending=False)
+    blocks.append(("h3", f"Misclassified test videos ({len(wrong)} of {len(predictions)}, most confident first)"))
+    if len(wrong):
+        blocks.append(("table", wrong[["video_id", "true", "predicted", "confidence", "path"]].head(LIST_MAX)))
+    return blocks
+
+
+def _html_block(block: tuple) -> str:
+    kind, *content = block
+    if kind == "table":
+        return table(content[0])
+    if kind == "warning":
+        return warning(content[0])
+    if kind == "image":
+        return f"<p><img src='{html.escape(content[0])}' alt='{html.escape(content[1])}'></p>"
+    if kind == "links":
+        return "<p>" + " · ".join(f"<a href='{html.escape(href)}'>{html.escape(text)}</a>" for text, href in content[0]) + "</p>"
+    return f"<{kind}>{html.escape(content[0])}</{kind}>"
+
+
+def _markdown_block(block: tuple) -> str:
+    kind, *content = block
+    if kind == "table":
+        return _markdown_table(content[0])
+    if kind == "warning":
+        return f"> **Warning:** {content[0]}"
+    if kind == "image":
+        return f"![{content[1]}]({content[0]})"
+    if kind == "links":
+        return " · ".join(f"[{text}]({href})" for text, href in content[0])
+    return {"h2": "## ", "h3": "### "}.get(kind, "") + content[0]
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    def cell(value) -> str:
+        if pd.api.types.is_scalar(value) and pd.isna(value):
+            return ""
+        return f"{value:.3f}" if isinstance(value, float) else str(value).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + " --- |" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _display_order(matrix: pd.DataFrame) -> list:
+    """Labels ordered by average-linkage clustering on how often two classes are confused."""
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
+    counts = matrix.to_numpy(dtype=float)
+    rates = np.nan_to_num(counts / np.maximum(np.nansum(counts, axis=1, keepdims=True), 1e-12))
+    affinity = (rates + rates.T) / 2
+    np.fill_diagonal(affinity, 0)
+    distance = 1 - affinity / max(affinity.max(), 1e-12)
+    np.fill_diagonal(distance, 0)
+    return [matrix.index[i] for i in leaves_list(linkage(squareform(distance, checks=False), method="average"))]
+
+
+def _number(value) -> float | None:
+    """A JSON-safe number: None for NaN (undefined)."""
+    return None if np.isnan(value) else float(value)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

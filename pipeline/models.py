@@ -1,0 +1,144 @@
+"""The classifiers of stage two: LSTM / GRU sequence models and the order-blind baselines.
+
+Every model maps a batch of fixed-length sequences (features (n, T, D), mask (n, T)) to class
+probabilities (n, C), so training, evaluation and reports treat them alike. The sequence models
+carry the training split's feature statistics in a Normalization layer, so a saved `.keras` file
+takes raw stored features. The baselines ignore frame order on purpose: `mean` pools the valid
+frames and fits a logistic regression; `single-frame` fits one on individual frames and lets the
+frames of a video vote. When a sequence model beats them, time order is what it learned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+SEQUENCE_MODELS = ("lstm", "gru")
+BASELINES = ("mean", "single-frame")
+ALL_MODELS = (*SEQUENCE_MODELS, *BASELINES)
+
+
+@dataclass(frozen=True)
+class SequenceModelConfig:
+    """Architecture of an LSTM / GRU classifier."""
+
+    units: int = 64
+    layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.3
+    masking: bool = True  # padded steps are skipped by the recurrent layers
+
+    def __post_init__(self):
+        if self.units < 1 or self.layers < 1:
+            raise ValueError(f"units ({self.units}) and layers ({self.layers}) must be at least 1")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout {self.dropout} must be in [0, 1)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_sequence_model(kind: str, dim: int, n_classes: int, mean: np.ndarray, std: np.ndarray, config: SequenceModelConfig = SequenceModelConfig()):
+    """An uncompiled Keras model with inputs {"frames": (None, T, dim), "mask": (None, T)}.
+
+    T is left open, so one model reads sequences of any length. `mean` and `std` (per feature,
+    from the training split) standardize the inputs inside the model.
+    """
+    import keras
+
+    if kind not in SEQUENCE_MODELS:
+        raise ValueError(f"unknown sequence model {kind!r}; choose from {', '.join(SEQUENCE_MODELS)}")
+    frames = keras.Input((None, dim), name="frames")
+    mask = keras.Input((None,), dtype="bool", name="mask")
+    x = keras.layers.Normalization(mean=mean, variance=np.square(std), name="standardize")(frames)
+    x = keras.layers.Dropout(config.dropout)(x)
+    cell = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[kind]
+    for layer in range(config.layers):
+        recurrent = cell(config.units, return_sequences=layer < config.layers - 1, name=f"{kind}_{layer + 1}")
+        if config.bidirectional:
+            recurrent = keras.layers.Bidirectional(recurrent, name=f"bi{kind}_{layer + 1}")
+        x = recurrent(x, mask=mask if config.masking else None)
+        x = keras.layers.Dropout(config.dropout)(x)
+    probabilities = keras.layers.Dense(n_classes, activation="softmax", name="classes")(x)
+    return keras.Model({"frames": frames, "mask": mask}, probabilities, name=kind)
+
+
+def input_dim(model) -> int:
+    """Feature dimension a saved sequence model expects (its `frames` input)."""
+    frames = next(tensor for tensor in model.inputs if tensor.name.startswith("frames"))
+    return int(frames.shape[-1])
+
+
+class MeanPoolBaseline:
+    """Order-blind: the mean of a video's valid frames, standardized, into a logistic regression."""
+
+    name = "mean"
+
+    def __init__(self, n_classes: int, class_weight: str | None = None, seed: int = 0):
+        self.n_classes = n_classes
+        self.classifier = _logistic_regression(class_weight, seed)
+
+    def fit(self, x: np.ndarray, mask: np.ndarray, y: np.ndarray) -> "MeanPoolBaseline":
+        self.classifier.fit(mean_pool(x, mask), y)
+        return self
+
+    def predict_proba(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return _all_classes(self.classifier, self.classifier.predict_proba(mean_pool(x, mask)), self.n_classes)
+
+
+class SingleFrameBaseline:
+    """Order-blind: a logistic regression on single frames; a video's frames vote.
+
+    The returned probabilities are (votes + mean frame probability) / (frames + 1): the majority
+    vote decides, the mean probability breaks ties, and each row still sums to one.
+    """
+
+    name = "single-frame"
+
+    def __init__(self, n_classes: int, class_weight: str | None = None, seed: int = 0):
+        self.n_classes = n_classes
+        self.classifier = _logistic_regression(class_weight, seed)
+
+    def fit(self, x: np.ndarray, mask: np.ndarray, y: np.ndarray) -> "SingleFrameBaseline":
+        self.classifier.fit(x[mask], np.broadcast_to(y[:, None], mask.shape)[mask])
+        return self
+
+    def predict_proba(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        frames = np.zeros((*mask.shape, self.n_classes))
+        if mask.any():
+            frames[mask] = _all_classes(self.classifier, self.classifier.predict_proba(x[mask]), self.n_classes)
+        votes = (np.eye(self.n_classes)[frames.argmax(-1)] * mask[..., None]).sum(1)
+        counts = np.maximum(mask.sum(1, keepdims=True), 1)
+        return (votes + frames.sum(1) / counts) / (counts + 1)
+
+
+def mean_pool(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The mean over each sequence's valid steps: (n, T, D), (n, T) -> (n, D)."""
+    return (x * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1)
+
+
+def build_baseline(kind: str, n_classes: int, class_weight: str | None = None, seed: int = 0):
+    """A fresh, unfitted baseline of the given kind (`mean` or `single-frame`)."""
+    classes = {MeanPoolBaseline.name: MeanPoolBaseline, SingleFrameBaseline.name: SingleFrameBaseline}
+    if kind not in classes:
+        raise ValueError(f"unknown baseline {kind!r}; choose from {', '.join(BASELINES)}")
+    return classes[kind](n_classes, class_weight, seed)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _logistic_regression(class_weight: str | None, seed: int):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight=class_weight, random_state=seed))
+
+
+def _all_classes(classifier, probabilities: np.ndarray, n_classes: int) -> np.ndarray:
+    """Probabilities over all classes, zero for a class the training split did not have."""
+    full = np.zeros((len(probabilities), n_classes))
+    full[:, classifier.classes_] = probabilities
+    return full

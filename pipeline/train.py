@@ -1,0 +1,334 @@
+"""Stage two: train classifiers on a feature store and write the run directory.
+
+    reports/<run>/model/
+        <model>.keras | <model>.joblib   the best checkpoint of each model trained
+        labels.json                      class names, in output order
+        config.json                      store, its feature config, sequence and training settings
+        splits.csv                       every video's split (video_id, label, group, split)
+        history.csv                      per model and epoch: loss, accuracy, val_*, seconds
+        predictions.csv                  per model and test video: true, predicted, probabilities
+        metrics.json                     per model: test accuracy, macro-F1, top-k, per class
+    reports/<run>/index.html, report.md  the report (`report.write_classification_report`)
+
+Sequence models train with Adam on batches streamed from the store or held in memory, stop early
+on the validation loss and keep their best epoch; baselines are fitted on the same training split
+and everything is evaluated on the same test split. Seeds are fixed, so a rerun repeats a run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import report, store
+from .models import ALL_MODELS, BASELINES, SEQUENCE_MODELS, SequenceModelConfig, build_baseline, build_sequence_model, input_dim
+from .sequences import SequenceSource, assign_splits, feature_stats, load_videos, make_dataset, sequence_config
+
+log = logging.getLogger(__name__)
+
+DATA_MODES = ("auto", "memory", "stream")
+MEMORY_SHARE = 0.25  # `auto` holds the sequences in memory when they take at most this share of free RAM
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run was asked to do; recorded in config.json."""
+
+    models: tuple[str, ...] = ("gru",)
+    seq_len: int | None = None  # None: the median stored video length
+    policy: str = "pad"  # pad (with a mask) or resample
+    network: SequenceModelConfig = field(default_factory=SequenceModelConfig)
+    epochs: int = 100
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    patience: int = 15
+    class_weights: bool = False
+    seed: int = 0
+    test_size: float = 0.15
+    val_size: float = 0.15
+    data: str = "auto"  # auto, memory or stream
+    init: str = ""  # a .keras sequence model to fine-tune
+
+    def __post_init__(self):
+        unknown = [name for name in self.models if name not in ALL_MODELS]
+        if unknown or not self.models:
+            raise ValueError(f"unknown model(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(ALL_MODELS)} or all")
+        if self.data not in DATA_MODES:
+            raise ValueError(f"data mode {self.data!r} is not one of {', '.join(DATA_MODES)}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch size must be at least 1")
+        if self.init and (len(self.models) != 1 or self.models[0] not in SEQUENCE_MODELS):
+            raise ValueError(f"--init fine-tunes one sequence model: give --model lstm or --model gru, not {','.join(self.models)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict  # model name -> metrics (see report.classification_metrics)
+    report: Path
+
+
+def parse_models(text: str) -> tuple[str, ...]:
+    """`all`, or a comma-separated list such as `gru,mean`."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    return ALL_MODELS if names == ("all",) else names
+
+
+def default_run_dir(store_path, models: tuple[str, ...], reports_root="reports") -> Path:
+    """reports/<dataset>-<models>, the dataset being the store's folder (its manifest's name)."""
+    names = "all" if set(models) == set(ALL_MODELS) else "-".join(models)
+    return Path(reports_root) / f"{Path(store_path).parent.name}-{names}"
+
+
+def train(store_path, run_dir, config: TrainConfig = TrainConfig(), overwrite: bool = False, progress: bool = True) -> TrainResult:
+    """Train `config.models` on the store, evaluate them on its test split, write the run and its report.
+
+    Every input is checked before the run directory is touched, so a refused run leaves nothing
+    behind: an empty store, one class, a T longer than every video, an existing run directory
+    (unless `overwrite`), a model to fine-tune whose feature dimension or classes do not match.
+    """
+    store_path, run_dir = Path(store_path), Path(run_dir)
+    if not store_path.is_file():
+        raise FileNotFoundError(f"no feature store at {store_path}; run `python -m pipeline features` first")
+    videos = load_videos(store_path)
+    labels = sorted(videos["label"].unique())
+    y = videos["label"].map({label: index for index, label in enumerate(labels)}).to_numpy(np.int32)
+    sequences = sequence_config(videos, config.seq_len, config.policy)
+    source = SequenceSource(store_path, videos, sequences, in_memory=False)
+    initial = _load_initial(config.init, source.dim, labels) if config.init else None
+
+    videos = videos.assign(split=assign_splits(videos, config.seed, config.test_size, config.val_size))
+    rows = {name: np.flatnonzero(videos["split"].to_numpy() == name) for name in ("train", "val", "test")}
+    trained = videos["label"].iloc[rows["train"]].unique()
+    if len(trained) < 2:
+        raise ValueError(f"the training split holds {'only ' + repr(trained[0]) if len(trained) else 'no videos'}; a classifier "
+                         f"needs at least two classes to train on (check the manifest's split column)")
+    _prepare_run_dir(run_dir, overwrite)
+    in_memory = _in_memory(config.data, source)
+    if in_memory:
+        source = SequenceSource(store_path, videos, sequences, in_memory=True)
+    _report_classes(videos, labels)
+
+    model_dir = run_dir / "model"
+    model_dir.mkdir(parents=True)
+    attrs = store.read_attrs(store_path)
+    (model_dir / "labels.json").write_text(json.dumps(labels, indent=1))
+    videos[["video_id", "label", "group", "split"]].to_csv(model_dir / "splits.csv", index=False)
+    (model_dir / "config.json").write_text(json.dumps({
+        "store": str(store_path.resolve()),
+        "dataset": store_path.parent.name,
+        "feature_config": attrs.get("feature_config", {}),
+        "fallback": attrs.get("fallback", ""),
+        "feature_dim": source.dim,
+        "sequence": sequences.to_dict(),
+        "train": config.to_dict(),
+        "data": "memory" if in_memory else "stream",
+        "failures": store.read_failures(store_path).drop(columns=["key"]).to_dict("records"),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }, indent=1, default=str))
+
+    mean, std = feature_stats(source, rows["train"])
+    histories, predictions, metrics = [], [], {}
+    for name in config.models:
+        started = time.perf_counter()
+        if name in SEQUENCE_MODELS:
+            model, history = _fit_sequence_model(name, source, rows, y, len(labels), mean, std, config, model_dir, initial, progress)
+            histories.append(history.assign(model=name))
+        else:
+            model = _fit_baseline(name, source, rows["train"], y, len(labels), config, model_dir)
+            history = pd.DataFrame()
+        seconds = time.perf_counter() - started
+        val_probabilities = predict(model, source, rows["val"], config.batch_size)
+        test_probabilities = predict(model, source, rows["test"], config.batch_size)
+        metrics[name] = {
+            "kind": "sequence" if name in SEQUENCE_MODELS else "order-blind",
+            **report.classification_metrics(y[rows["test"]], test_probabilities, labels),
+            "val_accuracy": _accuracy(y[rows["val"]], val_probabilities),
+            "epochs": len(history),
+            "seconds": round(seconds, 2),
+            "seconds_per_epoch": round(float(history["seconds"].mean()), 3) if len(history) else None,
+        }
+        predictions.append(_prediction_table(name, videos.iloc[rows["test"]], y[rows["test"]], test_probabilities, labels))
+        log.info("%s: test accuracy %s, macro-F1 %s (%d test videos, %.1fs)", name, _fmt(metrics[name]["accuracy"]),
+                 _fmt(metrics[name]["macro_f1"]), len(rows["test"]), seconds)
+
+    history_columns = ["model", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]
+    pd.concat([pd.DataFrame(columns=history_columns), *histories])[history_columns].to_csv(model_dir / "history.csv", index=False)
+    pd.concat(predictions).to_csv(model_dir / "predictions.csv", index=False)
+    (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    page = report.write_classification_report(run_dir)
+    return TrainResult(run_dir, metrics, page)
+
+
+def predict(model, source: SequenceSource, rows, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities (len(rows), C) of a Keras sequence model or a baseline, batch by batch."""
+    parts = []
+    for _, x, mask in source.batches(rows, batch_size):
+        if hasattr(model, "predict_proba"):
+            parts.append(model.predict_proba(x, mask))
+        else:
+            parts.append(np.asarray(model.predict_on_batch({"frames": x, "mask": mask})))
+    return np.concatenate(parts) if parts else np.zeros((0, _n_classes(model)))
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _n_classes(model) -> int:
+    return model.n_classes if hasattr(model, "n_classes") else int(model.output_shape[-1])
+
+
+def _fit_sequence_model(name, source, rows, y, n_classes, mean, std, config: TrainConfig, model_dir: Path, initial, progress: bool):
+    """Fit one LSTM / GRU; return the best checkpoint (reloaded from disk) and its history table."""
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    model = initial or build_sequence_model(name, source.dim, n_classes, mean, std, config.network)
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    monitor = "val_loss" if len(rows["val"]) else "loss"
+    if monitor == "loss":
+        log.warning("%s: the validation split is empty, so early stopping and the best checkpoint follow the training loss", name)
+    checkpoint = model_dir / f"{name}.keras"
+    timer = _EpochProgress(name, config.epochs, math.ceil(len(rows["train"]) / config.batch_size), progress)
+    model.fit(
+        make_dataset(source, rows["train"], y, config.batch_size, shuffle_seed=config.seed),
+        validation_data=make_dataset(source, rows["val"], y, config.batch_size) if len(rows["val"]) else None,
+        epochs=config.epochs,
+        class_weight=_class_weights(y[rows["train"]]) if config.class_weights else None,
+        callbacks=[
+            keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience),
+            keras.callbacks.ModelCheckpoint(checkpoint, monitor=monitor, save_best_only=True),
+            timer.callback(),
+        ],
+        shuffle=False,  # the dataset shuffles itself, with the run's seed
+        verbose=0,
+    )
+    history = pd.DataFrame(model.history.history).assign(epoch=lambda frame: frame.index + 1, seconds=timer.seconds)
+    return keras.models.load_model(checkpoint), history
+
+
+def _fit_baseline(name, source, train_rows, y, n_classes, config: TrainConfig, model_dir: Path):
+    """Fit an order-blind baseline on the training sequences (held in memory) and save it with joblib."""
+    import joblib
+
+    x, mask = source.read(train_rows)
+    model = build_baseline(name, n_classes, "balanced" if config.class_weights else None, config.seed).fit(x, mask, y[train_rows])
+    joblib.dump(model, model_dir / f"{name}.joblib")
+    return model
+
+
+def _load_initial(path: str, dim: int, labels: list[str]):
+    """The model to fine-tune, checked against the store: same feature dimension, same classes."""
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--init {path}: no such model file (give a run's model/<name>.keras)")
+    model = keras.models.load_model(path)
+    expected = input_dim(model)
+    if expected != dim:
+        raise ValueError(f"--init {path} expects {expected}-dimensional features but the store has {dim}: it was trained on "
+                         f"another backbone; extract features with the same feature config (see its config.json) or train from scratch")
+    known = path.parent / "labels.json"
+    classes = json.loads(known.read_text()) if known.is_file() else None
+    if _n_classes(model) != len(labels) or (classes is not None and classes != labels):
+        raise ValueError(f"--init {path} predicts {classes or _n_classes(model)} but the store has classes {labels}; "
+                         f"fine-tuning needs the same classes")
+    return model
+
+
+def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """Refuse an existing run directory unless `overwrite`; then remove it, but only if it is a run."""
+    if not run_dir.exists() or (run_dir.is_dir() and not any(run_dir.iterdir())):
+        return
+    if not overwrite:
+        raise ValueError(f"run directory {run_dir} exists; pass --overwrite to replace it, or --run for another directory")
+    if not ((run_dir / "model").is_dir() or (run_dir / "run.json").is_file()):
+        raise ValueError(f"{run_dir} exists and does not look like a run directory (no model/ or run.json); not removing it")
+    shutil.rmtree(run_dir)
+
+
+def _in_memory(mode: str, source: SequenceSource) -> bool:
+    if mode != "auto":
+        return mode == "memory"
+    import psutil
+
+    return source.nbytes <= MEMORY_SHARE * psutil.virtual_memory().available
+
+
+def _report_classes(videos: pd.DataFrame, labels: list[str]) -> None:
+    for split in ("train", "val", "test"):
+        missing = sorted(set(labels) - set(videos.loc[videos["split"] == split, "label"]))
+        if missing:
+            log.warning("%s split has no videos of %d class(es): %s", split, len(missing), ", ".join(missing[:10]))
+
+
+def _class_weights(y: np.ndarray) -> dict:
+    """Balanced weights (n / (classes * count)) for the classes present in training."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(y)
+    return dict(zip(present.tolist(), compute_class_weight("balanced", classes=present, y=y).tolist()))
+
+
+def _accuracy(true: np.ndarray, probabilities: np.ndarray) -> float | None:
+    return float((probabilities.argmax(1) == true).mean()) if len(true) else None
+
+
+def _prediction_table(name: str, videos: pd.DataFrame, true: np.ndarray, probabilities: np.ndarray, labels: list[str]) -> pd.DataFrame:
+    predicted = probabilities.argmax(1) if len(probabilities) else np.zeros(0, int)
+    table = pd.DataFrame({
+        "model": name,
+        "video_id": videos["video_id"].to_numpy(),
+        "path": videos["path"].to_numpy(),
+        "true": np.asarray(labels, dtype=object)[true],
+        "predicted": np.asarray(labels, dtype=object)[predicted],
+        "confidence": probabilities.max(1) if len(probabilities) else np.zeros(0),
+    })
+    return pd.concat([table, pd.DataFrame(probabilities, columns=[f"p_{label}" for label in labels])], axis=1)
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+class _EpochProgress:
+    """A tqdm bar per epoch on stderr (stdout is for results), and each epoch's duration."""
+
+    def __init__(self, name: str, epochs: int, steps: int, enabled: bool):
+        self.name, self.epochs, self.steps, self.enabled = name, epochs, steps, enabled
+        self.seconds: list[float] = []
+
+    def callback(self):
+        import keras
+
+        return keras.callbacks.LambdaCallback(on_epoch_begin=self._begin, on_train_batch_end=self._batch, on_epoch_end=self._end)
+
+    def _begin(self, epoch, logs=None):
+        from tqdm import tqdm
+
+        self.started = time.perf_counter()
+        self.bar = tqdm(total=self.steps, desc=f"{self.name} epoch {epoch + 1}/{self.epochs}", unit="batch",
+                        file=sys.stderr, disable=not self.enabled, dynamic_ncols=True)
+
+    def _batch(self, batch, logs=None):
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{(logs or {}).get('loss', float('nan')):.3f}", refresh=False)
+
+    def _end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.started)
+        self.bar.set_postfix({key: f"{value:.3f}" for key, value in (logs or {}).items() if isinstance(value, float)})
+        self.bar.close()

@@ -1,0 +1,127 @@
+"""Reports of training runs: files, confusion matrices against the predictions, edge cases, index."""
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_sequences import write_store
+
+from pipeline import report
+from pipeline.cli import EXIT_OK, main
+from pipeline.models import SequenceModelConfig
+from pipeline.train import TrainConfig, train
+
+LABELS = ["a", "b", "c", "d"]
+
+
+def baseline_run(store_path, run_dir, models=("mean", "single-frame")):
+    return train(store_path, run_dir, TrainConfig(models=models, seq_len=8, epochs=2, network=SequenceModelConfig(units=4)), progress=False)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A run with a sequence model and both baselines on four classes, trained in a few seconds."""
+    root = tmp_path_factory.mktemp("report")
+    store_path = write_store(root / "features" / "toy" / "toy.h5", LABELS * 12, failures=["moov atom not found"],
+                             fallback="random weights, offline")
+    return baseline_run(store_path, root / "reports" / "toy-run", ("gru", "mean", "single-frame")).run_dir
+
+
+def test_report_pages_images_and_tables_exist(run):
+    page = (run / "index.html").read_text()
+    markdown = (run / "report.md").read_text()
+    for name in ("gru", "mean", "single-frame"):
+        for suffix in ("confusion.png", "confusion-normalized.png", "confusion.csv", "confusion-normalized.csv"):
+            assert (run / f"{name}-{suffix}").stat().st_size > 0
+            assert f"{name}-{suffix}" in page and f"{name}-{suffix}" in markdown
+    assert (run / "gru-curves.png").is_file() and not (run / "mean-curves.png").exists()
+    for text in ("Results on the test split", "Time order", "videos per class and split", "moov atom not found",
+                 "Per class", "Most frequent confusions", "Misclassified test videos", "random weights, offline", "backbone"):
+        assert text in page and text in markdown, text
+    assert "class='warning'" in page  # the fallback note from the store's attrs
+    assert not re.search(r"<script|<link|src=['\"]https?:|url\(", page), "the page must be self-contained"
+
+
+def test_confusion_csvs_agree_with_predictions_csv(run):
+    predictions = pd.read_csv(run / "model" / "predictions.csv", dtype=str)
+    for name, rows in predictions.groupby("model"):
+        counts = pd.read_csv(run / f"{name}-confusion.csv", index_col=0)
+        expected = pd.crosstab(rows["true"], rows["predicted"]).reindex(index=LABELS, columns=LABELS, fill_value=0)
+        np.testing.assert_array_equal(counts.to_numpy(), expected.to_numpy())
+        assert list(counts.index) == LABELS and list(counts.columns) == LABELS
+        normalized = pd.read_csv(run / f"{name}-confusion-normalized.csv", index_col=0)
+        np.testing.assert_allclose(normalized.sum(axis=1), 1.0)
+        np.testing.assert_allclose(normalized.to_numpy(), expected.to_numpy() / expected.to_numpy().sum(1, keepdims=True))
+
+
+def test_index_lists_runs_newest_first_and_report_command_rewrites(run, capsys):
+    second = baseline_run(write_store(run.parent.parent / "features" / "toy" / "other.h5", LABELS * 6), run.parent / "later-run").run_dir
+    config = json.loads((second / "model" / "config.json").read_text())
+    config["created"] = "2999-01-01T00:00:00+00:00"
+    (second / "model" / "config.json").write_text(json.dumps(config))
+    (run.parent / "not-a-run").mkdir()
+    assert main(["report", "--reports", str(run.parent)]) == EXIT_OK
+    assert capsys.readouterr().out.split() == [str(second / "index.html"), str(run / "index.html")]
+    index = (run.parent / "index.html").read_text()
+    assert index.index("later-run/index.html") < index.index("toy-run/index.html")
+    summary = json.loads((run / "run.json").read_text())
+    assert summary["kind"] == "classification" and summary["model"].startswith("gru (+ mean, single-frame)")
+    assert summary["metrics"]["accuracy"] == json.loads((run / "model" / "metrics.json").read_text())["gru"]["accuracy"]
+
+
+def test_report_of_an_empty_test_split_still_renders(tmp_path):
+    path = write_store(tmp_path / "features" / "toy" / "s.h5", ["a", "b"] * 8, splits=["train"] * 12 + ["val"] * 4)
+    run = baseline_run(path, tmp_path / "reports" / "no-test").run_dir
+    page = (run / "index.html").read_text()
+    assert "The test split is empty" in page and "The test split has no videos of 2 class(es): a, b" in page
+    assert not list(run.glob("*-confusion*"))
+    metrics = json.loads((run / "model" / "metrics.json").read_text())
+    assert metrics["mean"]["accuracy"] is None and metrics["mean"]["test_videos"] == 0
+
+
+def test_report_with_classes_missing_from_the_test_split(tmp_path):
+    labels = ["a", "b", "c"] * 6
+    splits = [("test" if (i >= 12 and label != "c") else "val" if i >= 9 else "train") for i, label in enumerate(labels)]
+    path = write_store(tmp_path / "features" / "toy" / "s.h5", labels, splits=splits)
+    run = baseline_run(path, tmp_path / "reports" / "missing").run_dir
+    assert "The test split has no videos of 1 class(es): c." in (run / "index.html").read_text()
+    per_class = json.loads((run / "model" / "metrics.json").read_text())["mean"]["per_class"]
+    assert per_class["c"]["support"] == 0 and per_class["c"]["recall"] is None
+    counts = pd.read_csv(run / "mean-confusion-normalized.csv", index_col=0)
+    assert counts.loc["c"].isna().all()  # no test videos: an empty row, not zeros
+
+
+def test_classification_metrics_match_hand_computed_values():
+    true = np.array([0, 0, 1, 1, 2])
+    probabilities = np.array([[0.7, 0.2, 0.1, 0.0], [0.2, 0.5, 0.3, 0.0], [0.1, 0.8, 0.1, 0.0], [0.6, 0.3, 0.1, 0.0], [0.1, 0.1, 0.7, 0.1]])
+    metrics = report.classification_metrics(true, probabilities, LABELS)
+    assert metrics["accuracy"] == pytest.approx(3 / 5)
+    assert metrics["top3_accuracy"] == pytest.approx(1.0)
+    assert metrics["per_class"]["a"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    assert metrics["per_class"]["d"] == {"precision": None, "recall": None, "f1": None, "support": 0}
+    assert metrics["macro_f1"] == pytest.approx(np.mean([0.5, 0.5, 1.0]))  # over the classes with test videos
+    assert "top5_accuracy" not in metrics  # k must be below the number of classes
+    empty = report.classification_metrics(np.zeros(0, int), np.zeros((0, 4)), LABELS)
+    assert empty["accuracy"] is None and empty["test_videos"] == 0
+
+
+def test_confusion_matrix_of_101_classes_stays_readable(tmp_path):
+    from PIL import Image
+
+    labels = [f"Class{i:03d}" for i in range(101)]
+    rng = np.random.default_rng(0)
+    true = np.repeat(labels, 5)
+    predicted = true.copy()
+    predicted[rng.random(len(true)) < 0.2] = rng.choice(labels, (rng.random(len(true)) < 0.2).sum() or 1)[0]
+    predicted[true == "Class007"] = "Class090"  # one pair confused all the time
+    counts, normalized = report.confusion_tables(pd.Series(true), pd.Series(predicted), labels)
+    for frame, rates in ((counts, False), (normalized, True)):
+        image = Image.open(report.plot_confusion(frame, tmp_path / f"cm-{rates}.png", "big", normalized=rates))
+        assert 1500 <= image.size[0] <= 3200 and 1500 <= image.size[1] <= 3200
+    top = report.top_confusions(counts)
+    assert top.iloc[0][["true", "predicted", "videos"]].tolist() == ["Class007", "Class090", 5]
+    assert top.iloc[0]["share of true class"] == 1.0 and len(top) <= 20
+    order = report._display_order(counts)
+    assert sorted(order) == labels and abs(order.index("Class007") - order.index("Class090")) == 1
