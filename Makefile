@@ -17,10 +17,11 @@ MODEL ?= gru## lstm, gru, mean, single-frame or all
 RUN ?=## run directory for `report` / `predict`
 SCHEDULER ?=## dask scheduler address, e.g. tcp://host:8786 (default: local)
 VIDEOS ?=## videos or folders for `predict`
+MOVING_MNIST ?= sklearn## mnist_test_seq.npy, MNIST digit files to generate from, or sklearn (`convlstm`)
 
 DEMO_STORE_FILE := features/demo/.store-path
 
-.PHONY: help install demo-data features inspect predict test bench clean demo
+.PHONY: help install demo-data features inspect predict test bench clean demo convlstm
 
 help: ## list the targets and the variables they take
 	@echo "Targets:"
@@ -54,6 +55,7 @@ demo: demo-data ## the whole job on the embedded demo data, offline
 	$(PY) -m pipeline features --manifest manifests/demo.csv --backbone $(BACKBONE) --weights $(WEIGHTS) \
 		--sampling $(SAMPLING) --image-size $(IMAGE_SIZE) --fallback > $(DEMO_STORE_FILE)
 	$(PY) -m pipeline inspect $$(cat $(DEMO_STORE_FILE))
+	$(PY) -m pipeline convlstm --sequences 120 --epochs 4 --batch-size 4 --examples 2 --run reports/convlstm-demo --overwrite
 
 predict: $(STAMP) ## classify VIDEOS (files or folders) with a trained RUN; prints top-k, writes CSV/JSON
 	$(PY) -m pipeline predict $(RUN) $(VIDEOS)
@@ -61,6 +63,9 @@ predict: $(STAMP) ## classify VIDEOS (files or folders) with a trained RUN; prin
 bench: manifests/demo.csv ## measure stage one (CNN, decode, end to end, naive baseline, memory) into reports/bench/
 	@mkdir -p reports/bench
 	set -o pipefail; $(PY) -m pipeline bench --output reports/bench/bench.json | tee reports/bench/bench.md
+
+convlstm: $(STAMP) ## ConvLSTM next-frame prediction on Moving MNIST (MOVING_MNIST) into reports/convlstm-*/
+	$(PY) -m pipeline convlstm --data $(MOVING_MNIST) --overwrite
 
 test: $(STAMP) ## run the test suite (needs ../shared/data beside the checkout)
 	$(PY) -m pytest -q -ra

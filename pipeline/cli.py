@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_manifest(commands)
     _add_demo_data(commands)
     _add_bench(commands)
+    _add_convlstm(commands)
     return parser
 
 
@@ -232,3 +233,84 @@ def _cmd_bench(args) -> int:
     print(table(results))
     log.info("wrote %s", args.output)
     return EXIT_OK
+
+# --- convlstm --------------------------------------------------------------------------------
+
+
+def _add_convlstm(commands) -> None:
+    from .moving_mnist import ConvLSTMConfig
+
+    defaults = ConvLSTMConfig()
+    p = commands.add_parser("convlstm", help="ConvLSTM next-frame prediction on Moving MNIST, scored against copying the last frame",
+                            description="Read or generate Moving MNIST (20, N, 64, 64), train the Keras-example ConvLSTM to predict each "
+                                        "next frame, score it on held-out sequences (one step and a 10-frame rollout) against copying the "
+                                        "last frame, and write the run directory with its report. Prints the report path on stdout. "
+                                        "The full keras-io example: --data mnist_test_seq.npy --sequences 1000 --frame-size 64 --filters 64 "
+                                        "--batch-size 5 --epochs 20 --patience 10 --lr-patience 5.")
+    p.add_argument("--data", default=defaults.data,
+                   help="mnist_test_seq.npy; MNIST digits to generate from (idx images file, .gz or not, a folder of them, or "
+                        "Keras mnist.npz); or sklearn: its bundled 8x8 digits, upscaled (default: %(default)s)")
+    p.add_argument("--sequences", type=int, default=defaults.sequences, help="sequences generated, or read from the .npy (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=defaults.seed, help="seed of generation, initial weights and shuffling (default: %(default)s)")
+    p.add_argument("--frame-size", type=int, default=defaults.frame_size, help="model frame size in pixels, a divisor of 64 (default: %(default)s)")
+    p.add_argument("--filters", type=int, default=defaults.filters, help="filters per ConvLSTM2D layer (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=defaults.epochs, help="most epochs; early stopping may end sooner (default: %(default)s)")
+    p.add_argument("--patience", type=int, default=defaults.patience, help="epochs without a better validation loss before stopping (default: %(default)s)")
+    p.add_argument("--lr-patience", type=int, default=defaults.lr_patience, help="epochs without a better validation loss before the learning rate drops tenfold (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="sequences per batch (default: %(default)s)")
+    p.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--examples", type=int, default=defaults.examples, help="held-out sequences drawn as PNG strips and GIFs (default: %(default)s)")
+    p.add_argument("--run", help="run directory (default: reports/convlstm-<data name>)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.set_defaults(func=_cmd_convlstm)
+
+
+def _cmd_convlstm(args) -> int:
+    from .moving_mnist import ConvLSTMConfig, default_run_dir, run_convlstm
+
+    config = ConvLSTMConfig(data=args.data, sequences=args.sequences, seed=args.seed, frame_size=args.frame_size, filters=args.filters,
+                            batch_size=args.batch_size, epochs=args.epochs, patience=args.patience, lr_patience=args.lr_patience,
+                            learning_rate=args.learning_rate, examples=args.examples)
+    run_dir = Path(args.run) if args.run else default_run_dir(config)
+    run_convlstm(config, run_dir, overwrite=args.overwrite)
+    print(run_dir / "index.html")
+    return EXIT_OK
+
+
+# --- predict ---------------------------------------------------------------------------------
+
+
+def _add_predict(commands) -> None:
+    p = commands.add_parser("predict", help="classify new videos with a trained run (decode and embed with its feature config)",
+                            description="Decode and embed each video with the feature config recorded in RUN, classify it, print the "
+                                        "top-k labels, and write predictions.csv/.json (and per-window tracks with --window).")
+    p.add_argument("run", help="run directory written by `python -m pipeline train`")
+    p.add_argument("videos", nargs="+", help="video files or folders (searched recursively)")
+    p.add_argument("--model", help="which of the run's models (default: the sequence model with the best validation accuracy)")
+    p.add_argument("--weights", help="the weights file the run's features came from, if it moved (checked by sha256)")
+    p.add_argument("--window", type=float, help="classify sliding windows of this many seconds (long videos)")
+    p.add_argument("--stride", type=float, help="seconds between window starts (default: the window length)")
+    p.add_argument("--smooth", type=int, default=3, help="windows in the moving average of the smoothed track (default: %(default)s)")
+    p.add_argument("--top-k", type=int, default=3, help="labels to report per video (default: %(default)s)")
+    p.add_argument("--output", help="folder for the CSV/JSON/PNG outputs (default: RUN/predictions)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_predict)
+
+
+def _cmd_predict(args) -> int:
+    from .predict import load_run, predict_videos, write_outputs
+
+    if args.window is not None and (args.window <= 0 or (args.stride is not None and args.stride <= 0)):
+        raise ValueError("--window and --stride take a number of seconds > 0")
+    run = load_run(args.run, args.model, args.weights)
+    log.info("run %s: model %s, features %s", args.run, run.model_name,
+             ", ".join(f"{k}={run.feature_config[k]}" for k in ("backbone", "weights", "image_size", "sampling")))
+    predictions = predict_videos(run, args.videos, window=args.window, stride=args.stride, top_k=args.top_k, smooth=args.smooth,
+                                 progress=not args.no_progress)
+    for row in predictions.videos.to_dict("records"):
+        ranked = [f"{row[f'label_{k}']} {row[f'probability_{k}']:.3f}" for k in range(1, args.top_k + 1) if isinstance(row.get(f"label_{k}"), str)]
+        print(f"{row['video']}\t{', '.join(ranked) if row['status'] == 'ok' else row['status'] + ': ' + row['error']}")
+    written = write_outputs(predictions, args.output or Path(args.run) / "predictions", run.labels)
+    log.info("%d videos: %d classified, %d failed; wrote %s", len(predictions.videos), len(predictions.videos) - predictions.failed,
+             predictions.failed, ", ".join(str(p) for p in written[:3]))
+    return EXIT_FAILED_VIDEOS if predictions.failed else EXIT_OK
