@@ -21,7 +21,7 @@ MOVING_MNIST ?= sklearn## mnist_test_seq.npy, MNIST digit files to generate from
 
 DEMO_STORE_FILE := features/demo/.store-path
 
-.PHONY: help install demo-data features inspect predict test bench clean demo convlstm
+.PHONY: help install demo-data features inspect train report predict test bench clean demo convlstm
 
 help: ## list the targets and the variables they take
 	@echo "Targets:"
@@ -55,7 +55,15 @@ demo: demo-data ## the whole job on the embedded demo data, offline
 	$(PY) -m pipeline features --manifest manifests/demo.csv --backbone $(BACKBONE) --weights $(WEIGHTS) \
 		--sampling $(SAMPLING) --image-size $(IMAGE_SIZE) --fallback > $(DEMO_STORE_FILE)
 	$(PY) -m pipeline inspect $$(cat $(DEMO_STORE_FILE))
+	$(PY) -m pipeline train --store $$(cat $(DEMO_STORE_FILE)) --model gru,mean,single-frame --run reports/demo --overwrite
 	$(PY) -m pipeline convlstm --sequences 120 --epochs 4 --batch-size 4 --examples 2 --run reports/convlstm-demo --overwrite
+	@echo "demo report: reports/demo/index.html (all runs: reports/index.html)"
+
+train: $(STAMP) ## stage two: train MODEL on STORE into RUN (default reports/<dataset>-<model>), then write its report
+	$(PY) -m pipeline train --store $(or $(STORE),$$(cat $(DEMO_STORE_FILE))) --model $(MODEL) $(if $(RUN),--run $(RUN))
+
+report: $(STAMP) ## (re)write the report of RUN (default: every training run) and reports/index.html
+	$(PY) -m pipeline report $(RUN)
 
 predict: $(STAMP) ## classify VIDEOS (files or folders) with a trained RUN; prints top-k, writes CSV/JSON
 	$(PY) -m pipeline predict $(RUN) $(VIDEOS)

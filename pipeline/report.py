@@ -287,7 +287,7 @@ def _model_blocks(run_dir: Path, run: dict, name: str) -> list:
     blocks = [("h2", f"Model {name} ({values['kind']})")]
     history = run["history"][run["history"]["model"] == name]
     if len(history):
-        plot_curves(history, run_dir / f"{name}-curves.png")
+        plot_curves(history.drop(columns="epoch"), run_dir / f"{name}-curves.png")  # epochs count from 1 in history.csv
         blocks.append(("image", f"{name}-curves.png", f"{name} training curves"))
     if not values["test_videos"]:
         return blocks

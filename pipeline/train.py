@@ -180,7 +180,7 @@ def predict(model, source: SequenceSource, rows, batch_size: int = 256) -> np.nd
         if hasattr(model, "predict_proba"):
             parts.append(model.predict_proba(x, mask))
         else:
-            parts.append(np.asarray(model.predict_on_batch({"frames": x, "mask": mask})))
+            parts.append(np.asarray(model({"frames": x, "mask": mask}, training=False)))  # eager: no retracing per batch size
     return np.concatenate(parts) if parts else np.zeros((0, _n_classes(model)))
 
 
