@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_manifest(commands)
     _add_demo_data(commands)
     _add_bench(commands)
+    _add_train(commands)
+    _add_report(commands)
     _add_convlstm(commands)
     return parser
 
@@ -233,6 +235,83 @@ def _cmd_bench(args) -> int:
     print(table(results))
     log.info("wrote %s", args.output)
     return EXIT_OK
+
+
+# --- train -----------------------------------------------------------------------------------
+
+
+def _add_train(commands) -> None:
+    from .models import ALL_MODELS
+    from .sequences import POLICIES
+    from .train import DATA_MODES, TrainConfig
+
+    defaults = TrainConfig()
+    network = defaults.network
+    p = commands.add_parser("train", help="stage two: train LSTM / GRU classifiers and order-blind baselines on a feature store",
+                            description="Train on a feature store's videos, evaluate every model on the same test split and write "
+                                        "the run directory (model/ and the report). Prints the report path on stdout.")
+    p.add_argument("--store", required=True, help="feature store (.h5) written by `python -m pipeline features`")
+    p.add_argument("--model", default="gru", help=f"comma-separated models from {', '.join(ALL_MODELS)}, or all (default: %(default)s)")
+    p.add_argument("--run", help="run directory (default: reports/<dataset>-<model>)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--seq-len", type=int, help="steps T per video (default: the median number of stored frames per video)")
+    p.add_argument("--policy", choices=POLICIES, default=defaults.policy,
+                   help="pad: short videos padded and masked, long ones thinned; resample: T evenly spaced frames (default: %(default)s)")
+    p.add_argument("--units", type=int, default=network.units, help="recurrent units per layer (default: %(default)s)")
+    p.add_argument("--layers", type=int, default=network.layers, help="stacked recurrent layers (default: %(default)s)")
+    p.add_argument("--bidirectional", action="store_true", help="bidirectional recurrent layers")
+    p.add_argument("--dropout", type=float, default=network.dropout, help="dropout on inputs and recurrent outputs (default: %(default)s)")
+    p.add_argument("--no-masking", action="store_true", help="feed padded steps to the recurrent layers instead of skipping them")
+    p.add_argument("--epochs", type=int, default=defaults.epochs, help="most epochs; early stopping usually ends sooner (default: %(default)s)")
+    p.add_argument("--patience", type=int, default=defaults.patience, help="epochs without a better validation loss before stopping (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="videos per batch (default: %(default)s)")
+    p.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--class-weights", action="store_true", help="weight classes inversely to their training frequency (imbalanced data)")
+    p.add_argument("--seed", type=int, default=defaults.seed, help="seed of splits, initial weights and shuffling (default: %(default)s)")
+    p.add_argument("--test-size", type=float, default=defaults.test_size, help="test share when the manifest has no split column (default: %(default)s)")
+    p.add_argument("--val-size", type=float, default=defaults.val_size, help="share of train held out for validation when the manifest names no val (default: %(default)s)")
+    p.add_argument("--data", choices=DATA_MODES, default=defaults.data,
+                   help="memory: hold the sequences in RAM; stream: read batches from the HDF5 store; auto: memory when they fit (default: %(default)s)")
+    p.add_argument("--init", help="a sequence model to fine-tune (a run's model/<name>.keras); needs the same feature dimension and classes")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args) -> int:
+    from .models import SequenceModelConfig
+    from .train import TrainConfig, default_run_dir, parse_models, train
+
+    models = parse_models(args.model)
+    network = SequenceModelConfig(args.units, args.layers, args.bidirectional, args.dropout, not args.no_masking)
+    config = TrainConfig(models, args.seq_len, args.policy, network, args.epochs, args.batch_size, args.learning_rate, args.patience,
+                         args.class_weights, args.seed, args.test_size, args.val_size, args.data, args.init or "")
+    result = train(args.store, args.run or default_run_dir(args.store, models), config, overwrite=args.overwrite, progress=not args.no_progress)
+    print(result.report)
+    return EXIT_OK
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def _add_report(commands) -> None:
+    p = commands.add_parser("report", help="(re)write training runs' reports and the index of all runs",
+                            description="Write index.html and report.md of each run (confusion matrices, curves, baselines) and "
+                                        "update the runs index beside them. Prints each report's path.")
+    p.add_argument("runs", nargs="*", help="run directories (default: every training run under --reports)")
+    p.add_argument("--reports", default="reports", help="folder of the runs (default: %(default)s)")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args) -> int:
+    from .report import training_runs, write_classification_report
+
+    runs = args.runs or training_runs(args.reports)
+    if not runs:
+        raise FileNotFoundError(f"no training runs under {args.reports}; train one with `python -m pipeline train`")
+    for run in runs:
+        print(write_classification_report(run))
+    return EXIT_OK
+
 
 # --- convlstm --------------------------------------------------------------------------------
 
