@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_manifest(commands)
     _add_demo_data(commands)
     _add_bench(commands)
+    _add_predict(commands)
     _add_train(commands)
     _add_report(commands)
     _add_convlstm(commands)

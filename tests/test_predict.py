@@ -1,0 +1,86 @@
+"""Predict on new videos with a trained run: real files, failures, windows, and refused runs."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import BROKEN, VIDEOS, WEIGHTS_FILE
+from pipeline.backbones import Weights, load_backbone
+from pipeline.demo_data import write_demo_dataset
+from pipeline.extract import FeatureConfig, extract_features
+from pipeline.manifest import read_manifest
+from pipeline.predict import RunError, load_run, predict_videos, write_outputs
+from pipeline.train import TrainConfig, train
+
+CONFIG = FeatureConfig(backbone="vgg16", weights="none", image_size=32, sampling="uniform:8", precision="float32")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("predict")
+    manifest = write_demo_dataset(root / "clips", root / "demo.csv", per_class=7)
+    backbone = load_backbone(CONFIG.backbone, Weights("none"), CONFIG.image_size, precision="float32")
+    extract_features(read_manifest(manifest), root / "store.h5", backbone, CONFIG, progress=False)
+    train(root / "store.h5", root / "run", TrainConfig(models=("gru", "mean"), epochs=2, patience=2), progress=False)
+    return root / "run"
+
+
+def test_predict_real_files_and_failures(shared, run_dir, tmp_path):
+    run = load_run(run_dir)
+    assert run.model_name == "gru" and run.feature_config["backbone"] == "vgg16"
+    inputs = [VIDEOS / "mmaction2/test.avi", VIDEOS / "decord/video_90.mov", VIDEOS / "mdn_flower/flower.webm",
+              BROKEN / "Megamind_is_html.avi", tmp_path / "absent.mp4"]
+    predictions = predict_videos(run, inputs, top_k=2, progress=False)
+    table = predictions.videos.set_index("video")
+    assert predictions.failed == 2
+    assert table.loc[str(BROKEN / "Megamind_is_html.avi"), "status"] == "failed:open"
+    assert table.loc[str(tmp_path / "absent.mp4"), "status"] == "failed:missing"
+    ok = table[table["status"] == "ok"]
+    assert len(ok) == 3 and set(ok["label_1"]) <= set(run.labels)
+    assert ((ok["probability_1"] >= ok["probability_2"]) & (ok["probability_1"] <= 1)).all()
+    written = write_outputs(predictions, tmp_path / "out", run.labels)
+    assert pd.read_csv(written[0]).shape[0] == 5 and json.loads(written[1].read_text())[0]["status"] == "ok"
+
+
+def test_sliding_windows_on_a_long_clip(shared, run_dir, tmp_path):
+    run = load_run(run_dir, model="mean")
+    predictions = predict_videos(run, [VIDEOS / "opencv_tutorial/slow_traffic_small.mp4"], window=6, stride=4, smooth=3, progress=False)
+    track = predictions.windows
+    assert len(track) == 7  # 914 frames at 29.97 fps: windows start at 0, 4, ... 24 s
+    assert track["start_s"].is_monotonic_increasing and (track["end_s"] - track["start_s"]).round(1).eq(6.0).all()
+    smoothed = track[[f"smoothed:{label}" for label in run.labels]].to_numpy()
+    assert abs(smoothed[1] - track[run.labels].to_numpy()[0:3].mean(axis=0)).max() < 1e-6  # centred moving average
+    written = write_outputs(predictions, tmp_path / "out", run.labels)
+    assert (tmp_path / "out/windows.csv").is_file() and written[-1].suffix == ".png" and written[-1].stat().st_size > 5000
+
+
+def test_runs_with_missing_or_different_weights_are_refused(shared, run_dir, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    config_file = copy / "model/config.json"
+    config = json.loads(config_file.read_text())
+    config["feature_config"]["weights"] = "sha256:" + "0" * 64
+    config["store"] = ""
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(RunError, match="not available; pass --weights PATH"):
+        load_run(copy)
+    with pytest.raises(RunError, match="but the run was trained on features from sha256:0000"):
+        load_run(copy, weights=str(WEIGHTS_FILE))
+    with pytest.raises(RunError, match="has no model 'lstm'"):
+        load_run(run_dir, model="lstm")
+
+
+def test_cli_prints_top_k_and_exits_1_on_a_failed_video(shared, run_dir, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "pipeline", "predict", str(run_dir), str(VIDEOS / "imageio/realshort.mp4"),
+                             str(BROKEN / "imageio_test.webm"), "--output", str(tmp_path / "p"), "--no-progress"],
+                            capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith(str(VIDEOS / "imageio/realshort.mp4")) and lines[1].endswith("remux it, e.g. `ffmpeg -i IN -c copy OUT.mkv`")
+    assert (tmp_path / "p/predictions.csv").is_file()
+    refused = subprocess.run([sys.executable, "-m", "pipeline", "predict", str(tmp_path), "x.mp4"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "is not a trained run" in refused.stderr
