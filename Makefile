@@ -55,9 +55,16 @@ demo: demo-data ## the whole job on the embedded demo data, offline
 	$(PY) -m pipeline features --manifest manifests/demo.csv --backbone $(BACKBONE) --weights $(WEIGHTS) \
 		--sampling $(SAMPLING) --image-size $(IMAGE_SIZE) --fallback > $(DEMO_STORE_FILE)
 	$(PY) -m pipeline inspect $$(cat $(DEMO_STORE_FILE))
-	$(PY) -m pipeline train --store $$(cat $(DEMO_STORE_FILE)) --model gru,mean,single-frame --run reports/demo --overwrite
+	$(PY) -m pipeline train --store $$(cat $(DEMO_STORE_FILE)) --model all --run reports/demo --overwrite
 	$(PY) -m pipeline convlstm --sequences 120 --epochs 4 --batch-size 4 --examples 2 --run reports/convlstm-demo --overwrite
-	@echo "demo report: reports/demo/index.html (all runs: reports/index.html)"
+	$(PY) -m pipeline predict reports/demo $$(awk -F, '$$3 == "test" {print "manifests/" $$1}' manifests/demo.csv | head -4) --no-progress
+	@echo
+	@echo "Demo outputs:"
+	@echo "  feature store      $$(cat $(DEMO_STORE_FILE))"
+	@echo "  classification     reports/demo/index.html  (models and predictions: reports/demo/model/)"
+	@echo "  next-frame (ConvLSTM) reports/convlstm-demo/index.html"
+	@echo "  predictions        reports/demo/predictions/predictions.csv"
+	@echo "  all runs           reports/index.html"
 
 train: $(STAMP) ## stage two: train MODEL on STORE into RUN (default reports/<dataset>-<model>), then write its report
 	$(PY) -m pipeline train --store $(or $(STORE),$$(cat $(DEMO_STORE_FILE))) --model $(MODEL) $(if $(RUN),--run $(RUN))

@@ -21,16 +21,22 @@ from .manifest import write_manifest
 CLASSES = ("grow", "shrink", "fade_in", "fade_out", "move_left", "move_right")
 SIZE, FRAMES, FPS = 128, 24, 12
 SPLIT_SHARES = (("train", 0.7), ("val", 0.15), ("test", 0.15))
+RENDER_VERSION = "2"  # bump when render_clip changes: clips of another version are rewritten
 
 
 def write_demo_dataset(folder: str | Path = "manifests/demo", manifest: str | Path = "manifests/demo.csv", per_class: int = 50, seed: int = 0) -> Path:
     """Write `per_class` clips per class into `folder` and their manifest; return the manifest path.
 
-    Existing clips are kept (they are identical for the same seed), so rerunning is cheap and does
-    not change file keys, and the feature store stays valid.
+    Existing clips are kept (they are identical for the same seed and RENDER_VERSION), so rerunning
+    is cheap and does not change file keys, and the feature store stays valid.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    stamp = folder / ".render-version"
+    version = f"{RENDER_VERSION} seed={seed}"
+    if not stamp.is_file() or stamp.read_text() != version:
+        for old in folder.glob("*.mp4"):
+            old.unlink()
     rows = []
     for class_index, label in enumerate(CLASSES):
         for number in range(per_class):
@@ -39,6 +45,7 @@ def write_demo_dataset(folder: str | Path = "manifests/demo", manifest: str | Pa
                 rng = np.random.default_rng([seed, class_index, number])
                 write_clip(path, render_clip(label, rng))
             rows.append({"path": str(path), "label": label, "split": _split_of(number, per_class), "group": f"{label}_{number:03d}"})
+    stamp.write_text(version)
     return write_manifest(pd.DataFrame(rows), manifest)
 
 
