@@ -323,8 +323,11 @@ def _bce(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
 
 def default_run_dir(config: ConvLSTMConfig, reports_root: str | Path = "reports") -> Path:
     """reports/convlstm-<data>, the data named `sklearn` or by its file or folder name."""
-    name = "sklearn" if config.data == "sklearn" else Path(config.data).name.split(".")[0]
-    return Path(reports_root) / f"convlstm-{name}"
+    return Path(reports_root) / f"convlstm-{_data_name(config)}"
+
+
+def _data_name(config: ConvLSTMConfig) -> str:
+    return "sklearn" if config.data == "sklearn" else Path(config.data).name.split(".")[0]
 
 
 def run_convlstm(config: ConvLSTMConfig, run_dir: str | Path, overwrite: bool = False) -> dict:
@@ -376,7 +379,8 @@ def run_convlstm(config: ConvLSTMConfig, run_dir: str | Path, overwrite: bool = 
     write_report(run_dir, config, source, (n_train, n_val, n_test), history, per_frame, summary, metrics,
                  test_set[shown], one_step[shown], rolled[shown])
     headline = ("one_step_mse", "one_step_mse_copy_last", "rollout_mse", "rollout_mse_copy_last", "train_seconds")
-    report.write_run_summary(run_dir, kind="convlstm", dataset=source, model=f"ConvLSTM {config.filters} filters, {config.frame_size}px",
+    report.write_run_summary(run_dir, kind="convlstm", dataset=f"Moving MNIST ({_data_name(config)}), {config.sequences} sequences",
+                             source=source, model=f"ConvLSTM {config.filters} filters, {config.frame_size}px",
                              metrics={k: metrics[k] for k in headline}, config=config.to_dict())
     report.write_index(run_dir.parent)
     return metrics
