@@ -101,76 +101,43 @@ def train(store_path, run_dir, config: TrainConfig = TrainConfig(), overwrite: b
     (unless `overwrite`), a model to fine-tune whose feature dimension or classes do not match.
     """
     store_path, run_dir = Path(store_path), Path(run_dir)
-    if not store_path.is_file():
-        raise FileNotFoundError(f"no feature store at {store_path}; run `python -m pipeline features` first")
-    videos = load_videos(store_path)
-    labels = sorted(videos["label"].unique())
-    y = videos["label"].map({label: index for index, label in enumerate(labels)}).to_numpy(np.int32)
-    sequences = sequence_config(videos, config.seq_len, config.policy)
-    source = SequenceSource(store_path, videos, sequences, in_memory=False)
-    initial = _load_initial(config.init, source.dim, labels) if config.init else None
-
-    videos = videos.assign(split=assign_splits(videos, config.seed, config.test_size, config.val_size))
-    rows = {name: np.flatnonzero(videos["split"].to_numpy() == name) for name in ("train", "val", "test")}
-    trained = videos["label"].iloc[rows["train"]].unique()
-    if len(trained) < 2:
-        raise ValueError(f"the training split holds {'only ' + repr(trained[0]) if len(trained) else 'no videos'}; a classifier "
-                         f"needs at least two classes to train on (check the manifest's split column)")
+    data = _load_data(store_path, config)
+    initial = _load_initial(config.init, data.source.dim, data.labels) if config.init else None
     _prepare_run_dir(run_dir, overwrite)
-    in_memory = _in_memory(config.data, source)
-    if in_memory:
-        source = SequenceSource(store_path, videos, sequences, in_memory=True)
-    _report_classes(videos, labels)
-
+    if _in_memory(config.data, data.source):
+        data.source = SequenceSource(store_path, data.videos, data.source.config, in_memory=True)
     model_dir = run_dir / "model"
     model_dir.mkdir(parents=True)
-    attrs = store.read_attrs(store_path)
-    (model_dir / "labels.json").write_text(json.dumps(labels, indent=1))
-    videos[["video_id", "label", "group", "split"]].to_csv(model_dir / "splits.csv", index=False)
-    (model_dir / "config.json").write_text(json.dumps({
-        "store": str(store_path.resolve()),
-        "dataset": store_path.parent.name,
-        "feature_config": attrs.get("feature_config", {}),
-        "fallback": attrs.get("fallback", ""),
-        "feature_dim": source.dim,
-        "sequence": sequences.to_dict(),
-        "train": config.to_dict(),
-        "data": "memory" if in_memory else "stream",
-        "failures": store.read_failures(store_path).drop(columns=["key"]).to_dict("records"),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }, indent=1, default=str))
+    _write_setup(model_dir, store_path, data, config)
 
-    mean, std = feature_stats(source, rows["train"])
+    mean, std = feature_stats(data.source, data.rows["train"])
     histories, predictions, metrics = [], [], {}
     for name in config.models:
         started = time.perf_counter()
         if name in SEQUENCE_MODELS:
-            model, history = _fit_sequence_model(name, source, rows, y, len(labels), mean, std, config, model_dir, initial, progress)
-            histories.append(history.assign(model=name))
+            model, history = _fit_sequence_model(name, data, mean, std, config, model_dir, initial, progress)
         else:
-            model = _fit_baseline(name, source, rows["train"], y, len(labels), config, model_dir)
-            history = pd.DataFrame()
+            model, history = _fit_baseline(name, data, config, model_dir), pd.DataFrame(columns=["seconds"])
         seconds = time.perf_counter() - started
-        val_probabilities = predict(model, source, rows["val"], config.batch_size)
-        test_probabilities = predict(model, source, rows["test"], config.batch_size)
+        test = predict(model, data.source, data.rows["test"], config.batch_size)
         metrics[name] = {
             "kind": "sequence" if name in SEQUENCE_MODELS else "order-blind",
-            **report.classification_metrics(y[rows["test"]], test_probabilities, labels),
-            "val_accuracy": _accuracy(y[rows["val"]], val_probabilities),
+            **report.classification_metrics(data.y[data.rows["test"]], test, data.labels),
+            "val_accuracy": _accuracy(data.y[data.rows["val"]], predict(model, data.source, data.rows["val"], config.batch_size)),
             "epochs": len(history),
             "seconds": round(seconds, 2),
             "seconds_per_epoch": round(float(history["seconds"].mean()), 3) if len(history) else None,
         }
-        predictions.append(_prediction_table(name, videos.iloc[rows["test"]], y[rows["test"]], test_probabilities, labels))
+        histories.append(history.assign(model=name))
+        predictions.append(_prediction_table(name, data, test))
         log.info("%s: test accuracy %s, macro-F1 %s (%d test videos, %.1fs)", name, _fmt(metrics[name]["accuracy"]),
-                 _fmt(metrics[name]["macro_f1"]), len(rows["test"]), seconds)
+                 _fmt(metrics[name]["macro_f1"]), len(data.rows["test"]), seconds)
 
     history_columns = ["model", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]
     pd.concat([pd.DataFrame(columns=history_columns), *histories])[history_columns].to_csv(model_dir / "history.csv", index=False)
     pd.concat(predictions).to_csv(model_dir / "predictions.csv", index=False)
     (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    page = report.write_classification_report(run_dir)
-    return TrainResult(run_dir, metrics, page)
+    return TrainResult(run_dir, metrics, report.write_classification_report(run_dir))
 
 
 def predict(model, source: SequenceSource, rows, batch_size: int = 256) -> np.ndarray:
@@ -187,27 +154,79 @@ def predict(model, source: SequenceSource, rows, batch_size: int = 256) -> np.nd
 # --- helpers ---------------------------------------------------------------------------------
 
 
+@dataclass
+class _Data:
+    """The store's videos as a run sees them: sequences, splits, class indices."""
+
+    source: SequenceSource
+    videos: pd.DataFrame  # the store's video table with the run's `split` column
+    labels: list[str]
+    y: np.ndarray  # class index per video
+    rows: dict  # split name -> positions in `videos`
+
+
+def _load_data(store_path: Path, config: TrainConfig) -> _Data:
+    """Read and check the store's videos, build the sequence config and the splits."""
+    if not store_path.is_file():
+        raise FileNotFoundError(f"no feature store at {store_path}; run `python -m pipeline features` first")
+    videos = load_videos(store_path)
+    labels = sorted(videos["label"].unique())
+    sequences = sequence_config(videos, config.seq_len, config.policy)
+    videos = videos.assign(split=assign_splits(videos, config.seed, config.test_size, config.val_size))
+    rows = {name: np.flatnonzero(videos["split"].to_numpy() == name) for name in ("train", "val", "test")}
+    trained = videos["label"].iloc[rows["train"]].unique()
+    if len(trained) < 2:
+        raise ValueError(f"the training split holds {'only ' + repr(trained[0]) if len(trained) else 'no videos'}; a classifier "
+                         f"needs at least two classes to train on (check the manifest's split column)")
+    for split, positions in rows.items():
+        missing = sorted(set(labels) - set(videos["label"].iloc[positions]))
+        if missing:
+            log.warning("%s split has no videos of %d class(es): %s", split, len(missing), ", ".join(missing[:10]))
+    y = videos["label"].map({label: index for index, label in enumerate(labels)}).to_numpy(np.int32)
+    return _Data(SequenceSource(store_path, videos, sequences, in_memory=False), videos, labels, y, rows)
+
+
+def _write_setup(model_dir: Path, store_path: Path, data: _Data, config: TrainConfig) -> None:
+    """labels.json, splits.csv and config.json: written before training, so even a crashed run says what it was."""
+    attrs = store.read_attrs(store_path)
+    (model_dir / "labels.json").write_text(json.dumps(data.labels, indent=1))
+    data.videos[["video_id", "label", "group", "split"]].to_csv(model_dir / "splits.csv", index=False)
+    (model_dir / "config.json").write_text(json.dumps({
+        "store": str(store_path.resolve()),
+        "dataset": store_path.parent.name,
+        "feature_config": attrs.get("feature_config", {}),
+        "fallback": attrs.get("fallback", ""),
+        "feature_dim": data.source.dim,
+        "sequence": data.source.config.to_dict(),
+        "train": config.to_dict(),
+        "data": "memory" if data.source.in_memory else "stream",
+        "failures": store.read_failures(store_path).drop(columns=["key"]).to_dict("records"),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }, indent=1, default=str))
+
+
 def _n_classes(model) -> int:
     return model.n_classes if hasattr(model, "n_classes") else int(model.output_shape[-1])
 
 
-def _fit_sequence_model(name, source, rows, y, n_classes, mean, std, config: TrainConfig, model_dir: Path, initial, progress: bool):
+def _fit_sequence_model(name, data: _Data, mean, std, config: TrainConfig, model_dir: Path, initial, progress: bool):
     """Fit one LSTM / GRU; return the best checkpoint (reloaded from disk) and its history table."""
     import keras
 
     keras.utils.set_random_seed(config.seed)
-    model = initial or build_sequence_model(name, source.dim, n_classes, mean, std, config.network)
+    model = initial or build_sequence_model(name, data.source.dim, len(data.labels), mean, std, config.network)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    monitor = "val_loss" if len(rows["val"]) else "loss"
+    train_rows, val_rows = data.rows["train"], data.rows["val"]
+    monitor = "val_loss" if len(val_rows) else "loss"
     if monitor == "loss":
         log.warning("%s: the validation split is empty, so early stopping and the best checkpoint follow the training loss", name)
     checkpoint = model_dir / f"{name}.keras"
-    timer = _EpochProgress(name, config.epochs, math.ceil(len(rows["train"]) / config.batch_size), progress)
+    timer = _EpochProgress(name, config.epochs, math.ceil(len(train_rows) / config.batch_size), progress)
     model.fit(
-        make_dataset(source, rows["train"], y, config.batch_size, shuffle_seed=config.seed),
-        validation_data=make_dataset(source, rows["val"], y, config.batch_size) if len(rows["val"]) else None,
+        make_dataset(data.source, train_rows, data.y, config.batch_size, shuffle_seed=config.seed),
+        validation_data=make_dataset(data.source, val_rows, data.y, config.batch_size) if len(val_rows) else None,
         epochs=config.epochs,
-        class_weight=_class_weights(y[rows["train"]]) if config.class_weights else None,
+        class_weight=_class_weights(data.y[train_rows]) if config.class_weights else None,
         callbacks=[
             keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience),
             keras.callbacks.ModelCheckpoint(checkpoint, monitor=monitor, save_best_only=True),
@@ -220,12 +239,13 @@ def _fit_sequence_model(name, source, rows, y, n_classes, mean, std, config: Tra
     return keras.models.load_model(checkpoint), history
 
 
-def _fit_baseline(name, source, train_rows, y, n_classes, config: TrainConfig, model_dir: Path):
+def _fit_baseline(name, data: _Data, config: TrainConfig, model_dir: Path):
     """Fit an order-blind baseline on the training sequences (held in memory) and save it with joblib."""
     import joblib
 
-    x, mask = source.read(train_rows)
-    model = build_baseline(name, n_classes, "balanced" if config.class_weights else None, config.seed).fit(x, mask, y[train_rows])
+    rows = data.rows["train"]
+    x, mask = data.source.read(rows)
+    model = build_baseline(name, len(data.labels), "balanced" if config.class_weights else None, config.seed).fit(x, mask, data.y[rows])
     joblib.dump(model, model_dir / f"{name}.joblib")
     return model
 
@@ -269,13 +289,6 @@ def _in_memory(mode: str, source: SequenceSource) -> bool:
     return source.nbytes <= MEMORY_SHARE * psutil.virtual_memory().available
 
 
-def _report_classes(videos: pd.DataFrame, labels: list[str]) -> None:
-    for split in ("train", "val", "test"):
-        missing = sorted(set(labels) - set(videos.loc[videos["split"] == split, "label"]))
-        if missing:
-            log.warning("%s split has no videos of %d class(es): %s", split, len(missing), ", ".join(missing[:10]))
-
-
 def _class_weights(y: np.ndarray) -> dict:
     """Balanced weights (n / (classes * count)) for the classes present in training."""
     from sklearn.utils.class_weight import compute_class_weight
@@ -288,17 +301,19 @@ def _accuracy(true: np.ndarray, probabilities: np.ndarray) -> float | None:
     return float((probabilities.argmax(1) == true).mean()) if len(true) else None
 
 
-def _prediction_table(name: str, videos: pd.DataFrame, true: np.ndarray, probabilities: np.ndarray, labels: list[str]) -> pd.DataFrame:
-    predicted = probabilities.argmax(1) if len(probabilities) else np.zeros(0, int)
+def _prediction_table(name: str, data: _Data, probabilities: np.ndarray) -> pd.DataFrame:
+    """predictions.csv rows of one model: video, true and predicted label, confidence, p_<class>..."""
+    test = data.videos.iloc[data.rows["test"]]
+    labels = np.asarray(data.labels, dtype=object)
     table = pd.DataFrame({
         "model": name,
-        "video_id": videos["video_id"].to_numpy(),
-        "path": videos["path"].to_numpy(),
-        "true": np.asarray(labels, dtype=object)[true],
-        "predicted": np.asarray(labels, dtype=object)[predicted],
-        "confidence": probabilities.max(1) if len(probabilities) else np.zeros(0),
+        "video_id": test["video_id"].to_numpy(),
+        "path": test["path"].to_numpy(),
+        "true": labels[data.y[data.rows["test"]]],
+        "predicted": labels[probabilities.argmax(1)] if len(probabilities) else [],
+        "confidence": probabilities.max(1) if len(probabilities) else [],
     })
-    return pd.concat([table, pd.DataFrame(probabilities, columns=[f"p_{label}" for label in labels])], axis=1)
+    return pd.concat([table, pd.DataFrame(probabilities, columns=[f"p_{label}" for label in data.labels])], axis=1)
 
 
 def _fmt(value) -> str:
