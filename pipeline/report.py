@@ -244,9 +244,9 @@ def _results_blocks(run: dict) -> list:
     metrics = run["metrics"]
     rows = [{"model": name, "type": values["kind"], "test accuracy": values["accuracy"], "macro-F1": values["macro_f1"],
              **{key.replace("_accuracy", ""): value for key, value in values.items() if key.startswith("top")},
-             "val accuracy": values["val_accuracy"], "epochs": values["epochs"] or None,
+             "val accuracy": values["val_accuracy"], "epochs": values["epochs"] or "",
              "s/epoch": values["seconds_per_epoch"], "train s": values["seconds"]} for name, values in metrics.items()]
-    blocks = [("h2", "Results on the test split"), ("table", pd.DataFrame(rows).astype({"epochs": "Int64"}))]
+    blocks = [("h2", "Results on the test split"), ("table", pd.DataFrame(rows))]
     tested = next(iter(metrics.values()))["test_videos"]
     if not tested:
         return blocks + [("warning", "The test split is empty: there are no test metrics, confusion matrices or misclassified videos.")]
@@ -300,7 +300,7 @@ def _model_blocks(run_dir: Path, run: dict, name: str) -> list:
     blocks.append(("links", [("confusion counts (CSV)", f"{name}-confusion.csv"), ("row-normalized (CSV)", f"{name}-confusion-normalized.csv")]))
     confused = top_confusions(counts)
     blocks += [("h3", "Most frequent confusions"), ("table", confused) if len(confused) else ("p", "No test video is misclassified.")]
-    per_class = pd.DataFrame(values["per_class"]).T.rename_axis("class").reset_index().astype({"support": "Int64"})
+    per_class = pd.DataFrame([{"class": label, **scores} for label, scores in values["per_class"].items()])
     blocks += [("h3", "Per class"), ("table", per_class)]
     wrong = predictions[predictions["true"] != predictions["predicted"]].sort_values("confidence", ascending=False)
     blocks.append(("h3", f"Misclassified test videos ({len(wrong)} of {len(predictions)}, most confident first)"))
