@@ -42,6 +42,7 @@ def test_report_pages_images_and_tables_exist(run):
         assert text in page and text in markdown, text
     assert "class='warning'" in page  # the fallback note from the store's attrs
     assert not re.search(r"<script|<link|src=['\"]https?:|url\(", page), "the page must be self-contained"
+    assert "&lt;NA&gt;" not in page and "| nan |" not in markdown
 
 
 def test_confusion_csvs_agree_with_predictions_csv(run):

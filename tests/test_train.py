@@ -104,6 +104,35 @@ def test_saved_models_reload_and_predict_what_the_run_recorded(all_models_run, d
         np.testing.assert_allclose(predict(model, source, rows), recorded, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind, network", [
+    ("gru", SequenceModelConfig(units=4)),
+    ("lstm", SequenceModelConfig(units=4, layers=2, bidirectional=True)),
+])
+def test_masked_padding_does_not_change_a_prediction(kind, network):
+    from pipeline.models import build_sequence_model, input_dim
+
+    rng = np.random.default_rng(0)
+    model = build_sequence_model(kind, 3, 2, np.zeros(3, np.float32), np.ones(3, np.float32), network)
+    frames = rng.normal(size=(1, 5, 3)).astype(np.float32)
+    padded = np.concatenate([frames, np.zeros((1, 3, 3), np.float32)], axis=1)
+    mask = np.array([[True] * 5 + [False] * 3])
+    short = np.asarray(model({"frames": frames, "mask": np.ones((1, 5), bool)}))
+    np.testing.assert_allclose(np.asarray(model({"frames": padded, "mask": mask})), short, rtol=1e-5, atol=1e-6)
+    unmasked = build_sequence_model(kind, 3, 2, np.zeros(3, np.float32), np.ones(3, np.float32),
+                                    SequenceModelConfig(**{**network.to_dict(), "masking": False}))
+    unmasked.set_weights(model.get_weights())
+    assert not np.allclose(np.asarray(unmasked({"frames": padded, "mask": mask})), short)
+    assert input_dim(model) == 3 and model.output_shape == (None, 2)
+
+
+def test_resampled_sequences_and_a_stacked_bidirectional_network_train(direction_store, tmp_path):
+    network = SequenceModelConfig(units=8, layers=2, bidirectional=True, masking=False)
+    run = train(direction_store, tmp_path / "run", fast(models=("lstm",), policy="resample", network=network, epochs=2), progress=False)
+    config = json.loads((run.run_dir / "model" / "config.json").read_text())
+    assert config["sequence"]["policy"] == "resample" and config["train"]["network"]["bidirectional"] is True
+    assert run.metrics["lstm"]["epochs"] == 2
+
+
 def test_streamed_and_in_memory_training_give_the_same_run(direction_store, tmp_path):
     runs = {mode: train(direction_store, tmp_path / mode, fast(models=("gru",), epochs=3, data=mode), progress=False) for mode in ("memory", "stream")}
     histories = {mode: pd.read_csv(run.run_dir / "model" / "history.csv").drop(columns="seconds") for mode, run in runs.items()}
