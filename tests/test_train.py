@@ -16,7 +16,7 @@ TINY = SequenceModelConfig(units=16, dropout=0.1)
 
 def fast(**overrides) -> TrainConfig:
     """A training config that finishes in seconds on the toy stores."""
-    settings = {"network": TINY, "epochs": 40, "patience": 10, "batch_size": 8, "learning_rate": 1e-2, "seq_len": 8}
+    settings = {"network": TINY, "epochs": 20, "patience": 10, "batch_size": 8, "learning_rate": 1e-2, "seq_len": 8}
     return TrainConfig(**{**settings, **overrides})
 
 
