@@ -74,7 +74,7 @@ def _add_features(commands) -> None:
     p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
                    help="CNN arithmetic; auto = bfloat16 for VGG on CPUs that compute it natively, else float32 (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=32, help="frames per CNN batch (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=worker_count(), help="decoder processes (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=worker_count(), help="decoder processes, at the lowest CPU priority so they use what the CNN leaves (default: one per core, %(default)s)")
     p.add_argument("--scheduler", help="run on dask: 'local' for a LocalCluster on this machine, or a scheduler address "
                                        "tcp://HOST:8786 (default: in-process, measured faster on small machines)")
     p.add_argument("--dask-workers", type=int, help="worker processes of --scheduler local (default: half the cores)")

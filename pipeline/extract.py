@@ -17,10 +17,11 @@ import multiprocessing
 import os
 import signal
 import time
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
@@ -282,7 +283,9 @@ def _embed_on_dask(todo, store_path, config, weights, batch_size, scheduler, das
 
     with dask_client(scheduler, dask_workers) as client:
         chunks = [todo[i:i + shard_size] for i in range(0, len(todo), shard_size)]
-        futures = {client.submit(_shard_task, chunk, str(store_path), config, weights, batch_size, timeout, decode_hook, pure=False): chunk
+        per_host = dict(Counter(urlparse(address).hostname for address in client.scheduler_info()["workers"]))
+        futures = {client.submit(_shard_task, chunk, str(store_path), config, weights, batch_size, timeout, decode_hook, per_host,
+                                 pure=False): chunk
                    for chunk in chunks}
         for future in as_completed(futures):
             try:
@@ -324,21 +327,28 @@ def dask_client(scheduler: str, n_workers: int | None = None):
                 yield client
 
 
-def _shard_task(rows, store_path: str, config: FeatureConfig, weights: Weights, batch_size: int, timeout: float, decode_hook) -> "ExtractSummary":
-    """A dask task: embed one shard of videos with this worker's cached backbone."""
+def _shard_task(rows, store_path: str, config: FeatureConfig, weights: Weights, batch_size: int, timeout: float, decode_hook,
+                per_host: dict) -> "ExtractSummary":
+    """A dask task: embed one shard of videos with this worker's cached backbone.
+
+    The worker takes its share of its machine's cores (`per_host`: dask workers per host) for
+    TensorFlow's threads and for its decoder processes, as `features` in-process takes them all.
+    """
+    from dask.distributed import get_worker
+
+    cores = max(1, worker_count() // per_host.get(urlparse(get_worker().address).hostname, 1))
     summary = ExtractSummary(Path(store_path))
-    backbone = _worker_backbone(config, weights, batch_size)
-    embed_videos(rows, Path(store_path), backbone, config, summary, workers=1, timeout=timeout,
+    backbone = _worker_backbone(config, weights, batch_size, cores)
+    embed_videos(rows, Path(store_path), backbone, config, summary, workers=cores, timeout=timeout,
                  shard_size=len(rows), decode_hook=decode_hook)
     return summary
 
 
 @functools.lru_cache(maxsize=2)
-def _worker_backbone(config: FeatureConfig, weights: Weights, batch_size: int) -> Backbone:
+def _worker_backbone(config: FeatureConfig, weights: Weights, batch_size: int, threads: int) -> Backbone:
     """Each worker process builds the backbone once and keeps it for all its tasks."""
     if weights.kind == "file" and Weights.parse(weights.path).identity != config.weights:
         raise BackboneError(f"weights file {weights.path} on this worker differs from the one the run started with ({config.weights})")
-    threads = max(1, (os.cpu_count() or 2) // 2)
     try:
         import tensorflow as tf
 
