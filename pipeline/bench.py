@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 SIZE, SAMPLING, BATCH = 224, "uniform:16", 32
-TARGET_PARTS = ("cnn", "decode_auto", "features", "naive")  # the parts of the speed targets: median of REPEATS runs
+TARGET_PARTS = ("cnn", "decode_auto", "features", "naive")  # the parts of the speed targets: median of REPEATS rounds
 REPEATS = 3
 
 
@@ -56,16 +56,16 @@ def run_all(videos: list[str], demo_manifest: str, weights: str, output: Path) -
             "vgg16_float32": ["cnn_vgg16", str(manifest), "float32"],
             "vgg16_bfloat16": ["cnn_vgg16", str(manifest), "bfloat16"],
         }
-        results = {}
-        for name, args in jobs.items():
-            runs = []
-            for attempt in range(REPEATS if name in TARGET_PARTS else 1):
-                print(f"bench: {name} (run {attempt + 1}) ...", file=sys.stderr, flush=True)
-                done = subprocess.run([sys.executable, "-m", "pipeline.bench", *args], capture_output=True, text=True)
-                if done.returncode != 0:
-                    raise RuntimeError(f"bench part {name} failed:\n{done.stderr[-3000:]}")
-                runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            results[name] = _median_run(runs)
+        # the target parts in interleaved rounds, so that a slower spell of a shared machine hits them alike
+        order = [name for _ in range(REPEATS) for name in TARGET_PARTS] + [name for name in jobs if name not in TARGET_PARTS]
+        runs = {name: [] for name in jobs}
+        for name in order:
+            print(f"bench: {name} (run {len(runs[name]) + 1}) ...", file=sys.stderr, flush=True)
+            done = subprocess.run([sys.executable, "-m", "pipeline.bench", *jobs[name]], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"bench part {name} failed:\n{done.stderr[-3000:]}")
+            runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        results = {name: _median_run(part_runs) for name, part_runs in runs.items()}
     a, b = results["cnn"]["frames_per_s"], results["decode_auto"]["frames_per_s"]
     ceiling = 1 / (1 / a + 1 / b)
     results["targets"] = {

@@ -60,6 +60,11 @@ class Sampling:
     def __str__(self) -> str:
         return self.kind if self.kind == "all" else f"{self.kind}:{self.value:g}"
 
+    @property
+    def most_frames(self) -> int:
+        """The most frames one video can yield under this policy."""
+        return min(int(self.value), self.max_frames) if self.kind == "uniform" else self.max_frames
+
     def indices(self, total_frames: int, fps: float) -> np.ndarray:
         """Frame indices to decode, in order, for a video of `total_frames` frames at `fps`."""
         if self.kind == "uniform":
