@@ -115,8 +115,9 @@ def decode_video(path: str | Path, size: int, sampling: Sampling, crop: str = "c
     frame within a GOP, else from the sampled frame's keyframe), `sequential` (read on, skipping),
     or `auto`: seek, unless the video has no keyframe index to seek by. Seeking never decodes more
     frames than reading on, and on the 22 real videos of ../shared/data (uniform:16, 224 px) it
-    took 4.79 s against 5.01 s (the faster way per video: 4.67 s). Both give the same pixels. `frame_range` (start, stop) applies the sampling to that part of
-    the video only (a window of a long video).
+    took 4.79 s against 5.01 s (the faster way per video: 4.67 s). Both give the same pixels.
+    `frame_range` (start, stop) applies the sampling to that part of the video only (a window of
+    a long video).
     """
     import decord  # imported here so that stage two and the CLI help never load FFmpeg
 

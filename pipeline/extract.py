@@ -324,7 +324,7 @@ def dask_client(scheduler: str, n_workers: int | None = None):
         with Client(scheduler, timeout="30s") as client:
             yield client
         return
-    n_workers = n_workers or max(1, (os.cpu_count() or 2) // 2)
+    n_workers = n_workers or max(1, worker_count() // 2)
     with dask.config.set({"distributed.worker.daemon": False}):  # read again whenever a nanny restarts a worker
         with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
             with Client(cluster) as client:
@@ -341,24 +341,24 @@ def _shard_task(rows, store_path: str, config: FeatureConfig, weights: Weights, 
     from dask.distributed import get_worker
 
     cores = max(1, worker_count() // per_host.get(urlparse(get_worker().address).hostname, 1))
+    try:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(cores)  # leave cores to this host's other workers
+    except RuntimeError:  # TensorFlow already running in this worker: the first task's setting stays
+        pass
     summary = ExtractSummary(Path(store_path))
-    backbone = _worker_backbone(config, weights, batch_size, cores)
+    backbone = _worker_backbone(config, weights, batch_size)
     embed_videos(rows, Path(store_path), backbone, config, summary, workers=cores, timeout=timeout,
                  shard_size=len(rows), decode_hook=decode_hook)
     return summary
 
 
 @functools.lru_cache(maxsize=2)
-def _worker_backbone(config: FeatureConfig, weights: Weights, batch_size: int, threads: int) -> Backbone:
+def _worker_backbone(config: FeatureConfig, weights: Weights, batch_size: int) -> Backbone:
     """Each worker process builds the backbone once and keeps it for all its tasks."""
     if weights.kind == "file" and Weights.parse(weights.path).identity != config.weights:
         raise BackboneError(f"weights file {weights.path} on this worker differs from the one the run started with ({config.weights})")
-    try:
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(threads)  # leave cores to other workers
-    except RuntimeError:  # TensorFlow already running in this process
-        pass
     return load_backbone(config.backbone, weights, config.image_size, batch_size, config.precision)
 
 
@@ -366,8 +366,8 @@ def _decode_all(rows, config: FeatureConfig, sampling: Sampling, workers: int, t
     """Yield (row, DecodedVideo) or (row, (stage, error, message)) in manifest order.
 
     Decoding runs in `workers` processes, a few videos ahead of the consumer (PREFETCH_FRAMES),
-    each video limited to `timeout` seconds. A process that hangs is killed and replaced; one that dies (a segfault
-    in FFmpeg) is replaced too; either way only that video fails.
+    each video limited to `timeout` seconds. A process that hangs is killed and replaced; one that
+    dies (a segfault in FFmpeg) is replaced too; either way only that video fails.
     """
     from pebble import ProcessExpired, ProcessPool
 

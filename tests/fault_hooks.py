@@ -16,3 +16,9 @@ def inject(path: str) -> None:
             pass
     if "crash" in name:
         os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def require_low_priority(path: str) -> None:
+    """Fail the video unless its decoder runs at the lowest CPU priority, as extract sets it."""
+    if os.getpriority(os.PRIO_PROCESS, 0) != 19:
+        raise RuntimeError(f"decoder runs at priority {os.getpriority(os.PRIO_PROCESS, 0)}, not 19")
