@@ -13,12 +13,8 @@ import functools
 import hashlib
 import json
 import logging
-import multiprocessing
-import os
-import signal
 import time
 from collections import Counter, deque
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
@@ -28,7 +24,8 @@ import pandas as pd
 
 from . import __version__, store
 from .backbones import Backbone, BackboneError, Weights, check_informative, load_backbone, resolve_precision
-from .decode import CROPS, DecodeError, Sampling, decode_job, decoder_process_init
+from .decode import CROPS, Sampling, decode_job
+from .decoder_pool import DecodeFailure, decode_all, worker_count
 
 log = logging.getLogger(__name__)
 
@@ -235,13 +232,18 @@ def embed_videos(rows: list, store_path: Path, backbone: Backbone, config: Featu
             summary.timings["write"] += time.perf_counter() - t
             shard = store.Shard()
 
+    jobs = ((row, functools.partial(decode_job, row.path, config.image_size, sampling, config.crop, decode_hook)) for row in rows)
+    ahead = max(workers * 2 + 1, PREFETCH_FRAMES // sampling.most_frames)
     try:
-        for row, outcome in _decode_all(rows, config, sampling, workers, timeout, summary.timings, decode_hook):
-            if isinstance(outcome, tuple):
-                fail(row, *outcome)
-                continue
-            for done_row, decoded, features in batcher.add(row, outcome):
-                finish(done_row, decoded, features)
+        with contextlib.closing(decode_all(jobs, workers=workers, timeout=timeout, ahead=ahead, timings=summary.timings)) as outcomes:
+            for row, outcome in outcomes:
+                if isinstance(outcome, DecodeFailure):
+                    fail(row, outcome.stage, outcome.error, outcome.message)
+                    continue
+                decoded, seconds = outcome
+                summary.timings["decode"] += seconds
+                for done_row, decoded, features in batcher.add(row, decoded):
+                    finish(done_row, decoded, features)
         for done_row, decoded, features in batcher.drain():
             finish(done_row, decoded, features)
     except BackboneError:
@@ -362,59 +364,6 @@ def _worker_backbone(config: FeatureConfig, weights: Weights, batch_size: int) -
     return load_backbone(config.backbone, weights, config.image_size, batch_size, config.precision)
 
 
-def _decode_all(rows, config: FeatureConfig, sampling: Sampling, workers: int, timeout: float, timings: dict, hook=None):
-    """Yield (row, DecodedVideo) or (row, (stage, error, message)) in manifest order.
-
-    Decoding runs in `workers` processes, a few videos ahead of the consumer (PREFETCH_FRAMES),
-    each video limited to `timeout` seconds. A process that hangs is killed and replaced; one that
-    dies (a segfault in FFmpeg) is replaced too; either way only that video fails.
-    """
-    from pebble import ProcessExpired, ProcessPool
-
-    if not rows:
-        return
-    context = multiprocessing.get_context("forkserver")  # never fork a process that holds TensorFlow
-    context.set_forkserver_preload(["pipeline.decode", "decord"])  # imported once; a replaced decoder starts at once
-    with ProcessPool(max_workers=workers, context=context, initializer=decoder_process_init) as pool:
-        pending = deque()
-        queue = iter(rows)
-
-        def submit():
-            row = next(queue, None)
-            if row is not None:
-                pending.append((row, pool.schedule(decode_job, (row.path, config.image_size, sampling, config.crop, hook), timeout=timeout)))
-
-        for _ in range(max(workers * 2 + 1, PREFETCH_FRAMES // sampling.most_frames)):
-            submit()
-        while pending:
-            row, future = pending.popleft()
-            waited = time.perf_counter()
-            try:
-                decoded, seconds = future.result()
-                timings["decode"] += seconds
-                outcome = decoded
-            except DecodeError as error:
-                outcome = (error.stage, error.detail.split(":")[0] or "DecodeError", error.reason)
-            except FutureTimeout:
-                outcome = ("timeout", "Timeout", f"decoding took longer than {timeout:g}s; the decoder was stopped (raise --timeout for very long videos)")
-            except ProcessExpired as error:
-                outcome = ("crash", "DecoderCrash", f"the decoder process died ({_signal_name(error.exitcode)}) on this file; it is likely corrupt")
-            except Exception as error:  # anything else decord raises is this video's problem only
-                outcome = ("decode", type(error).__name__, str(error).strip().splitlines()[-1][:300] if str(error).strip() else type(error).__name__)
-            timings["wait_decode"] += time.perf_counter() - waited
-            submit()
-            yield row, outcome
-
-
-def _signal_name(exitcode: int) -> str:
-    if exitcode is not None and exitcode < 0:
-        try:
-            return f"killed by {signal.Signals(-exitcode).name}"
-        except ValueError:
-            pass
-    return f"exit code {exitcode}"
-
-
 class _FrameBatcher:
     """Fills fixed-size CNN batches with frames from consecutive videos; returns finished videos."""
 
@@ -465,14 +414,3 @@ class _FrameBatcher:
             row, decoded, feats, _ = self.queue.popleft()
             finished.append((row, decoded, feats))
         return finished
-
-
-def worker_count() -> int:
-    """Decoder processes by default: one per core.
-
-    They decode only a few videos ahead of the CNN, so while decoding is the cheaper part they
-    mostly wait and leave the cores to TensorFlow, and while it is the costly part (high-resolution
-    or long videos, a GPU backbone) they take every core. On 2 cores this measured 1.2x faster
-    end to end than one decoder process.
-    """
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -1,7 +1,9 @@
-"""Decoder faults for tests, injected through `extract_features(decode_hook=...)`.
+"""Decoder faults for tests, injected through `extract_features(decode_hook=...)` or `predict_videos(decode_hook=...)`.
 
 They run in the decoder process, before decord sees the file: `hang` spins forever holding the GIL
-(like decord's issue #373), `crash` kills its own process with SIGSEGV (like issue #25).
+(like decord's issue #373) after leaving `<video>.hanging` beside the video, `crash` kills its own
+process with SIGSEGV (like issue #25), `oom` is killed by SIGKILL as the out-of-memory killer does
+it, and `oom-once` only the first time (a `<video>.killed` marker remembers it).
 """
 
 import os
@@ -12,10 +14,18 @@ from pathlib import Path
 def inject(path: str) -> None:
     name = Path(path).name
     if "hang" in name:
+        Path(path).with_suffix(".hanging").touch()
         while True:
             pass
     if "crash" in name:
         os.kill(os.getpid(), signal.SIGSEGV)
+    if "oom-once" in name:
+        marker = Path(path).with_suffix(".killed")
+        if not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+    elif "oom" in name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def require_low_priority(path: str) -> None:

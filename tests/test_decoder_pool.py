@@ -1,0 +1,141 @@
+"""The decoder pool: honest retries of deaths that may not be the file's fault, decoders that die with
+their parent (kill -9), and Ctrl-C that stops a run within seconds, keeping finished work."""
+
+import functools
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+import fault_hooks
+from pipeline import store
+from pipeline.backbones import Weights, load_backbone
+from pipeline.decode import Sampling, decode_job
+from pipeline.decoder_pool import DecodeFailure, decode_all
+from pipeline.extract import FeatureConfig, extract_features
+from pipeline.manifest import read_manifest
+
+CONFIG = FeatureConfig(backbone="vgg16", weights="none", image_size=32, sampling="uniform:4", precision="float32")
+TESTS = Path(__file__).resolve().parent
+# `features` with the fault hooks in its decoders: the real command line, signals and exit codes
+DRIVER = ("import functools, sys, fault_hooks\n"
+          "from pipeline import cli, extract\n"
+          "extract.extract_features = functools.partial(extract.extract_features, decode_hook=fault_hooks.inject)\n"
+          "sys.exit(cli.main(sys.argv[1:]))\n")
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return load_backbone(CONFIG.backbone, Weights("none"), CONFIG.image_size, batch_size=16, precision="float32")
+
+
+def manifest_csv(tmp_path, make_video, names):
+    paths = [make_video(name, seed=i) for i, name in enumerate(names)]
+    csv = tmp_path / "m.csv"
+    pd.DataFrame({"path": [str(p) for p in paths], "label": [f"c{i % 2}" for i in range(len(paths))]}).to_csv(csv, index=False)
+    return csv
+
+
+def test_sigkill_is_retried_in_a_new_process_and_reported_honestly_if_it_repeats(tmp_path, make_video, backbone):
+    names = ["a.mp4", "oom-once.mp4", "b.mp4", "oom.mp4", "c.mp4"]
+    manifest = read_manifest(manifest_csv(tmp_path, make_video, names))
+    summary = extract_features(manifest, tmp_path / "s.h5", backbone, CONFIG, workers=2, timeout=30, progress=False,
+                               decode_hook=fault_hooks.inject)
+    assert (tmp_path / "oom-once.killed").exists(), "the first decoder was not killed"
+    assert (summary.new, summary.failed, summary.exit_code) == (4, 1, 1)
+    stored = store.read_videos(tmp_path / "s.h5")["video_id"]
+    assert sorted(stored) == sorted(str(tmp_path / n) for n in ("a.mp4", "oom-once.mp4", "b.mp4", "c.mp4"))
+    failure = store.read_failures(tmp_path / "s.h5").set_index("video_id").loc[str(tmp_path / "oom.mp4")]
+    assert failure["stage"] == "killed" and failure["error"] == "DecoderKilled"
+    assert "killed by SIGKILL (out of memory?)" in failure["message"] and "corrupt" not in failure["message"]
+
+
+def test_a_broken_pool_is_replaced_and_costs_no_video(tmp_path, make_video):
+    """A decoder killed between videos breaks pebble's pool ("All workers expired"); the next videos still decode."""
+    paths = [str(make_video(f"v{i}.mp4", seed=i)) for i in range(3)]
+    sampling = Sampling.parse("uniform:2")
+
+    def jobs():
+        for number, path in enumerate(paths):
+            if number == 1:  # the first video is done and no video is running: kill the idle decoder
+                decoders = [p for p in psutil.Process().children(recursive=True) if "forkserver" not in " ".join(p.cmdline())]
+                for process in decoders:
+                    if process.parent().pid != os.getpid():
+                        process.kill()
+                time.sleep(1)
+            yield path, functools.partial(decode_job, path, 32, sampling, "center")
+
+    outcomes = dict(decode_all(jobs(), workers=1, timeout=30, ahead=1))
+    assert not [o for o in outcomes.values() if isinstance(o, DecodeFailure)], outcomes
+    assert sorted(outcomes) == sorted(paths)
+
+
+def features_process(tmp_path, csv, *options):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
+    command = [sys.executable, "-c", DRIVER, "features", "--manifest", str(csv), "--backbone", "vgg16", "--weights", "none",
+               "--image-size", "32", "--sampling", "uniform:4", "--precision", "float32", "--batch-size", "4", "--shard-size", "1",
+               "--no-progress", "--out-dir", str(tmp_path / "features"), *options]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def wait_for(path: Path, process, seconds=120):
+    deadline = time.time() + seconds
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def gone(processes) -> bool:
+    alive = []
+    for process in processes:
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process)
+        except psutil.NoSuchProcess:
+            pass
+    return not alive
+
+
+def test_no_decoder_outlives_kill_9_of_its_parent(tmp_path, make_video):
+    csv = manifest_csv(tmp_path, make_video, ["a.mp4", "hang.mp4"])
+    process = features_process(tmp_path, csv, "--workers", "2", "--timeout", "600")
+    wait_for(tmp_path / "hang.hanging", process)
+    family = psutil.Process(process.pid).children(recursive=True)
+    names = " ".join(" ".join(p.cmdline()) for p in family)
+    assert "forkserver" in names and "resource_tracker" in names and len(family) >= 4, names  # both decoders too
+    process.kill()
+    process.communicate()
+    deadline = time.time() + 5
+    while time.time() < deadline and not gone(family):
+        time.sleep(0.1)
+    assert gone(family), [(p.pid, p.cmdline()) for p in family if p.is_running()]
+
+
+def test_ctrl_c_stops_within_seconds_and_keeps_finished_videos(tmp_path, make_video):
+    csv = manifest_csv(tmp_path, make_video, ["a.mp4", "b.mp4", "hang1.mp4", "hang2.mp4", "c.mp4", "d.mp4"])
+    process = features_process(tmp_path, csv, "--workers", "2", "--timeout", "300")
+    wait_for(tmp_path / "hang1.hanging", process)
+    wait_for(tmp_path / "hang2.hanging", process)  # both decoders hang now
+    deadline = time.time() + 120
+    while len(list((tmp_path / "features").glob("m/*.parts/*.h5"))) < 2:  # a and b are embedded and written
+        assert time.time() < deadline and process.poll() is None
+        time.sleep(0.05)
+    family = psutil.Process(process.pid).children(recursive=True)
+    started = time.time()
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert time.time() - started < 10, err
+    assert process.returncode == 130, err
+    assert "interrupted" in err
+    stores = list((tmp_path / "features").glob("m/*.h5"))
+    assert len(stores) == 1, err
+    assert sorted(store.read_videos(stores[0])["video_id"]) == [str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")]
+    time.sleep(1)
+    assert gone(family), [(p.pid, p.cmdline()) for p in family if p.is_running()]
