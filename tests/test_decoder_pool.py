@@ -1,6 +1,7 @@
 """The decoder pool: honest retries of deaths that may not be the file's fault, decoders that die with
 their parent (kill -9), and Ctrl-C that stops a run within seconds, keeping finished work."""
 
+import contextlib
 import functools
 import os
 import signal
@@ -81,13 +82,14 @@ def features_process(tmp_path, csv, *options):
     command = [sys.executable, "-c", DRIVER, "features", "--manifest", str(csv), "--backbone", "vgg16", "--weights", "none",
                "--image-size", "32", "--sampling", "uniform:4", "--precision", "float32", "--batch-size", "4", "--shard-size", "1",
                "--no-progress", "--out-dir", str(tmp_path / "features"), *options]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    with open(tmp_path / "stdout", "w") as out, open(tmp_path / "stderr", "w") as err:  # files: a leftover decoder holds no pipe open
+        return subprocess.Popen(command, stdout=out, stderr=err, env=env)
 
 
 def wait_for(path: Path, process, seconds=120):
     deadline = time.time() + seconds
     while not path.exists():
-        assert process.poll() is None, process.communicate()
+        assert process.poll() is None, path.parent.joinpath("stderr").read_text()
         assert time.time() < deadline, f"{path} never appeared"
         time.sleep(0.05)
 
@@ -103,19 +105,35 @@ def gone(processes) -> bool:
     return not alive
 
 
-def test_no_decoder_outlives_kill_9_of_its_parent(tmp_path, make_video):
-    csv = manifest_csv(tmp_path, make_video, ["a.mp4", "hang.mp4"])
-    process = features_process(tmp_path, csv, "--workers", "2", "--timeout", "600")
+def assert_gone_within(processes, seconds: float) -> None:
+    """Every process ends (a zombie counts as ended) within `seconds`; survivors are killed either way."""
+    deadline = time.time() + seconds
+    while time.time() < deadline and not gone(processes):
+        time.sleep(0.1)
+    survivors = [p for p in processes if not gone([p])]
+    for process in survivors:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    assert not survivors, [p.pid for p in survivors]
+
+
+def test_no_decoder_outlives_kill_9_of_its_parent(tmp_path):
+    driver = ("import functools, sys, fault_hooks\n"
+              "from pipeline.decoder_pool import decode_all\n"
+              "jobs = ((path, functools.partial(fault_hooks.inject, path)) for path in sys.argv[1:])\n"
+              "for path, outcome in decode_all(jobs, workers=2, timeout=600, ahead=2):\n"
+              "    print(path, outcome, flush=True)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
+    with open(tmp_path / "stderr", "w") as err:
+        process = subprocess.Popen([sys.executable, "-c", driver, str(tmp_path / "a.mp4"), str(tmp_path / "hang.mp4")],
+                                   stdout=err, stderr=err, env=env)
     wait_for(tmp_path / "hang.hanging", process)
     family = psutil.Process(process.pid).children(recursive=True)
     names = " ".join(" ".join(p.cmdline()) for p in family)
     assert "forkserver" in names and "resource_tracker" in names and len(family) >= 4, names  # both decoders too
     process.kill()
-    process.communicate()
-    deadline = time.time() + 5
-    while time.time() < deadline and not gone(family):
-        time.sleep(0.1)
-    assert gone(family), [(p.pid, p.cmdline()) for p in family if p.is_running()]
+    process.wait()
+    assert_gone_within(family, 5)
 
 
 def test_ctrl_c_stops_within_seconds_and_keeps_finished_videos(tmp_path, make_video):
@@ -130,12 +148,12 @@ def test_ctrl_c_stops_within_seconds_and_keeps_finished_videos(tmp_path, make_vi
     family = psutil.Process(process.pid).children(recursive=True)
     started = time.time()
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=60)
+    process.wait(timeout=60)
+    err = (tmp_path / "stderr").read_text()
     assert time.time() - started < 10, err
     assert process.returncode == 130, err
     assert "interrupted" in err
     stores = list((tmp_path / "features").glob("m/*.h5"))
     assert len(stores) == 1, err
     assert sorted(store.read_videos(stores[0])["video_id"]) == [str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")]
-    time.sleep(1)
-    assert gone(family), [(p.pid, p.cmdline()) for p in family if p.is_running()]
+    assert_gone_within(family, 5)
