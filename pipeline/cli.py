@@ -361,6 +361,8 @@ def _cmd_convlstm(args) -> int:
 
 
 def _add_predict(commands) -> None:
+    from .decoder_pool import worker_count
+
     p = commands.add_parser("predict", help="classify new videos with a trained run (decode and embed with its feature config)",
                             description="Decode and embed each video with the feature config recorded in RUN, classify it, print the "
                                         "top-k labels, and write predictions.csv/.json (and per-window tracks with --window).")
@@ -373,6 +375,8 @@ def _add_predict(commands) -> None:
     p.add_argument("--smooth", type=int, default=3, help="windows in the moving average of the smoothed track (default: %(default)s)")
     p.add_argument("--top-k", type=int, default=3, help="labels to report per video (default: %(default)s)")
     p.add_argument("--output", help="folder for the CSV/JSON/PNG outputs (default: RUN/predictions)")
+    p.add_argument("--workers", type=int, default=worker_count(), help="decoder processes (default: one per core, %(default)s)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds one video (one window) may take to decode before it fails as 'timeout' (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
 
@@ -386,7 +390,7 @@ def _cmd_predict(args) -> int:
     log.info("run %s: model %s, features %s", args.run, run.model_name,
              ", ".join(f"{k}={run.feature_config[k]}" for k in ("backbone", "weights", "image_size", "sampling")))
     predictions = predict_videos(run, args.videos, window=args.window, stride=args.stride, top_k=args.top_k, smooth=args.smooth,
-                                 progress=not args.no_progress)
+                                 progress=not args.no_progress, workers=args.workers, timeout=args.timeout)
     for row in predictions.videos.to_dict("records"):
         ranked = [f"{row[f'label_{k}']} {row[f'probability_{k}']:.3f}" for k in range(1, args.top_k + 1) if isinstance(row.get(f"label_{k}"), str)]
         print(f"{row['video']}\t{', '.join(ranked) if row['status'] == 'ok' else row['status'] + ': ' + row['error']}")

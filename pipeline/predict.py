@@ -12,8 +12,11 @@ into a label track, written as CSV and as a PNG timeline.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +25,8 @@ import pandas as pd
 
 from . import store
 from .backbones import Backbone, Weights, load_backbone
-from .decode import DecodeError, Sampling, decode_video, probe_video
+from .decode import Sampling, decode_job, decode_video, probe_video
+from .decoder_pool import DecodeFailure, decode_all, with_hook, worker_count
 from .manifest import VIDEO_EXTENSIONS
 from .models import SEQUENCE_MODELS
 from .sequences import SequenceConfig, frame_positions
@@ -96,30 +100,41 @@ def load_run(run_dir: str | Path, model: str | None = None, weights: str | None 
 
 
 def predict_videos(run: Run, inputs: list[str | Path], *, window: float | None = None, stride: float | None = None,
-                   top_k: int = 3, smooth: int = 3, progress: bool = True) -> Predictions:
-    """Classify every video (folders are searched for video files); a bad video fails alone."""
+                   top_k: int = 3, smooth: int = 3, progress: bool = True, workers: int | None = None, timeout: float = 120.0,
+                   decode_hook=None) -> Predictions:
+    """Classify every video (folders are searched for video files); a bad video fails alone.
+
+    Videos are decoded in the decoder pool of `features`: `workers` processes (default one per
+    core), each video (each window, with `window`) limited to `timeout` seconds, so a video that
+    hangs or crashes its decoder fails with that reason and the others are classified.
+    `decode_hook(path)`, if given, runs in the decoder first (fault injection for tests).
+    """
     from tqdm import tqdm
 
     fc = run.feature_config
     backbone = load_backbone(fc["backbone"], run.weights, fc["image_size"], precision=fc.get("precision", "float32"))
     sampling = Sampling.parse(fc["sampling"], fc["max_frames"])
+    paths = expand_inputs(inputs)
+    pool = {"workers": workers or worker_count(), "timeout": timeout, "ahead": 2 * (workers or worker_count()) + 1}
+    if window:
+        outcomes = _window_tracks(run, backbone, sampling, paths, window, stride or window, smooth, pool, decode_hook)
+    else:
+        outcomes = decode_all(((path, functools.partial(decode_job, str(path), fc["image_size"], sampling, fc["crop"], decode_hook))
+                               for path in paths), **pool)
     rows, tracks = [], []
-    for path in tqdm(expand_inputs(inputs), unit="video", disable=not progress, dynamic_ncols=True):
-        try:
+    with contextlib.closing(outcomes), tqdm(total=len(paths), unit="video", disable=not progress, dynamic_ncols=True) as bar:
+        for path, outcome in outcomes:
+            bar.update()
+            if isinstance(outcome, DecodeFailure):
+                log.warning("%s: [%s] %s", path, outcome.stage, outcome.message)
+                rows.append({"video": str(path), "status": f"failed:{outcome.stage}", "error": outcome.message})
+                continue
             if window:
-                track = _windows(run, backbone, sampling, path, window, stride or window, smooth)
-                tracks.append(track)
-                probabilities = track[run.labels].to_numpy().mean(axis=0)
+                tracks.append(outcome)
+                probabilities = outcome[run.labels].to_numpy().mean(axis=0)
             else:
-                decoded = decode_video(path, fc["image_size"], sampling, fc["crop"])
-                probabilities = run.classify(backbone.embed(decoded.frames))
+                probabilities = run.classify(backbone.embed(outcome[0].frames))
             rows.append({"video": str(path), "status": "ok", **_top_k(probabilities, run.labels, top_k), "error": ""})
-        except DecodeError as error:
-            log.warning("%s: [%s] %s", path, error.stage, error.reason)
-            rows.append({"video": str(path), "status": f"failed:{error.stage}", "error": error.reason})
-        except Exception as error:  # anything else decord or the model raises is this video's problem only
-            log.warning("%s: %s: %s", path, type(error).__name__, error)
-            rows.append({"video": str(path), "status": "failed:decode", "error": f"{type(error).__name__}: {error}"})
     return Predictions(pd.DataFrame(rows), pd.concat(tracks, ignore_index=True) if tracks else pd.DataFrame())
 
 
@@ -206,26 +221,56 @@ def _run_weights(feature_config: dict, store_path: str, override: str | None) ->
     return weights
 
 
-def _windows(run: Run, backbone: Backbone, sampling: Sampling, path: Path, window: float, stride: float, smooth: int) -> pd.DataFrame:
-    """Per-window probabilities of one video, plus their centred moving average and its label."""
-    total, fps, _, _ = probe_video(path)
+def _window_tracks(run: Run, backbone: Backbone, sampling: Sampling, paths: list[Path], window: float, stride: float, smooth: int,
+                   pool: dict, hook) -> Iterator[tuple[Path, pd.DataFrame | DecodeFailure]]:
+    """Per video, in order: its windows' probabilities with their centred moving average, or why it failed.
+
+    Probing and every window run in the decoder pool; a window is classified as soon as it is
+    decoded, so a long video never waits in memory as a whole.
+    """
+    fc = run.feature_config
+
+    def job(path: Path, call):
+        return functools.partial(with_hook, hook, str(path), call) if hook else call
+
+    probes = dict(decode_all(((path, job(path, functools.partial(probe_video, str(path)))) for path in paths), **pool))
+    ranges = {path: _window_ranges(*probe[:2], window, stride) for path, probe in probes.items() if not isinstance(probe, DecodeFailure)}
+    jobs = ((path, job(path, functools.partial(decode_video, str(path), fc["image_size"], sampling, fc["crop"], threads=1,
+                                               frame_range=(start, stop))))
+            for path in paths if path in ranges for start, stop in ranges[path])
+    with contextlib.closing(decode_all(jobs, **pool)) as outcomes:
+        for path in paths:
+            if path not in ranges:
+                yield path, probes[path]
+                continue
+            fps = probes[path][1] or 30.0
+            rows, failure = [], None
+            for start, stop in ranges[path]:
+                _, decoded = next(outcomes)
+                if isinstance(decoded, DecodeFailure):
+                    failure = failure or decoded
+                elif failure is None:
+                    probabilities = run.classify(backbone.embed(decoded.frames))
+                    rows.append({"video": str(path), "start_s": start / fps, "end_s": stop / fps, **dict(zip(run.labels, probabilities))})
+            yield path, failure or _smoothed(pd.DataFrame(rows), run.labels, smooth)
+
+
+def _window_ranges(total: int, fps: float, window: float, stride: float) -> list[tuple[int, int]]:
+    """Frame ranges of windows of `window` seconds every `stride` seconds (one window if the video is shorter)."""
     fps = fps or 30.0
     length, step = max(1, round(window * fps)), max(1, round(stride * fps))
-    starts = range(0, max(1, total - length + 1), step)
-    rows = []
-    for start in starts:
-        stop = min(total, start + length)
-        decoded = decode_video(path, run.feature_config["image_size"], sampling, run.feature_config["crop"], frame_range=(start, stop))
-        probabilities = run.classify(backbone.embed(decoded.frames))
-        rows.append({"video": str(path), "start_s": start / fps, "end_s": stop / fps, **dict(zip(run.labels, probabilities))})
-    track = pd.DataFrame(rows)
-    raw = track[run.labels]
+    return [(start, min(total, start + length)) for start in range(0, max(1, total - length + 1), step)]
+
+
+def _smoothed(track: pd.DataFrame, labels: list[str], smooth: int) -> pd.DataFrame:
+    """Add each window's label, and the centred moving average over `smooth` windows with its label."""
+    raw = track[labels]
     track["label"] = raw.idxmax(axis=1)
     track["probability"] = raw.max(axis=1)
     smoothed = raw.rolling(max(1, smooth), center=True, min_periods=1).mean()
     track["smoothed_label"] = smoothed.idxmax(axis=1)
     track["smoothed_probability"] = smoothed.max(axis=1)
-    for label in run.labels:
+    for label in labels:
         track[f"smoothed:{label}"] = smoothed[label]
     return track
 

@@ -8,6 +8,7 @@ import sys
 import pandas as pd
 import pytest
 
+import fault_hooks
 from conftest import BROKEN, VIDEOS, WEIGHTS_FILE
 from pipeline.backbones import Weights, load_backbone
 from pipeline.demo_data import write_demo_dataset
@@ -46,6 +47,22 @@ def test_predict_real_files_and_failures(shared, run_dir, tmp_path):
     assert pd.read_csv(written[0]).shape[0] == 5 and json.loads(written[1].read_text())[0]["status"] == "ok"
 
 
+def test_a_hanging_and_a_crashing_video_cost_only_themselves(run_dir, make_video):
+    good = [make_video(f"good{i}.mp4", seed=i) for i in range(3)]
+    hang, crash = make_video("hang.mp4"), make_video("crash.mp4")
+    run = load_run(run_dir)
+    predictions = predict_videos(run, [good[0], hang, good[1], crash, good[2]], workers=2, timeout=5, progress=False,
+                                 decode_hook=fault_hooks.inject)
+    table = predictions.videos.set_index("video")
+    assert predictions.failed == 2 and (table.loc[[str(g) for g in good], "status"] == "ok").all()
+    assert table.loc[str(hang), "status"] == "failed:timeout" and "longer than 5s" in table.loc[str(hang), "error"]
+    assert table.loc[str(crash), "status"] == "failed:crash" and "SIGSEGV" in table.loc[str(crash), "error"]
+
+    windows = predict_videos(run, [hang, good[0]], window=0.5, workers=2, timeout=5, progress=False, decode_hook=fault_hooks.inject)
+    assert list(windows.videos["status"]) == ["failed:timeout", "ok"]
+    assert len(windows.windows) == 2 and set(windows.windows["video"]) == {str(good[0])}  # 12 frames at 10 fps: windows at 0 and 0.5 s
+
+
 def test_sliding_windows_on_a_long_clip(shared, run_dir, tmp_path):
     run = load_run(run_dir, model="mean")
     predictions = predict_videos(run, [VIDEOS / "opencv_tutorial/slow_traffic_small.mp4"], window=6, stride=4, smooth=3, progress=False)
@@ -76,7 +93,8 @@ def test_runs_with_missing_or_different_weights_are_refused(shared, run_dir, tmp
 
 def test_cli_prints_top_k_and_exits_1_on_a_failed_video(shared, run_dir, tmp_path):
     result = subprocess.run([sys.executable, "-m", "pipeline", "predict", str(run_dir), str(VIDEOS / "imageio/realshort.mp4"),
-                             str(BROKEN / "imageio_test.webm"), "--output", str(tmp_path / "p"), "--no-progress"],
+                             str(BROKEN / "imageio_test.webm"), "--output", str(tmp_path / "p"), "--no-progress",
+                             "--workers", "1", "--timeout", "60"],
                             capture_output=True, text=True)
     assert result.returncode == 1, result.stderr
     lines = result.stdout.strip().splitlines()
