@@ -11,6 +11,7 @@ each problem. The importers turn the common dataset layouts into this CSV.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import re
@@ -60,41 +61,18 @@ def read_manifest(path: str | os.PathLike, skip_missing: bool = False) -> pd.Dat
     warning instead of being an error.
     """
     path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.reader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise ManifestError(path, [Problem(0, "-", f"cannot read the CSV ({error}); a manifest is a UTF-8 CSV with a header row")]) from None
-    if not rows:
-        raise ManifestError(path, [Problem(0, "-", "the file is empty; it needs a header row with at least 'path,label'")])
-    header = [name.strip().lower() for name in rows[0]]
-    missing = [name for name in REQUIRED_COLUMNS if name not in header]
-    if missing:
-        raise ManifestError(path, [Problem(0, name, f"required column is missing (header is {','.join(rows[0])!r})") for name in missing])
+    table = _read_csv(path)
+    header = _header(path, table, REQUIRED_COLUMNS)
+    records, problems = _records(table, header, (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS))
 
-    problems: list[Problem] = []
-    records = []
-    for line, values in enumerate(rows[1:], start=2):
-        if not any(value.strip() for value in values):
-            continue
-        if len(values) != len(header):
-            problems.append(Problem(line, "-", f"has {len(values)} fields, the header has {len(header)}"))
-            continue
-        record = {name: value.strip() for name, value in zip(header, values)}
-        record["line"] = line
-        records.append(record)
-
-    frame = pd.DataFrame(records, columns=[*header, "line"]).fillna("")
-    for name in OPTIONAL_COLUMNS:
-        if name not in frame.columns:
-            frame[name] = ""
+    frame = pd.DataFrame(records, columns=[*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, "line"]).fillna("")  # absent columns: ""
     has_split = "split" in header
     base = path.parent.resolve()
     dropped = []
     for row in frame.itertuples(index=False):
         if not row.path:
             problems.append(Problem(row.line, "path", "is empty"))
-        elif not (base / row.path).is_file():
+        elif not _is_file(base / row.path):
             if skip_missing:
                 log.warning("%s line %d: skipping missing file %s", path, row.line, base / row.path)
                 dropped.append(row.line)
@@ -172,17 +150,19 @@ def from_ucf101(splits_dir: str | os.PathLike, videos_dir: str | os.PathLike, sp
     splits_dir, videos_dir = Path(splits_dir), Path(videos_dir)
     class_file = splits_dir / "classInd.txt"
     classes = {}
-    for line in _read_lines(class_file):
-        index, name = line.split(maxsplit=1)
-        classes[index] = name
+    for number, line in _read_lines(class_file):
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2:
+            raise ManifestError(class_file, [Problem(number, "-", f"expected 'index name', got {line!r}")])
+        classes[parts[0]] = parts[1]
     rows = []
     for split_name, list_name in (("train", f"trainlist{split:02d}.txt"), ("test", f"testlist{split:02d}.txt")):
-        for number, line in enumerate(_read_lines(splits_dir / list_name), start=1):
+        for number, line in _read_lines(splits_dir / list_name):
             parts = line.split()
             relative = parts[0]
             label = classes.get(parts[1]) if len(parts) > 1 else relative.split("/")[0]
             if label is None:
-                raise ValueError(f"{splits_dir / list_name} line {number}: class index {parts[1]} is not in {class_file}")
+                raise ManifestError(splits_dir / list_name, [Problem(number, "label", f"class index {parts[1]} is not in {class_file}")])
             match = UCF101_GROUP.search(relative)
             rows.append({
                 "path": str(videos_dir / relative),
@@ -202,16 +182,16 @@ def from_path_label_list(list_file: str | os.PathLike, root: str | os.PathLike |
     """
     list_file = Path(list_file)
     root = Path(root) if root else list_file.parent
-    names = _read_lines(Path(classes)) if classes else None
+    names = [line for _, line in _read_lines(Path(classes))] if classes else None
     rows = []
-    for number, line in enumerate(_read_lines(list_file), start=1):
+    for number, line in _read_lines(list_file):
         parts = line.rsplit(maxsplit=1)
         if len(parts) != 2:
-            raise ValueError(f"{list_file} line {number}: expected 'path label', got {line!r}")
+            raise ManifestError(list_file, [Problem(number, "-", f"expected 'path label', got {line!r}")])
         relative, label = parts
         if names is not None:
-            if not label.isdigit() or int(label) >= len(names):
-                raise ValueError(f"{list_file} line {number}: label {label!r} is not an index into {classes} ({len(names)} classes)")
+            if not (label.isascii() and label.isdigit()) or int(label) >= len(names):
+                raise ManifestError(list_file, [Problem(number, "label", f"label {label!r} is not an index into {classes} ({len(names)} classes)")])
             label = names[int(label)]
         rows.append({"path": str(root / relative), "label": label, "split": split})
     return pd.DataFrame(rows)
@@ -227,20 +207,26 @@ def from_kinetics_csv(csv_file: str | os.PathLike, root: str | os.PathLike) -> p
     or `<id>.*`. Rows without a file are left out and counted in a warning: Kinetics copies always
     miss some videos.
     """
-    annotations = pd.read_csv(csv_file, dtype=str).fillna("")
-    needed = {"label", "youtube_id", "time_start", "time_end"}
-    if not needed.issubset(annotations.columns):
-        raise ValueError(f"{csv_file}: a Kinetics CSV needs the columns {sorted(needed)}, it has {list(annotations.columns)}")
+    csv_file = Path(csv_file)
+    table = _read_csv(csv_file)
+    header = _header(csv_file, table, ("label", "youtube_id", "time_start", "time_end"))
+    annotations, problems = _records(table, header, ("label", "youtube_id", "time_start", "time_end", "split"))
     files = {p.stem: p for p in Path(root).rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS}
     rows, missing = [], 0
-    for row in annotations.itertuples(index=False):
-        stem = f"{row.youtube_id}_{int(float(row.time_start)):06d}_{int(float(row.time_end)):06d}"
-        found = files.get(stem) or files.get(row.youtube_id)
+    for row in annotations:
+        try:
+            stem = f"{row['youtube_id']}_{int(float(row['time_start'])):06d}_{int(float(row['time_end'])):06d}"
+        except (ValueError, OverflowError):
+            problems.append(Problem(row["line"], "time_start", f"times {row['time_start']!r} and {row['time_end']!r} are not seconds"))
+            continue
+        found = files.get(stem) or files.get(row["youtube_id"])
         if found is None:
             missing += 1
             continue
-        split = KINETICS_SPLITS.get(getattr(row, "split", "").lower(), "")
-        rows.append({"path": str(found), "label": row.label, "split": split, "video_id": stem})
+        split = KINETICS_SPLITS.get(row.get("split", "").lower(), "")
+        rows.append({"path": str(found), "label": row["label"], "split": split, "video_id": stem})
+    if problems:
+        raise ManifestError(csv_file, problems)
     if missing:
         log.warning("%s: %d of %d annotated videos have no file under %s and were left out", csv_file, missing, len(annotations), root)
     if not rows:
@@ -248,7 +234,78 @@ def from_kinetics_csv(csv_file: str | os.PathLike, root: str | os.PathLike) -> p
     return pd.DataFrame(rows)
 
 
-def _read_lines(path: Path) -> list[str]:
+# --- reading text and CSV files: every problem names its line ---------------------------------
+
+
+def _decode(path: Path) -> str:
+    """The file's text (UTF-8, with or without a byte-order mark); ManifestError naming the first bad line."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ManifestError(path, [Problem(0, "-", f"cannot read the file ({error.strerror or error})")]) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise ManifestError(path, [Problem(line, "-", f"is not UTF-8 (byte 0x{data[error.start]:02x}); save the file as UTF-8")]) from None
+
+
+def _read_csv(path: Path) -> list[tuple[int, list[str]]]:
+    """Every CSV record with the line it starts on (a quoted field may span lines)."""
+    reader = csv.reader(io.StringIO(_decode(path), newline=""))
+    table, start = [], 1
+    try:
+        for values in reader:
+            table.append((start, values))
+            start = reader.line_num + 1
+    except csv.Error as error:
+        raise ManifestError(path, [Problem(reader.line_num, "-", f"is not valid CSV ({error})")]) from None
+    return table
+
+
+def _header(path: Path, table: list, required: tuple[str, ...]) -> list[str]:
+    """The header's column names (trimmed, lower case); ManifestError if one is missing or repeated."""
+    if not table:
+        raise ManifestError(path, [Problem(0, "-", f"the file is empty; it needs a header row with at least {','.join(required)!r}")])
+    header = [name.strip().lower() for name in table[0][1]]
+    problems = [Problem(0, name, f"required column is missing (header is {','.join(table[0][1])!r})") for name in required if name not in header]
+    problems += [Problem(0, name, "appears more than once in the header") for name in sorted({n for n in header if n and header.count(n) > 1})]
+    if problems:
+        raise ManifestError(path, problems)
+    return header
+
+
+def _records(table: list, header: list[str], columns: tuple[str, ...]) -> tuple[list[dict], list[Problem]]:
+    """Rows after the header as {column: trimmed value, "line": n}, only `columns`; blank rows skipped."""
+    records, problems = [], []
+    for line, values in table[1:]:
+        if not any(value.strip() for value in values):
+            continue
+        if len(values) != len(header):
+            problems.append(Problem(line, "-", f"has {len(values)} fields, the header has {len(header)}"))
+            continue
+        record = {name: value.strip() for name, value in zip(header, values) if name in columns}
+        bad = [name for name, value in record.items() if "\x00" in value]
+        if bad:
+            problems.append(Problem(line, bad[0], "contains a NUL byte"))
+            continue
+        records.append({**record, "line": line})
+    return records, problems
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long for the filesystem, or a NUL byte
+        return False
+
+
+def _read_lines(path: Path) -> list[tuple[int, str]]:
+    """Non-blank lines, trimmed, with their line numbers; ManifestError for a line with a NUL byte."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found")
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [(number, line.strip()) for number, line in enumerate(_decode(path).split("\n"), start=1) if line.strip()]
+    for number, line in lines:
+        if "\x00" in line:
+            raise ManifestError(path, [Problem(number, "-", "contains a NUL byte")])
+    return lines

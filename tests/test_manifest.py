@@ -61,10 +61,10 @@ def test_structural_problems(tmp_path, text, expected):
 
 def test_unreadable_csv(tmp_path):
     binary = tmp_path / "m.csv"
-    binary.write_bytes(b"\xff\xfe\x00\x81garbage\x00")
-    with pytest.raises(m.ManifestError, match="cannot read the CSV"):
+    binary.write_bytes(b"path,label\na.mp4,b\n\xff\xfe\x00\x81garbage\x00")
+    with pytest.raises(m.ManifestError, match="line 3, column '-': is not UTF-8 \\(byte 0xff\\); save the file as UTF-8"):
         m.read_manifest(binary)
-    with pytest.raises(m.ManifestError, match="cannot read the CSV"):
+    with pytest.raises(m.ManifestError, match="cannot read the file \\(No such file or directory\\)"):
         m.read_manifest(tmp_path / "absent.csv")
 
 
@@ -100,7 +100,7 @@ def test_path_label_list_with_class_names(tmp_path):
     assert list(frame["label"]) == ["jump", "run"]
     assert frame["path"][1].endswith("clips/with space.mp4")
     write(tmp_path / "bad.txt", "clips/a.mp4 7\n")
-    with pytest.raises(ValueError, match="line 1: label '7' is not an index"):
+    with pytest.raises(m.ManifestError, match="line 1, column 'label': label '7' is not an index"):
         m.from_path_label_list(tmp_path / "bad.txt", classes=tmp_path / "classes.txt")
 
 
