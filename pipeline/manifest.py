@@ -38,7 +38,12 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"line {self.line}" if self.line else "header"
-        return f"{where}, column '{self.column}': {self.message}"
+        return f"{where}, column '{_printable(self.column)}': {_printable(self.message)}"
+
+
+def _printable(text: str) -> str:
+    """Control characters (newlines, NUL, separators) escaped, so that each problem stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class ManifestError(ValueError):
