@@ -10,19 +10,15 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import psutil
-import pytest
 
 import fault_hooks
 from pipeline import store
-from pipeline.backbones import Weights, load_backbone
 from pipeline.decode import Sampling, decode_job
 from pipeline.decoder_pool import DecodeFailure, decode_all
-from pipeline.extract import FeatureConfig, extract_features
-from pipeline.manifest import read_manifest
+from pipeline.extract import extract_features
+from test_scale import CONFIG, backbone, manifest_of  # noqa: F401 (backbone is a fixture)
 
-CONFIG = FeatureConfig(backbone="vgg16", weights="none", image_size=32, sampling="uniform:4", precision="float32")
 TESTS = Path(__file__).resolve().parent
 # `features` with the fault hooks in its decoders: the real command line, signals and exit codes
 DRIVER = ("import functools, sys, fault_hooks\n"
@@ -31,21 +27,9 @@ DRIVER = ("import functools, sys, fault_hooks\n"
           "sys.exit(cli.main(sys.argv[1:]))\n")
 
 
-@pytest.fixture(scope="module")
-def backbone():
-    return load_backbone(CONFIG.backbone, Weights("none"), CONFIG.image_size, batch_size=16, precision="float32")
-
-
-def manifest_csv(tmp_path, make_video, names):
-    paths = [make_video(name, seed=i) for i, name in enumerate(names)]
-    csv = tmp_path / "m.csv"
-    pd.DataFrame({"path": [str(p) for p in paths], "label": [f"c{i % 2}" for i in range(len(paths))]}).to_csv(csv, index=False)
-    return csv
-
-
 def test_sigkill_is_retried_in_a_new_process_and_reported_honestly_if_it_repeats(tmp_path, make_video, backbone):
     names = ["a.mp4", "oom-once.mp4", "b.mp4", "oom.mp4", "c.mp4"]
-    manifest = read_manifest(manifest_csv(tmp_path, make_video, names))
+    manifest = manifest_of(tmp_path, make_video, names)
     summary = extract_features(manifest, tmp_path / "s.h5", backbone, CONFIG, workers=2, timeout=30, progress=False,
                                decode_hook=fault_hooks.inject)
     assert (tmp_path / "oom-once.killed").exists(), "the first decoder was not killed"
@@ -136,8 +120,8 @@ def test_no_decoder_outlives_kill_9_of_its_parent(tmp_path):
 
 
 def test_ctrl_c_stops_within_seconds_and_keeps_finished_videos(tmp_path, make_video):
-    csv = manifest_csv(tmp_path, make_video, ["a.mp4", "b.mp4", "hang1.mp4", "hang2.mp4", "c.mp4", "d.mp4"])
-    process = features_process(tmp_path, csv, "--workers", "2", "--timeout", "300")
+    manifest_of(tmp_path, make_video, ["a.mp4", "b.mp4", "hang1.mp4", "hang2.mp4", "c.mp4", "d.mp4"])
+    process = features_process(tmp_path, tmp_path / "m.csv", "--workers", "2", "--timeout", "300")
     wait_for(tmp_path / "hang1.hanging", process)
     wait_for(tmp_path / "hang2.hanging", process)  # both decoders hang now
     deadline = time.time() + 120
@@ -147,7 +131,12 @@ def test_ctrl_c_stops_within_seconds_and_keeps_finished_videos(tmp_path, make_vi
     family = psutil.Process(process.pid).children(recursive=True)
     started = time.time()
     process.send_signal(signal.SIGINT)
-    process.wait(timeout=60)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:  # still waiting for the hung decoders: leave nothing running
+        process.kill()
+        assert_gone_within(family, 5)
+        raise
     err = (tmp_path / "stderr").read_text()
     assert time.time() - started < 10, err
     assert process.returncode == 130, err
