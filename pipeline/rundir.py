@@ -33,7 +33,7 @@ MARKER = ".video-feature-pipeline.json"
 KINDS = ("run", "demo", "reports")
 RUN_FILES = {"index.html", "report.md", "run.json", MARKER}  # besides model/ and the report's images and CSVs
 RUN_SUFFIXES = {".png", ".gif", ".csv"}
-MODEL_SUFFIXES = {".keras", ".joblib", ".npz", ".json", ".csv"}
+SUBFOLDERS = {"model": {".keras", ".joblib", ".npz", ".json", ".csv"}, "predictions": {".csv", ".json", ".png"}}  # -> their files' suffixes
 RUNS_INDEX_HEAD = "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Runs</title>"  # report.write_index's page
 
 
@@ -151,16 +151,17 @@ def claim_report_root(root: Path) -> str | None:
 
 def _not_a_run(folder: Path) -> str | None:
     """Why `folder` is not a run directory of an earlier version (None if it is one): it must hold
-    model/config.json, and nothing but model/ and a report's files, with only model files in model/."""
-    model = folder / "model"
-    if not (model / "config.json").is_file():
+    model/config.json, and nothing but model/ (model files), a report's files and predict's
+    default output folder predictions/ (CSV, JSON, PNG)."""
+    if not (folder / "model" / "config.json").is_file():
         return "no model/config.json"
     for entry in folder.iterdir():
-        if entry.name != "model" and not (entry.is_file() and (entry.name in RUN_FILES or entry.suffix in RUN_SUFFIXES)):
+        if entry.name not in SUBFOLDERS and not (entry.is_file() and (entry.name in RUN_FILES or entry.suffix in RUN_SUFFIXES)):
             return f"it holds {entry.name}, which a run never has"
-    for entry in model.iterdir():
-        if not (entry.is_file() and entry.suffix in MODEL_SUFFIXES):
-            return f"it holds model/{entry.name}, which a run never has"
+    for name, suffixes in SUBFOLDERS.items():
+        for entry in (folder / name).iterdir() if (folder / name).is_dir() else ():
+            if not (entry.is_file() and entry.suffix in suffixes):
+                return f"it holds {name}/{entry.name}, which a run never has"
     return None
 
 
