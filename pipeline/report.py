@@ -271,7 +271,7 @@ def write_classification_report(run_dir: str | Path, name: str | None = None, in
         blocks += _model_blocks(run_dir, run, name)
     title = f"Run {name or run_dir.name}"
     (run_dir / "index.html").write_text(page(title, "".join(_html_block(block) for block in blocks)))
-    (run_dir / "report.md").write_text(f"# {title}\n\n" + "\n\n".join(_markdown_block(block) for block in blocks) + "\n")
+    (run_dir / "report.md").write_text(f"# {markdown_text(title)}\n\n" + "\n\n".join(_markdown_block(block) for block in blocks) + "\n")
     headline = _headline(run["metrics"])
     others = [name for name in run["metrics"] if name != headline]
     write_run_summary(
