@@ -125,7 +125,8 @@ def claim_report_root(root: Path) -> str | None:
     """Claim `root` for the runs index (`index.html`); None when it is (now) a report root, else why not.
 
     A report root is a folder with the tool's marker, a missing or empty one, one whose `index.html`
-    is the runs index an earlier version wrote, or one without `index.html` that holds only runs.
+    is the runs index an earlier version wrote, or one without `index.html` that holds only runs
+    (and hidden files such as `.gitkeep`).
     """
     root = Path(root)
     if made_by_tool(root, "reports"):
@@ -138,7 +139,7 @@ def claim_report_root(root: Path) -> str | None:
             if not _is_runs_index(index):
                 return f"{index} was not written by this tool"
         else:
-            foreign = [entry.name for entry in root.iterdir() if not _is_partial(entry) and not is_run_dir(entry)]
+            foreign = [entry.name for entry in root.iterdir() if not entry.name.startswith(".") and not is_run_dir(entry)]
             if foreign:
                 return f"{root} holds {foreign[0]}, which is not a run, and no {MARKER}"
     root.mkdir(parents=True, exist_ok=True)
@@ -171,10 +172,6 @@ def _is_runs_index(path: Path) -> bool:
             return file.read(len(RUNS_INDEX_HEAD)) == RUNS_INDEX_HEAD
     except OSError:
         return False
-
-
-def _is_partial(entry: Path) -> bool:
-    return entry.name == MARKER or (entry.name.startswith(".") and ".partial-" in entry.name and made_by_tool(entry, "run"))
 
 
 def _remove_stale_partials(run_dir: Path) -> None:

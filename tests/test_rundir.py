@@ -120,6 +120,11 @@ def test_a_users_index_html_beside_a_run_survives(store_path, tmp_path, caplog):
     (notes / "todo.txt").write_text("x")
     train(store_path, notes / "run", TrainConfig(models=("mean",), **FAST), progress=False)
     assert not (notes / "index.html").exists()
+    checkout = tmp_path / "checkout-reports"  # the repository's reports/ holds only .gitkeep
+    checkout.mkdir()
+    (checkout / ".gitkeep").write_text("")
+    train(store_path, checkout / "run", TrainConfig(models=("mean",), **FAST), progress=False)
+    assert "run/index.html" in (checkout / "index.html").read_text()
     old_root = tmp_path / "reports"  # the runs index an earlier version wrote is its own
     old_root.mkdir()
     (old_root / "index.html").write_text("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Runs</title>...")
