@@ -122,7 +122,7 @@ def write_index(reports_root: str | Path = "reports") -> Path | None:
     if refused:
         log.warning("not writing the runs index %s: %s", root / "index.html", refused)
         return None
-    runs = [row for row in map(_index_row, sorted(root.glob("*/run.json"))) if row]
+    runs = [row for row in map(_index_row, _below(root, "*/run.json")) if row]
     frame = pd.DataFrame(runs, columns=["run", "kind", "dataset", "model", "features", "accuracy", "macro-F1", "other", "date"])
     frame = frame.sort_values("date", ascending=False)
     body = frame.to_html(index=False, escape=False, border=0) if runs else "<p>No runs yet.</p>"  # cells escaped by _index_row
@@ -287,7 +287,12 @@ def write_classification_report(run_dir: str | Path, name: str | None = None, in
 
 def training_runs(reports_root: str | Path = "reports") -> list[Path]:
     """The finished training runs under `reports_root` (folders with model/metrics.json)."""
-    return sorted(path.parents[1] for path in Path(reports_root).glob("*/model/metrics.json"))
+    return sorted(path.parents[1] for path in _below(Path(reports_root), "*/model/metrics.json"))
+
+
+def _below(root: Path, pattern: str) -> list[Path]:
+    """Files matching `pattern` under `root`, but not in hidden folders: `.<run>.partial-*` is a run being written."""
+    return sorted(path for path in root.glob(pattern) if not path.relative_to(root).parts[0].startswith("."))
 
 
 def _read_run(run_dir: Path) -> dict:

@@ -71,7 +71,7 @@ def check_replaceable(run_dir: Path, overwrite: bool) -> None:
     if not run_dir.exists() and not run_dir.is_symlink():
         return
     if not run_dir.is_dir() or run_dir.is_symlink():
-        raise FolderError(f"{run_dir} exists and is not a directory; choose another run directory with --run")
+        raise FolderError(f"{run_dir} exists and is a file or a symbolic link, not a run directory; choose another with --run")
     if not any(run_dir.iterdir()):
         return
     if not overwrite:

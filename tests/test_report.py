@@ -194,11 +194,13 @@ def test_runs_index_escapes_every_value_of_run_json(tmp_path, caplog):
         (root / name / "run.json").write_text(json.dumps(summary))
     (root / "broken").mkdir()
     (root / "broken" / "run.json").write_text("{not json")
+    (root / ".run.partial-x").mkdir()  # a run still being written
+    (root / ".run.partial-x" / "run.json").write_text(json.dumps({"dataset": "unfinished"}))
     rundir.mark(root, "reports")  # these folders are no runs, so the root must say it is one
     page = report.write_index(root).read_text()
     assert_no_markup_injected(page)
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;u&gt;other&lt;/u&gt; 2" in page and "&lt;i&gt;1&lt;/i&gt;" in page
-    assert "broken" not in page and "broken/run.json is not listed in the runs index" in caplog.text
+    assert "broken" not in page and "unfinished" not in page and "broken/run.json is not listed in the runs index" in caplog.text
 
 
 def test_markdown_text_escapes_what_markdown_would_interpret():
