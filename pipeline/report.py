@@ -22,6 +22,7 @@ import functools
 import html
 import json
 import logging
+import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -127,7 +128,9 @@ def write_index(reports_root: str | Path = "reports") -> Path | None:
     frame = frame.sort_values("date", ascending=False)
     body = frame.to_html(index=False, escape=False, border=0) if runs else "<p>No runs yet.</p>"  # cells escaped by _index_row
     path = root / "index.html"
-    path.write_text(page("Runs", body))
+    partial = root / f".index.html.{os.getpid()}.tmp"  # replaced in one step: two runs finishing at once do not mix their pages
+    partial.write_text(page("Runs", body))
+    os.replace(partial, path)
     return path
 
 

@@ -125,8 +125,8 @@ def claim_report_root(root: Path) -> str | None:
     """Claim `root` for the runs index (`index.html`); None when it is (now) a report root, else why not.
 
     A report root is a folder with the tool's marker, a missing or empty one, one whose `index.html`
-    is the runs index an earlier version wrote, or one without `index.html` that holds only runs
-    (and hidden files such as `.gitkeep`).
+    is the runs index an earlier version wrote, or one without `index.html` that holds only runs,
+    the benchmark's `bench/` and hidden files such as `.gitkeep`.
     """
     root = Path(root)
     if made_by_tool(root, "reports"):
@@ -139,7 +139,8 @@ def claim_report_root(root: Path) -> str | None:
             if not _is_runs_index(index):
                 return f"{index} was not written by this tool"
         else:
-            foreign = [entry.name for entry in root.iterdir() if not entry.name.startswith(".") and not is_run_dir(entry)]
+            foreign = [entry.name for entry in root.iterdir()
+                       if not entry.name.startswith(".") and not is_run_dir(entry) and not _is_bench_output(entry)]
             if foreign:
                 return f"{root} holds {foreign[0]}, which is not a run, and no {MARKER}"
     root.mkdir(parents=True, exist_ok=True)
@@ -164,6 +165,11 @@ def _not_a_run(folder: Path) -> str | None:
             if not (entry.is_file() and entry.suffix in suffixes):
                 return f"it holds {name}/{entry.name}, which a run never has"
     return None
+
+
+def _is_bench_output(folder: Path) -> bool:
+    """`make bench`'s reports/bench/: bench.json and bench.md."""
+    return folder.name == "bench" and folder.is_dir() and all(entry.is_file() and entry.suffix in (".json", ".md") for entry in folder.iterdir())
 
 
 def _is_runs_index(path: Path) -> bool:

@@ -120,9 +120,10 @@ def test_a_users_index_html_beside_a_run_survives(store_path, tmp_path, caplog):
     (notes / "todo.txt").write_text("x")
     train(store_path, notes / "run", TrainConfig(models=("mean",), **FAST), progress=False)
     assert not (notes / "index.html").exists()
-    checkout = tmp_path / "checkout-reports"  # the repository's reports/ holds only .gitkeep
-    checkout.mkdir()
+    checkout = tmp_path / "checkout-reports"  # the repository's reports/: .gitkeep, perhaps `make bench`'s output
+    (checkout / "bench").mkdir(parents=True)
     (checkout / ".gitkeep").write_text("")
+    (checkout / "bench" / "bench.json").write_text("{}")
     train(store_path, checkout / "run", TrainConfig(models=("mean",), **FAST), progress=False)
     assert "run/index.html" in (checkout / "index.html").read_text()
     old_root = tmp_path / "reports"  # the runs index an earlier version wrote is its own
