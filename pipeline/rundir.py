@@ -102,7 +102,9 @@ def staged_run(run_dir: Path, overwrite: bool):
         try:
             check_replaceable(run_dir, overwrite)  # another command may have written there meanwhile
         except FolderError as error:
-            raise FolderError(f"{error}. The finished run is kept in {staging}") from None
+            kept = Path(tempfile.mkdtemp(prefix=f"{run_dir.name}.finished-", dir=run_dir.parent))
+            os.replace(staging, kept)  # visible, so the next run does not take it for a killed run's leftovers
+            raise FolderError(f"{error}. The finished run is kept in {kept}") from None
         _replace(staging, run_dir)
 
 

@@ -151,3 +151,16 @@ def test_demo_data_writes_only_into_its_own_folders(tmp_path, caplog):
     (demo / rundir.MARKER).unlink()  # a demo folder of an earlier version: its render stamp, no marker
     assert main([*argv[:2], str(demo), *argv[3:], "--seed", "1"]) == EXIT_OK
     assert rundir.made_by_tool(demo, "demo") and snapshot(demo)["grow_000.mp4"] != clips["grow_000.mp4"]
+
+
+def test_a_folder_that_appears_during_training_is_not_replaced(tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(rundir.FolderError, match="exists; pass --overwrite .* The finished run is kept in .*run.finished-"):
+        with rundir.staged_run(run, overwrite=False) as staging:
+            (staging / "model").mkdir()
+            (staging / "model" / "config.json").write_text("{}")
+            run.mkdir()  # another command wrote there while this run trained
+            (run / "notes.txt").write_text("mine")
+    assert [path.name for path in run.iterdir()] == ["notes.txt"]
+    kept, = tmp_path.glob("run.finished-*")
+    assert (kept / "model" / "config.json").is_file() and rundir.made_by_tool(kept, "run")
