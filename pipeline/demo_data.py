@@ -6,6 +6,9 @@ per-frame noise. Any frame of a `grow` clip could come from a `shrink` clip, so 
 ignores frame order can at best tell the three pairs apart (about 50% accuracy); a sequence
 model has to learn direction. Clips are H.264 (all intra-coded, so the codec does not mark the
 first frame as different) in MP4, encoded with PyAV, and the same seed gives the same frames.
+
+Clips are written, and old ones deleted, only in a demo folder the tool made (its marker file, see
+`rundir`), in a new or empty folder, or in one an earlier version wrote (its `.render-version` stamp).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import rundir
 from .manifest import write_manifest
 
 CLASSES = ("grow", "shrink", "fade_in", "fade_out", "move_left", "move_right")
@@ -28,11 +32,12 @@ def write_demo_dataset(folder: str | Path = "manifests/demo", manifest: str | Pa
     """Write `per_class` clips per class into `folder` and their manifest; return the manifest path.
 
     Existing clips are kept (they are identical for the same seed and RENDER_VERSION), so rerunning
-    is cheap and does not change file keys, and the feature store stays valid.
+    is cheap and does not change file keys, and the feature store stays valid. A folder the tool
+    did not make is refused (`rundir.FolderError`), so no user's videos are deleted or replaced.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     stamp = folder / ".render-version"
+    rundir.claim_folder(folder, "demo", recognised=stamp.is_file())
     version = f"{RENDER_VERSION} seed={seed}"
     if not stamp.is_file() or stamp.read_text() != version:
         for old in folder.glob("*.mp4"):

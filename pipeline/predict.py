@@ -28,6 +28,7 @@ from .backbones import Backbone, Weights, load_backbone
 from .decode import Sampling, decode_job, decode_video, probe_video
 from .decoder_pool import DecodeFailure, decode_all, with_hook, worker_count
 from .manifest import VIDEO_EXTENSIONS
+from .model_files import ModelFileError, find_model, load_model
 from .models import SEQUENCE_MODELS
 from .sequences import SequenceConfig, frame_positions
 
@@ -79,10 +80,8 @@ def load_run(run_dir: str | Path, model: str | None = None, weights: str | None 
 
     `model` picks one of the run's models (default: the sequence model with the best validation
     accuracy). `weights` is the weights file to use when the run's is not where training found it.
+    The model is loaded as data (`model_files.load_model`): a run directory never runs code.
     """
-    import joblib
-    import keras
-
     run_dir = Path(run_dir)
     model_dir = run_dir / "model"
     if not (model_dir / "config.json").is_file():
@@ -90,10 +89,10 @@ def load_run(run_dir: str | Path, model: str | None = None, weights: str | None 
     config = json.loads((model_dir / "config.json").read_text())
     labels = json.loads((model_dir / "labels.json").read_text())
     name = model or _best_model(model_dir)
-    files = {p.stem: p for p in model_dir.glob("*") if p.suffix in (".keras", ".joblib")}
-    if name not in files:
-        raise RunError(f"run {run_dir} has no model {name!r}; it has {', '.join(sorted(files)) or 'none'}")
-    loaded = keras.models.load_model(files[name]) if files[name].suffix == ".keras" else joblib.load(files[name])
+    try:
+        loaded = load_model(find_model(model_dir, name))
+    except ModelFileError as error:
+        raise RunError(f"run {run_dir}: {error}") from None
     feature_config = config["feature_config"]
     return Run(run_dir, name, loaded, labels, feature_config, SequenceConfig(**config["sequence"]),
                _run_weights(feature_config, config.get("store", ""), weights))

@@ -9,17 +9,31 @@ the data (feature config, videos per class and split, failures), the models side
 same test split, and per model the curves, confusion matrices (counts and row-normalized, PNG and
 CSV), most frequent confusions, per-class scores and misclassified videos. Metrics come from
 scikit-learn, figures from matplotlib's headless backend; one list of blocks renders both pages.
+
+Labels, paths and run.json values come from users and from files others made, so every cell of
+every page is escaped (HTML entities; in Markdown also backslash-escaped punctuation, one line per
+cell), and figure text is never parsed as math. The runs index is written only into a report root
+the tool made (`rundir.claim_report_root`).
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import json
+import logging
+import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
+
+from . import rundir
+
+log = logging.getLogger(__name__)
 
 STYLE = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:70rem;padding:0 1rem;color:#222}
@@ -45,6 +59,31 @@ def warning(text: str) -> str:
     return f"<p class='warning'>{html.escape(text)}</p>"
 
 
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]#!|~$])")
+
+
+def markdown_text(value) -> str:
+    """`value` shown literally in Markdown: on one line, HTML characters as entities, and the
+    punctuation that makes links, code, emphasis, table cells, headings or math backslash-escaped."""
+    text = " ".join(str(value).splitlines())
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", html.escape(text, quote=False))
+
+
+def _literal_text(plot):
+    """Run a plotting function with figure text taken literally: a `$` in a label is a dollar sign, not math."""
+
+    @functools.wraps(plot)
+    def plot_literally(*args, **kwargs):
+        import matplotlib
+
+        _pyplot()  # selects the headless backend before the settings are saved and restored
+        with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+            return plot(*args, **kwargs)
+
+    return plot_literally
+
+
+@_literal_text
 def plot_curves(history: pd.DataFrame, path: str | Path, metrics: tuple[str, ...] = ("loss", "accuracy")) -> Path:
     """Training curves PNG from a Keras history table: one panel per metric, train and `val_` lines."""
     plt = _pyplot()
@@ -73,32 +112,60 @@ def write_run_summary(run_dir: str | Path, **fields) -> Path:
     return path
 
 
-def write_index(reports_root: str | Path = "reports") -> Path:
-    """`reports/index.html`: every run side by side, newest first, linking each run's page."""
+def write_index(reports_root: str | Path = "reports") -> Path | None:
+    """`reports/index.html`: every run side by side, newest first, linking each run's page.
+
+    Written only into a report root (see `rundir.claim_report_root`); elsewhere, e.g. over a page
+    the user wrote, nothing is written, a warning names the file, and None is returned.
+    """
     root = Path(reports_root)
-    runs = []
-    for summary in root.glob("*/run.json"):
-        data = json.loads(summary.read_text())
-        metrics = data.get("metrics", {})
-        config = data.get("feature_config") or {}
-        runs.append({
-            "run": f"<a href='{html.escape(summary.parent.name)}/index.html'>{html.escape(summary.parent.name)}</a>",
-            "kind": html.escape(str(data.get("kind", ""))),
-            "dataset": html.escape(str(data.get("dataset", ""))),
-            "model": html.escape(str(data.get("model", ""))),
-            "features": html.escape(" ".join(f"{config[k]}" for k in ("backbone", "weights", "image_size", "sampling") if k in config)),
-            "accuracy": metrics.get("accuracy"),
-            "macro-F1": metrics.get("macro_f1"),
-            "other": ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k not in ("accuracy", "macro_f1") and isinstance(v, (int, float))),
-            "date": data.get("created", ""),
-        })
+    refused = rundir.claim_report_root(root)
+    if refused:
+        log.warning("not writing the runs index %s: %s", root / "index.html", refused)
+        return None
+    runs = [row for row in map(_index_row, _below(root, "*/run.json")) if row]
     frame = pd.DataFrame(runs, columns=["run", "kind", "dataset", "model", "features", "accuracy", "macro-F1", "other", "date"])
     frame = frame.sort_values("date", ascending=False)
-    body = frame.to_html(index=False, escape=False, border=0, float_format="{:.3f}".format, na_rep="") if runs else "<p>No runs yet.</p>"
-    root.mkdir(parents=True, exist_ok=True)
+    body = frame.to_html(index=False, escape=False, border=0) if runs else "<p>No runs yet.</p>"  # cells escaped by _index_row
     path = root / "index.html"
-    path.write_text(page("Runs", body))
+    partial = root / f".index.html.{os.getpid()}.tmp"  # replaced in one step: two runs finishing at once do not mix their pages
+    partial.write_text(page("Runs", body))
+    os.replace(partial, path)
     return path
+
+
+def _index_row(summary: Path) -> dict | None:
+    """One run's row of the index, every cell escaped HTML; None (and a warning) for a broken run.json."""
+    try:
+        data = json.loads(summary.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as error:
+        log.warning("%s is not listed in the runs index: %s", summary, error)
+        return None
+    metrics = data.get("metrics") if isinstance(data.get("metrics"), dict) else {}
+    config = data.get("feature_config") if isinstance(data.get("feature_config"), dict) else {}
+    name = summary.parent.name
+    text = {
+        "kind": data.get("kind", ""),
+        "dataset": data.get("dataset", ""),
+        "model": data.get("model", ""),
+        "features": " ".join(f"{config[k]}" for k in ("backbone", "weights", "image_size", "sampling") if k in config),
+        "accuracy": _score(metrics.get("accuracy"), "{:.3f}"),
+        "macro-F1": _score(metrics.get("macro_f1"), "{:.3f}"),
+        "other": ", ".join(f"{k} {_score(v, '{:.4g}')}" for k, v in metrics.items() if k not in ("accuracy", "macro_f1") and _is_number(v)),
+        "date": data.get("created", ""),
+    }
+    return {"run": f"<a href='{html.escape(quote(name))}/index.html'>{html.escape(name)}</a>",
+            **{column: html.escape(str(value)) for column, value in text.items()}}
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _score(value, form: str) -> str:
+    return form.format(value) if _is_number(value) else "" if value is None else str(value)
 
 
 # --- classification runs (stage two) ---------------------------------------------------------
@@ -155,6 +222,7 @@ def top_confusions(counts: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
     return pairs.sort_values(["videos", "true"], ascending=[False, True]).head(limit).reset_index(drop=True)
 
 
+@_literal_text
 def plot_confusion(matrix: pd.DataFrame, path: str | Path, title: str, normalized: bool = False) -> Path:
     """Confusion matrix PNG, readable from a handful of classes to a hundred and more.
 
@@ -189,20 +257,24 @@ def plot_confusion(matrix: pd.DataFrame, path: str | Path, title: str, normalize
     return Path(path)
 
 
-def write_classification_report(run_dir: str | Path) -> Path:
+def write_classification_report(run_dir: str | Path, name: str | None = None, index: bool = True) -> Path:
     """Write a training run's `index.html` and `report.md` from its `model/` folder, with the
-    confusion matrices (PNG, CSV) and curves beside them; update the index of the runs' parent."""
+    confusion matrices (PNG, CSV) and curves beside them; update the index of the runs' parent
+    (if `index`). `name` titles the pages when the run is written under a temporary name."""
     run_dir = Path(run_dir)
     run = _read_run(run_dir)
+    if not rundir.is_run_dir(run_dir):
+        raise rundir.FolderError(f"{run_dir} does not look like a run directory made by this tool (no {rundir.MARKER}, and files a "
+                                 f"run never has): not writing a report into it")
     blocks = [("p", f"Dataset {run['config']['dataset']}, store {run['config']['store']}, trained {run['config']['created']}.")]
     if run["config"].get("fallback"):
         blocks.append(("warning", f"Features from the offline fallback backbone: {run['config']['fallback']}"))
     blocks += _results_blocks(run) + _data_blocks(run)
     for name in run["metrics"]:
         blocks += _model_blocks(run_dir, run, name)
-    title = f"Run {run_dir.name}"
+    title = f"Run {name or run_dir.name}"
     (run_dir / "index.html").write_text(page(title, "".join(_html_block(block) for block in blocks)))
-    (run_dir / "report.md").write_text(f"# {title}\n\n" + "\n\n".join(_markdown_block(block) for block in blocks) + "\n")
+    (run_dir / "report.md").write_text(f"# {markdown_text(title)}\n\n" + "\n\n".join(_markdown_block(block) for block in blocks) + "\n")
     headline = _headline(run["metrics"])
     others = [name for name in run["metrics"] if name != headline]
     write_run_summary(
@@ -211,13 +283,19 @@ def write_classification_report(run_dir: str | Path) -> Path:
         metrics={"accuracy": run["metrics"][headline]["accuracy"], "macro_f1": run["metrics"][headline]["macro_f1"],
                  **{f"{name} accuracy": run["metrics"][name]["accuracy"] for name in others}},
     )
-    write_index(run_dir.parent)
+    if index:
+        write_index(run_dir.parent)
     return run_dir / "index.html"
 
 
 def training_runs(reports_root: str | Path = "reports") -> list[Path]:
     """The finished training runs under `reports_root` (folders with model/metrics.json)."""
-    return sorted(path.parents[1] for path in Path(reports_root).glob("*/model/metrics.json"))
+    return sorted(path.parents[1] for path in _below(Path(reports_root), "*/model/metrics.json"))
+
+
+def _below(root: Path, pattern: str) -> list[Path]:
+    """Files matching `pattern` under `root`, but not in hidden folders: `.<run>.partial-*` is a run being written."""
+    return sorted(path for path in root.glob(pattern) if not path.relative_to(root).parts[0].startswith("."))
 
 
 def _read_run(run_dir: Path) -> dict:
@@ -327,21 +405,21 @@ def _markdown_block(block: tuple) -> str:
     if kind == "table":
         return _markdown_table(content[0])
     if kind == "warning":
-        return f"> **Warning:** {content[0]}"
+        return f"> **Warning:** {markdown_text(content[0])}"
     if kind == "image":
-        return f"![{content[1]}]({content[0]})"
+        return f"![{markdown_text(content[1])}]({quote(content[0])})"
     if kind == "links":
-        return " · ".join(f"[{text}]({href})" for text, href in content[0])
-    return {"h2": "## ", "h3": "### "}.get(kind, "") + content[0]
+        return " · ".join(f"[{markdown_text(text)}]({quote(href)})" for text, href in content[0])
+    return {"h2": "## ", "h3": "### "}.get(kind, "") + markdown_text(content[0])
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:
     def cell(value) -> str:
         if pd.api.types.is_scalar(value) and pd.isna(value):
             return ""
-        return f"{value:.3f}" if isinstance(value, float) else str(value).replace("|", "\\|")
+        return f"{value:.3f}" if isinstance(value, float) else markdown_text(value)
 
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + " --- |" * len(frame.columns)]
+    lines = ["| " + " | ".join(map(markdown_text, frame.columns)) + " |", "|" + " --- |" * len(frame.columns)]
     lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines)
 

@@ -1,7 +1,7 @@
 """Stage two: train classifiers on a feature store and write the run directory.
 
     reports/<run>/model/
-        <model>.keras | <model>.joblib   the best checkpoint of each model trained
+        <model>.keras | <model>.npz      the best checkpoint of each model trained (no pickles: see model_files)
         labels.json                      class names, in output order
         config.json                      store, its feature config, sequence and training settings
         splits.csv                       every video's split (video_id, label, group, split)
@@ -9,6 +9,9 @@
         predictions.csv                  per model and test video: true, predicted, probabilities
         metrics.json                     per model: test accuracy, macro-F1, top-k, per class
     reports/<run>/index.html, report.md  the report (`report.write_classification_report`)
+
+The run is written into a temporary sibling that replaces an earlier run only when it is complete
+(`rundir.staged_run`), and only a run directory the tool made is ever replaced.
 
 Sequence models train with Adam on batches streamed from the store or held in memory, stop early
 on the validation loss and keep their best epoch; baselines are fitted on the same training split
@@ -20,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import report, store
+from . import report, rundir, store
+from .model_files import load_model, save_baseline
 from .models import ALL_MODELS, BASELINES, SEQUENCE_MODELS, SequenceModelConfig, build_baseline, build_sequence_model, input_dim
 from .sequences import SequenceSource, assign_splits, feature_stats, load_videos, make_dataset, sequence_config
 
@@ -98,16 +101,26 @@ def train(store_path, run_dir, config: TrainConfig = TrainConfig(), overwrite: b
 
     Every input is checked before the run directory is touched, so a refused run leaves nothing
     behind: an empty store, one class, a T longer than every video, an existing run directory
-    (unless `overwrite`), a model to fine-tune whose feature dimension or classes do not match.
+    (unless `overwrite`, and only a run the tool made), a model to fine-tune whose feature
+    dimension or classes do not match. The run replaces an earlier one only once it is complete.
     """
     store_path, run_dir = Path(store_path), Path(run_dir)
     data = _load_data(store_path, config)
     initial = _load_initial(config.init, data.source.dim, data.labels) if config.init else None
-    _prepare_run_dir(run_dir, overwrite)
+    rundir.check_replaceable(run_dir, overwrite)
     if _in_memory(config.data, data.source):
         data.source = SequenceSource(store_path, data.videos, data.source.config, in_memory=True)
+    with rundir.staged_run(run_dir, overwrite) as staging:
+        metrics = _train_into(staging, store_path, data, config, initial, progress)
+        report.write_classification_report(staging, name=run_dir.name, index=False)
+    report.write_index(run_dir.parent)
+    return TrainResult(run_dir, metrics, run_dir / "index.html")
+
+
+def _train_into(run_dir: Path, store_path: Path, data: _Data, config: TrainConfig, initial, progress: bool) -> dict:
+    """Fit, evaluate and record every model of the run in `run_dir`/model; return the metrics."""
     model_dir = run_dir / "model"
-    model_dir.mkdir(parents=True)
+    model_dir.mkdir()
     _write_setup(model_dir, store_path, data, config)
 
     mean, std = feature_stats(data.source, data.rows["train"])
@@ -137,7 +150,7 @@ def train(store_path, run_dir, config: TrainConfig = TrainConfig(), overwrite: b
     pd.concat([pd.DataFrame(columns=history_columns), *histories])[history_columns].to_csv(model_dir / "history.csv", index=False)
     pd.concat(predictions).to_csv(model_dir / "predictions.csv", index=False)
     (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    return TrainResult(run_dir, metrics, report.write_classification_report(run_dir))
+    return metrics
 
 
 def predict(model, source: SequenceSource, rows, batch_size: int = 256) -> np.ndarray:
@@ -236,28 +249,24 @@ def _fit_sequence_model(name, data: _Data, mean, std, config: TrainConfig, model
         verbose=0,
     )
     history = pd.DataFrame(model.history.history).assign(epoch=lambda frame: frame.index + 1, seconds=timer.seconds)
-    return keras.models.load_model(checkpoint), history
+    return load_model(checkpoint), history
 
 
 def _fit_baseline(name, data: _Data, config: TrainConfig, model_dir: Path):
-    """Fit an order-blind baseline on the training sequences (held in memory) and save it with joblib."""
-    import joblib
-
+    """Fit an order-blind baseline on the training sequences (held in memory) and save it as arrays."""
     rows = data.rows["train"]
     x, mask = data.source.read(rows)
     model = build_baseline(name, len(data.labels), "balanced" if config.class_weights else None, config.seed).fit(x, mask, data.y[rows])
-    joblib.dump(model, model_dir / f"{name}.joblib")
+    save_baseline(model, model_dir / f"{name}.npz")
     return model
 
 
 def _load_initial(path: str, dim: int, labels: list[str]):
     """The model to fine-tune, checked against the store: same feature dimension, same classes."""
-    import keras
-
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--init {path}: no such model file (give a run's model/<name>.keras)")
-    model = keras.models.load_model(path)
+    if not path.is_file() or path.suffix != ".keras":
+        raise FileNotFoundError(f"--init {path}: no such sequence model file (give a run's model/<name>.keras)")
+    model = load_model(path)
     expected = input_dim(model)
     if expected != dim:
         raise ValueError(f"--init {path} expects {expected}-dimensional features but the store has {dim}: it was trained on "
@@ -268,17 +277,6 @@ def _load_initial(path: str, dim: int, labels: list[str]):
         raise ValueError(f"--init {path} predicts {classes or _n_classes(model)} but the store has classes {labels}; "
                          f"fine-tuning needs the same classes")
     return model
-
-
-def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """Refuse an existing run directory unless `overwrite`; then remove it, but only if it is a run."""
-    if not run_dir.exists() or (run_dir.is_dir() and not any(run_dir.iterdir())):
-        return
-    if not overwrite:
-        raise ValueError(f"run directory {run_dir} exists; pass --overwrite to replace it, or --run for another directory")
-    if not ((run_dir / "model").is_dir() or (run_dir / "run.json").is_file()):
-        raise ValueError(f"{run_dir} exists and does not look like a run directory (no model/ or run.json); not removing it")
-    shutil.rmtree(run_dir)
 
 
 def _in_memory(mode: str, source: SequenceSource) -> bool:

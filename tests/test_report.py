@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from test_sequences import write_store
 
-from pipeline import report
+from pipeline import report, rundir
 from pipeline.cli import EXIT_OK, main
 from pipeline.models import SequenceModelConfig
 from pipeline.train import TrainConfig, train
@@ -126,3 +126,84 @@ def test_confusion_matrix_of_101_classes_stays_readable(tmp_path):
     assert top.iloc[0]["share of true class"] == 1.0 and len(top) <= 20
     order = report._display_order(counts)
     assert sorted(order) == labels and abs(order.index("Class007") - order.index("Class090")) == 1
+
+
+HOSTILE_LABELS = ["<script>alert(1)</script>", "a|b", "two\nlines", "$\\bogus$", "<img src=x onerror=alert(1)>", "`tick`"]
+
+
+def _html_tags(page: str) -> list[tuple[str, dict]]:
+    from html.parser import HTMLParser
+
+    found = []
+
+    class Tags(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            found.append((tag, dict(attrs)))
+
+    Tags().feed(page)
+    return found
+
+
+def assert_no_markup_injected(page: str) -> None:
+    """Only the report's own tags, no script, no event handler, images only of the report's PNGs."""
+    tags = _html_tags(page)
+    assert {tag for tag, _ in tags} <= {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "table", "thead",
+                                        "tbody", "tr", "th", "td", "img", "a"}, tags
+    assert not [attrs for _, attrs in tags if any(name.startswith("on") for name in attrs)]
+    assert all(attrs["src"].endswith(".png") for tag, attrs in tags if tag == "img")
+
+
+def assert_markdown_literal(markdown: str) -> None:
+    """Tables keep their column count, and no HTML, code span, link or math comes from the data."""
+    assert not re.search(r"<(script|img)", markdown)
+    assert not re.search(r"(?<!\\)[`$]", markdown)
+    lines = markdown.split("\n")
+    for number, line in enumerate(lines):
+        if line.startswith("| ") and lines[number - 1].startswith("|"):  # a row: as many cells as the line above
+            assert len(re.findall(r"(?<!\\)\|", line)) == len(re.findall(r"(?<!\\)\|", lines[number - 1])), line
+        if number and lines[number - 1].startswith("|") and line:
+            assert line.startswith("|"), f"a table broken by a newline at: {line!r}"
+
+
+def test_hostile_labels_train_and_report_with_no_raw_markup(tmp_path, capsys):
+    labels = HOSTILE_LABELS * 6
+    hostile_name = "d<img src=y onerror=alert(2)>|`$z$`"  # dataset (the store's folder) and run names too
+    path = write_store(tmp_path / "features" / hostile_name / "s.h5", labels, failures=["<script>alert('failure')</script> | `x`"])
+    run = baseline_run(path, tmp_path / "reports" / hostile_name, ("gru", "mean")).run_dir
+    assert main(["report", str(run)]) == EXIT_OK  # and the report command redraws the figures too
+    for page in (run / "index.html", run.parent / "index.html"):
+        assert_no_markup_injected(page.read_text())
+    page = (run / "index.html").read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "$\\bogus$" in page and "a|b" in page
+    markdown = (run / "report.md").read_text()
+    assert_markdown_literal(markdown)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in markdown and "\\$\\\\bogus\\$" in markdown and "a\\|b" in markdown
+    assert "two lines" in markdown and "\\`tick\\`" in markdown
+    assert (run / "gru-confusion.png").stat().st_size > 0 and (run / "gru-curves.png").stat().st_size > 0
+
+
+def test_runs_index_escapes_every_value_of_run_json(tmp_path, caplog):
+    root = tmp_path / "reports"
+    for name, summary in {
+        "evil": {"created": "<script>alert(1)</script>", "dataset": "<img src=x onerror=alert(1)>", "kind": "<b>k</b>",
+                 "model": "m</td><td>", "feature_config": {"backbone": "<svg onload=alert(1)>"},
+                 "metrics": {"accuracy": "<i>1</i>", "macro_f1": 0.5, "<u>other</u>": 2.0}},
+        "<a onclick=x>": {"created": 5, "metrics": []},
+    }.items():
+        (root / name).mkdir(parents=True)
+        (root / name / "run.json").write_text(json.dumps(summary))
+    (root / "broken").mkdir()
+    (root / "broken" / "run.json").write_text("{not json")
+    (root / ".run.partial-x").mkdir()  # a run still being written
+    (root / ".run.partial-x" / "run.json").write_text(json.dumps({"dataset": "unfinished"}))
+    rundir.mark(root, "reports")  # these folders are no runs, so the root must say it is one
+    page = report.write_index(root).read_text()
+    assert_no_markup_injected(page)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;u&gt;other&lt;/u&gt; 2" in page and "&lt;i&gt;1&lt;/i&gt;" in page
+    assert "broken" not in page and "unfinished" not in page and "broken/run.json is not listed in the runs index" in caplog.text
+
+
+def test_markdown_text_escapes_what_markdown_would_interpret():
+    assert report.markdown_text("a|b\nc") == "a\\|b c"
+    assert report.markdown_text("<img src=x onerror=alert(1)>") == "&lt;img src=x onerror=alert(1)&gt;"
+    assert report.markdown_text("[x](javascript:alert(1)) `c` *e* $m$ #h") == "\\[x\\](javascript:alert(1)) \\`c\\` \\*e\\* \\$m\\$ \\#h"

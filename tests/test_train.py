@@ -61,7 +61,7 @@ def test_on_small_demo_data_sequence_models_learn_time_order_and_baselines_stay_
 def test_run_directory_holds_models_labels_config_history_predictions_metrics(all_models_run, direction_store):
     folder = all_models_run.run_dir / "model"
     assert {path.name for path in folder.iterdir()} == {
-        "gru.keras", "lstm.keras", "mean.joblib", "single-frame.joblib", "labels.json", "config.json", "splits.csv",
+        "gru.keras", "lstm.keras", "mean.npz", "single-frame.npz", "labels.json", "config.json", "splits.csv",
         "history.csv", "predictions.csv", "metrics.json"}
     assert json.loads((folder / "labels.json").read_text()) == ["down", "up"]
     config = json.loads((folder / "config.json").read_text())
@@ -87,9 +87,7 @@ def test_run_directory_holds_models_labels_config_history_predictions_metrics(al
 
 
 def test_saved_models_reload_and_predict_what_the_run_recorded(all_models_run, direction_store):
-    import joblib
-    import keras
-
+    from pipeline.model_files import load_model
     from pipeline.sequences import SequenceConfig, SequenceSource, load_videos
     from pipeline.train import predict
 
@@ -99,7 +97,8 @@ def test_saved_models_reload_and_predict_what_the_run_recorded(all_models_run, d
     rows = np.flatnonzero(splits["split"].to_numpy() == "test")
     source = SequenceSource(direction_store, videos, SequenceConfig(8), in_memory=False)
     predictions = pd.read_csv(folder / "predictions.csv")
-    for name, model in (("gru", keras.models.load_model(folder / "gru.keras")), ("mean", joblib.load(folder / "mean.joblib"))):
+    for name, model in (("gru", load_model(folder / "gru.keras")), ("mean", load_model(folder / "mean.npz")),
+                        ("single-frame", load_model(folder / "single-frame.npz"))):
         recorded = predictions.loc[predictions["model"] == name, ["p_down", "p_up"]].to_numpy()
         np.testing.assert_allclose(predict(model, source, rows), recorded, rtol=1e-4, atol=1e-6)
 
@@ -149,7 +148,7 @@ def test_existing_run_directory_is_refused_unless_overwrite(direction_store, tmp
     with pytest.raises(ValueError, match="exists; pass --overwrite"):
         train(direction_store, run, fast(models=("mean",)), progress=False)
     train(direction_store, run, fast(models=("mean",)), overwrite=True, progress=False)
-    assert not (run / "marker").exists() and (run / "model" / "mean.joblib").is_file()
+    assert not (run / "marker").exists() and (run / "model" / "mean.npz").is_file()
     other = tmp_path / "not-a-run"
     other.mkdir()
     (other / "thesis.tex").write_text("precious")
