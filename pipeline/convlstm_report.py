@@ -86,7 +86,7 @@ def write_report(run_dir: Path, config: ConvLSTMConfig, source: str, split: tupl
     html_body = "".join([
         "".join(report.warning(note) for note in notes), f"<p>{verdict}</p>",
         "<h2>Data</h2>", report.table(data_table),
-        *[f"<h2>{title}</h2>{report.table(frame, '{:.5g}')}" + (f"<p class='muted'>{text}</p>" if text else "") for title, frame, text in sections],
+        *[f"<h2>{title}</h2>{report.table(frame, '{:.6g}')}" + (f"<p class='muted'>{text}</p>" if text else "") for title, frame, text in sections],
         "<h2>Definitions</h2><ul>", *[f"<li>{line}</li>" for line in DEFINITIONS], "</ul>",
         "<img src='per_frame.png' alt='per-frame MSE against the baselines'>",
         "<h2>Training</h2>", report.table(training_table), "<img src='curves.png' alt='loss curves'>", f"<p class='muted'>{model_note}</p>",
@@ -112,7 +112,7 @@ def write_report(run_dir: Path, config: ConvLSTMConfig, source: str, split: tupl
 def markdown_table(frame: pd.DataFrame) -> str:
     def cell(value) -> str:
         if isinstance(value, float):
-            return "" if np.isnan(value) else f"{value:.5g}"
+            return "" if np.isnan(value) else f"{value:.6g}"
         return str(value).replace("|", "\\|")
 
     lines = ["| " + " | ".join(map(cell, frame.columns)) + " |", "|" + " --- |" * len(frame.columns)]
