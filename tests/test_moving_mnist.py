@@ -1,4 +1,4 @@
-"""Moving MNIST data and the ConvLSTM next-frame run, on tiny sizes."""
+"""Moving MNIST data and the ConvLSTM forecast, on tiny sizes."""
 
 import gzip
 import json
@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from conftest import DIGITS
 
+from pipeline import convlstm as cl
 from pipeline import moving_mnist as mm
 from pipeline.cli import main
 
@@ -96,32 +97,64 @@ def test_model_frames_are_block_means_in_the_model_layout():
     small = mm.model_frames(frames, 32)
     assert small.shape == (2, 20, 32, 32, 1) and small.dtype == np.float32
     assert small[1, 3, 0, 0, 0] == 1.0 and small[1, 3, 1, 1, 0] == 0.25 and small.sum() == 1.25
+    big = mm.upscale(small)
+    assert big.shape == (2, 20, 64, 64, 1) and big[1, 3, :2, :2, 0].all() and big.sum() == 4 * small.sum()
 
 
-def test_splits_and_config_validation():
+def test_splits_config_validation_and_presets():
     assert mm.split_sizes(100) == (80, 10, 10)
     assert mm.split_sizes(3) == (1, 1, 1)
     with pytest.raises(ValueError, match="too few"):
-        mm.ConvLSTMConfig(sequences=2)
+        cl.ConvLSTMConfig(sequences=2)
     with pytest.raises(ValueError, match="frame size"):
-        mm.ConvLSTMConfig(frame_size=24)
+        cl.ConvLSTMConfig(frame_size=24)
+    paper = cl.preset("paper")
+    assert (paper.frame_size, paper.filters, mm.split_sizes(paper.sequences)[0]) == (64, 64, 10000)
+    assert cl.preset("paper", filters=8, epochs=None).filters == 8 and cl.preset("paper", epochs=None).epochs == paper.epochs
+    with pytest.raises(ValueError, match="unknown preset"):
+        cl.preset("gpu")
 
 
-def test_scores_against_copying_the_last_frame():
-    sequences = np.random.default_rng(0).random((3, 20, 4, 4, 1)).astype(np.float32)
-    perfect = mm._frame_scores("one-step", 1, sequences[:, 1:], sequences[:, 1:], sequences[:, :-1])
-    assert (perfect["mse"] == 0).all() and (perfect["mse_copy_last"] > 0).all()
-    assert list(perfect["frame"]) == list(range(1, 20))
-    summary = mm.summarise(perfect)
-    assert summary.loc[0, "mse_ratio"] == 0
+def test_per_frame_scores_put_three_baselines_beside_the_model():
+    rng = np.random.default_rng(0)
+    truth = rng.random((3, 10, 12, 12, 1)).astype(np.float32)
+    last = rng.random((3, 1, 12, 12, 1)).astype(np.float32)
+    mean = truth.mean(axis=1, keepdims=True)
+    scores = cl.frame_scores("rollout", 10, truth, truth, copy_last=last, mean_frame=mean)
+    assert list(scores.columns) == cl.PER_FRAME_COLUMNS and list(scores["frame"]) == list(range(10, 20))
+    assert (scores["mse"] == 0).all() and np.allclose(scores["ssim"], 1)
+    for t in range(10):  # each baseline's error, frame by frame, computed here directly
+        assert scores.loc[t, "blank_mse"] == pytest.approx(float((truth[:, t] ** 2).mean()), rel=1e-6)
+        assert scores.loc[t, "copy_last_mse"] == pytest.approx(float(((truth[:, t] - last[:, 0]) ** 2).mean()), rel=1e-6)
+        assert scores.loc[t, "mean_frame_mse"] == pytest.approx(float(((truth[:, t] - mean[:, 0]) ** 2).mean()), rel=1e-6)
+    summary = cl.summarise(scores)
+    assert summary.loc[0, "mse_to_blank"] == 0 and summary.loc[0, "mse_to_best_baseline"] == 0
 
 
-def test_the_model_is_causal_at_every_frame():
+def test_papers_metrics_sum_over_pixels_and_frames():
+    truth = np.zeros((2, 10, 64, 64, 1), np.float32)
+    truth[:, :, :8, :8] = 1
+    scores = cl.paper_scores(truth, np.zeros((2, 1, 64, 64, 1), np.float32))
+    assert scores["mse_per_frame"] == pytest.approx(64)  # 64 lit pixels missed per frame, summed, not averaged
+    assert scores["cross_entropy_per_sequence"] == pytest.approx(10 * 64 * -np.log(cl.EPSILON), rel=1e-4)
+    assert cl.paper_scores(truth, truth)["ssim"] == pytest.approx(1)
+
+
+def test_targets_are_checked_per_horizon():
+    frames = pd.DataFrame({"task": "rollout", "frame": range(10, 20), "mse": 0.01, "copy_last_mse": 0.05, "blank_mse": 0.04})
+    assert cl.targets(frames, 1.0)["met"].all()
+    frames.loc[9, "mse"] = 0.045  # the last horizon loses to blank (0.04), still beats copy-last
+    missed = cl.targets(frames, 1.7)
+    assert list(missed["met"]) == [False, True, True, False] and missed.loc[0, "measured"] == "9 of 10 frames"
+
+
+def test_the_model_is_causal_and_the_forecaster_feeds_its_predictions_back():
     import keras
 
-    keras.utils.set_random_seed(0)  # some initial weights leave ReLU units dead, so an output ignores its frame
-    model = mm.build_model(frame_size=8, filters=4)
-    frames = np.random.default_rng(0).random((1, 5, 8, 8, 1)).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    model = cl.build_model(frame_size=8, filters=4)
+    frames = np.random.default_rng(0).random((2, 5, 8, 8, 1)).astype(np.float32)
+    model.compile(optimizer="adam", loss="binary_crossentropy")
     model.fit(frames, frames, epochs=1, verbose=0)  # TensorFlow rewrites the graph once trained: test that graph
     before = model.predict(frames, verbose=0)
     assert before.shape == frames.shape
@@ -131,10 +164,17 @@ def test_the_model_is_causal_at_every_frame():
         after = model.predict(changed, verbose=0)
         np.testing.assert_allclose(before[:, :t], after[:, :t], atol=1e-6)  # output t-1 (frame t) never sees frame t
         assert not np.allclose(before[:, t], after[:, t])  # ... and output t does, the last one included
-    assert mm.rollout(model, frames[:, :3], 2).shape == (1, 2, 8, 8, 1)
+
+    forecast = cl.forecaster(model, context=3, steps=3).predict(frames[:, :3], verbose=0)
+    assert forecast.shape == (2, 5, 8, 8, 1)
+    np.testing.assert_allclose(forecast[:, :3], before[:, :3], atol=1e-5)  # one-step over the context
+    fed_back = frames[:, :3]
+    for _ in range(3):  # the same forecast the slow way: rerun the whole sequence with each prediction appended
+        fed_back = np.concatenate([fed_back, model.predict(fed_back, verbose=0)[:, -1:]], axis=1)
+    np.testing.assert_allclose(forecast[:, 2:], fed_back[:, 3:], atol=1e-5)
 
 
-def test_a_tiny_run_from_the_command_line_writes_the_model_and_the_report(tmp_path, capsys):
+def test_a_tiny_run_writes_the_model_the_report_and_honest_baselines(tmp_path, capsys):
     run_dir = tmp_path / "reports" / "convlstm-tiny"
     argv = ["convlstm", "--sequences", "10", "--frame-size", "16", "--filters", "2", "--epochs", "2", "--batch-size", "4",
             "--examples", "1", "--run", str(run_dir)]
@@ -142,17 +182,35 @@ def test_a_tiny_run_from_the_command_line_writes_the_model_and_the_report(tmp_pa
     assert capsys.readouterr().out.strip() == str(run_dir / "index.html")
 
     for name in ("index.html", "report.md", "run.json", "curves.png", "per_frame.png", "example_0.png", "example_0.gif",
-                 "model/model.keras", "model/config.json", "model/history.csv", "model/per_frame.csv", "model/metrics.json"):
+                 "model/model.keras", "model/config.json", "model/history.csv", "model/per_frame.csv", "model/papers.csv", "model/metrics.json"):
         assert (run_dir / name).is_file(), name
+    assert not list((run_dir / "model").glob("*.h5"))  # the best epoch's weights went into model.keras
     metrics = json.loads((run_dir / "model" / "metrics.json").read_text())
-    assert metrics["one_step_mse_copy_last"] > 0 and metrics["rollout_mse"] > 0 and metrics["epochs_run"] == 2
+    assert metrics["epochs_run"] == 2 and metrics["seconds_per_epoch"] > 0 and metrics["targets"] == 4
+    assert metrics["rollout_mse_per_frame_64"] > 0 and 0 <= metrics["intensity_ratio_last_frame"]
+
     per_frame = pd.read_csv(run_dir / "model" / "per_frame.csv")
+    assert list(per_frame.columns) == ["task", "frame", "mse", "bce", "ssim", "copy_last_mse", "blank_mse", "mean_frame_mse"]
     assert per_frame.groupby("task").size().to_dict() == {"one-step": 19, "rollout": 10}
+    frames, _ = mm.moving_mnist("sklearn", 10, 0)  # the run's held-out sequence, rebuilt here
+    test = mm.model_frames(frames, 16)[-1]
+    rollout = per_frame[per_frame["task"] == "rollout"].reset_index()
+    for t in range(10):
+        truth = test[10 + t]
+        assert rollout.loc[t, "blank_mse"] == pytest.approx(float((truth ** 2).mean()), rel=1e-5)
+        assert rollout.loc[t, "copy_last_mse"] == pytest.approx(float(((truth - test[9]) ** 2).mean()), rel=1e-5)
+    one_step = per_frame[per_frame["task"] == "one-step"].reset_index()
+    assert one_step.loc[4, "copy_last_mse"] == pytest.approx(float(((test[5] - test[4]) ** 2).mean()), rel=1e-5)
+
+    papers = pd.read_csv(run_dir / "model" / "papers.csv")
+    assert papers.loc[0, "mse_per_frame"] == pytest.approx(metrics["rollout_mse_per_frame_64"])
+    assert papers["predictor"].str.contains("blank").any()
     summary = json.loads((run_dir / "run.json").read_text())
     assert summary["kind"] == "convlstm" and summary["dataset"] == "Moving MNIST (sklearn), 10 sequences" and "scikit-learn" in summary["source"]
     assert "convlstm-tiny" in (tmp_path / "reports" / "index.html").read_text()
     page = (run_dir / "index.html").read_text()
-    assert "copy-last-frame baseline" in page and "example_0.gif" in page
+    for text in ("Rollout per horizon", "blank", "Papers' metrics", "3670.85", "46.26", "Target missed", "example_0.gif"):
+        assert text in page, text
 
     from PIL import Image
 
@@ -161,11 +219,14 @@ def test_a_tiny_run_from_the_command_line_writes_the_model_and_the_report(tmp_pa
     assert main(argv) == 2  # an existing run is kept without --overwrite
 
 
-def test_bad_data_and_foreign_folders_are_refused_before_any_work(tmp_path):
+def test_bad_data_presets_and_foreign_folders_are_refused_before_any_work(tmp_path):
     assert main(["convlstm", "--data", str(tmp_path / "missing.npy"), "--run", str(tmp_path / "run")]) == 2
+    with pytest.raises(SystemExit):
+        main(["convlstm", "--preset", "huge"])
+    assert main(["convlstm", "--preset", "paper", "--frame-size", "24", "--run", str(tmp_path / "run")]) == 2
     folder = tmp_path / "notes"
     folder.mkdir()
     (folder / "notes.txt").write_text("not a run")
     with pytest.raises(ValueError, match="not a run directory"):
-        mm.run_convlstm(mm.ConvLSTMConfig(), folder, overwrite=True)
+        cl.run_convlstm(cl.ConvLSTMConfig(), folder, overwrite=True)
     assert (folder / "notes.txt").is_file()

@@ -1,0 +1,356 @@
+"""A ConvLSTM that forecasts Moving MNIST 10 -> 10, after the Keras ConvLSTM example, scored as the papers score it.
+
+The layers are the keras-io example's ("Next-frame video prediction with convolutional LSTMs"):
+three ConvLSTM2D layers (5x5, 3x3 and 1x1 kernels) with normalization between and a Conv3D
+sigmoid head, mapping frames 0..t to frame t+1. That stack is the saved `model.keras`, and one-step
+prediction uses it as it is. Training is for the forecast: the same layers are unrolled in one
+graph (`forecaster`) that reads frames 0..9 and then feeds each predicted frame back as the next
+input, carrying the ConvLSTM states, for frames 10..19; binary cross-entropy over all 19 predicted
+frames is minimised (Shi et al. 2015 also train 10 -> 10 with cross-entropy). The model so learns
+from its own blurred predictions, the inputs it gets in a rollout; trained on true frames only it
+drifts, fading to black or swelling into grey blobs after a few frames.
+
+Departures from the example:
+- The Conv3D head is 1x3x3: the example's 3x3x3 head pads time "same", so its output for frame
+  t+1 also sees frame t+1 itself, which rewards copying. (A ZeroPadding3D time shift is not safe:
+  TensorFlow 2.21's graph optimizer silently drops it once the model has trained.)
+- tanh rather than ReLU in the ConvLSTM cells, as in Shi et al.: fed-back states stay bounded.
+- Layer normalization (over each frame's pixels and channels) where the example has batch
+  normalization: batch statistics of true context frames and of fed-back predictions differ, and
+  a prototype trained that way predicted 1.5 to 3 times the true intensity at frame 19.
+- CPU-sized defaults (32x32 frames, 16 filters); `--preset paper` is the 64x64, 64-filter version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import report
+from .moving_mnist import CANVAS, CONTEXT, FRAMES, model_frames, moving_mnist, split_sizes, upscale
+
+log = logging.getLogger(__name__)
+
+EPSILON = 1e-7  # probability clipping for binary cross-entropy, as in Keras
+KERNELS = (5, 3, 1)  # the example's ConvLSTM2D kernel sizes, first layer first
+PER_FRAME_COLUMNS = ["task", "frame", "mse", "bce", "ssim", "copy_last_mse", "blank_mse", "mean_frame_mse"]
+
+
+@dataclass(frozen=True)
+class ConvLSTMConfig:
+    """Everything that decides a run's data, model and training; stored with the run."""
+
+    data: str = "sklearn"  # mnist_test_seq.npy, MNIST digits (idx file or folder, mnist.npz), or sklearn
+    sequences: int = 800  # generated, or the first N of the .npy file
+    seed: int = 0
+    frame_size: int = 32  # model frames are block averages of the 64x64 originals
+    filters: int = 16  # per ConvLSTM2D layer (the example: 64)
+    batch_size: int = 8
+    epochs: int = 6
+    patience: int = 3  # epochs without val_loss improvement before stopping (the example: 10)
+    lr_patience: int = 2  # epochs without improvement before the learning rate drops tenfold (the example: 5)
+    learning_rate: float = 1e-3
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    examples: int = 3  # held-out sequences drawn as PNG strips and GIFs
+
+    def __post_init__(self):
+        if self.frame_size < 8 or CANVAS % self.frame_size:
+            raise ValueError(f"frame size {self.frame_size} must be at least 8 and divide {CANVAS}")
+        if not 0 < self.val_fraction < 1 or not 0 < self.test_fraction < 1:
+            raise ValueError("val and test fractions must lie between 0 and 1")
+        split_sizes(self.sequences, self.val_fraction, self.test_fraction)  # fail early on too few sequences
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+
+
+# `--preset`: named starting points; options given beside a preset override it.
+PRESETS = {
+    "cpu": ConvLSTMConfig(),
+    # The papers' setting: 64x64 frames, 10,000 training sequences (plus 10% validation and 10% test), 64 filters.
+    "paper": ConvLSTMConfig(sequences=12500, frame_size=64, filters=64, batch_size=16, epochs=20, patience=5, lr_patience=3),
+}
+
+
+def preset(name: str, **overrides) -> ConvLSTMConfig:
+    """The preset `name` with `overrides` (those not None) applied."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return replace(PRESETS[name], **{key: value for key, value in overrides.items() if value is not None})
+
+
+# --- model -----------------------------------------------------------------------------------
+
+
+def build_model(frame_size: int = 32, filters: int = 16):
+    """The example's stack: ConvLSTM2D 5x5, 3x3, 1x1 with normalization between, and a causal 1x3x3 Conv3D head.
+
+    Input and output are `(batch, time, S, S, 1)`; output t is the predicted frame t+1. Time is
+    left open, so the one model serves one-step prediction at any length; `forecaster` unrolls it.
+    """
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=(None, frame_size, frame_size, 1), name="frames")
+    x = inputs
+    for i, kernel in enumerate(KERNELS):
+        if i:
+            x = layers.LayerNormalization(axis=(-3, -2, -1), name=f"norm_{i}")(x)  # per frame: causal, same in training and use
+        # return_state, unused here, lets `forecaster` carry the states from one call to the next
+        x, *_ = layers.ConvLSTM2D(filters, kernel, padding="same", return_sequences=True, return_state=True, activation="tanh",
+                                  name=f"convlstm_{i}")(x)
+    outputs = layers.Conv3D(1, (1, 3, 3), padding="same", activation="sigmoid", name="head")(x)  # one frame deep: causal
+    return keras.Model(inputs, outputs, name="convlstm")
+
+
+def forecaster(model, context: int = CONTEXT, steps: int = FRAMES - CONTEXT):
+    """`model`'s layers unrolled: `context` true frames in, then each prediction fed back, states carried.
+
+    Input `(batch, context, S, S, 1)`; output `(batch, context + steps - 1, S, S, 1)`, output t the
+    prediction of frame t+1: one-step for t < context, then the forecast. Shares `model`'s weights.
+    """
+    import keras
+    from keras import ops
+
+    def stack(x, states):
+        carried = []
+        for i in range(len(KERNELS)):
+            if i:
+                x = model.get_layer(f"norm_{i}")(x)
+            x, *state = model.get_layer(f"convlstm_{i}")(x, initial_state=states[i] if states else None)
+            carried.append(state)
+        return model.get_layer("head")(x), carried
+
+    inputs = keras.Input(shape=(context,) + tuple(model.input_shape[2:]), name="context")
+    predicted, states = stack(inputs, None)
+    outputs, frame = [predicted], predicted[:, -1:]
+    for _ in range(steps - 1):
+        frame, states = stack(frame, states)
+        outputs.append(frame)
+    return keras.Model(inputs, ops.concatenate(outputs, axis=1), name="convlstm_forecaster")
+
+
+
+def train(model, train_sequences: np.ndarray, val_sequences: np.ndarray, config: ConvLSTMConfig, checkpoint: str | Path) -> pd.DataFrame:
+    """Fit the forecaster (frames 0..9 in, 1..19 out); save the best epoch's `model` (lowest val_loss) to `checkpoint`.
+
+    Returns the history, with each epoch's wall time in `seconds`.
+    """
+    import keras
+
+    rollout = forecaster(model)
+    rollout.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="binary_crossentropy", metrics=["mse"],
+                    jit_compile=False)  # XLA takes minutes to compile the unrolled graph on a CPU
+    weights = Path(checkpoint).with_suffix(".best.weights.h5")
+    started = {}
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", patience=config.lr_patience),
+        keras.callbacks.ModelCheckpoint(weights, monitor="val_loss", save_best_only=True, save_weights_only=True),
+        keras.callbacks.LambdaCallback(
+            on_epoch_begin=lambda epoch, logs: started.update(time=time.perf_counter()),
+            on_epoch_end=lambda epoch, logs: (logs.update(seconds=time.perf_counter() - started["time"]), log.info(  # stderr: stdout is for results
+                "epoch %d/%d: %s", epoch + 1, config.epochs, ", ".join(f"{name} {value:.4g}" for name, value in logs.items())))),
+    ]
+    fitted = rollout.fit(train_sequences[:, :CONTEXT], train_sequences[:, 1:], validation_data=(val_sequences[:, :CONTEXT], val_sequences[:, 1:]),
+                         batch_size=config.batch_size, epochs=config.epochs, callbacks=callbacks, verbose=0)
+    rollout.load_weights(weights)  # the best epoch, into the layers `model` shares
+    model.save(checkpoint)
+    weights.unlink()
+    history = pd.DataFrame(fitted.history)
+    history.insert(0, "epoch", fitted.epoch)
+    return history
+
+
+# --- evaluation ------------------------------------------------------------------------------
+
+
+def evaluate(model, sequences: np.ndarray, originals: np.ndarray, batch_size: int = 8) -> dict:
+    """Score `model` on held-out `sequences` `(N, 20, S, S, 1)`, whose 64x64 `originals` are `(N, 20, 64, 64)` uint8.
+
+    Returns `per_frame` (task `one-step`: frames 1..19, each from the true frames before it; task
+    `rollout`: frames 10..19 from frames 0..9 alone) with the three baselines beside the model,
+    `papers` (the rollout in the published metrics, at 64x64), the `intensity_ratio` of the
+    predicted to the true last frame, and both predictions.
+    """
+    one_step = model.predict(sequences[:, :-1], batch_size=batch_size, verbose=0)
+    rolled = forecaster(model).predict(sequences[:, :CONTEXT], batch_size=batch_size, verbose=0)[:, CONTEXT - 1:]
+    seen = np.arange(1, FRAMES)[None, :, None, None, None]
+    per_frame = pd.concat([
+        frame_scores("one-step", 1, sequences[:, 1:], one_step, copy_last=sequences[:, :-1],
+                     mean_frame=np.cumsum(sequences[:, :-1], axis=1) / seen),  # the mean of all frames before each
+        frame_scores("rollout", CONTEXT, sequences[:, CONTEXT:], rolled, copy_last=sequences[:, CONTEXT - 1:CONTEXT],
+                     mean_frame=sequences[:, :CONTEXT].mean(axis=1, keepdims=True)),
+    ], ignore_index=True)
+    truth = originals[..., None].astype(np.float32) / 255
+    candidates = {
+        "ConvLSTM (upscaled)": upscale(rolled),
+        "copy last frame": truth[:, CONTEXT - 1:CONTEXT],
+        "blank": np.zeros_like(truth[:, :1]),
+        "mean of the context frames": truth[:, :CONTEXT].mean(axis=1, keepdims=True),
+        "true frames at model size (resolution floor)": upscale(sequences[:, CONTEXT:]),
+    }
+    papers = pd.DataFrame([{"predictor": name, **paper_scores(truth[:, CONTEXT:], predicted)} for name, predicted in candidates.items()])
+    intensity_ratio = float(rolled[:, -1].sum() / sequences[:, -1].sum())
+    return {"per_frame": per_frame, "papers": papers, "intensity_ratio": intensity_ratio, "one_step": one_step, "rolled": rolled}
+
+
+def frame_scores(task: str, first: int, truth: np.ndarray, predicted: np.ndarray, copy_last: np.ndarray, mean_frame: np.ndarray) -> pd.DataFrame:
+    """Per predicted frame: the model's MSE, BCE and SSIM, and the MSE of the three trivial predictors.
+
+    All arrays are `(N, T, S, S, 1)` (baselines may have T = 1); scores are means over sequences and
+    pixels in 0..1. The blank prediction (all zeros) scores the mean squared truth.
+    """
+    def mse(guess):
+        return ((np.broadcast_to(guess, truth.shape) - truth) ** 2).mean(axis=(0, 2, 3, 4))
+
+    return pd.DataFrame({
+        "task": task, "frame": np.arange(first, first + truth.shape[1]), "mse": mse(predicted),
+        "bce": _bce(truth, predicted).mean(axis=(0, 2, 3, 4)), "ssim": ssim(truth, predicted).mean(axis=0),
+        "copy_last_mse": mse(copy_last), "blank_mse": mse(0), "mean_frame_mse": mse(mean_frame),
+    }, columns=PER_FRAME_COLUMNS)
+
+
+def paper_scores(truth: np.ndarray, predicted: np.ndarray) -> dict:
+    """The published Moving MNIST metrics of a forecast `(N, 10, 64, 64, 1)`, values 0..1.
+
+    `mse_per_frame`: squared error summed over a frame's pixels, averaged over frames and sequences
+    (PredRNN, OpenSTL); `ssim`: mean SSIM per frame; `cross_entropy_per_sequence`: binary
+    cross-entropy summed over the ten frames' pixels, averaged over sequences (Shi et al. 2015).
+    """
+    predicted = np.broadcast_to(predicted, truth.shape)
+    return {"mse_per_frame": float(((predicted - truth) ** 2).sum(axis=(2, 3, 4)).mean()),
+            "ssim": float(ssim(truth, predicted).mean()),
+            "cross_entropy_per_sequence": float(_bce(truth, predicted).sum(axis=(1, 2, 3, 4)).mean())}
+
+
+def ssim(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """SSIM `(N, T)` of each frame of `(N, T, S, S, 1)` arrays in 0..1 (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5)."""
+    import tensorflow as tf
+
+    shape = np.broadcast_shapes(truth.shape, predicted.shape)
+    frames = [np.broadcast_to(x, shape).reshape((-1,) + shape[2:]) for x in (truth, predicted)]
+    values = tf.image.ssim(*frames, max_val=1.0, filter_size=min(11, shape[2])).numpy()
+    return values.reshape(shape[:2])
+
+
+def _bce(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    p = np.clip(predicted, EPSILON, 1 - EPSILON)
+    return -(truth * np.log(p) + (1 - truth) * np.log(1 - p))
+
+
+def summarise(per_frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per task: scores averaged over its frames, and the model's MSE as a share of the best baseline's."""
+    summary = per_frame.drop(columns="frame").groupby("task", sort=False).mean().reset_index()
+    summary["mse_to_blank"] = summary["mse"] / summary["blank_mse"]
+    summary["mse_to_best_baseline"] = summary["mse"] / summary[["copy_last_mse", "blank_mse", "mean_frame_mse"]].min(axis=1)
+    return summary
+
+
+def targets(per_frame: pd.DataFrame, intensity_ratio: float) -> pd.DataFrame:
+    """The issue's targets for the rollout, each with its measured value and whether it is met."""
+    rolled = per_frame[per_frame["task"] == "rollout"]
+    below_blank = int((rolled["mse"] < rolled["blank_mse"]).sum())
+    below_copy = int((rolled["mse"] < rolled["copy_last_mse"]).sum())
+    to_blank = rolled["mse"].mean() / rolled["blank_mse"].mean()
+    horizon = len(rolled)
+    return pd.DataFrame([
+        ("rollout MSE below blank at every horizon", f"{below_blank} of {horizon} frames", below_blank == horizon),
+        ("rollout MSE below copy-last at every horizon", f"{below_copy} of {horizon} frames", below_copy == horizon),
+        ("mean rollout MSE <= 0.7 x blank", f"{to_blank:.2f} x blank", to_blank <= 0.7),
+        (f"predicted / true intensity at frame {FRAMES - 1} in 0.5..1.5", f"{intensity_ratio:.2f}", 0.5 <= intensity_ratio <= 1.5),
+    ], columns=["target", "measured", "met"])
+
+
+# --- the whole run ---------------------------------------------------------------------------
+
+
+def default_run_dir(config: ConvLSTMConfig, reports_root: str | Path = "reports") -> Path:
+    """reports/convlstm-<data>, the data named `sklearn` or by its file or folder name."""
+    return Path(reports_root) / f"convlstm-{data_name(config)}"
+
+
+def data_name(config: ConvLSTMConfig) -> str:
+    return "sklearn" if config.data == "sklearn" else Path(config.data).name.split(".")[0]
+
+
+def run_convlstm(config: ConvLSTMConfig, run_dir: str | Path, overwrite: bool = False) -> dict:
+    """Data, training, held-out evaluation and the report in `run_dir`; returns the headline metrics.
+
+    `run_dir` gets `model/` (model.keras, config.json, history.csv, per_frame.csv, papers.csv,
+    metrics.json), the report (index.html, report.md, images) and run.json; the index of its parent
+    folder is rewritten so the run is listed. An earlier run there is replaced only if `overwrite`.
+    """
+    import os
+
+    import keras
+
+    from .convlstm_report import write_report
+
+    run_dir = Path(run_dir)
+    if (run_dir / "run.json").is_file() and overwrite:
+        shutil.rmtree(run_dir)
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        reason = "pass --overwrite to replace it" if (run_dir / "run.json").is_file() else "it is not a run directory (no run.json)"
+        raise ValueError(f"{run_dir} exists and is not empty; {reason}, or choose another with --run")
+    model_dir = run_dir / "model"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    frames, source = moving_mnist(config.data, config.sequences, config.seed, config.test_fraction)
+    sequences = model_frames(frames, config.frame_size)
+    n_train, n_val, n_test = split_sizes(len(sequences), config.val_fraction, config.test_fraction)
+    train_set, val_set, test_set = np.split(sequences, [n_train, n_train + n_val])
+    test_originals = frames[:, n_train + n_val:].transpose(1, 0, 2, 3)
+    log.info("data: %s; %d train, %d validation, %d test sequences at %dx%d", source, n_train, n_val, n_test, config.frame_size, config.frame_size)
+
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(config.frame_size, config.filters)
+    checkpoint = model_dir / "model.keras"
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    history = train(model, train_set, val_set, config, checkpoint)
+    train_seconds = time.perf_counter() - started
+    best = keras.models.load_model(checkpoint)
+    scores = evaluate(best, test_set, test_originals, config.batch_size)
+    per_frame, papers = scores["per_frame"], scores["papers"]
+    summary = summarise(per_frame)
+    goals = targets(per_frame, scores["intensity_ratio"])
+
+    by_task = summary.set_index("task")
+    metrics = {f"{task.replace('-', '_')}_{name}": float(by_task.loc[task, name]) for task in by_task.index
+               for name in ("mse", "bce", "ssim", "copy_last_mse", "blank_mse", "mean_frame_mse")}
+    model_papers = papers.iloc[0]
+    metrics.update({f"rollout_{name}_64": float(model_papers[name]) for name in ("mse_per_frame", "ssim", "cross_entropy_per_sequence")})
+    metrics.update(intensity_ratio_last_frame=round(scores["intensity_ratio"], 4), targets_met=int(goals["met"].sum()), targets=len(goals),
+                   train_seconds=round(train_seconds, 1), seconds_per_epoch=round(float(history["seconds"].mean()), 1),
+                   load_average=round((load_before + os.getloadavg()[0]) / 2, 1), cores=os.cpu_count(),
+                   epochs_run=len(history), best_epoch=int(history["val_loss"].idxmin()) + 1, parameters=best.count_params())
+    (model_dir / "config.json").write_text(json.dumps({**config.to_dict(), "digest": config.digest(), "source": source}, indent=1))
+    (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    history.to_csv(model_dir / "history.csv", index=False)
+    per_frame.to_csv(model_dir / "per_frame.csv", index=False)
+    papers.to_csv(model_dir / "papers.csv", index=False)
+    log.info("rollout MSE %.5f (blank %.5f, copy last %.5f, context mean %.5f); %d of %d targets met; trained in %.0fs",
+             metrics["rollout_mse"], metrics["rollout_blank_mse"], metrics["rollout_copy_last_mse"], metrics["rollout_mean_frame_mse"],
+             metrics["targets_met"], metrics["targets"], train_seconds)
+
+    shown = slice(0, min(config.examples, n_test))
+    write_report(run_dir, config, source, (n_train, n_val, n_test), history, per_frame, summary, papers, goals, metrics,
+                 test_set[shown], scores["one_step"][shown], scores["rolled"][shown])
+    headline = ("rollout_mse", "rollout_blank_mse", "rollout_copy_last_mse", "rollout_ssim_64", "intensity_ratio_last_frame", "train_seconds")
+    report.write_run_summary(run_dir, kind="convlstm", dataset=f"Moving MNIST ({data_name(config)}), {config.sequences} sequences",
+                             source=source, model=f"ConvLSTM {config.filters} filters, {config.frame_size}px, 10 -> 10",
+                             metrics={k: metrics[k] for k in headline}, config=config.to_dict())
+    report.write_index(run_dir.parent)
+    return metrics
