@@ -18,7 +18,8 @@ same set) and every point above chance is learned from frame order:
 For each task the clips are written with PyAV into `OUTPUT/<task>/clips/`, a manifest beside them,
 then `features` and `train --model all` run through the package's API, and the table of test
 accuracy per task and model (beside chance, the best order-blind baseline and the target) goes to
-`OUTPUT/results.csv`, `results.json` and `results.md`. Clips already written with the same
+`OUTPUT/results.csv`, `results.json` and `results.md` (`OUTPUT/<task>/<task>-clips.csv` says what
+each clip shows: motion, shape, speed, size, texture, source window). Clips already written with the same
 settings are kept, so a rerun extracts nothing again and only retrains.
 """
 
@@ -102,11 +103,16 @@ def build_task(task: str, folder: Path, config: BenchConfig) -> Path:
     else:
         count = config.motion_clips if task == "motion" else config.clutter_clips
         rows = _write_synthetic_clips(task, clips, count, config.seed)
+    pd.DataFrame(rows).to_csv(folder / f"{task}-clips.csv", index=False)  # what each clip shows, for per-kind breakdowns
     return write_manifest(pd.DataFrame(rows), folder / f"{task}.csv")
 
 
 def render_motion(rng: np.random.Generator, forward: bool) -> tuple[np.ndarray, dict]:
-    """Frames (FRAMES, SIZE, SIZE, 3) uint8 of one `motion` clip, and what was drawn."""
+    """Frames (FRAMES, SIZE, SIZE, 3) uint8 of one `motion` clip, and what was drawn.
+
+    The clip is drawn forward (noise included) and played in reverse for `backward`, so the two
+    classes draw from the same frames.
+    """
     kind, shape = rng.choice(MOTIONS), rng.choice(SHAPES)
     speed, size, textured = float(rng.choice(SPEEDS)), float(rng.choice(SIZES)), bool(rng.random() < 0.5)
     yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
@@ -115,7 +121,7 @@ def render_motion(rng: np.random.Generator, forward: bool) -> tuple[np.ndarray, 
     cx, cy = rng.uniform(0.35, 0.65, 2) * SIZE
     radius, angle = size * SIZE, rng.uniform(0, 2 * np.pi)
     frames = np.empty((FRAMES, SIZE, SIZE, 3), np.uint8)
-    for i, t in enumerate(_time(forward)):  # t runs -0.5 .. 0.5, or back
+    for i, t in enumerate(np.linspace(-0.5, 0.5, FRAMES)):
         x, r, turn, gain = cx, radius, angle, 1.0
         if kind == "translate":
             x = cx + t * 0.12 * speed * SIZE  # forward: to the right
@@ -127,7 +133,7 @@ def render_motion(rng: np.random.Generator, forward: bool) -> tuple[np.ndarray, 
             gain = 1 + t * 0.25 * speed  # forward: brightening
         frame = _draw(background, paint, xx, yy, x, cy, r, turn, shape) * gain
         frames[i] = np.clip(frame + rng.normal(0, 4, frame.shape), 0, 255).astype(np.uint8)
-    return frames, {"motion": kind, "shape": shape, "speed": speed, "size": size, "textured": textured}
+    return (frames if forward else frames[::-1]), {"motion": kind, "shape": shape, "speed": speed, "size": size, "textured": textured}
 
 
 def render_clutter(rng: np.random.Generator, forward: bool) -> tuple[np.ndarray, dict]:
@@ -141,12 +147,12 @@ def render_clutter(rng: np.random.Generator, forward: bool) -> tuple[np.ndarray,
     objects = [(_paint(rng, bool(rng.random() < 0.5)), rng.uniform(0.25, 0.75) * SIZE, rng.uniform(0.12, 0.88) * SIZE,
                 rng.uniform(0.04, 0.08) * SIZE, rng.uniform(0, 2 * np.pi), rng.choice(SHAPES)) for _ in range(count)]
     frames = np.empty((FRAMES, SIZE, SIZE, 3), np.uint8)
-    for i, t in enumerate(_time(forward)):
+    for i, t in enumerate(np.linspace(-0.5, 0.5, FRAMES)):
         frame = background
         for paint, x, y, r, angle, shape in objects:
             frame = _draw(frame, paint, xx, yy, x + t * 0.15 * speed * SIZE, y, r, angle, shape)
         frames[i] = np.clip(frame + rng.normal(0, 4, frame.shape), 0, 255).astype(np.uint8)
-    return frames, {"objects": count, "speed": speed}
+    return (frames if forward else frames[::-1]), {"objects": count, "speed": speed}
 
 
 def real_windows(total: int, fps: float, per_video: int) -> tuple[int, list[int]]:
@@ -215,7 +221,7 @@ def _write_synthetic_clips(task: str, clips: Path, count: int, seed: int) -> lis
         frames, drawn = render(rng, forward=label == labels[0])
         if not path.exists():
             write_clip(path, frames, FPS)
-        rows.append({"path": str(path), "label": label, "group": path.stem, **drawn})
+        rows.append({"path": str(path), "label": label, "group": path.stem, **{k: str(v) if isinstance(v, np.str_) else v for k, v in drawn.items()}})
     return rows
 
 
@@ -285,11 +291,6 @@ def _result_rows(task: str, result) -> list[dict]:
                      f", order-blind <= chance + {BASELINE_MARGIN}"), "met": bool(met), "test_clips": len(first),
                      "epochs": metrics["epochs"] or None, "seconds": metrics["seconds"], "run": str(result.run_dir)})
     return rows
-
-
-def _time(forward: bool) -> np.ndarray:
-    t = np.linspace(-0.5, 0.5, FRAMES)
-    return t if forward else t[::-1]
 
 
 def _gradient(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
