@@ -81,6 +81,11 @@ def run_benchmark(config: BenchConfig, progress: bool = True) -> pd.DataFrame:
     from .train import TrainConfig, train
 
     output = Path(config.output)
+    if "arrow" in config.tasks:  # before minutes of work on the other tasks
+        for needed in (Path(_shared_data(config)) / "videos", Path(_shared_data(config)) / REAL_WEIGHTS):
+            if not needed.exists():
+                raise FileNotFoundError(f"the arrow task needs {needed}; pass --shared-data (the folder holding videos/ and weights/) "
+                                        f"or set SHARED_DATA, or leave arrow out with --tasks motion,clutter")
     rows = []
     for task in config.tasks:
         manifest = build_task(task, output / task, config)
@@ -202,9 +207,14 @@ def _shared_data(config: BenchConfig) -> str:
 
 
 def _reset_if_stale(clips: Path, version: str) -> None:
-    """Remove clips written by another renderer version or seed (kept otherwise: same files, same store keys)."""
+    """Remove clips written by another renderer version or seed (kept otherwise: same files, same store keys).
+
+    A non-empty folder without the benchmark's stamp was not made by it and is refused, not removed.
+    """
     stamp = clips / ".render-version"
-    if clips.is_dir() and (not stamp.is_file() or stamp.read_text() != version):
+    if clips.is_dir() and any(clips.iterdir()) and not stamp.is_file():
+        raise ValueError(f"{clips} exists and was not written by temporal-bench (no {stamp.name}); not touching it: pass another --output")
+    if stamp.is_file() and stamp.read_text() != version:
         shutil.rmtree(clips)
     clips.mkdir(parents=True, exist_ok=True)
     stamp.write_text(version)

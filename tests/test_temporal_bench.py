@@ -34,6 +34,18 @@ def test_motion_task_writes_balanced_clips_a_manifest_and_what_each_clip_shows(t
     assert first.stat().st_mtime_ns == written
     build_task("motion", tmp_path / "motion", BenchConfig(motion_clips=40, seed=1))  # another seed rewrites them
     assert first.stat().st_mtime_ns != written
+    (tmp_path / "mine" / "motion" / "clips").mkdir(parents=True)
+    (tmp_path / "mine" / "motion" / "clips" / "keep.mp4").write_bytes(b"user data")
+    with pytest.raises(ValueError, match="not written by temporal-bench"):
+        build_task("motion", tmp_path / "mine" / "motion", BenchConfig(motion_clips=40))
+    assert (tmp_path / "mine" / "motion" / "clips" / "keep.mp4").read_bytes() == b"user data"
+
+
+def test_a_missing_shared_data_folder_is_refused_before_any_work(tmp_path):
+    from pipeline.cli import EXIT_BAD_INPUT, main
+
+    assert main(["temporal-bench", "--output", str(tmp_path / "out"), "--shared-data", str(tmp_path / "nowhere")]) == EXIT_BAD_INPUT
+    assert not (tmp_path / "out").exists()
 
 
 def test_windows_fit_the_video_and_short_videos_have_none():
