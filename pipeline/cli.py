@@ -257,8 +257,8 @@ def _add_temporal_bench(commands) -> None:
     p.add_argument("--clutter-clips", type=int, default=defaults.clutter_clips, help="clips of the clutter task (default: %(default)s)")
     p.add_argument("--windows-per-video", type=int, default=defaults.windows_per_video, help="most windows cut from one real video (default: %(default)s)")
     p.add_argument("--seed", type=int, default=defaults.seed, help="seed of the clips, splits and training (default: %(default)s)")
-    p.add_argument("--inputs", help="train override: features, deltas or features,deltas (default: train's)")
-    p.add_argument("--units", type=int, help="train override: recurrent units (default: train's)")
+    p.add_argument("--inputs", help="features, deltas or features,deltas (default: features,deltas, measured best here)")
+    p.add_argument("--units", type=int, help="recurrent units (default: 128, measured best here)")
     p.add_argument("--bidirectional", action="store_true", default=None, help="train override: bidirectional recurrent layers")
     p.add_argument("--lr-patience", type=int, help="train override: epochs before the learning rate drops, 0 constant (default: train's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -268,12 +268,12 @@ def _add_temporal_bench(commands) -> None:
 def _cmd_temporal_bench(args) -> int:
     from dataclasses import replace
 
-    from .models import SequenceModelConfig, parse_inputs
-    from .temporal_bench import BenchConfig, markdown_table, run_benchmark
+    from .models import parse_inputs
+    from .temporal_bench import BenchConfig, markdown_table, measured_network, run_benchmark
 
     network = {key: value for key, value in (("inputs", args.inputs and parse_inputs(args.inputs)), ("units", args.units),
                                              ("bidirectional", args.bidirectional)) if value is not None}
-    train = {"network": replace(SequenceModelConfig(), **network)} if network else {}
+    train = {"network": replace(measured_network(), **network)}
     if args.lr_patience is not None:
         train["lr_patience"] = args.lr_patience
     config = BenchConfig(args.output, args.shared_data, tuple(t.strip() for t in args.tasks.split(",") if t.strip()), args.motion_clips,
