@@ -334,8 +334,8 @@ def _cmd_train(args) -> int:
 
     models = parse_models(args.model)
     network = SequenceModelConfig(args.units, args.layers, args.bidirectional, args.dropout, not args.no_masking, parse_inputs(args.inputs))
-    config = TrainConfig(models, args.seq_len, args.policy, network, args.epochs, args.batch_size, args.learning_rate, args.lr_patience,
-                         args.patience, args.class_weights, args.seed, args.test_size, args.val_size, args.data, args.init or "")
+    config = TrainConfig(models, args.seq_len, args.policy, network, args.epochs, args.batch_size, args.learning_rate, args.patience,
+                         args.class_weights, args.seed, args.test_size, args.val_size, args.data, args.init or "", lr_patience=args.lr_patience)
     result = train(args.store, args.run or default_run_dir(args.store, models), config, overwrite=args.overwrite, progress=not args.no_progress)
     print(result.report)
     return EXIT_OK

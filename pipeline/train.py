@@ -52,7 +52,6 @@ class TrainConfig:
     epochs: int = 100
     batch_size: int = 32
     learning_rate: float = 1e-3
-    lr_patience: int = 0  # epochs without a better validation loss before the learning rate drops LR_FACTOR-fold; 0: constant
     patience: int = 15
     class_weights: bool = False
     seed: int = 0
@@ -60,6 +59,7 @@ class TrainConfig:
     val_size: float = 0.15
     data: str = "auto"  # auto, memory or stream
     init: str = ""  # a .keras sequence model to fine-tune
+    lr_patience: int = 0  # epochs without a better validation loss before the learning rate drops LR_FACTOR-fold; 0: constant
 
     def __post_init__(self):
         unknown = [name for name in self.models if name not in ALL_MODELS]
