@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_manifest(commands)
     _add_demo_data(commands)
     _add_bench(commands)
+    _add_temporal_bench(commands)
     _add_predict(commands)
     _add_train(commands)
     _add_report(commands)
@@ -238,6 +239,50 @@ def _cmd_bench(args) -> int:
     return EXIT_OK
 
 
+# --- temporal-bench --------------------------------------------------------------------------
+
+
+def _add_temporal_bench(commands) -> None:
+    from .temporal_bench import TASKS, BenchConfig
+
+    defaults = BenchConfig()
+    p = commands.add_parser("temporal-bench", help="benchmark the sequence models on temporal tasks (direction of motion, arrow of time)",
+                            description="Build the temporal tasks (synthetic motion, small objects over clutter, arrow of time on the "
+                                        "real videos of the shared data) into OUTPUT, extract features, train every model and write "
+                                        "results.csv/.json/.md. Prints the Markdown table on stdout.")
+    p.add_argument("--output", default=defaults.output, help="folder of the clips, stores, runs and results (default: %(default)s)")
+    p.add_argument("--shared-data", default="", help="shared data folder holding videos/ and weights/ (default: $SHARED_DATA, else ../shared/data beside the checkout)")
+    p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks from %(default)s")
+    p.add_argument("--motion-clips", type=int, default=defaults.motion_clips, help="clips of the motion task (default: %(default)s)")
+    p.add_argument("--clutter-clips", type=int, default=defaults.clutter_clips, help="clips of the clutter task (default: %(default)s)")
+    p.add_argument("--windows-per-video", type=int, default=defaults.windows_per_video, help="most windows cut from one real video (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=defaults.seed, help="seed of the clips, splits and training (default: %(default)s)")
+    p.add_argument("--inputs", help="features, deltas or features,deltas (default: features,deltas, measured best here)")
+    p.add_argument("--units", type=int, help="recurrent units (default: 128, measured best here)")
+    p.add_argument("--bidirectional", action="store_true", default=None, help="train override: bidirectional recurrent layers")
+    p.add_argument("--lr-patience", type=int, help="train override: epochs before the learning rate drops, 0 constant (default: train's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_temporal_bench)
+
+
+def _cmd_temporal_bench(args) -> int:
+    from dataclasses import replace
+
+    from .models import parse_inputs
+    from .temporal_bench import BenchConfig, markdown_table, measured_network, run_benchmark
+
+    network = {key: value for key, value in (("inputs", args.inputs and parse_inputs(args.inputs)), ("units", args.units),
+                                             ("bidirectional", args.bidirectional)) if value is not None}
+    train = {"network": replace(measured_network(), **network)}
+    if args.lr_patience is not None:
+        train["lr_patience"] = args.lr_patience
+    config = BenchConfig(args.output, args.shared_data, tuple(t.strip() for t in args.tasks.split(",") if t.strip()), args.motion_clips,
+                         args.clutter_clips, args.windows_per_video, seed=args.seed, train=train)
+    print(markdown_table(run_benchmark(config, progress=not args.no_progress)))
+    log.info("wrote %s", Path(args.output) / "results.md")
+    return EXIT_OK
+
+
 # --- train -----------------------------------------------------------------------------------
 
 
@@ -263,10 +308,15 @@ def _add_train(commands) -> None:
     p.add_argument("--bidirectional", action="store_true", help="bidirectional recurrent layers")
     p.add_argument("--dropout", type=float, default=network.dropout, help="dropout on inputs and recurrent outputs (default: %(default)s)")
     p.add_argument("--no-masking", action="store_true", help="feed padded steps to the recurrent layers instead of skipping them")
+    p.add_argument("--inputs", default=",".join(network.inputs),
+                   help="what each step shows the sequence models: features, deltas (difference from the previous frame's "
+                        "features) or features,deltas; recorded in the run, baselines always see features (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=defaults.epochs, help="most epochs; early stopping usually ends sooner (default: %(default)s)")
     p.add_argument("--patience", type=int, default=defaults.patience, help="epochs without a better validation loss before stopping (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="videos per batch (default: %(default)s)")
     p.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--lr-patience", type=int, default=defaults.lr_patience,
+                   help="epochs without a better validation loss before the learning rate drops to 0.3x; 0 keeps it constant (default: %(default)s)")
     p.add_argument("--class-weights", action="store_true", help="weight classes inversely to their training frequency (imbalanced data)")
     p.add_argument("--seed", type=int, default=defaults.seed, help="seed of splits, initial weights and shuffling (default: %(default)s)")
     p.add_argument("--test-size", type=float, default=defaults.test_size, help="test share when the manifest has no split column (default: %(default)s)")
@@ -279,13 +329,13 @@ def _add_train(commands) -> None:
 
 
 def _cmd_train(args) -> int:
-    from .models import SequenceModelConfig
+    from .models import SequenceModelConfig, parse_inputs
     from .train import TrainConfig, default_run_dir, parse_models, train
 
     models = parse_models(args.model)
-    network = SequenceModelConfig(args.units, args.layers, args.bidirectional, args.dropout, not args.no_masking)
+    network = SequenceModelConfig(args.units, args.layers, args.bidirectional, args.dropout, not args.no_masking, parse_inputs(args.inputs))
     config = TrainConfig(models, args.seq_len, args.policy, network, args.epochs, args.batch_size, args.learning_rate, args.patience,
-                         args.class_weights, args.seed, args.test_size, args.val_size, args.data, args.init or "")
+                         args.class_weights, args.seed, args.test_size, args.val_size, args.data, args.init or "", lr_patience=args.lr_patience)
     result = train(args.store, args.run or default_run_dir(args.store, models), config, overwrite=args.overwrite, progress=not args.no_progress)
     print(result.report)
     return EXIT_OK
