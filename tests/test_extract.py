@@ -53,7 +53,7 @@ def test_good_and_broken_shared_files(shared, tmp_path, backbone):
     with h5py.File(path, "r") as handle:
         assert handle["features"].shape == (40, 512) and handle["features"].dtype == np.float16
         assert handle["frame_index"].shape == handle["timestamps"].shape == (40,)
-        assert handle.attrs["schema_version"] == 1
+        assert handle.attrs["schema_version"] == store.SCHEMA_VERSION
     attrs = store.read_attrs(path)
     assert attrs["feature_config"] == CONFIG.to_dict() and "tensorflow" in attrs["versions"]
 
@@ -127,7 +127,7 @@ def test_kill_9_then_rerun_equals_an_unbroken_run(tmp_path, make_video):
     process = subprocess.Popen([sys.executable, "-m", "pipeline", "features", *options, "--out-dir", str(killed_dir)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(killed_dir.glob("m/*.parts/*.h5"))) < 3:
+    while time.time() < deadline and len(list(killed_dir.glob("m/*.parts/run-*/*.h5"))) < 3:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
