@@ -153,6 +153,7 @@ def shard_run(store_path: str | Path):
                 folder.rmdir()  # empty once merged
     with contextlib.suppress(OSError):
         Path(f"{folder}.lock").unlink()
+        folder.parent.rmdir()  # the last run out leaves no folder
 
 
 def write_shard(folder: str | Path, shard: Shard, dim: int, dtype: str) -> Path:

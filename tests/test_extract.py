@@ -1,5 +1,6 @@
 """Stage one end to end: real files into a real HDF5 store, failures, reruns, kill -9, the CLI."""
 
+import logging
 import os
 import signal
 import subprocess
@@ -223,3 +224,56 @@ def test_offline_fallback_is_announced_and_recorded(tmp_path, make_video, monkey
     attrs = store.read_attrs(result.stdout.strip())
     assert attrs["feature_config"]["backbone"] == "vgg16" and attrs["feature_config"]["weights"] == "none"
     assert attrs["feature_config"]["image_size"] == 112 and "ImageNet weights" in attrs["fallback"]
+
+
+def test_two_concurrent_runs_on_one_store_both_store_every_video(tmp_path, make_video):
+    csv = manifest_csv(tmp_path / "m.csv", [(str(make_video(f"v{i}.mp4", seed=i)), f"c{i % 2}") for i in range(8)])
+    options = ["features", "--manifest", str(csv), "--backbone", "vgg16", "--weights", "none", "--image-size", "32", "--sampling", "uniform:4",
+               "--precision", "float32", "--shard-size", "1", "--workers", "1", "--no-progress", "--out-dir", str(tmp_path / "f")]
+    runs = [subprocess.Popen([sys.executable, "-m", "pipeline", *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outputs = [process.communicate(timeout=300) for process in runs]
+    for process, (out, err) in zip(runs, outputs):
+        assert process.returncode == 0, err
+    assert outputs[0][0] == outputs[1][0]
+    path = Path(outputs[0][0].strip())
+    videos = store.read_videos(path)
+    assert sorted(videos["video_id"]) == sorted(str(tmp_path / f"v{i}.mp4") for i in range(8)) and videos["video_id"].is_unique
+    assert not store.parts_dir(path).exists()  # nothing of either run left behind
+    with h5py.File(path, "r") as f:
+        assert np.isfinite(f["features"][:].astype(np.float32)).all() and f["features"].shape[0] >= 32
+
+
+def test_truncated_store_is_named_and_recovered(tmp_path, make_video):
+    csv = manifest_csv(tmp_path / "m.csv", [(str(make_video(f"v{i}.mp4", seed=i)), f"c{i % 2}") for i in range(3)])
+    options = ["--manifest", str(csv), "--backbone", "vgg16", "--weights", "none", "--image-size", "32", "--sampling", "uniform:4",
+               "--precision", "float32", "--no-progress", "--out-dir", str(tmp_path / "f")]
+    first = cli("features", *options)
+    assert first.returncode == 0, first.stderr
+    path = Path(first.stdout.strip())
+    path.write_bytes(path.read_bytes()[:1000])
+    broken = cli("features", *options)
+    assert broken.returncode == 2 and "Traceback" not in broken.stderr
+    assert f"the feature store {path} cannot be read" in broken.stderr and f"compact {path} --recover" in broken.stderr
+    assert cli("inspect", str(path)).returncode == 2
+    recovered = cli("compact", str(path), "--recover")
+    assert recovered.returncode == 0, recovered.stderr
+    synced = cli("features", *options)
+    assert synced.returncode == 0 and "3 already stored" in synced.stderr, synced.stderr
+    assert len(store.read_videos(path)) == 3
+
+
+def test_an_unexpected_error_exits_3_with_one_line(tmp_path, make_video, monkeypatch, caplog):
+    from pipeline import cli as command_line, extract
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something nobody expected")
+
+    monkeypatch.setattr(extract, "extract_features", broken)
+    csv = manifest_csv(tmp_path / "m.csv", [(str(make_video("v.mp4")), "a")])
+    code = command_line.main(["features", "--manifest", str(csv), "--backbone", "vgg16", "--weights", "none", "--image-size", "32",
+                              "--no-progress", "--out-dir", str(tmp_path / "f")])
+    assert code == command_line.EXIT_UNEXPECTED == 3
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "RuntimeError: something nobody expected" in errors[0] and "--verbose" in errors[0]
+    assert "Traceback" not in caplog.text
