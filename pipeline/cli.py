@@ -271,13 +271,20 @@ def _add_bench(commands) -> None:
     p.add_argument("--weights", default=str(shared / "weights" / "mobilenet_v2_1.0_no_top_dogbreeds.weights.h5"),
                    help="MobileNetV2 weights: a file, or imagenet (default: %(default)s)")
     p.add_argument("--output", default="reports/bench/bench.json", help="JSON results (default: %(default)s)")
+    p.add_argument("--only", choices=("store",), help="run only these benchmarks (store: the feature store's bookkeeping, "
+                                                      "a few minutes and 4 GB of scratch space in $BENCH_SCRATCH or /tmp); their keys "
+                                                      "replace those of an existing --output")
     p.set_defaults(func=_cmd_bench)
 
 
 def _cmd_bench(args) -> int:
-    from .bench import run_all, table
+    from .bench import run_all, run_store, table
     from .manifest import VIDEO_EXTENSIONS
 
+    if args.only == "store":
+        print(table(run_store(Path(args.output))))
+        log.info("wrote %s", args.output)
+        return EXIT_OK
     videos = sorted(str(p) for p in Path(args.videos).glob("*/*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.parent.name != "broken")
     if not videos:
         raise FileNotFoundError(f"no videos under {args.videos}; pass --videos DIR (one level of sub-folders)")

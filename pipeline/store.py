@@ -508,8 +508,8 @@ def _stored_frames(store_path: Path, index: _Index) -> pd.DataFrame:
     videos = index.videos.drop_duplicates("key")
     starts = np.concatenate([[0], np.cumsum(index.segments["rows"].to_numpy(np.int64))])
     position = np.searchsorted(starts, videos["offset"].to_numpy(np.int64), side="right") - 1
-    names = index.segments["name"].to_numpy(object)
-    return videos.assign(file=[str(segments_dir(store_path) / names[i]) for i in position] if len(videos) else [],
+    names = (f"{segments_dir(store_path)}/" + index.segments["name"]).to_numpy(object)
+    return videos.assign(file=names[position] if len(videos) else [],
                          start=videos["offset"].to_numpy(np.int64) - starts[position])[_FRAME_COLUMNS].reset_index(drop=True)
 
 
@@ -647,8 +647,9 @@ def _write_index(store_path: Path, attrs: dict, videos: pd.DataFrame, failures: 
 
 def _with_offsets(videos: pd.DataFrame, segments: pd.DataFrame) -> pd.DataFrame:
     """Global row offsets into the virtual datasets, from each video's segment file and row within it."""
-    starts = dict(zip(segments["name"], np.concatenate([[0], np.cumsum(segments["rows"].to_numpy(np.int64))])[:-1]))
-    return videos.assign(offset=np.asarray([starts[Path(file).name] + start for file, start in zip(videos["file"], videos["start"])], np.int64))
+    starts = pd.Series(np.concatenate([[0], np.cumsum(segments["rows"].to_numpy(np.int64))])[:-1], index=segments["name"].to_numpy())
+    names = videos["file"].str.rsplit("/", n=1).str[-1]
+    return videos.assign(offset=(names.map(starts).to_numpy(np.int64) + videos["start"].to_numpy(np.int64)) if len(videos) else [])
 
 
 def _write_frame_mapping(out: h5py.File, store_path: Path, segments: pd.DataFrame, dim_dtype: tuple) -> None:
