@@ -10,22 +10,29 @@ that measurement alone. Results go to a JSON file and a Markdown table:
   naive      per video: decode the sampled frames at full size, resize, model.predict, np.save
   memory     end-to-end peak memory for N and 10N videos
   vgg16      CNN-only frames/s of VGG16 in float32 and bfloat16, and bfloat16's relative error
+  store_*    the feature store's bookkeeping (`run_store`): seconds to add 10 videos to a store of
+             1,000 and of 50,000 videos, a no-op rerun of a 50,000-row manifest, and the copy-merge
+             of schema version 1 on the same stores for comparison
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 
 SIZE, SAMPLING, BATCH = 224, "uniform:16", 32
+STORE_VIDEOS, STORE_FRAMES, STORE_DIM, STORE_ADDED = (1_000, 50_000), 16, 1280, 10
 TARGET_PARTS = ("cnn", "decode_auto", "features", "naive")  # the parts of the speed targets: median of REPEATS rounds
 REPEATS = 3
 
@@ -77,9 +84,32 @@ def run_all(videos: list[str], demo_manifest: str, weights: str, output: Path) -
     }
     results["setup"] = {"videos": len(small), "image_size": SIZE, "sampling": SAMPLING, "batch_size": BATCH, "weights": weights,
                         "cpu_count": __import__("os").cpu_count()}
+    results.update(_run_part("store", [scratch_root() or ""]))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=1))
     return results
+
+
+def run_store(output: Path) -> dict:
+    """Only the store benchmarks (a few minutes); their keys replace those of an existing `output`."""
+    results = json.loads(output.read_text()) if output.is_file() else {}
+    results.update(_run_part("store", [scratch_root() or ""]))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=1))
+    return results
+
+
+def scratch_root() -> str | None:
+    """Where the 50,000-video store (2 GB) is built: $BENCH_SCRATCH, else the system's temporary folder."""
+    return os.environ.get("BENCH_SCRATCH")
+
+
+def _run_part(name: str, args: list[str]) -> dict:
+    print(f"bench: {name} ...", file=sys.stderr, flush=True)
+    done = subprocess.run([sys.executable, "-m", "pipeline.bench", name, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench part {name} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _median_run(runs: list[dict]) -> dict:
@@ -94,10 +124,13 @@ def _median_run(runs: list[dict]) -> dict:
 
 
 def table(results: dict) -> str:
-    """The Markdown table of the README."""
-    rows = ["| measurement | frames/s | peak memory (MB) | note |", "| --- | ---: | ---: | --- |"]
+    """The Markdown tables of the README."""
+    rows = store_table(results)
+    if "cnn" not in results:
+        return "\n".join(rows)
+    rows += ["", "| measurement | frames/s | peak memory (MB) | note |", "| --- | ---: | ---: | --- |"]
     for name, part in results.items():
-        if name in ("targets", "setup"):
+        if name in ("targets", "setup") or name.startswith("store_"):
             continue
         rows.append(f"| {name} | {part['frames_per_s']:.1f} | {part['peak_mb']:.0f} | {part.get('note', '')} |")
     t = results["targets"]
@@ -105,6 +138,18 @@ def table(results: dict) -> str:
                  f"features / ceiling = {t['features_over_ceiling']:.2f}; features / naive = {t['features_over_naive']:.2f}; "
                  f"VGG16 bfloat16 / float32 = {t['vgg16_bfloat16_speedup']:.2f}; peak memory 300 / 30 videos = {t['memory_300_over_30']:.2f}"]
     return "\n".join(rows)
+
+
+def store_table(results: dict) -> list[str]:
+    rows = ["| store measurement | seconds | runs | note |", "| --- | ---: | --- | --- |"]
+    for name, part in results.items():
+        if name.startswith("store_"):
+            rows.append(f"| {name} | {part['seconds']:.3f} | {', '.join(f'{x:.3f}' for x in part['runs'])} | {part['note']} |")
+    if "store_add10_50k_s" in results:
+        ratio = results["store_add10_50k_s"]["seconds"] / results["store_add10_1k_s"]["seconds"]
+        rows += ["", f"add 10 videos at 50,000 / at 1,000 = {ratio:.2f} (target <= 2); no-op sync of 50,000 rows "
+                     f"{results['store_noop_50k_s']['seconds']:.1f}s (target <= 10)"]
+    return rows
 
 
 # --- the parts, each run in its own process --------------------------------------------------
@@ -196,7 +241,123 @@ def _part_cnn_vgg16(manifest: str, precision: str) -> dict:
     return _part_cnn(manifest, "none", precision, backbone="vgg16", videos=8)  # 128 frames: VGG16 in float32 is slow
 
 
-PARTS = {"cnn": _part_cnn, "decode": _part_decode, "features": _part_features, "naive": _part_naive, "cnn_vgg16": _part_cnn_vgg16}
+def _part_store(scratch: str) -> dict:
+    """Store bookkeeping through the store's own write and merge path, in interleaved rounds.
+
+    Two stores (1,000 and 50,000 videos of 16 x 1280 float16 synthetic frames, each built by one
+    run) get 10 more videos per round; the same round times the copy-merge of schema version 1 (copy
+    the whole store file, append, rename) on each store's frames. A no-op rerun of the 50,000-row
+    manifest is timed as `features` does it: read and validate the manifest, key every file, read
+    the store's keys, sync the metadata.
+    """
+    from . import store
+
+    largest = max(STORE_VIDEOS)
+    rounds = {f"store_{kind}_{size // 1000}k_s": [] for size in STORE_VIDEOS for kind in ("add10", "copy_merge")}
+    with tempfile.TemporaryDirectory(dir=scratch or None) as folder:
+        built = {size: _bench_store(Path(folder) / f"s{size}", size) for size in STORE_VIDEOS}
+        for round_number in range(REPEATS):
+            for size, (path, manifest, rows) in built.items():
+                new = _bench_rows(Path(folder) / f"s{size}", size + round_number * STORE_ADDED, STORE_ADDED)
+                started = time.perf_counter()
+                with store.shard_run(path) as run_dir:
+                    store.write_shard(run_dir, _bench_shard(new), STORE_DIM, "float16")
+                store.merge_shards(path, {"manifest": str(manifest)}, rows + new)
+                rounds[f"store_add10_{size // 1000}k_s"].append(time.perf_counter() - started)
+                rows += new
+                segment = max(store.segments_dir(path).glob("*.h5"), key=lambda p: p.stat().st_size)
+                rounds[f"store_copy_merge_{size // 1000}k_s"].append(_copy_merge(segment, _bench_shard(new)))
+        path, manifest, rows = built[largest]
+        _write_bench_manifest(manifest, rows)  # the added videos are in the manifest too
+        _noop_run(path, manifest)  # the first run after the edit records the manifest's new hash
+        rounds[f"store_noop_{largest // 1000}k_s"] = [_noop_run(path, manifest) for _ in range(REPEATS)]
+    notes = {"add10": "10 videos into a store of {} videos (write the shard; merge: link it, sync, write the index)",
+             "copy_merge": "schema-1 merge for comparison: copy the store of {} videos, append 10, rename",
+             "noop": "no-op rerun of a {}-row manifest: read and validate it, key every file, sync"}
+    return {name: {"seconds": float(np.median(runs)), "runs": runs,
+                   "note": f"median of {len(runs)}; " + notes[name[6:].rsplit("_", 2)[0]].format(f"{int(name.rsplit('_', 2)[1][:-1]) * 1000:,}")}
+            for name, runs in rounds.items()}
+
+
+def _bench_rows(folder: Path, start: int, count: int) -> list:
+    """Manifest rows of `count` videos, each a real (empty) file, so that keys are stat()ed as in a run."""
+    from . import store
+
+    paths = [folder / "videos" / f"v{i:06d}.mp4" for i in range(start, start + count)]
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        path.touch()
+    return [store.VideoRow(path.name, store.video_key(path), str(path), f"c{i % 10}", "train", "", start + n)
+            for n, (i, path) in enumerate(zip(range(start, start + count), paths))]
+
+
+def _bench_shard(rows: list):
+    from . import store
+
+    rng = np.random.default_rng(0)
+    shard = store.Shard()
+    for row in rows:
+        shard.add_video(row, rng.standard_normal((STORE_FRAMES, STORE_DIM)).astype(np.float16), np.arange(STORE_FRAMES),
+                        np.arange(STORE_FRAMES) / 25, 250, 25.0, 320, 240)
+    return shard
+
+
+def _bench_store(folder: Path, size: int) -> tuple[Path, Path, list]:
+    """A store of `size` videos built by one run (shards of 64, merged once), and its manifest."""
+    from . import store
+
+    rows = _bench_rows(folder, 0, size)
+    manifest = (folder / "manifest.csv").resolve()
+    _write_bench_manifest(manifest, rows)
+    path = folder / "store.h5"
+    with store.shard_run(path) as run_dir:
+        for start in range(0, size, 64):
+            store.write_shard(run_dir, _bench_shard(rows[start:start + 64]), STORE_DIM, "float16")
+    store.merge_shards(path, {"manifest": str(manifest)}, rows)
+    return path, manifest, rows
+
+
+def _write_bench_manifest(manifest: Path, rows: list) -> None:
+    pd.DataFrame({"path": [row.path for row in rows], "label": [row.label for row in rows], "split": "train",
+                  "video_id": [row.video_id for row in rows]}).to_csv(manifest, index=False)
+
+
+def _copy_merge(store_file: Path, shard) -> float:
+    """Schema version 1's merge, timed: copy the whole store, append the shard's frames and rows, fsync, rename."""
+    from . import store
+
+    copy = store_file.with_name("copy-merge.h5.tmp")
+    started = time.perf_counter()
+    shutil.copyfile(store_file, copy)
+    with h5py.File(copy, "r+") as out:
+        store._append_frames(out, np.concatenate(shard.features), np.concatenate(shard.frame_index), np.concatenate(shard.timestamps))
+        videos = store._read_table(out, "videos", store.VIDEO_COLUMNS)
+        added = pd.DataFrame(shard.videos).assign(offset=0)[list(store.VIDEO_COLUMNS)]
+        store._write_table(out, "videos", pd.concat([videos, added], ignore_index=True))
+    store._fsync(copy)
+    os.replace(copy, copy.with_suffix(".done"))
+    seconds = time.perf_counter() - started
+    copy.with_suffix(".done").unlink()
+    return seconds
+
+
+def _noop_run(path: Path, manifest: Path) -> float:
+    """`features` on an unchanged manifest whose videos are all stored, minus loading the CNN."""
+    from types import SimpleNamespace
+
+    from .extract import FeatureConfig, extract_features
+    from .manifest import read_manifest
+
+    started = time.perf_counter()
+    summary = extract_features(read_manifest(manifest), path, SimpleNamespace(dim=STORE_DIM, batch_size=BATCH, weights=None),
+                               FeatureConfig(), progress=False)
+    seconds = time.perf_counter() - started
+    if summary.skipped != summary.total or summary.new:
+        raise RuntimeError(f"the no-op run was not a no-op: {summary.line()}")
+    return seconds
+
+
+PARTS = {"store": _part_store, "cnn": _part_cnn, "decode": _part_decode, "features": _part_features, "naive": _part_naive, "cnn_vgg16": _part_cnn_vgg16}
 
 if __name__ == "__main__":
     import logging

@@ -1,7 +1,8 @@
 """Command line: `python -m pipeline COMMAND ...`, a thin layer over the package's functions.
 
 Exit status: 0 success; 1 the job ran but some videos failed (the rest are stored; see the
-failure table); 2 bad input or options (nothing was done); 130 interrupted (finished work kept).
+failure table); 2 bad input or options, or an unusable store (named, with what to do); 3 an
+unexpected error (one line; the traceback with --verbose); 130 interrupted (finished work kept).
 Logs and progress go to stderr; machine-readable results (paths, CSV, JSON) to stdout or files.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 log = logging.getLogger("pipeline")
 
-EXIT_OK, EXIT_FAILED_VIDEOS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED_VIDEOS, EXIT_BAD_INPUT, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,15 +27,29 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     from .backbones import BackboneError
     from .manifest import ManifestError
+    from .store import StoreError
 
     try:
         return args.func(args)
-    except (ManifestError, BackboneError, ValueError, FileNotFoundError) as error:
+    except (ManifestError, BackboneError, StoreError, ValueError, FileNotFoundError) as error:
         log.error("%s", error)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         log.error("interrupted; finished work was kept")
         return EXIT_INTERRUPTED
+    except Exception as error:  # a bug or an environment problem: one line, the traceback on request
+        log.debug("traceback:", exc_info=True)
+        log.error("unexpected error in `%s`: %s: %s (at %s). Finished work was kept; rerun with --verbose for the traceback "
+                  "and report it if it persists", args.command, type(error).__name__, error, _where(error))
+        return EXIT_UNEXPECTED
+
+
+def _where(error: BaseException) -> str:
+    """file:line where an exception was raised, for the one-line message."""
+    frame = error.__traceback__
+    while frame and frame.tb_next:
+        frame = frame.tb_next
+    return f"{frame.tb_frame.f_code.co_filename}:{frame.tb_lineno}" if frame else "?"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_features(commands)
     _add_inspect(commands)
+    _add_compact(commands)
     _add_manifest(commands)
     _add_demo_data(commands)
     _add_bench(commands)
@@ -62,7 +78,8 @@ def _add_features(commands) -> None:
 
     p = commands.add_parser("features", help="stage one: decode the manifest's videos and store CNN features",
                             description="Decode every video of a manifest, embed sampled frames with a frozen CNN and store "
-                                        "them in features/<manifest>/<config>.h5. Reruns extract only what is missing. "
+                                        "them in features/<manifest>/<config>-m<manifest hash>.h5. Reruns extract only what is missing and take "
+                                        "labels, splits and groups from the manifest (rows that left it leave the store). "
                                         "Prints the store path on stdout.")
     p.add_argument("--manifest", required=True, help="manifest CSV (path,label[,split,group,video_id])")
     p.add_argument("--backbone", default="mobilenet_v2", help="keras.applications model name (default: %(default)s)")
@@ -83,9 +100,10 @@ def _add_features(commands) -> None:
     p.add_argument("--shard-size", type=int, default=64, help="videos per shard file; a killed run loses at most this many (default: %(default)s)")
     p.add_argument("--out-dir", default="features", help="root folder of the stores (default: %(default)s)")
     p.add_argument("--store", help="explicit store path instead of <out-dir>/<manifest>/<config>.h5")
-    p.add_argument("--skip-missing", action="store_true", help="drop manifest rows whose file is missing instead of refusing the manifest")
+    p.add_argument("--skip-missing", action="store_true", help="record manifest rows whose file is missing as failures (stage 'missing') instead of refusing the manifest")
     p.add_argument("--retry-failed", action="store_true", help="retry videos that failed in an earlier run although their file did not change")
     p.add_argument("--fallback", action="store_true", help="if ImageNet weights are unavailable offline, use random VGG16 at 112 px instead (announced and recorded)")
+    p.add_argument("--lock-timeout", type=float, default=600.0, help="seconds to wait for another run's merge into the same store (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_features)
 
@@ -100,10 +118,11 @@ def _cmd_features(args) -> int:
     config = FeatureConfig(canonical_name(args.backbone), weights.identity, args.image_size, args.crop, args.sampling, args.max_frames, args.dtype, resolve_precision(args.precision, args.backbone))
     backbone, config, fallback = resolve_backbone(config, weights, args.batch_size, args.fallback)
     store_path = Path(args.store) if args.store else store_path_for(args.manifest, config, args.out_dir)
-    attrs = {"manifest": str(Path(args.manifest).resolve()), "weights_path": weights.path, "fallback": fallback}
+    attrs = {"weights_path": weights.path, "fallback": fallback}
     summary = extract_features(manifest, store_path, backbone, config, weights=Weights("none") if fallback else weights, attrs=attrs,
                                scheduler=args.scheduler, dask_workers=args.dask_workers, workers=args.workers, timeout=args.timeout,
-                               shard_size=args.shard_size, retry_failed=args.retry_failed, progress=not args.no_progress)
+                               shard_size=args.shard_size, retry_failed=args.retry_failed, progress=not args.no_progress,
+                               lock_timeout=args.lock_timeout)
     if fallback:
         log.warning("this store uses the offline fallback backbone: %s", fallback.split(". Reason:")[0])
     t = summary.timings
@@ -130,14 +149,46 @@ def _cmd_inspect(args) -> int:
 
     from . import store
 
-    if not Path(args.store).is_file():
-        raise FileNotFoundError(f"no feature store at {args.store}; run `python -m pipeline features` first")
     if args.json:
         payload = {"attrs": store.read_attrs(args.store), "videos": store.read_videos(args.store).to_dict("records"),
                    "failures": store.read_failures(args.store).to_dict("records")}
         print(json.dumps(payload, indent=1, default=str))
     else:
         print(store.summary(args.store))
+    return EXIT_OK
+
+
+# --- compact ---------------------------------------------------------------------------------
+
+
+def _add_compact(commands) -> None:
+    p = commands.add_parser("compact", help="reclaim a store's unreferenced frames, migrate an old store, or recover a broken one",
+                            description="Copy the frames a store's video table references into one segment and delete the rest "
+                                        "(replaced and retired videos); a store of the previous layout is migrated in place "
+                                        "without copying. --recover rebuilds a store whose index is unreadable from its "
+                                        "readable segments; the next `features` run completes it.")
+    p.add_argument("store", help="path of an .h5 feature store")
+    p.add_argument("--recover", action="store_true", help="rebuild the index from the readable segments (keeps the broken index as <store>.broken)")
+    p.add_argument("--lock-timeout", type=float, default=600.0, help="seconds to wait for a run merging into the store (default: %(default)s)")
+    p.set_defaults(func=_cmd_compact)
+
+
+def _cmd_compact(args) -> int:
+    import json
+
+    from . import store
+
+    if args.recover:
+        result = store.recover(args.store, args.lock_timeout)
+        for lost in result["lost_segments"]:
+            log.warning("unreadable segment left out: %s", lost)
+        log.info("recovered %d videos from %d segments into %s; run `python -m pipeline features` with its manifest to sync "
+                 "it and re-extract what was lost", result["videos"], result["segments"], args.store)
+    else:
+        result = store.compact(args.store, args.lock_timeout)
+        log.info("compacted %s: %d frame rows in %d segments -> %d in 1", args.store, result["frames_before"],
+                 result["segments_before"], result["frames_after"])
+    print(json.dumps(result))
     return EXIT_OK
 
 
@@ -221,13 +272,20 @@ def _add_bench(commands) -> None:
     p.add_argument("--weights", default=str(shared / "weights" / "mobilenet_v2_1.0_no_top_dogbreeds.weights.h5"),
                    help="MobileNetV2 weights: a file, or imagenet (default: %(default)s)")
     p.add_argument("--output", default="reports/bench/bench.json", help="JSON results (default: %(default)s)")
+    p.add_argument("--only", choices=("store",), help="run only these benchmarks (store: the feature store's bookkeeping, "
+                                                      "a few minutes and 4 GB of scratch space in $BENCH_SCRATCH or /tmp); their keys "
+                                                      "replace those of an existing --output")
     p.set_defaults(func=_cmd_bench)
 
 
 def _cmd_bench(args) -> int:
-    from .bench import run_all, table
+    from .bench import run_all, run_store, table
     from .manifest import VIDEO_EXTENSIONS
 
+    if args.only == "store":
+        print(table(run_store(Path(args.output))))
+        log.info("wrote %s", args.output)
+        return EXIT_OK
     videos = sorted(str(p) for p in Path(args.videos).glob("*/*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.parent.name != "broken")
     if not videos:
         raise FileNotFoundError(f"no videos under {args.videos}; pass --videos DIR (one level of sub-folders)")

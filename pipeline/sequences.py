@@ -49,7 +49,8 @@ class SequenceConfig:
 
 
 def load_videos(store_path) -> pd.DataFrame:
-    """The store's video table, checked for what training needs: videos of at least two classes."""
+    """The store's video table, checked for what training needs: in sync with its manifest, two classes."""
+    store.require_in_sync(store_path)
     videos = store.read_videos(store_path)
     empty = videos["length"] < 1
     if empty.any():
