@@ -30,6 +30,7 @@ from .decoder_pool import DecodeFailure, decode_all, with_hook, worker_count
 from .manifest import VIDEO_EXTENSIONS
 from .model_files import ModelFileError, find_model, load_model
 from .models import SEQUENCE_MODELS
+from .report import literal_text
 from .sequences import SequenceConfig, frame_positions
 
 log = logging.getLogger(__name__)
@@ -163,11 +164,9 @@ def write_outputs(predictions: Predictions, out_dir: str | Path, labels: list[st
     return written
 
 
+@literal_text
 def plot_timeline(track: pd.DataFrame, labels: list[str], path: Path) -> Path:
     """Smoothed class probabilities over time, with the smoothed label of each window underneath."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     centres = (track["start_s"] + track["end_s"]) / 2

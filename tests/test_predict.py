@@ -102,3 +102,14 @@ def test_cli_prints_top_k_and_exits_1_on_a_failed_video(shared, run_dir, tmp_pat
     assert (tmp_path / "p/predictions.csv").is_file()
     refused = subprocess.run([sys.executable, "-m", "pipeline", "predict", str(tmp_path), "x.mp4"], capture_output=True, text=True)
     assert refused.returncode == 2 and "is not a trained run" in refused.stderr
+
+
+def test_timeline_takes_labels_and_names_literally(tmp_path):
+    """A `$` in a label or file name is a dollar sign in the timeline figure, not math that crashes it."""
+    from pipeline.predict import plot_timeline
+
+    labels = [r"$\bogus$", "a $5 tip"]
+    track = pd.DataFrame({"video": [r"/videos/$\x$.mp4"] * 2, "start_s": [0.0, 1.0], "end_s": [1.0, 2.0],
+                          f"smoothed:{labels[0]}": [0.7, 0.2], f"smoothed:{labels[1]}": [0.3, 0.8], "smoothed_label": labels})
+    path = plot_timeline(track, labels, tmp_path / "timeline.png")
+    assert path.stat().st_size > 0
