@@ -496,11 +496,12 @@ def _add_predict(commands) -> None:
 
 
 def _cmd_predict(args) -> int:
-    from .predict import load_run, predict_videos, write_outputs
+    from .predict import load_run, predict_videos, prepare_output, write_outputs
 
     if args.window is not None and (args.window <= 0 or (args.stride is not None and args.stride <= 0)):
         raise ValueError("--window and --stride take a number of seconds > 0")
     run = load_run(args.run, args.model, args.weights)
+    output = prepare_output(args.output or Path(args.run) / "predictions")
     log.info("run %s: model %s, features %s", args.run, run.model_name,
              ", ".join(f"{k}={run.feature_config[k]}" for k in ("backbone", "weights", "image_size", "sampling")))
     predictions = predict_videos(run, args.videos, window=args.window, stride=args.stride, top_k=args.top_k, smooth=args.smooth,
@@ -508,7 +509,7 @@ def _cmd_predict(args) -> int:
     for row in predictions.videos.to_dict("records"):
         ranked = [f"{row[f'label_{k}']} {row[f'probability_{k}']:.3f}" for k in range(1, args.top_k + 1) if isinstance(row.get(f"label_{k}"), str)]
         print(f"{row['video']}\t{', '.join(ranked) if row['status'] == 'ok' else row['status'] + ': ' + row['error']}")
-    written = write_outputs(predictions, args.output or Path(args.run) / "predictions", run.labels)
+    written = write_outputs(predictions, output, run.labels)
     log.info("%d videos: %d classified, %d failed; wrote %s", len(predictions.videos), len(predictions.videos) - predictions.failed,
              predictions.failed, ", ".join(str(p) for p in written[:3]))
     return EXIT_FAILED_VIDEOS if predictions.failed else EXIT_OK

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import store
+from . import rundir, store
 from .backbones import Backbone, Weights, load_backbone
 from .decode import Sampling, decode_job, decode_video, probe_video
 from .decoder_pool import DecodeFailure, decode_all, with_hook, worker_count
@@ -151,8 +151,7 @@ def expand_inputs(inputs: list[str | Path]) -> list[Path]:
 
 def write_outputs(predictions: Predictions, out_dir: str | Path, labels: list[str]) -> list[Path]:
     """predictions.csv/.json, and for windows windows.csv plus one timeline PNG per video."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = prepare_output(out_dir)
     written = [out_dir / "predictions.csv", out_dir / "predictions.json"]
     predictions.videos.to_csv(written[0], index=False)
     written[1].write_text(predictions.videos.to_json(orient="records", indent=1))
@@ -162,6 +161,19 @@ def write_outputs(predictions: Predictions, out_dir: str | Path, labels: list[st
         for number, (video, track) in enumerate(predictions.windows.groupby("video", sort=False)):
             written.append(plot_timeline(track, labels, out_dir / f"timeline-{number:03d}-{Path(video).stem}.png"))
     return written
+
+
+def prepare_output(out_dir: str | Path) -> Path:
+    """Claim `out_dir` for predict's outputs and clear a previous prediction's from it.
+
+    It must be a predictions folder of the tool's, or new or empty: a folder of someone else's is
+    refused (rundir.FolderError) before anything is decoded or written.
+    """
+    out_dir = Path(out_dir)
+    rundir.claim_folder(out_dir, "predictions", recognised=_holds_only_outputs(out_dir))
+    for old in [*out_dir.glob("predictions.*"), *out_dir.glob("windows.csv"), *out_dir.glob("timeline-*.png")]:
+        old.unlink()  # a previous prediction's timelines would otherwise sit beside this one's
+    return out_dir
 
 
 @literal_text
@@ -190,6 +202,13 @@ def plot_timeline(track: pd.DataFrame, labels: list[str], path: Path) -> Path:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def _holds_only_outputs(folder: Path) -> bool:
+    """A predictions folder an earlier version wrote (no marker): nothing but predict's outputs."""
+    names = ("predictions.csv", "predictions.json", "windows.csv")
+    return folder.is_dir() and all(entry.is_file() and (entry.name in names or (entry.name.startswith("timeline-") and entry.suffix == ".png"))
+                                   for entry in folder.iterdir())
 
 
 def _best_model(model_dir: Path) -> str:
