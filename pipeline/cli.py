@@ -74,6 +74,7 @@ def _add_features(commands) -> None:
     p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
                    help="CNN arithmetic; auto = bfloat16 for VGG on CPUs that compute it natively, else float32 (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=32, help="frames per CNN batch (default: %(default)s)")
+    _add_runtime(p)
     p.add_argument("--workers", type=int, default=worker_count(), help="decoder processes, at the lowest CPU priority so they use what the CNN leaves (default: one per core, %(default)s)")
     p.add_argument("--scheduler", help="run on dask: 'local' for a LocalCluster on this machine, or a scheduler address "
                                        "tcp://HOST:8786 (default: in-process, measured faster on small machines)")
@@ -97,11 +98,11 @@ def _cmd_features(args) -> int:
     manifest = read_manifest(args.manifest, skip_missing=args.skip_missing)
     weights = Weights.parse(args.weights)
     config = FeatureConfig(canonical_name(args.backbone), weights.identity, args.image_size, args.crop, args.sampling, args.max_frames, args.dtype, resolve_precision(args.precision, args.backbone))
-    backbone, config, fallback = resolve_backbone(config, weights, args.batch_size, args.fallback)
+    backbone, config, fallback = resolve_backbone(config, weights, args.batch_size, args.fallback, args.runtime)
     store_path = Path(args.store) if args.store else store_path_for(args.manifest, config, args.out_dir)
-    attrs = {"manifest": str(Path(args.manifest).resolve()), "weights_path": weights.path, "fallback": fallback}
+    attrs = {"manifest": str(Path(args.manifest).resolve()), "weights_path": weights.path, "fallback": fallback, "runtime": backbone.runtime}
     summary = extract_features(manifest, store_path, backbone, config, weights=Weights("none") if fallback else weights, attrs=attrs,
-                               scheduler=args.scheduler, dask_workers=args.dask_workers, workers=args.workers, timeout=args.timeout,
+                               scheduler=args.scheduler, runtime=args.runtime, dask_workers=args.dask_workers, workers=args.workers, timeout=args.timeout,
                                shard_size=args.shard_size, retry_failed=args.retry_failed, progress=not args.no_progress)
     if fallback:
         log.warning("this store uses the offline fallback backbone: %s", fallback.split(". Reason:")[0])
@@ -112,6 +113,14 @@ def _cmd_features(args) -> int:
         log.warning("failures are listed in %s", Path(f"{store_path.with_suffix('')}.failures.csv"))
     print(store_path)
     return summary.exit_code
+
+
+def _add_runtime(p) -> None:
+    from .runtimes import RUNTIMES
+
+    p.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                   help="where the CNN runs: auto = TensorFlow on a GPU, else the fastest installed CPU runtime (OpenVINO, then ONNX "
+                        "Runtime), else TensorFlow; same features either way (default: %(default)s)")
 
 
 # --- inspect ---------------------------------------------------------------------------------
@@ -373,6 +382,7 @@ def _add_predict(commands) -> None:
     p.add_argument("--smooth", type=int, default=3, help="windows in the moving average of the smoothed track (default: %(default)s)")
     p.add_argument("--top-k", type=int, default=3, help="labels to report per video (default: %(default)s)")
     p.add_argument("--output", help="folder for the CSV/JSON/PNG outputs (default: RUN/predictions)")
+    _add_runtime(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
 
@@ -386,7 +396,7 @@ def _cmd_predict(args) -> int:
     log.info("run %s: model %s, features %s", args.run, run.model_name,
              ", ".join(f"{k}={run.feature_config[k]}" for k in ("backbone", "weights", "image_size", "sampling")))
     predictions = predict_videos(run, args.videos, window=args.window, stride=args.stride, top_k=args.top_k, smooth=args.smooth,
-                                 progress=not args.no_progress)
+                                 progress=not args.no_progress, runtime=args.runtime)
     for row in predictions.videos.to_dict("records"):
         ranked = [f"{row[f'label_{k}']} {row[f'probability_{k}']:.3f}" for k in range(1, args.top_k + 1) if isinstance(row.get(f"label_{k}"), str)]
         print(f"{row['video']}\t{', '.join(ranked) if row['status'] == 'ok' else row['status'] + ': ' + row['error']}")

@@ -96,12 +96,12 @@ def load_run(run_dir: str | Path, model: str | None = None, weights: str | None 
 
 
 def predict_videos(run: Run, inputs: list[str | Path], *, window: float | None = None, stride: float | None = None,
-                   top_k: int = 3, smooth: int = 3, progress: bool = True) -> Predictions:
-    """Classify every video (folders are searched for video files); a bad video fails alone."""
+                   top_k: int = 3, smooth: int = 3, progress: bool = True, runtime: str = "tensorflow") -> Predictions:
+    """Classify every video (folders are searched for video files); a bad video fails alone. `runtime`: see `runtimes`."""
     from tqdm import tqdm
 
     fc = run.feature_config
-    backbone = load_backbone(fc["backbone"], run.weights, fc["image_size"], precision=fc.get("precision", "float32"))
+    backbone = load_backbone(fc["backbone"], run.weights, fc["image_size"], precision=fc.get("precision", "float32"), runtime=runtime)
     sampling = Sampling.parse(fc["sampling"], fc["max_frames"])
     rows, tracks = [], []
     for path in tqdm(expand_inputs(inputs), unit="video", disable=not progress, dynamic_ncols=True):
