@@ -90,7 +90,7 @@ class Backbone:
         from .runtimes import load_runtime
 
         self.name, self.weights, self.image_size, self.batch_size, self.precision = name, weights, image_size, batch_size, precision
-        self.model, self.preprocess = model, preprocess
+        self.model, self.preprocess, self._graphs = model, preprocess, {}
         self.dim = int(model.output_shape[-1])
         self.runtime, self._embed = load_runtime(self, runtime)
 
@@ -112,9 +112,12 @@ class Backbone:
         """
         import tensorflow as tf
 
-        model, preprocess = self.model, self.preprocess
-        spec = tf.TensorSpec((batch_size, self.image_size, self.image_size, 3), tf.uint8, name="frames")
-        return tf.function(lambda x: tf.cast(model(preprocess(tf.cast(x, tf.float32)), training=False), tf.float32), input_signature=[spec])
+        if batch_size not in self._graphs:  # traced once per batch size
+            model, preprocess = self.model, self.preprocess
+            spec = tf.TensorSpec((batch_size, self.image_size, self.image_size, 3), tf.uint8, name="frames")
+            self._graphs[batch_size] = tf.function(lambda x: tf.cast(model(preprocess(tf.cast(x, tf.float32)), training=False), tf.float32),
+                                                   input_signature=[spec])
+        return self._graphs[batch_size]
 
     def tensorflow_batch_function(self):
         """TensorFlow's batch function: the frozen graph at the fixed batch size."""

@@ -29,6 +29,10 @@ def frames():
     return decode_video(VIDEOS / "mmaction2/test.mp4", 64, Sampling.parse("uniform:8")).frames
 
 
+def noise(count, size):
+    return np.random.default_rng(count).integers(0, 256, (count, size, size, 3), dtype=np.uint8)
+
+
 def relative_error(got, reference):
     return float(np.abs(got - reference).max() / np.abs(reference).max())
 
@@ -53,7 +57,7 @@ def test_random_vgg16_gives_tensorflows_embeddings(frames, runtime):
 
 
 @needs_runtime
-def test_cache_hit_does_not_convert_again(frames, cache, monkeypatch):
+def test_cache_hit_does_not_convert_again(cache, monkeypatch):
     runtime = INSTALLED[0]
     first = load_backbone("vgg16", Weights("none"), 48, batch_size=4, precision="float32", runtime=runtime)
     entry = runtimes.cache_entry(first, runtime)
@@ -61,26 +65,27 @@ def test_cache_hit_does_not_convert_again(frames, cache, monkeypatch):
     monkeypatch.setitem(runtimes.CONVERTERS, runtime, lambda *args: pytest.fail("converted again despite a cached model"))
     again = load_backbone("vgg16", Weights("none"), 48, batch_size=4, precision="float32", runtime=runtime)
     assert again.runtime == runtime
-    np.testing.assert_array_equal(again.embed(frames[:4]), first.embed(frames[:4]))
+    np.testing.assert_array_equal(again.embed(noise(4, 48)), first.embed(noise(4, 48)))
     other_size = load_backbone("vgg16", Weights("none"), 32, batch_size=4, precision="float32", runtime="tensorflow")
     assert runtimes.cache_entry(other_size, runtime) != entry  # the input size is part of the key
 
 
 @needs_runtime
-def test_damaged_cache_entry_is_converted_again(frames, caplog):
+def test_damaged_cache_entry_is_converted_again(caplog):
     runtime = INSTALLED[0]
     first = load_backbone("vgg16", Weights("none"), 48, batch_size=4, precision="float32", runtime=runtime)
     entry = runtimes.cache_entry(first, runtime)
+    expected = first.embed(noise(4, 48))  # before the damage: OpenVINO maps the weights file it loaded
     for path in entry.iterdir():
         if path.name != "key.json":
             path.write_bytes(b"not a model")
     with caplog.at_level(logging.INFO):
         again = load_backbone("vgg16", Weights("none"), 48, batch_size=4, precision="float32", runtime=runtime)
     assert again.runtime == runtime and "is unusable" in caplog.text
-    np.testing.assert_allclose(again.embed(frames[:4]), first.embed(frames[:4]), rtol=1e-6)
+    np.testing.assert_allclose(again.embed(noise(4, 48)), expected, rtol=1e-6)
 
 
-def test_missing_runtime_falls_back_to_tensorflow_with_one_line(frames, monkeypatch, caplog):
+def test_missing_runtime_falls_back_to_tensorflow_with_one_line(monkeypatch, caplog):
     for module in ("openvino", "onnxruntime"):
         monkeypatch.setitem(sys.modules, module, None)  # `import openvino` now raises ImportError
     with caplog.at_level(logging.INFO):
@@ -90,7 +95,7 @@ def test_missing_runtime_falls_back_to_tensorflow_with_one_line(frames, monkeypa
     assert len(lines) == 1 and "no CPU inference runtime is installed" in lines[0] and "pip install" in lines[0]
 
 
-def test_a_runtime_that_cannot_convert_falls_back(frames, monkeypatch, caplog):
+def test_a_runtime_that_cannot_convert_falls_back(monkeypatch, caplog):
     runtime = INSTALLED[0] if INSTALLED else pytest.skip("no CPU runtime installed")
 
     def broken(*args):
@@ -101,7 +106,7 @@ def test_a_runtime_that_cannot_convert_falls_back(frames, monkeypatch, caplog):
         backbone = load_backbone("vgg16", Weights("none"), 48, batch_size=4, precision="float32", runtime=runtime)
     assert backbone.runtime == "tensorflow"
     assert f"runtime: TensorFlow, because {runtime} cannot run vgg16: RuntimeError: unsupported operation" in caplog.text
-    assert backbone.embed(frames[:4]).shape == (4, 512)
+    assert backbone.embed(noise(4, 48)).shape == (4, 512)
 
 
 def test_converted_model_that_differs_from_tensorflow_is_refused(monkeypatch, caplog):
