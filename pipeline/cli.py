@@ -229,6 +229,7 @@ def _add_bench(commands) -> None:
     p.add_argument("--weights", default=str(shared / "weights" / "mobilenet_v2_1.0_no_top_dogbreeds.weights.h5"),
                    help="MobileNetV2 weights: a file, or imagenet (default: %(default)s)")
     p.add_argument("--output", default="reports/bench/bench.json", help="JSON results (default: %(default)s)")
+    p.add_argument("--only", default="", help="comma-separated row-name prefixes to run, e.g. cnn,vgg16 for the CNN part alone (default: every row)")
     p.set_defaults(func=_cmd_bench)
 
 
@@ -241,7 +242,7 @@ def _cmd_bench(args) -> int:
         raise FileNotFoundError(f"no videos under {args.videos}; pass --videos DIR (one level of sub-folders)")
     if not Path(args.demo_manifest).is_file():
         raise FileNotFoundError(f"{args.demo_manifest} not found; run `make demo-data` first")
-    results = run_all(videos, args.demo_manifest, args.weights, Path(args.output))
+    results = run_all(videos, args.demo_manifest, args.weights, Path(args.output), tuple(filter(None, args.only.split(","))))
     print(table(results))
     log.info("wrote %s", args.output)
     return EXIT_OK

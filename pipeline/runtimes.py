@@ -44,7 +44,7 @@ RUNTIMES = ("auto", "tensorflow", "openvino", "onnxruntime")
 # Fastest first, MobileNetV2 at 224 px on this project's 2-core VM (see the README's benchmark).
 CPU_PREFERENCE = ("openvino", "onnxruntime")
 NEEDS = {"openvino": ("openvino",), "onnxruntime": ("onnxruntime", "tf2onnx")}
-INSTALL = {"openvino": "pip install 'video-feature-pipeline[openvino]'  (or: pip install openvino)",
+INSTALL = {"openvino": "pip install 'video-feature-pipeline[cpu]'  (or: pip install openvino)",
            "onnxruntime": "pip install 'video-feature-pipeline[onnxruntime]'  (or: pip install onnxruntime tf2onnx)"}
 ONNX_OPSET = 17
 CHECK_TOLERANCE = 1e-4  # largest relative difference from TensorFlow's features a converted model may have
