@@ -11,7 +11,8 @@ On CPUs with native bfloat16 (AVX512-BF16 or AMX), `precision="auto"` computes V
 relative feature error well under 1%. MobileNetV2 stays float32, where it is faster here.
 
 Frames go through the network in fixed-size batches (the last one padded), so the graph is traced
-and frozen once, and a video's features do not depend on which other videos shared its batch.
+and frozen once, and a video's features do not depend on which other videos shared its batch. The
+batches run on TensorFlow or, converted once and cached, on a CPU inference runtime (`runtimes`).
 """
 
 from __future__ import annotations

@@ -229,7 +229,7 @@ def _add_bench(commands) -> None:
     p.add_argument("--weights", default=str(shared / "weights" / "mobilenet_v2_1.0_no_top_dogbreeds.weights.h5"),
                    help="MobileNetV2 weights: a file, or imagenet (default: %(default)s)")
     p.add_argument("--output", default="reports/bench/bench.json", help="JSON results (default: %(default)s)")
-    p.add_argument("--only", default="", help="comma-separated row-name prefixes to run, e.g. cnn,vgg16 for the CNN part alone (default: every row)")
+    p.add_argument("--only", default="", help="comma-separated row names or patterns to run, e.g. 'cnn_*,vgg16_*' for the CNN part alone (default: every row)")
     p.set_defaults(func=_cmd_bench)
 
 
