@@ -2,6 +2,7 @@
 
 import logging
 import sys
+from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -29,6 +30,14 @@ def frames():
     return decode_video(VIDEOS / "mmaction2/test.mp4", 64, Sampling.parse("uniform:8")).frames
 
 
+@pytest.fixture(scope="module")
+def tensorflow_features(frames):
+    """TensorFlow's features of `frames`: with the real weights file (MobileNetV2) and random VGG16."""
+    mobilenet = load_backbone("mobilenet_v2", Weights.parse(str(WEIGHTS_FILE)), 64, batch_size=8).embed(frames)
+    vgg = load_backbone("vgg16", Weights("none"), 64, batch_size=4, precision="float32").embed(frames[:6])  # 6: a padded last batch too
+    return {"mobilenet_v2": mobilenet, "vgg16": vgg}
+
+
 def noise(count, size):
     return np.random.default_rng(count).integers(0, 256, (count, size, size, 3), dtype=np.uint8)
 
@@ -39,57 +48,55 @@ def relative_error(got, reference):
 
 @needs_runtime
 @pytest.mark.parametrize("runtime", INSTALLED)
-def test_real_weights_give_tensorflows_embeddings(shared, frames, runtime):
-    weights = Weights.parse(str(WEIGHTS_FILE))
-    reference = load_backbone("mobilenet_v2", weights, 64, batch_size=8).embed(frames)
-    backbone = load_backbone("mobilenet_v2", weights, 64, batch_size=8, runtime=runtime)
+def test_real_weights_give_tensorflows_embeddings(shared, frames, tensorflow_features, runtime):
+    backbone = load_backbone("mobilenet_v2", Weights.parse(str(WEIGHTS_FILE)), 64, batch_size=8, runtime=runtime)
     assert backbone.runtime == runtime
-    assert relative_error(backbone.embed(frames), reference) < 1e-4
+    assert relative_error(backbone.embed(frames), tensorflow_features["mobilenet_v2"]) < 1e-4
 
 
 @needs_runtime
 @pytest.mark.parametrize("runtime", INSTALLED)
-def test_random_vgg16_gives_tensorflows_embeddings(frames, runtime):
-    reference = load_backbone("vgg16", Weights("none"), 64, batch_size=4, precision="float32").embed(frames[:6])
+def test_random_vgg16_gives_tensorflows_embeddings(frames, tensorflow_features, runtime):
     backbone = load_backbone("vgg16", Weights("none"), 64, batch_size=4, precision="float32", runtime=runtime)
     assert backbone.runtime == runtime
-    assert relative_error(backbone.embed(frames[:6]), reference) < 1e-4  # 6 frames: a padded last batch too
+    assert relative_error(backbone.embed(frames[:6]), tensorflow_features["vgg16"]) < 1e-4
 
 
 @needs_runtime
-def test_cache_hit_does_not_convert_again(cache, monkeypatch):
+def test_cache_hit_does_not_convert_again(shared, cache, monkeypatch):
     runtime = INSTALLED[0]
-    first = load_backbone("vgg16", Weights("none"), 48, batch_size=4, precision="float32", runtime=runtime)
+    first = load_backbone("vgg16", Weights("none"), 32, batch_size=4, precision="float32", runtime=runtime)
     entry = runtimes.cache_entry(first, runtime)
     assert (entry / "key.json").is_file() and entry.parent.parent.parent == cache
     monkeypatch.setitem(runtimes.CONVERTERS, runtime, lambda *args: pytest.fail("converted again despite a cached model"))
-    again = load_backbone("vgg16", Weights("none"), 48, batch_size=4, precision="float32", runtime=runtime)
+    again = load_backbone("vgg16", Weights("none"), 32, batch_size=4, precision="float32", runtime=runtime)
     assert again.runtime == runtime
-    np.testing.assert_array_equal(again.embed(noise(4, 48)), first.embed(noise(4, 48)))
-    other_size = load_backbone("vgg16", Weights("none"), 32, batch_size=4, precision="float32", runtime="tensorflow")
-    assert runtimes.cache_entry(other_size, runtime) != entry  # the input size is part of the key
+    np.testing.assert_array_equal(again.embed(noise(4, 32)), first.embed(noise(4, 32)))
+    for change in ({"image_size": 40}, {"precision": "bfloat16"}, {"weights": Weights.parse(str(WEIGHTS_FILE))}):
+        other = SimpleNamespace(**{**{k: getattr(first, k) for k in ("name", "weights", "image_size", "precision")}, **change})
+        assert runtimes.cache_entry(other, runtime) != entry  # each is part of the key
 
 
 @needs_runtime
 def test_damaged_cache_entry_is_converted_again(caplog):
     runtime = INSTALLED[0]
-    first = load_backbone("vgg16", Weights("none"), 48, batch_size=4, precision="float32", runtime=runtime)
+    first = load_backbone("vgg16", Weights("none"), 32, batch_size=4, precision="float32", runtime=runtime)
     entry = runtimes.cache_entry(first, runtime)
-    expected = first.embed(noise(4, 48))  # before the damage: OpenVINO maps the weights file it loaded
+    expected = first.embed(noise(4, 32))  # before the damage: OpenVINO maps the weights file it loaded
     for path in entry.iterdir():
         if path.name != "key.json":
             path.write_bytes(b"not a model")
     with caplog.at_level(logging.INFO):
-        again = load_backbone("vgg16", Weights("none"), 48, batch_size=4, precision="float32", runtime=runtime)
+        again = load_backbone("vgg16", Weights("none"), 32, batch_size=4, precision="float32", runtime=runtime)
     assert again.runtime == runtime and "is unusable" in caplog.text
-    np.testing.assert_allclose(again.embed(noise(4, 48)), expected, rtol=1e-6)
+    np.testing.assert_allclose(again.embed(noise(4, 32)), expected, rtol=1e-6)
 
 
 def test_missing_runtime_falls_back_to_tensorflow_with_one_line(monkeypatch, caplog):
     for module in ("openvino", "onnxruntime"):
         monkeypatch.setitem(sys.modules, module, None)  # `import openvino` now raises ImportError
     with caplog.at_level(logging.INFO):
-        backbone = load_backbone("vgg16", Weights("none"), 48, batch_size=4, precision="float32", runtime="auto")
+        backbone = load_backbone("vgg16", Weights("none"), 32, batch_size=4, precision="float32", runtime="auto")
     assert backbone.runtime == "tensorflow"
     lines = [r.getMessage() for r in caplog.records if r.name == "pipeline.runtimes"]
     assert len(lines) == 1 and "no CPU inference runtime is installed" in lines[0] and "pip install" in lines[0]
@@ -103,10 +110,10 @@ def test_a_runtime_that_cannot_convert_falls_back(monkeypatch, caplog):
 
     monkeypatch.setitem(runtimes.CONVERTERS, runtime, broken)
     with caplog.at_level(logging.WARNING):
-        backbone = load_backbone("vgg16", Weights("none"), 48, batch_size=4, precision="float32", runtime=runtime)
+        backbone = load_backbone("vgg16", Weights("none"), 32, batch_size=4, precision="float32", runtime=runtime)
     assert backbone.runtime == "tensorflow"
     assert f"runtime: TensorFlow, because {runtime} cannot run vgg16: RuntimeError: unsupported operation" in caplog.text
-    assert backbone.embed(noise(4, 48)).shape == (4, 512)
+    assert backbone.embed(noise(4, 32)).shape == (4, 512)
 
 
 def test_converted_model_that_differs_from_tensorflow_is_refused(monkeypatch, caplog):
@@ -114,7 +121,7 @@ def test_converted_model_that_differs_from_tensorflow_is_refused(monkeypatch, ca
     real = runtimes.RUNNERS[runtime]
     monkeypatch.setitem(runtimes.RUNNERS, runtime, lambda folder, backbone: (lambda frames: real(folder, backbone)(frames) * 1.001))
     with caplog.at_level(logging.WARNING):
-        backbone = load_backbone("vgg16", Weights("none"), 48, batch_size=4, precision="float32", runtime=runtime)
+        backbone = load_backbone("vgg16", Weights("none"), 32, batch_size=4, precision="float32", runtime=runtime)
     assert backbone.runtime == "tensorflow" and "differ from TensorFlow's" in caplog.text
     assert not runtimes.cache_entry(backbone, runtime).exists()  # nothing wrong was cached
 
@@ -143,7 +150,7 @@ def test_stores_of_two_runtimes_agree_within_float16_rounding(make_video, tmp_pa
     stores = {}
     for runtime in ("tensorflow", INSTALLED[0]):
         store = tmp_path / runtime / "store.h5"
-        code = main(["features", "--manifest", str(manifest), "--backbone", "vgg16", "--weights", "none", "--image-size", "48",
+        code = main(["features", "--manifest", str(manifest), "--backbone", "vgg16", "--weights", "none", "--image-size", "32",
                      "--precision", "float32", "--sampling", "uniform:4", "--batch-size", "8", "--runtime", runtime,
                      "--store", str(store), "--workers", "1", "--no-progress"])
         assert code == 0
