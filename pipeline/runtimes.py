@@ -1,6 +1,6 @@
 """Where the frozen backbone runs: TensorFlow, or a CPU inference runtime (OpenVINO, ONNX Runtime).
 
-On a CPU, OpenVINO and ONNX Runtime run the same Keras backbone 1.6-2.3x faster than TensorFlow's
+On a nearly idle CPU, OpenVINO and ONNX Runtime ran MobileNetV2 1.7-2.2x faster than TensorFlow's
 frozen graph (see the README's benchmark), with embeddings equal to TensorFlow's within 1e-5
 relative. The runtime is therefore not part of a store's feature identity; the store records which
 runtime made it.
