@@ -32,10 +32,10 @@ help: ## list the targets and the variables they take
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e ".[dev]"
+	$(VENV)/bin/pip install --quiet -e ".[dev,cpu]"
 	touch $@
 
-install: $(STAMP) ## create .venv and install the package with its test tools
+install: $(STAMP) ## create .venv and install the package with its test tools and the OpenVINO CPU runtime
 
 manifests/demo.csv: $(STAMP) pipeline/demo_data.py
 	$(PY) -m pipeline demo-data --output manifests/demo --manifest $@

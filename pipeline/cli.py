@@ -92,6 +92,7 @@ def _add_features(commands) -> None:
     p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
                    help="CNN arithmetic; auto = bfloat16 for VGG on CPUs that compute it natively, else float32 (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=32, help="frames per CNN batch (default: %(default)s)")
+    _add_runtime(p)
     p.add_argument("--workers", type=int, default=worker_count(), help="decoder processes, at the lowest CPU priority so they use what the CNN leaves (default: one per core, %(default)s)")
     p.add_argument("--scheduler", help="run on dask: 'local' for a LocalCluster on this machine, or a scheduler address "
                                        "tcp://HOST:8786 (default: in-process, measured faster on small machines)")
@@ -116,11 +117,11 @@ def _cmd_features(args) -> int:
     manifest = read_manifest(args.manifest, skip_missing=args.skip_missing)
     weights = Weights.parse(args.weights)
     config = FeatureConfig(canonical_name(args.backbone), weights.identity, args.image_size, args.crop, args.sampling, args.max_frames, args.dtype, resolve_precision(args.precision, args.backbone))
-    backbone, config, fallback = resolve_backbone(config, weights, args.batch_size, args.fallback)
+    backbone, config, fallback = resolve_backbone(config, weights, args.batch_size, args.fallback, args.runtime)
     store_path = Path(args.store) if args.store else store_path_for(args.manifest, config, args.out_dir)
-    attrs = {"weights_path": weights.path, "fallback": fallback}
+    attrs = {"weights_path": weights.path, "fallback": fallback, "runtime": backbone.runtime}
     summary = extract_features(manifest, store_path, backbone, config, weights=Weights("none") if fallback else weights, attrs=attrs,
-                               scheduler=args.scheduler, dask_workers=args.dask_workers, workers=args.workers, timeout=args.timeout,
+                               scheduler=args.scheduler, runtime=args.runtime, dask_workers=args.dask_workers, workers=args.workers, timeout=args.timeout,
                                shard_size=args.shard_size, retry_failed=args.retry_failed, progress=not args.no_progress,
                                lock_timeout=args.lock_timeout)
     if fallback:
@@ -132,6 +133,14 @@ def _cmd_features(args) -> int:
         log.warning("failures are listed in %s", Path(f"{store_path.with_suffix('')}.failures.csv"))
     print(store_path)
     return summary.exit_code
+
+
+def _add_runtime(p) -> None:
+    from .runtimes import RUNTIMES
+
+    p.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                   help="where the CNN runs: auto = TensorFlow on a GPU, else the fastest installed CPU runtime (OpenVINO, then ONNX "
+                        "Runtime), else TensorFlow; same features either way (default: %(default)s)")
 
 
 # --- inspect ---------------------------------------------------------------------------------
@@ -272,26 +281,23 @@ def _add_bench(commands) -> None:
     p.add_argument("--weights", default=str(shared / "weights" / "mobilenet_v2_1.0_no_top_dogbreeds.weights.h5"),
                    help="MobileNetV2 weights: a file, or imagenet (default: %(default)s)")
     p.add_argument("--output", default="reports/bench/bench.json", help="JSON results (default: %(default)s)")
-    p.add_argument("--only", choices=("store",), help="run only these benchmarks (store: the feature store's bookkeeping, "
-                                                      "a few minutes and 4 GB of scratch space in $BENCH_SCRATCH or /tmp); their keys "
-                                                      "replace those of an existing --output")
+    p.add_argument("--only", default="", help="comma-separated row names or shell-style patterns to run, e.g. 'cnn_*,vgg16_*' for the CNN "
+                                              "part alone, 'store_*' for the feature store's bookkeeping (a few minutes and 4 GB of scratch "
+                                              "space in $BENCH_SCRATCH or /tmp) (default: every row)")
     p.set_defaults(func=_cmd_bench)
 
 
 def _cmd_bench(args) -> int:
-    from .bench import run_all, run_store, table
+    from .bench import run_all, store_only, table
     from .manifest import VIDEO_EXTENSIONS
 
-    if args.only == "store":
-        print(table(run_store(Path(args.output))))
-        log.info("wrote %s", args.output)
-        return EXIT_OK
+    only = tuple(filter(None, args.only.split(",")))
     videos = sorted(str(p) for p in Path(args.videos).glob("*/*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.parent.name != "broken")
-    if not videos:
+    if not videos and not store_only(only):
         raise FileNotFoundError(f"no videos under {args.videos}; pass --videos DIR (one level of sub-folders)")
-    if not Path(args.demo_manifest).is_file():
+    if not Path(args.demo_manifest).is_file() and not store_only(only):
         raise FileNotFoundError(f"{args.demo_manifest} not found; run `make demo-data` first")
-    results = run_all(videos, args.demo_manifest, args.weights, Path(args.output))
+    results = run_all(videos, args.demo_manifest, args.weights, Path(args.output), only)
     print(table(results))
     log.info("wrote %s", args.output)
     return EXIT_OK
@@ -491,6 +497,7 @@ def _add_predict(commands) -> None:
     p.add_argument("--output", help="folder for the CSV/JSON/PNG outputs (default: RUN/predictions)")
     p.add_argument("--workers", type=int, default=worker_count(), help="decoder processes (default: one per core, %(default)s)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds one video (one window) may take to decode before it fails as 'timeout' (default: %(default)s)")
+    _add_runtime(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
 
@@ -505,7 +512,8 @@ def _cmd_predict(args) -> int:
     log.info("run %s: model %s, features %s", args.run, run.model_name,
              ", ".join(f"{k}={run.feature_config[k]}" for k in ("backbone", "weights", "image_size", "sampling")))
     predictions = predict_videos(run, args.videos, window=args.window, stride=args.stride, top_k=args.top_k, smooth=args.smooth,
-                                 progress=not args.no_progress, workers=args.workers, timeout=args.timeout)
+                                 progress=not args.no_progress, workers=args.workers, timeout=args.timeout,
+                                 runtime=args.runtime)
     for row in predictions.videos.to_dict("records"):
         ranked = [f"{row[f'label_{k}']} {row[f'probability_{k}']:.3f}" for k in range(1, args.top_k + 1) if isinstance(row.get(f"label_{k}"), str)]
         print(f"{row['video']}\t{', '.join(ranked) if row['status'] == 'ok' else row['status'] + ': ' + row['error']}")

@@ -107,14 +107,15 @@ def store_path_for(manifest_path: str | Path, config: FeatureConfig, out_dir: st
     return Path(out_dir) / Path(manifest_path).stem / config.store_name().replace(".h5", f"-m{owner}.h5")
 
 
-def resolve_backbone(config: FeatureConfig, weights: Weights, batch_size: int, fallback: bool) -> tuple[Backbone, FeatureConfig, str]:
+def resolve_backbone(config: FeatureConfig, weights: Weights, batch_size: int, fallback: bool,
+                     runtime: str = "tensorflow") -> tuple[Backbone, FeatureConfig, str]:
     """Load the backbone before any decoding; with `fallback`, replace unavailable ImageNet weights.
 
     Returns the backbone, the config actually used, and the fallback note ("" when none) that is
     printed and recorded in the store.
     """
     try:
-        return load_backbone(config.backbone, weights, config.image_size, batch_size, config.precision), config, ""
+        return load_backbone(config.backbone, weights, config.image_size, batch_size, config.precision, runtime), config, ""
     except BackboneError as error:
         if not (fallback and weights.kind == "imagenet"):
             raise
@@ -123,7 +124,7 @@ def resolve_backbone(config: FeatureConfig, weights: Weights, batch_size: int, f
                 f"data). Reason: {error}")
         log.warning(note)
         used = replace(config, **FALLBACK, precision=resolve_precision("auto", FALLBACK["backbone"]))
-        return load_backbone(used.backbone, Weights("none"), used.image_size, batch_size, used.precision), used, note
+        return load_backbone(used.backbone, Weights("none"), used.image_size, batch_size, used.precision, runtime), used, note
 
 
 def extract_features(
@@ -135,6 +136,7 @@ def extract_features(
     weights: Weights | None = None,
     attrs: dict | None = None,
     scheduler: str | None = None,
+    runtime: str = "tensorflow",
     dask_workers: int | None = None,
     workers: int = 1,
     timeout: float = 120.0,
@@ -150,7 +152,7 @@ def extract_features(
     are videos that failed before with an unchanged file unless `retry_failed`. With `scheduler`
     (`local` for a LocalCluster of `dask_workers` processes, or a scheduler address) the videos go
     out as dask tasks of `shard_size` videos, each worker building `backbone`'s twin from `config`
-    and `weights` once; otherwise they run here, `workers` decoder processes feeding this process's
+    and `weights` once, on `runtime` (as the worker resolves it: `auto` picks per machine); otherwise they run here, `workers` decoder processes feeding this process's
     CNN. `decode_hook(path)`, if given, runs in the decoder process before each video (fault
     injection for tests).
 
@@ -194,7 +196,7 @@ def extract_features(
     with store.shard_run(store_path) as run_dir:
         try:
             if scheduler and todo:
-                _embed_on_dask(todo, run_dir, config, weights or backbone.weights, backbone.batch_size, scheduler, dask_workers,
+                _embed_on_dask(todo, run_dir, config, weights or backbone.weights, backbone.batch_size, runtime, scheduler, dask_workers,
                                timeout, shard_size, summary, advance, decode_hook, backbone.dim)
             else:
                 embed_videos(todo, run_dir, backbone, config, summary, workers=workers, timeout=timeout,
@@ -301,7 +303,8 @@ def _known_keys(store_path: Path) -> tuple[set[str], set[str]]:
     return done, failed - done
 
 
-def _embed_on_dask(todo, run_dir, config, weights, batch_size, scheduler, dask_workers, timeout, shard_size, summary, advance, decode_hook, dim):
+def _embed_on_dask(todo, run_dir, config, weights, batch_size, runtime, scheduler, dask_workers, timeout, shard_size, summary, advance,
+                   decode_hook, dim):
     """Send shards of `shard_size` videos to dask workers; fold their counts into `summary`.
 
     Each task writes its own shard files into `run_dir` (the filesystem must be shared); this
@@ -316,7 +319,7 @@ def _embed_on_dask(todo, run_dir, config, weights, batch_size, scheduler, dask_w
         per_host = dict(Counter(urlparse(address).hostname for address in client.scheduler_info()["workers"]))
 
         def submit(chunk, retry):
-            future = client.submit(_shard_task, chunk, str(run_dir), config, weights, batch_size, timeout, decode_hook, per_host, pure=False)
+            future = client.submit(_shard_task, chunk, str(run_dir), config, weights, batch_size, runtime, timeout, decode_hook, per_host, pure=False)
             pending[future] = (chunk, retry)
             return future
 
@@ -380,8 +383,8 @@ def dask_client(scheduler: str, n_workers: int | None = None):
                 yield client
 
 
-def _shard_task(rows, run_dir: str, config: FeatureConfig, weights: Weights, batch_size: int, timeout: float, decode_hook,
-                per_host: dict) -> "ExtractSummary":
+def _shard_task(rows, run_dir: str, config: FeatureConfig, weights: Weights, batch_size: int, runtime: str, timeout: float,
+                decode_hook, per_host: dict) -> "ExtractSummary":
     """A dask task: embed one shard of videos with this worker's cached backbone.
 
     The worker takes its share of its machine's cores (`per_host`: dask workers per host) for
@@ -397,18 +400,18 @@ def _shard_task(rows, run_dir: str, config: FeatureConfig, weights: Weights, bat
     except RuntimeError:  # TensorFlow already running in this worker: the first task's setting stays
         pass
     summary = ExtractSummary(Path(run_dir))
-    backbone = _worker_backbone(config, weights, batch_size)
+    backbone = _worker_backbone(config, weights, batch_size, runtime)
     embed_videos(rows, Path(run_dir), backbone, config, summary, workers=cores, timeout=timeout,
                  shard_size=len(rows), decode_hook=decode_hook)
     return summary
 
 
 @functools.lru_cache(maxsize=2)
-def _worker_backbone(config: FeatureConfig, weights: Weights, batch_size: int) -> Backbone:
-    """Each worker process builds the backbone once and keeps it for all its tasks."""
+def _worker_backbone(config: FeatureConfig, weights: Weights, batch_size: int, runtime: str) -> Backbone:
+    """Each worker process builds the backbone once (a converted model from the shared cache) and keeps it for all its tasks."""
     if weights.kind == "file" and Weights.parse(weights.path).identity != config.weights:
         raise BackboneError(f"weights file {weights.path} on this worker differs from the one the run started with ({config.weights})")
-    return load_backbone(config.backbone, weights, config.image_size, batch_size, config.precision)
+    return load_backbone(config.backbone, weights, config.image_size, batch_size, config.precision, runtime)
 
 
 class _FrameBatcher:

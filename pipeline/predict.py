@@ -101,18 +101,19 @@ def load_run(run_dir: str | Path, model: str | None = None, weights: str | None 
 
 def predict_videos(run: Run, inputs: list[str | Path], *, window: float | None = None, stride: float | None = None,
                    top_k: int = 3, smooth: int = 3, progress: bool = True, workers: int | None = None, timeout: float = 120.0,
-                   decode_hook=None) -> Predictions:
+                   decode_hook=None, runtime: str = "tensorflow") -> Predictions:
     """Classify every video (folders are searched for video files); a bad video fails alone.
 
     Videos are decoded in the decoder pool of `features`: `workers` processes (default one per
     core), each video (each window, with `window`) limited to `timeout` seconds, so a video that
     hangs or crashes its decoder fails with that reason and the others are classified.
-    `decode_hook(path)`, if given, runs in the decoder first (fault injection for tests).
+    `decode_hook(path)`, if given, runs in the decoder first (fault injection for tests). `runtime`:
+    see `runtimes`.
     """
     from tqdm import tqdm
 
     fc = run.feature_config
-    backbone = load_backbone(fc["backbone"], run.weights, fc["image_size"], precision=fc.get("precision", "float32"))
+    backbone = load_backbone(fc["backbone"], run.weights, fc["image_size"], precision=fc.get("precision", "float32"), runtime=runtime)
     sampling = Sampling.parse(fc["sampling"], fc["max_frames"])
     paths = expand_inputs(inputs)
     pool = {"workers": workers or worker_count(), "timeout": timeout, "ahead": 2 * (workers or worker_count()) + 1}
