@@ -309,8 +309,8 @@ def _embed_on_dask(todo, run_dir, config, weights, batch_size, runtime, schedule
 
     Each task writes its own shard files into `run_dir` (the filesystem must be shared); this
     process merges them afterwards, as the single writer. A task lost with its worker is retried
-    by dask; one that still fails is split and each of its videos retried alone, in a fresh task,
-    so that a video that kills its worker costs only itself. A video whose task fails again is
+    by dask; the videos of one that still fails are retried one at a time once the other tasks are
+    done, each alone on the cluster, so that a worker that dies then died of that video: it is
     recorded as a `lost` failure saying what happened, and retried by the next run.
     """
     from dask.distributed import as_completed
@@ -318,38 +318,39 @@ def _embed_on_dask(todo, run_dir, config, weights, batch_size, runtime, schedule
     with dask_client(scheduler, dask_workers) as client:
         per_host = dict(Counter(urlparse(address).hostname for address in client.scheduler_info()["workers"]))
 
-        def submit(chunk, retry):
-            future = client.submit(_shard_task, chunk, str(run_dir), config, weights, batch_size, runtime, timeout, decode_hook, per_host, pure=False)
-            pending[future] = (chunk, retry)
-            return future
+        def submit(chunk):
+            return client.submit(_shard_task, chunk, str(run_dir), config, weights, batch_size, runtime, timeout, decode_hook, per_host, pure=False)
 
-        pending = {}
-        for i in range(0, len(todo), shard_size):
-            submit(todo[i:i + shard_size], False)
-        tasks = as_completed(list(pending))
-        for future in tasks:
-            chunk, retry = pending.pop(future)
+        chunks = {submit(todo[i:i + shard_size]): todo[i:i + shard_size] for i in range(0, len(todo), shard_size)}
+        alone = []
+        for future in as_completed(chunks):
             try:
-                part = future.result()
+                _fold(summary, future.result(), advance)
             except BackboneError:
                 raise
             except Exception as error:  # e.g. KilledWorker: not the files' fault, as far as anyone knows yet
-                if not retry:
-                    log.warning("a task of %d videos failed on the cluster (%s: %s); retrying each video alone",
-                                len(chunk), type(error).__name__, error)
-                    for row in chunk:
-                        tasks.add(submit([row], True))
-                    continue
-                _record_lost(run_dir, chunk[0], error, dim, config.dtype)
+                log.warning("a task of %d videos failed on the cluster (%s: %s); retrying each video alone",
+                            len(chunks[future]), type(error).__name__, error)
+                alone += chunks[future]
+        for row in alone:
+            try:
+                _fold(summary, submit([row]).result(), advance)
+            except BackboneError:
+                raise
+            except Exception as error:
+                _record_lost(run_dir, row, error, dim, config.dtype)
                 summary.failed += 1
                 advance()
-                continue
-            summary.new += part.new
-            summary.failed += part.failed
-            summary.frames += part.frames
-            for name, seconds in part.timings.items():
-                summary.timings[name] += seconds
-            advance(part.new + part.failed)
+
+
+def _fold(summary: ExtractSummary, part: ExtractSummary, advance) -> None:
+    """Add a dask task's counts and timings to the run's."""
+    summary.new += part.new
+    summary.failed += part.failed
+    summary.frames += part.frames
+    for name, seconds in part.timings.items():
+        summary.timings[name] += seconds
+    advance(part.new + part.failed)
 
 
 def _record_lost(run_dir: Path, row, error: Exception, dim: int, dtype: str) -> None:

@@ -125,7 +125,7 @@ def test_ctrl_c_stops_within_seconds_and_keeps_finished_videos(tmp_path, make_vi
     wait_for(tmp_path / "hang1.hanging", process)
     wait_for(tmp_path / "hang2.hanging", process)  # both decoders hang now
     deadline = time.time() + 120
-    while len(list((tmp_path / "features").glob("m/*.parts/*.h5"))) < 2:  # a and b are embedded and written
+    while len(list((tmp_path / "features").glob("m/*.parts/run-*/*.h5"))) < 2:  # a and b are embedded and written
         assert time.time() < deadline and process.poll() is None
         time.sleep(0.05)
     family = psutil.Process(process.pid).children(recursive=True)
