@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backbones import BackboneError, _short
+from .backbones import BackboneError, _short, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,7 @@ def _cached_runner(backbone, runtime: str):
     entry = cache_entry(backbone, runtime)
     if (entry / "key.json").is_file():
         try:
+            _check_files(entry)
             return RUNNERS[runtime](entry, backbone)
         except Exception as error:  # e.g. a damaged entry: convert again and replace it
             log.warning("cached %s model at %s is unusable (%s); converting again", runtime, entry, _short(error))
@@ -148,11 +149,22 @@ def _cached_runner(backbone, runtime: str):
     try:
         CONVERTERS[runtime](backbone, scratch)
         _check_same_features(backbone, RUNNERS[runtime](scratch, backbone))
-        (scratch / "key.json").write_text(json.dumps(cache_key(backbone, runtime), indent=1, sort_keys=True))
+        files = {path.name: file_sha256(path) for path in sorted(scratch.iterdir())}
+        (scratch / "key.json").write_text(json.dumps({**cache_key(backbone, runtime), "files": files}, indent=1, sort_keys=True))
         _publish(scratch, entry, damaged)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return RUNNERS[runtime](entry, backbone)
+
+
+def _check_files(entry: Path) -> None:
+    """Refuse an entry whose files differ from what was checked against TensorFlow when it was converted."""
+    recorded = json.loads((entry / "key.json").read_text()).get("files")
+    if not recorded:
+        raise BackboneError("it records no checksums (made by an earlier version)")
+    for name, digest in recorded.items():
+        if file_sha256(entry / name) != digest:
+            raise BackboneError(f"{name} differs from the file that was checked against TensorFlow")
 
 
 def _publish(scratch: Path, entry: Path, damaged: bool) -> None:
