@@ -219,7 +219,7 @@ def merge_shards(store_path: str | Path, attrs: dict, rows: list[VideoRow], miss
             synced, kept, stored = 0, index.failures.iloc[:0], _stored_frames(store_path, index)
         else:  # the synced rows stand as they are: sync only the rows after them
             kept, stored = index.failures[index.failures["stage"] != "missing"], pd.DataFrame(columns=_FRAME_COLUMNS)
-        manifest = pd.DataFrame({name: values[synced:] for name, values in columns.items()}, columns=[*VIDEO_TEXT, "order"])
+        manifest = pd.DataFrame({name: pd.Series(values[synced:], dtype=np.int64 if name == "order" else object) for name, values in columns.items()})
         new = new[new["key"].isin(set(manifest["key"])) & ~new["key"].isin(set(stored["key"]))].drop_duplicates("key")
         segments = index.segments
         if len(new):
@@ -613,14 +613,14 @@ def _copy_frames(target: Path, videos: pd.DataFrame, dim_dtype: tuple) -> np.nda
 
 def _sync_videos(manifest: pd.DataFrame, frames: pd.DataFrame) -> pd.DataFrame:
     """The video table: manifest rows (in order) whose key has frames, with those frames' location."""
-    frames = frames.drop_duplicates("key").astype({"key": manifest["key"].dtype})  # an empty one has no string type
+    frames = frames.drop_duplicates("key").astype({"key": object})  # an empty one has no string type
     joined = manifest.merge(frames, on="key", how="inner").sort_values("order", kind="stable")
     return joined.drop(columns="order").reset_index(drop=True)
 
 
 def _sync_failures(manifest: pd.DataFrame, videos: pd.DataFrame, old: pd.DataFrame, new: pd.DataFrame, missing) -> pd.DataFrame:
     """Failure rows of manifest videos not stored: this run's failure of their key, else an earlier one."""
-    outcome = pd.concat([old, new[list(FAILURE_COLUMNS)]], ignore_index=True).drop_duplicates("key", keep="last").astype({"key": manifest["key"].dtype})
+    outcome = pd.concat([old, new[list(FAILURE_COLUMNS)]], ignore_index=True).drop_duplicates("key", keep="last").astype({"key": object})
     pending = manifest[~manifest["key"].isin(set(videos["key"]))]
     failed = pending.merge(outcome[["key", "stage", "error", "message"]], on="key", how="inner").sort_values("order", kind="stable")
     gone = pd.DataFrame([{**row, "stage": "missing", "error": "FileNotFoundError",

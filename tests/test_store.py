@@ -82,6 +82,48 @@ def test_adding_videos_links_one_segment_and_rewrites_nothing_else(tmp_path):
     assert_frames_right(path)
 
 
+def test_merges_that_only_append_extend_the_index_and_equal_a_full_rebuild(tmp_path, monkeypatch):
+    """A grown manifest is synced by appending to the index; every step must leave what a full rebuild leaves."""
+    def dup(video_id, of, order):  # a row naming the file of another one
+        return store.VideoRow(video_id, f"key-{of}", f"/v/{of}.mp4", "a", "test", "", order)
+
+    gone = {"video_id": "x", "key": "/v/x.mp4|missing", "path": "/v/x.mp4", "label": "a", "split": "", "group": ""}
+    names = ["a", "b", "c"]
+    runs = [  # (manifest rows, rows failing, --skip-missing rows, whether the merge may append)
+        (rows_of(names), {"b"}, [], False),  # a new store
+        (rows_of(names + ["d", "e"]), {"e"}, [gone], True),  # appended rows; a failure among the earlier ones
+        (rows_of(names + ["d", "e", "f", "g"]) + [dup("g2", "g", 7), dup("f2", "f", 8)], set(), [gone], True),  # one file under two new ids
+        (rows_of(names + ["d", "e", "f", "g"]) + [dup("g2", "g", 7), dup("f2", "f", 8)], set(), [], True),  # a no-op, but x came back
+        (rows_of(names + ["d", "e", "f", "g"]) + [dup("g2", "g", 7), dup("f2", "f", 8), dup("a2", "a", 9)], set(), [], False),  # an earlier file
+        (rows_of(names + ["d", "e", "f", "g", "h"], labels={"c": "z"}), set(), [], False),  # relabelled, retired
+        (rows_of(names + ["d", "e", "f", "g", "h", "i"], labels={"c": "z"}), set(), [], True),
+    ]
+    appended = []
+    real_append, real_grown = store._append_index, store._grown_from
+    monkeypatch.setattr(store, "_append_index", lambda *args, **kw: appended.append(args[0].parent.name) or real_append(*args, **kw))
+    fast, full = tmp_path / "fast" / "s.h5", tmp_path / "full" / "s.h5"
+    for rows, fail, missing, may_append in runs:
+        for path in (fast, full):
+            if path == full:  # the reference: never append
+                monkeypatch.setattr(store, "_grown_from", lambda *args: (None, real_grown(*args)[1]))
+            path.parent.mkdir(exist_ok=True)
+            known = set().union(*store.stored_keys(path)) if path.exists() else set()  # as `features` skips them
+            with store.shard_run(path) as folder:
+                write(folder, [row for row in rows if row.key not in known and row.video_id not in ("g2", "f2", "a2")], fail)
+            store.merge_shards(path, ATTRS, rows, missing)
+            monkeypatch.setattr(store, "_grown_from", real_grown)
+        assert appended.count("fast") == sum(run[3] for run in runs[:runs.index((rows, fail, missing, may_append)) + 1])
+        pd.testing.assert_frame_equal(store.read_videos(fast), store.read_videos(full))
+        pd.testing.assert_frame_equal(store.read_failures(fast), store.read_failures(full))
+        fast_attrs, full_attrs = store.read_attrs(fast), store.read_attrs(full)
+        assert fast_attrs["synced_digest"] == full_attrs["synced_digest"] and fast_attrs["synced_rows"] == len(rows)
+        assert {k: v["count"] for k, v in fast_attrs["last_sync"].items() if k != "time"} == \
+               {k: v["count"] for k, v in full_attrs["last_sync"].items() if k != "time"}
+        assert_frames_right(fast)
+    assert "full" not in appended
+    assert list(store.read_videos(fast)["video_id"]) == ["a", "c", "d", "f", "g", "h", "i"]
+
+
 def test_manifest_is_the_truth_for_metadata(tmp_path):
     path = tmp_path / "s.h5"
     add(path, rows_of(["a", "b", "c", "d"]), fail=("d",))
