@@ -241,16 +241,19 @@ def killed_merge(path, rows, step):
     store.merge_shards(path, ATTRS, rows, on_step=lambda name: name == step and os.kill(os.getpid(), signal.SIGKILL))
 
 
-@pytest.mark.parametrize("step,compacting", [(step, True) for step in STEPS] + [(step, False) for step in STEPS if step != "compacted"])
-def test_kill_9_during_a_merge_then_rerun_equals_an_unbroken_merge(tmp_path, step, compacting):
+@pytest.mark.parametrize("step,mode", [(step, "compacting") for step in STEPS]
+                         + [(step, mode) for step in STEPS if step != "compacted" for mode in ("linking", "appending")])
+def test_kill_9_during_a_merge_then_rerun_equals_an_unbroken_merge(tmp_path, step, mode):
     names = [f"v{i}" for i in range(6)]
     changed = store.VideoRow("v0", "key-v0-new", "/v/v0.mp4", "a", "train", "", 0)  # v0's file changed
 
     def scenario(path, kill):
         add(path, rows_of(names))
         with store.shard_run(path) as folder:  # compacting: two shards copied into one segment, v1..v4 retired
-            write(folder, [changed, *rows_of(["w"])], shards=2 if compacting else 1)  # else one shard, linked
-        rows = [changed, *rows_of(["v5", "w"] if compacting else names[1:] + ["w"])]
+            added = rows_of(names + ["w"])[-1:]  # appending: only w, at the end of the manifest (the index is extended)
+            write(folder, added if mode == "appending" else [changed, *added], shards=2 if mode == "compacting" else 1)
+        rows = {"compacting": [changed, *rows_of(["v5", "w"])], "linking": [changed, *rows_of(names[1:] + ["w"])],
+                "appending": rows_of(names + ["w"])}[mode]
         if kill:
             child = multiprocessing.get_context("fork").Process(target=killed_merge, args=(path, rows, step))
             child.start()
@@ -262,10 +265,11 @@ def test_kill_9_during_a_merge_then_rerun_equals_an_unbroken_merge(tmp_path, ste
     scenario(tmp_path / "unbroken" / "s.h5", kill=False)
     a, b = tmp_path / "killed" / "s.h5", tmp_path / "unbroken" / "s.h5"
     pd.testing.assert_frame_equal(store.read_videos(a), store.read_videos(b))
+    assert len(store.read_videos(a)) == {"compacting": 3, "linking": 7, "appending": 7}[mode]
     for (name, x), (_, y) in zip(stored_features(a).items(), stored_features(b).items()):
         np.testing.assert_array_equal(x, y)
     assert sorted(os.listdir(a.parent)) == sorted(os.listdir(b.parent))  # no leftovers
-    assert len(os.listdir(store.segments_dir(a))) == len(os.listdir(store.segments_dir(b))) == (1 if compacting else 2)
+    assert len(os.listdir(store.segments_dir(a))) == len(os.listdir(store.segments_dir(b))) == (1 if mode == "compacting" else 2)
 
 
 def test_truncated_index_is_named_and_recovered_from_segments(tmp_path):
