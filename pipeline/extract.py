@@ -165,7 +165,7 @@ def extract_features(
     store_path = Path(store_path)
     store_path.parent.mkdir(parents=True, exist_ok=True)
     rows = [store.VideoRow(r.video_id, store.resolved_video_key(r.path), r.path, r.label, r.split, r.group, order)
-            for order, r in enumerate(manifest.itertuples(index=False))]
+            for order, r in enumerate(manifest.astype(object).itertuples(index=False))]  # object columns: iterating pandas strings is slow
     missing = [{**row, "key": store.video_key(row["path"])} for row in manifest.attrs.get("missing", [])]
     store_attrs = {"feature_config": config.to_dict(), "config_hash": config.digest(), "versions": library_versions(),
                    "manifest": manifest.attrs.get("source"), "manifest_sha256": manifest.attrs.get("sha256"), **(attrs or {})}

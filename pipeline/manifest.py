@@ -78,7 +78,7 @@ def read_manifest(path: str | os.PathLike, skip_missing: bool = False) -> pd.Dat
     base = path.parent.resolve()
     dropped = []
     resolved = _Resolver(base)
-    for row in frame.itertuples(index=False):
+    for row in frame.astype(object).itertuples(index=False):  # object columns: iterating pandas strings is slow
         if not row.path:
             problems.append(Problem(row.line, "path", "is empty"))
         elif not _is_file(resolved(row.path)):
@@ -94,7 +94,7 @@ def read_manifest(path: str | os.PathLike, skip_missing: bool = False) -> pd.Dat
     gone = frame[frame["line"].isin(dropped)]
     frame = frame[~frame["line"].isin(dropped)].copy()
 
-    frame["video_id"] = [vid or p for vid, p in zip(frame["video_id"], frame["path"])]
+    frame["video_id"] = [vid or p for vid, p in zip(frame["video_id"].tolist(), frame["path"].tolist())]
     frame["split"] = frame["split"].str.lower()
     repeated = frame[frame["video_id"].duplicated(keep=False)]  # grouping only these: 50,000 groups of one are slow
     for video_id, lines in repeated.groupby("video_id", sort=False)["line"]:
@@ -105,7 +105,7 @@ def read_manifest(path: str | os.PathLike, skip_missing: bool = False) -> pd.Dat
         raise ManifestError(path, sorted(problems, key=lambda p: p.line))
     if frame.empty:
         raise ManifestError(path, [Problem(0, "-", "has no video rows")])
-    frame["path"] = [resolved(p) for p in frame["path"]]
+    frame["path"] = [resolved(p) for p in frame["path"].tolist()]
     for file, lines in frame[frame["path"].duplicated(keep=False)].groupby("path", sort=False)["line"]:
         if len(lines) > 1:
             log.warning("%s lines %s name the same file %s under different ids; its features are extracted once and stored under each id",
@@ -316,13 +316,19 @@ class _Resolver:
     """Resolved absolute paths of manifest entries, as Path.resolve() gives them, at one lstat per file.
 
     Each folder is resolved once (a manifest lists thousands of files in a few folders), then the
-    file itself is followed only if it is a symlink.
+    file itself is followed only if it is a symlink; each entry once.
     """
 
     def __init__(self, base: Path):
-        self.base, self.folders = str(base), {}
+        self.base, self.folders, self.entries = str(base), {}, {}
 
     def __call__(self, entry: str) -> str:
+        found = self.entries.get(entry)
+        if found is None:
+            found = self.entries[entry] = self._resolve(entry)
+        return found
+
+    def _resolve(self, entry: str) -> str:
         joined = os.path.join(self.base, entry)
         folder, name = os.path.split(joined)
         if name in ("", ".", ".."):
