@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import operator
@@ -203,7 +204,6 @@ def merge_shards(store_path: str | Path, attrs: dict, rows: list[VideoRow], miss
     """
     store_path = Path(store_path)
     step = on_step or (lambda name: None)
-    columns = {name: list(map(operator.attrgetter(name), rows)) for name in (*VIDEO_TEXT, "order")}
     with store_lock(store_path, lock_timeout):
         index = _load_index(store_path, ("offset", "length")) if store_path.exists() else _Index.empty()
         _check_owner(store_path, index.attrs, attrs)
@@ -213,13 +213,14 @@ def merge_shards(store_path: str | Path, attrs: dict, rows: list[VideoRow], miss
         fresh = [s for s in shards if s not in committed]
         new, new_failures, shard_dim_dtype = _shard_tables(fresh)
         dim_dtype = index.dim_dtype or shard_dim_dtype or dim_dtype
-        synced, digest = _grown_from(index, columns, new, new_failures)
+        synced, digest = _grown_from(index, rows, new, new_failures)
         if synced is None:  # anything but rows appended: rebuild the tables from the whole manifest
             index.videos = _load_index(store_path).videos if store_path.exists() else index.videos
             synced, kept, stored = 0, index.failures.iloc[:0], _stored_frames(store_path, index)
         else:  # the synced rows stand as they are: sync only the rows after them
             kept, stored = index.failures[index.failures["stage"] != "missing"], pd.DataFrame(columns=_FRAME_COLUMNS)
-        manifest = pd.DataFrame({name: pd.Series(values[synced:], dtype=np.int64 if name == "order" else object) for name, values in columns.items()})
+        manifest = pd.DataFrame({name: pd.Series([getattr(row, name) for row in rows[synced:]], dtype=np.int64 if name == "order" else object)
+                                 for name in (*VIDEO_TEXT, "order")})
         new = new[new["key"].isin(set(manifest["key"])) & ~new["key"].isin(set(stored["key"]))].drop_duplicates("key")
         segments = index.segments
         if len(new):
@@ -451,6 +452,7 @@ def summary(store_path: str | Path) -> str:
 # --- helpers ---------------------------------------------------------------------------------
 
 _FRAME_COLUMNS = ["key", "total_frames", "width", "height", "fps", "length", "file", "start"]  # where a key's frames are
+_ROW_TEXT, _KEY = operator.attrgetter(*VIDEO_TEXT), operator.attrgetter("key")
 _CHANGE_KINDS = ("relabelled", "moved", "regrouped", "retired", "replaced")
 
 
@@ -644,7 +646,7 @@ def _changes(old: pd.DataFrame, new: pd.DataFrame) -> dict:
             for kind, rows in found.items()}
 
 
-def _grown_from(index: _Index, columns: dict, new: pd.DataFrame, new_failures: pd.DataFrame) -> tuple[int | None, str]:
+def _grown_from(index: _Index, rows: list[VideoRow], new: pd.DataFrame, new_failures: pd.DataFrame) -> tuple[int | None, str]:
     """How many leading manifest rows the store is already synced with, if a merge need only append; and the digest of all rows.
 
     The index records the digest of the manifest rows it was last synced with. When the current
@@ -654,15 +656,14 @@ def _grown_from(index: _Index, columns: dict, new: pd.DataFrame, new_failures: p
     O(store)). Otherwise (None) the tables are rebuilt from the whole manifest.
     """
     synced = index.attrs.get("synced_rows")
-    count = len(columns["key"])
-    prefix, digest = _digests(columns, min(count, synced or 0))
-    if synced is None or synced > count or prefix != index.attrs.get("synced_digest"):
+    prefix, digest = _digests(rows, min(len(rows), synced or 0))
+    if synced is None or synced > len(rows) or prefix != index.attrs.get("synced_digest"):
         return None, digest
-    earlier = set(columns["key"][:synced])
-    later = columns["key"][synced:]
+    earlier = set(map(_KEY, rows[:synced]))
+    later = set(map(_KEY, rows[synced:]))
     if earlier.intersection(later) or earlier.intersection(new["key"]) or earlier.intersection(new_failures["key"]):
         return None, digest
-    added = new[new["key"].isin(set(later))].drop_duplicates("key")["length"].sum()
+    added = new[new["key"].isin(later)].drop_duplicates("key")["length"].sum()
     total = index.segments["rows"].sum() + new["length"].sum()  # at most: a linked shard brings all its frames
     live = _live_rows(index.videos) + added
     if total and ((total - live) / total > GARBAGE_SHARE or len(index.segments) + 1 > MAX_SEGMENTS):
@@ -670,25 +671,22 @@ def _grown_from(index: _Index, columns: dict, new: pd.DataFrame, new_failures: p
     return synced, digest
 
 
-def _digests(columns: dict, cut: int) -> tuple[str, str]:
-    """Digests of the manifest's text columns over its first `cut` rows, and over all of them."""
-    prefix, whole = [], []
-    for name in VIDEO_TEXT:
-        hasher = hashlib.blake2b(digest_size=16)
-        _feed(hasher, columns[name][:cut])
-        prefix.append(hasher.hexdigest())
-        _feed(hasher, columns[name][cut:])
-        whole.append(hasher.hexdigest())
-    return "".join(prefix), "".join(whole)
+def _digests(rows: list[VideoRow], cut: int) -> tuple[str, str]:
+    """sha256 of the manifest rows' texts, over the first `cut` rows and over all of them."""
+    hasher = hashlib.sha256()
+    _feed(hasher, rows[:cut])
+    prefix = hasher.hexdigest()
+    _feed(hasher, rows[cut:])
+    return prefix, hasher.hexdigest()
 
 
-def _feed(hasher, values: list) -> None:
-    """Each value NUL-terminated (manifests refuse NUL bytes): feeding rows in two parts equals feeding them at once."""
-    if values:
+def _feed(hasher, rows: list[VideoRow]) -> None:
+    """Each text NUL-terminated (manifests refuse NUL bytes): feeding rows in two parts equals feeding them at once."""
+    if rows:
         try:
-            text = "\0".join(values)
+            text = "\0".join(itertools.chain.from_iterable(map(_ROW_TEXT, rows)))
         except TypeError:  # a value that is not a string (rows made from Python)
-            text = "\0".join(map(str, values))
+            text = "\0".join(map(str, itertools.chain.from_iterable(map(_ROW_TEXT, rows))))
         hasher.update((text + "\0").encode("utf-8", "surrogatepass"))
 
 
