@@ -20,7 +20,9 @@ A store is a small index file plus immutable segment files beside it:
 Adding k videos costs O(k): a run writes shard files; the merge hard-links them into the segment
 folder (several shards of one merge are first copied into one segment, O(k) bytes) and writes a new
 index (tables and the virtual-dataset mapping, a few MB for 50,000 videos) under a temporary name,
-renamed over the old one. Nothing else is rewritten. A merge killed at any moment leaves the old
+renamed over the old one. When the manifest only grew at its end (its first rows hash as the ones
+last synced), the new index is a byte copy of the old one with the new rows appended to its
+video table, so the existing rows are neither read nor converted. Nothing else is rewritten. A merge killed at any moment leaves the old
 index valid; links it made that no index references are deleted by the next merge, which takes the
 shards again. Frames nothing references (re-extracted, retired or duplicated videos) are garbage; a
 merge that would leave more than GARBAGE_SHARE of the frames as garbage, or more than MAX_SEGMENTS
@@ -214,7 +216,8 @@ def merge_shards(store_path: str | Path, attrs: dict, rows: list[VideoRow], miss
         new, new_failures, shard_dim_dtype = _shard_tables(fresh)
         dim_dtype = index.dim_dtype or shard_dim_dtype or dim_dtype
         synced, digest = _grown_from(index, rows, new, new_failures)
-        if synced is None:  # anything but rows appended: rebuild the tables from the whole manifest
+        appending = synced is not None
+        if not appending:  # anything but rows appended: rebuild the tables from the whole manifest
             index.videos = _load_index(store_path).videos if store_path.exists() else index.videos
             synced, kept, stored = 0, index.failures.iloc[:0], _stored_frames(store_path, index)
         else:  # the synced rows stand as they are: sync only the rows after them
@@ -230,8 +233,8 @@ def merge_shards(store_path: str | Path, attrs: dict, rows: list[VideoRow], miss
         step("segment_written")
         videos = _sync_videos(manifest, frames)
         failures = pd.concat([kept, _sync_failures(manifest, videos, index.failures, new_failures, missing)], ignore_index=True)
-        changes = _changes(index.videos if not synced else videos.iloc[:0], videos)
-        live = videos.drop_duplicates(["file", "start"])["length"].sum() + (_live_rows(index.videos) if synced else 0)
+        changes = _changes(videos.iloc[:0] if appending else index.videos, videos)
+        live = videos.drop_duplicates(["file", "start"])["length"].sum() + (_live_rows(index.videos) if appending else 0)
         total = int(segments["rows"].sum())
         compact = total > 0 and ((total - live) / total > GARBAGE_SHARE or len(segments) > MAX_SEGMENTS)
         if compact:  # never when appending: _grown_from leaves those merges to the full rebuild
@@ -242,21 +245,17 @@ def merge_shards(store_path: str | Path, attrs: dict, rows: list[VideoRow], miss
         record["last_sync"] = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **changes}
         stale_report = any(isinstance(v, dict) and v.get("count") for v in index.attrs.get("last_sync", {}).values())
         unchanged = (not fresh and not compact and not stale_report and _same(failures, index.failures)
-                     and (not len(videos) if synced else _same(videos, index.videos))
+                     and (not len(videos) if appending else _same(videos, index.videos))
                      and all(index.attrs.get(k) == record.get(k) for k in ("manifest", "manifest_sha256", "config_hash", "synced_rows", "synced_digest")))
-        if unchanged:
-            pass
-        elif synced:
-            _append_index(store_path, record, videos, failures, segments, dim_dtype, step)
-        else:
-            _write_index(store_path, record, videos, failures, segments, dim_dtype, step)
+        if not unchanged:
+            (_append_index if appending else _write_index)(store_path, record, videos, failures, segments, dim_dtype, step)
         step("index_swapped")
         for shard in committed + fresh:
             shard.unlink()
         _remove_unreferenced(store_path, set(segments["name"]))
         _remove_dead_runs(store_path)
         write_failures_csv(store_path)
-    stored_count = len(videos) + (len(index.videos) if synced else 0)
+    stored_count = len(videos) + (len(index.videos) if appending else 0)
     report = SyncReport(stored_count, len(failures), {k: v["count"] for k, v in changes.items()}, compact)
     if any(report.changes.values()):
         log.info("synced with the manifest: %s", ", ".join(f"{n} {k}" for k, n in report.changes.items() if n))
