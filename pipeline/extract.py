@@ -166,8 +166,8 @@ def extract_features(
     started = time.perf_counter()
     store_path = Path(store_path)
     store_path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [store.VideoRow(r.video_id, store.video_key(r.path), r.path, r.label, r.split, r.group, order)
-            for order, r in enumerate(manifest.itertuples(index=False))]
+    rows = [store.VideoRow(r.video_id, store.resolved_video_key(r.path), r.path, r.label, r.split, r.group, order)
+            for order, r in enumerate(manifest.astype(object).itertuples(index=False))]  # object columns: iterating pandas strings is slow
     missing = [{**row, "key": store.video_key(row["path"])} for row in manifest.attrs.get("missing", [])]
     store_attrs = {"feature_config": config.to_dict(), "config_hash": config.digest(), "versions": library_versions(),
                    "manifest": manifest.attrs.get("source"), "manifest_sha256": manifest.attrs.get("sha256"), **(attrs or {})}
@@ -297,9 +297,9 @@ def _known_keys(store_path: Path) -> tuple[set[str], set[str]]:
     """Keys stored (or waiting in shards), and keys that failed for a reason of the file's own."""
     done, failed = store.shard_keys(store_path)
     if store_path.exists():
-        done |= set(store.read_videos(store_path)["key"])
-        failures = store.read_failures(store_path)
-        failed |= set(failures.loc[~failures["stage"].isin(store.TRANSIENT_STAGES), "key"])
+        stored, failed_before = store.stored_keys(store_path)
+        done |= stored
+        failed |= failed_before
     return done, failed - done
 
 

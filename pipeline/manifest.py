@@ -77,10 +77,11 @@ def read_manifest(path: str | os.PathLike, skip_missing: bool = False) -> pd.Dat
     has_split = "split" in header
     base = path.parent.resolve()
     dropped = []
-    for row in frame.itertuples(index=False):
+    resolved = _Resolver(base)
+    for row in frame.astype(object).itertuples(index=False):  # object columns: iterating pandas strings is slow
         if not row.path:
             problems.append(Problem(row.line, "path", "is empty"))
-        elif not _is_file(base / row.path):
+        elif not _is_file(resolved(row.path)):
             if skip_missing:
                 log.warning("%s line %d: skipping missing file %s", path, row.line, base / row.path)
                 dropped.append(row.line)
@@ -93,9 +94,10 @@ def read_manifest(path: str | os.PathLike, skip_missing: bool = False) -> pd.Dat
     gone = frame[frame["line"].isin(dropped)]
     frame = frame[~frame["line"].isin(dropped)].copy()
 
-    frame["video_id"] = [vid or p for vid, p in zip(frame["video_id"], frame["path"])]
+    frame["video_id"] = [vid or p for vid, p in zip(frame["video_id"].tolist(), frame["path"].tolist())]
     frame["split"] = frame["split"].str.lower()
-    for video_id, lines in frame.groupby("video_id")["line"]:
+    repeated = frame[frame["video_id"].duplicated(keep=False)]  # grouping only these: 50,000 groups of one are slow
+    for video_id, lines in repeated.groupby("video_id", sort=False)["line"]:
         if len(lines) > 1:
             first = int(lines.iloc[0])
             problems.extend(Problem(int(n), "video_id", f"duplicate id {video_id!r} (first seen on line {first})") for n in lines.iloc[1:])
@@ -103,8 +105,8 @@ def read_manifest(path: str | os.PathLike, skip_missing: bool = False) -> pd.Dat
         raise ManifestError(path, sorted(problems, key=lambda p: p.line))
     if frame.empty:
         raise ManifestError(path, [Problem(0, "-", "has no video rows")])
-    frame["path"] = [str((base / p).resolve()) for p in frame["path"]]
-    for file, lines in frame.groupby("path")["line"]:
+    frame["path"] = [resolved(p) for p in frame["path"].tolist()]
+    for file, lines in frame[frame["path"].duplicated(keep=False)].groupby("path", sort=False)["line"]:
         if len(lines) > 1:
             log.warning("%s lines %s name the same file %s under different ids; its features are extracted once and stored under each id",
                         path, " and ".join(str(n) for n in lines), file)
@@ -310,9 +312,35 @@ def _records(table: list, header: list[str], columns: tuple[str, ...]) -> tuple[
     return records, problems
 
 
-def _is_file(path: Path) -> bool:
+class _Resolver:
+    """Resolved absolute paths of manifest entries, as Path.resolve() gives them, at one lstat per file.
+
+    Each folder is resolved once (a manifest lists thousands of files in a few folders), then the
+    file itself is followed only if it is a symlink; each entry once.
+    """
+
+    def __init__(self, base: Path):
+        self.base, self.folders, self.entries = str(base), {}, {}
+
+    def __call__(self, entry: str) -> str:
+        found = self.entries.get(entry)
+        if found is None:
+            found = self.entries[entry] = self._resolve(entry)
+        return found
+
+    def _resolve(self, entry: str) -> str:
+        joined = os.path.join(self.base, entry)
+        folder, name = os.path.split(joined)
+        if name in ("", ".", ".."):
+            return os.path.realpath(joined)
+        real = self.folders.get(folder) or self.folders.setdefault(folder, os.path.realpath(folder))
+        path = os.path.join(real, name)
+        return os.path.realpath(path) if os.path.islink(path) else path
+
+
+def _is_file(path: str | Path) -> bool:
     try:
-        return path.is_file()
+        return os.path.isfile(path)
     except (OSError, ValueError):  # a name too long for the filesystem, or a NUL byte
         return False
 

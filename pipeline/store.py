@@ -20,7 +20,9 @@ A store is a small index file plus immutable segment files beside it:
 Adding k videos costs O(k): a run writes shard files; the merge hard-links them into the segment
 folder (several shards of one merge are first copied into one segment, O(k) bytes) and writes a new
 index (tables and the virtual-dataset mapping, a few MB for 50,000 videos) under a temporary name,
-renamed over the old one. Nothing else is rewritten. A merge killed at any moment leaves the old
+renamed over the old one. When the manifest only grew at its end (its first rows hash as the ones
+last synced), the new index is a byte copy of the old one with the new rows appended to its
+video table, so the existing rows are neither read nor converted. Nothing else is rewritten. A merge killed at any moment leaves the old
 index valid; links it made that no index references are deleted by the next merge, which takes the
 shards again. Frames nothing references (re-extracted, retired or duplicated videos) are garbage; a
 merge that would leave more than GARBAGE_SHARE of the frames as garbage, or more than MAX_SEGMENTS
@@ -35,9 +37,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
+import operator
 import os
+import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -59,6 +64,7 @@ VIDEO_COLUMNS = (*VIDEO_TEXT, *VIDEO_INTS, *VIDEO_FLOATS)
 FAILURE_COLUMNS = ("video_id", "key", "path", "stage", "error", "message")
 FRAME_DATASETS = ("features", "frame_index", "timestamps")
 TEXT = h5py.string_dtype()
+TABLE_CHUNK = 4096  # rows per chunk of the index's table columns (extendable, for merges that append)
 APPEND_ROWS = 8192  # frames buffered per write while copying: bounds memory on large merges
 GARBAGE_SHARE = 0.5  # compact when more than this share of the stored frames is unreferenced (disk <= 2x the live frames)
 MAX_SEGMENTS = 256  # compact past this many segments: a reader of the whole store opens every segment file
@@ -86,9 +92,13 @@ class VideoRow:
 
 def video_key(path: str | Path) -> str:
     """Identity of a video file: resolved path, size and modification time (changes when it does)."""
-    path = Path(path).resolve()
+    return resolved_video_key(str(Path(path).resolve()))
+
+
+def resolved_video_key(path: str) -> str:
+    """`video_key` of a path already resolved (as `read_manifest` gives them): one stat, no lstat per folder."""
     try:
-        stat = path.stat()
+        stat = os.stat(path)
     except OSError:
         return f"{path}|missing"
     return f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
@@ -197,16 +207,23 @@ def merge_shards(store_path: str | Path, attrs: dict, rows: list[VideoRow], miss
     store_path = Path(store_path)
     step = on_step or (lambda name: None)
     with store_lock(store_path, lock_timeout):
-        index = _load_index(store_path) if store_path.exists() else _Index.empty()
+        index = _load_index(store_path, ("offset", "length")) if store_path.exists() else _Index.empty()
         _check_owner(store_path, index.attrs, attrs)
         _remove_unreferenced(store_path, set(index.segments["name"]))
         shards = _complete_shards(store_path)
         committed = [s for s in shards if s.name in set(index.segments["name"])]  # merged by a merge killed before cleanup
         fresh = [s for s in shards if s not in committed]
-        manifest = pd.DataFrame([vars(row) for row in rows], columns=[*VIDEO_TEXT, "order"])
-        stored = _stored_frames(store_path, index)
         new, new_failures, shard_dim_dtype = _shard_tables(fresh)
         dim_dtype = index.dim_dtype or shard_dim_dtype or dim_dtype
+        synced, digest = _grown_from(index, rows, new, new_failures)
+        appending = synced is not None
+        if not appending:  # anything but rows appended: rebuild the tables from the whole manifest
+            index.videos = _load_index(store_path).videos if store_path.exists() else index.videos
+            synced, kept, stored = 0, index.failures.iloc[:0], _stored_frames(store_path, index)
+        else:  # the synced rows stand as they are: sync only the rows after them
+            kept, stored = index.failures[index.failures["stage"] != "missing"], pd.DataFrame(columns=_FRAME_COLUMNS)
+        manifest = pd.DataFrame({name: pd.Series([getattr(row, name) for row in rows[synced:]], dtype=np.int64 if name == "order" else object)
+                                 for name in (*VIDEO_TEXT, "order")})
         new = new[new["key"].isin(set(manifest["key"])) & ~new["key"].isin(set(stored["key"]))].drop_duplicates("key")
         segments = index.segments
         if len(new):
@@ -215,29 +232,31 @@ def merge_shards(store_path: str | Path, attrs: dict, rows: list[VideoRow], miss
         frames = pd.concat([stored, new[stored.columns]], ignore_index=True)
         step("segment_written")
         videos = _sync_videos(manifest, frames)
-        failures = _sync_failures(manifest, videos, index.failures, new_failures, missing)
-        changes = _changes(index.videos, videos)
-        live = videos.drop_duplicates(["file", "start"])["length"].sum()
+        failures = pd.concat([kept, _sync_failures(manifest, videos, index.failures, new_failures, missing)], ignore_index=True)
+        changes = _changes(videos.iloc[:0] if appending else index.videos, videos)
+        live = videos.drop_duplicates(["file", "start"])["length"].sum() + (_live_rows(index.videos) if appending else 0)
         total = int(segments["rows"].sum())
         compact = total > 0 and ((total - live) / total > GARBAGE_SHARE or len(segments) > MAX_SEGMENTS)
-        if compact:
+        if compact:  # never when appending: _grown_from leaves those merges to the full rebuild
             videos, segments = _compact(store_path, videos, dim_dtype)
             step("compacted")
         videos = _with_offsets(videos, segments)
-        record = {**index.attrs, **{k: v for k, v in attrs.items() if v is not None}}
+        record = {**index.attrs, **{k: v for k, v in attrs.items() if v is not None}, "synced_rows": len(rows), "synced_digest": digest}
         record["last_sync"] = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **changes}
         stale_report = any(isinstance(v, dict) and v.get("count") for v in index.attrs.get("last_sync", {}).values())
-        unchanged = (not fresh and not compact and not stale_report and _same(videos, index.videos) and _same(failures, index.failures)
-                     and all(index.attrs.get(k) == record.get(k) for k in ("manifest", "manifest_sha256", "config_hash")))
+        unchanged = (not fresh and not compact and not stale_report and _same(failures, index.failures)
+                     and (not len(videos) if appending else _same(videos, index.videos))
+                     and all(index.attrs.get(k) == record.get(k) for k in ("manifest", "manifest_sha256", "config_hash", "synced_rows", "synced_digest")))
         if not unchanged:
-            _write_index(store_path, record, videos, failures, segments, dim_dtype, step)
+            (_append_index if appending else _write_index)(store_path, record, videos, failures, segments, dim_dtype, step)
         step("index_swapped")
         for shard in committed + fresh:
             shard.unlink()
         _remove_unreferenced(store_path, set(segments["name"]))
         _remove_dead_runs(store_path)
         write_failures_csv(store_path)
-    report = SyncReport(len(videos), len(failures), {k: v["count"] for k, v in changes.items()}, compact)
+    stored_count = len(videos) + (len(index.videos) if appending else 0)
+    report = SyncReport(stored_count, len(failures), {k: v["count"] for k, v in changes.items()}, compact)
     if any(report.changes.values()):
         log.info("synced with the manifest: %s", ", ".join(f"{n} {k}" for k, n in report.changes.items() if n))
     return report
@@ -287,7 +306,7 @@ def recover(store_path: str | Path, lock_timeout: float = 600.0) -> dict:
                              f"folders and rerun `python -m pipeline features`")
         attrs = {}
         with contextlib.suppress(OSError, StoreError, KeyError):
-            attrs = {k: v for k, v in read_attrs(store_path).items() if k not in ("manifest_sha256", "last_sync")}
+            attrs = {k: v for k, v in read_attrs(store_path).items() if k not in ("manifest_sha256", "last_sync", "synced_rows", "synced_digest")}
         if store_path.exists():
             os.replace(store_path, f"{store_path}.broken")
         segments = pd.DataFrame({"name": [r[0] for r in readable], "rows": [r[1] for r in readable]})
@@ -371,6 +390,13 @@ def read_videos(store_path: str | Path) -> pd.DataFrame:
         return _read_table(handle, "videos", VIDEO_COLUMNS)
 
 
+def stored_keys(store_path: str | Path) -> tuple[set[str], set[str]]:
+    """Keys of the stored videos, and of failures for a reason of the file's own (read without the rest of the tables)."""
+    with _open(store_path) as handle:
+        failures = _read_table(handle, "failures", ("key", "stage"))
+        return set(_read_text(handle, "videos", "key")), set(failures.loc[~failures["stage"].isin(TRANSIENT_STAGES), "key"])
+
+
 def read_failures(store_path: str | Path) -> pd.DataFrame:
     with _open(store_path) as handle:
         return _read_table(handle, "failures", FAILURE_COLUMNS)
@@ -425,6 +451,7 @@ def summary(store_path: str | Path) -> str:
 # --- helpers ---------------------------------------------------------------------------------
 
 _FRAME_COLUMNS = ["key", "total_frames", "width", "height", "fps", "length", "file", "start"]  # where a key's frames are
+_ROW_TEXT, _KEY = operator.attrgetter(*VIDEO_TEXT), operator.attrgetter("key")
 _CHANGE_KINDS = ("relabelled", "moved", "regrouped", "retired", "replaced")
 
 
@@ -477,10 +504,11 @@ def _decode_attrs(handle: h5py.File) -> dict:
     return {name: json.loads(value) if name in ("feature_config", "versions", "last_sync") else value for name, value in attrs.items()}
 
 
-def _load_index(store_path: Path) -> _Index:
+def _load_index(store_path: Path, video_columns=VIDEO_COLUMNS) -> _Index:
+    """The index's tables; of the video table only `video_columns` (its text columns are the slow part)."""
     with _open(store_path) as handle:
         features = handle["features"]
-        return _Index(_decode_attrs(handle), _read_table(handle, "videos", VIDEO_COLUMNS), _read_table(handle, "failures", FAILURE_COLUMNS),
+        return _Index(_decode_attrs(handle), _read_table(handle, "videos", video_columns), _read_table(handle, "failures", FAILURE_COLUMNS),
                       _read_table(handle, "segments", ("name", "rows")), (features.shape[1], features.dtype.name))
 
 
@@ -586,13 +614,14 @@ def _copy_frames(target: Path, videos: pd.DataFrame, dim_dtype: tuple) -> np.nda
 
 def _sync_videos(manifest: pd.DataFrame, frames: pd.DataFrame) -> pd.DataFrame:
     """The video table: manifest rows (in order) whose key has frames, with those frames' location."""
-    joined = manifest.merge(frames.drop_duplicates("key"), on="key", how="inner").sort_values("order", kind="stable")
+    frames = frames.drop_duplicates("key").astype({"key": object})  # an empty one has no string type
+    joined = manifest.merge(frames, on="key", how="inner").sort_values("order", kind="stable")
     return joined.drop(columns="order").reset_index(drop=True)
 
 
 def _sync_failures(manifest: pd.DataFrame, videos: pd.DataFrame, old: pd.DataFrame, new: pd.DataFrame, missing) -> pd.DataFrame:
     """Failure rows of manifest videos not stored: this run's failure of their key, else an earlier one."""
-    outcome = pd.concat([old, new[list(FAILURE_COLUMNS)]], ignore_index=True).drop_duplicates("key", keep="last")
+    outcome = pd.concat([old, new[list(FAILURE_COLUMNS)]], ignore_index=True).drop_duplicates("key", keep="last").astype({"key": object})
     pending = manifest[~manifest["key"].isin(set(videos["key"]))]
     failed = pending.merge(outcome[["key", "stage", "error", "message"]], on="key", how="inner").sort_values("order", kind="stable")
     gone = pd.DataFrame([{**row, "stage": "missing", "error": "FileNotFoundError",
@@ -616,6 +645,55 @@ def _changes(old: pd.DataFrame, new: pd.DataFrame) -> dict:
             for kind, rows in found.items()}
 
 
+def _grown_from(index: _Index, rows: list[VideoRow], new: pd.DataFrame, new_failures: pd.DataFrame) -> tuple[int | None, str]:
+    """How many leading manifest rows the store is already synced with, if a merge need only append; and the digest of all rows.
+
+    The index records the digest of the manifest rows it was last synced with. When the current
+    manifest starts with those very rows (texts and order), no shard of this merge holds one of
+    their keys, no later row names one of their files, and the merge leaves no reason to compact,
+    the tables of those rows stand: only the rows after them are synced and appended (O(k), not
+    O(store)). Otherwise (None) the tables are rebuilt from the whole manifest.
+    """
+    synced = index.attrs.get("synced_rows")
+    prefix, digest = _digests(rows, min(len(rows), synced or 0))
+    if synced is None or synced > len(rows) or prefix != index.attrs.get("synced_digest"):
+        return None, digest
+    earlier = set(map(_KEY, rows[:synced]))
+    later = set(map(_KEY, rows[synced:]))
+    if earlier.intersection(later) or earlier.intersection(new["key"]) or earlier.intersection(new_failures["key"]):
+        return None, digest
+    added = new[new["key"].isin(later)].drop_duplicates("key")["length"].sum()
+    total = index.segments["rows"].sum() + new["length"].sum()  # at most: a linked shard brings all its frames
+    live = _live_rows(index.videos) + added
+    if total and ((total - live) / total > GARBAGE_SHARE or len(index.segments) + 1 > MAX_SEGMENTS):
+        return None, digest
+    return synced, digest
+
+
+def _digests(rows: list[VideoRow], cut: int) -> tuple[str, str]:
+    """sha256 of the manifest rows' texts, over the first `cut` rows and over all of them."""
+    hasher = hashlib.sha256()
+    _feed(hasher, rows[:cut])
+    prefix = hasher.hexdigest()
+    _feed(hasher, rows[cut:])
+    return prefix, hasher.hexdigest()
+
+
+def _feed(hasher, rows: list[VideoRow]) -> None:
+    """Each text NUL-terminated (manifests refuse NUL bytes): feeding rows in two parts equals feeding them at once."""
+    if rows:
+        try:
+            text = "\0".join(itertools.chain.from_iterable(map(_ROW_TEXT, rows)))
+        except TypeError:  # a value that is not a string (rows made from Python)
+            text = "\0".join(map(str, itertools.chain.from_iterable(map(_ROW_TEXT, rows))))
+        hasher.update((text + "\0").encode("utf-8", "surrogatepass"))
+
+
+def _live_rows(videos: pd.DataFrame) -> int:
+    """Frame rows an index's video table references (a file under two ids counts once)."""
+    return int(videos.drop_duplicates("offset")["length"].sum())
+
+
 def _compact(store_path: Path, videos: pd.DataFrame, dim_dtype: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Copy the frames the table references (once per key) into one new segment; return the table and segment list."""
     unique = videos.drop_duplicates("key")
@@ -632,12 +710,36 @@ def _write_index(store_path: Path, attrs: dict, videos: pd.DataFrame, failures: 
     """Write the index under a temporary name and rename it over the store: readers see the old or the new one."""
     temporary = store_path.with_name(store_path.name + ".index.tmp")
     with h5py.File(temporary, "w") as out:
-        out.attrs["schema_version"] = SCHEMA_VERSION
-        for name, value in attrs.items():
-            if name != "schema_version":
-                out.attrs[name] = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+        _write_attrs(out, attrs)
         _write_frame_mapping(out, store_path, segments, dim_dtype)
         _write_table(out, "videos", videos[list(VIDEO_COLUMNS)])
+        _write_table(out, "failures", failures[list(FAILURE_COLUMNS)])
+        _write_table(out, "segments", segments)
+    _fsync(temporary)
+    step("index_written")
+    os.replace(temporary, store_path)
+
+
+def _append_index(store_path: Path, attrs: dict, added: pd.DataFrame, failures: pd.DataFrame, segments: pd.DataFrame,
+                  dim_dtype: tuple, step=lambda name: None) -> None:
+    """`_write_index` for a merge that only appends videos: a copy of the index with `added` appended to its video table.
+
+    Copying the file is a fast byte copy; the video table's existing rows are neither read nor
+    converted. The small tables and the frame mapping are rewritten. Renamed over the store as
+    `_write_index` does.
+    """
+    temporary = store_path.with_name(store_path.name + ".index.tmp")
+    shutil.copyfile(store_path, temporary)
+    with h5py.File(temporary, "r+") as out:
+        _write_attrs(out, attrs)
+        for column in VIDEO_COLUMNS:
+            dataset = out["videos"][column]
+            start = dataset.shape[0]
+            dataset.resize((start + len(added),))
+            dataset[start:] = _column_values(column, added[column])
+        for name in FRAME_DATASETS:
+            del out[name]
+        _write_frame_mapping(out, store_path, segments, dim_dtype)
         _write_table(out, "failures", failures[list(FAILURE_COLUMNS)])
         _write_table(out, "segments", segments)
     _fsync(temporary)
@@ -753,19 +855,34 @@ def _append_frames(out: h5py.File, features: np.ndarray, frame_index: np.ndarray
     return start
 
 
+def _write_attrs(out: h5py.File, attrs: dict) -> None:
+    out.attrs["schema_version"] = SCHEMA_VERSION
+    for name, value in attrs.items():
+        if name != "schema_version":
+            out.attrs[name] = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+
+
 def _write_table(out: h5py.File, name: str, table: pd.DataFrame) -> None:
-    """(Re)write a group of column datasets; string columns as UTF-8, numbers as int64/float64."""
+    """(Re)write a group of column datasets; string columns as UTF-8, numbers as int64/float64.
+
+    Columns are chunked and extendable, so that a merge that only appends rows extends them.
+    """
     if name in out:
         del out[name]
     group = out.create_group(name)
     for column in table.columns:
-        values = table[column].to_numpy()
-        if column in (*VIDEO_INTS, "order", "rows"):
-            group.create_dataset(column, data=values.astype(np.int64))
-        elif column in VIDEO_FLOATS:
-            group.create_dataset(column, data=values.astype(np.float64))
-        else:
-            group.create_dataset(column, data=values.astype(str).astype(object), dtype=TEXT)
+        values = _column_values(column, table[column])
+        group.create_dataset(column, data=values, dtype=TEXT if values.dtype == object else values.dtype,
+                             maxshape=(None,), chunks=(TABLE_CHUNK,))
+
+
+def _column_values(column: str, values: pd.Series) -> np.ndarray:
+    """A table column as HDF5 takes it: int64, float64, or str objects (written as UTF-8)."""
+    if column in (*VIDEO_INTS, "order", "rows"):
+        return values.to_numpy(np.int64)
+    if column in VIDEO_FLOATS:
+        return values.to_numpy(np.float64)
+    return values.to_numpy().astype(str).astype(object)
 
 
 def _read_table(handle: h5py.File, name: str, columns) -> pd.DataFrame:

@@ -82,6 +82,48 @@ def test_adding_videos_links_one_segment_and_rewrites_nothing_else(tmp_path):
     assert_frames_right(path)
 
 
+def test_merges_that_only_append_extend_the_index_and_equal_a_full_rebuild(tmp_path, monkeypatch):
+    """A grown manifest is synced by appending to the index; every step must leave what a full rebuild leaves."""
+    def dup(video_id, of, order):  # a row naming the file of another one
+        return store.VideoRow(video_id, f"key-{of}", f"/v/{of}.mp4", "a", "test", "", order)
+
+    gone = {"video_id": "x", "key": "/v/x.mp4|missing", "path": "/v/x.mp4", "label": "a", "split": "", "group": ""}
+    names = ["a", "b", "c"]
+    runs = [  # (manifest rows, rows failing, --skip-missing rows, whether the merge may append)
+        (rows_of(names), {"b"}, [], False),  # a new store
+        (rows_of(names + ["d", "e"]), {"e"}, [gone], True),  # appended rows; a failure among the earlier ones
+        (rows_of(names + ["d", "e", "f", "g"]) + [dup("g2", "g", 7), dup("f2", "f", 8)], set(), [gone], True),  # one file under two new ids
+        (rows_of(names + ["d", "e", "f", "g"]) + [dup("g2", "g", 7), dup("f2", "f", 8)], set(), [], True),  # a no-op, but x came back
+        (rows_of(names + ["d", "e", "f", "g"]) + [dup("g2", "g", 7), dup("f2", "f", 8), dup("a2", "a", 9)], set(), [], False),  # an earlier file
+        (rows_of(names + ["d", "e", "f", "g", "h"], labels={"c": "z"}), set(), [], False),  # relabelled, retired
+        (rows_of(names + ["d", "e", "f", "g", "h", "i"], labels={"c": "z"}), set(), [], True),
+    ]
+    appended = []
+    real_append, real_grown = store._append_index, store._grown_from
+    monkeypatch.setattr(store, "_append_index", lambda *args, **kw: appended.append(args[0].parent.name) or real_append(*args, **kw))
+    fast, full = tmp_path / "fast" / "s.h5", tmp_path / "full" / "s.h5"
+    for rows, fail, missing, may_append in runs:
+        for path in (fast, full):
+            if path == full:  # the reference: never append
+                monkeypatch.setattr(store, "_grown_from", lambda *args: (None, real_grown(*args)[1]))
+            path.parent.mkdir(exist_ok=True)
+            known = set().union(*store.stored_keys(path)) if path.exists() else set()  # as `features` skips them
+            with store.shard_run(path) as folder:
+                write(folder, [row for row in rows if row.key not in known and row.video_id not in ("g2", "f2", "a2")], fail)
+            store.merge_shards(path, ATTRS, rows, missing)
+            monkeypatch.setattr(store, "_grown_from", real_grown)
+        assert appended.count("fast") == sum(run[3] for run in runs[:runs.index((rows, fail, missing, may_append)) + 1])
+        pd.testing.assert_frame_equal(store.read_videos(fast), store.read_videos(full))
+        pd.testing.assert_frame_equal(store.read_failures(fast), store.read_failures(full))
+        fast_attrs, full_attrs = store.read_attrs(fast), store.read_attrs(full)
+        assert fast_attrs["synced_digest"] == full_attrs["synced_digest"] and fast_attrs["synced_rows"] == len(rows)
+        assert {k: v["count"] for k, v in fast_attrs["last_sync"].items() if k != "time"} == \
+               {k: v["count"] for k, v in full_attrs["last_sync"].items() if k != "time"}
+        assert_frames_right(fast)
+    assert "full" not in appended
+    assert list(store.read_videos(fast)["video_id"]) == ["a", "c", "d", "f", "g", "h", "i"]
+
+
 def test_manifest_is_the_truth_for_metadata(tmp_path):
     path = tmp_path / "s.h5"
     add(path, rows_of(["a", "b", "c", "d"]), fail=("d",))
@@ -199,16 +241,19 @@ def killed_merge(path, rows, step):
     store.merge_shards(path, ATTRS, rows, on_step=lambda name: name == step and os.kill(os.getpid(), signal.SIGKILL))
 
 
-@pytest.mark.parametrize("step,compacting", [(step, True) for step in STEPS] + [(step, False) for step in STEPS if step != "compacted"])
-def test_kill_9_during_a_merge_then_rerun_equals_an_unbroken_merge(tmp_path, step, compacting):
+@pytest.mark.parametrize("step,mode", [(step, "compacting") for step in STEPS]
+                         + [(step, mode) for step in STEPS if step != "compacted" for mode in ("linking", "appending")])
+def test_kill_9_during_a_merge_then_rerun_equals_an_unbroken_merge(tmp_path, step, mode):
     names = [f"v{i}" for i in range(6)]
     changed = store.VideoRow("v0", "key-v0-new", "/v/v0.mp4", "a", "train", "", 0)  # v0's file changed
 
     def scenario(path, kill):
         add(path, rows_of(names))
         with store.shard_run(path) as folder:  # compacting: two shards copied into one segment, v1..v4 retired
-            write(folder, [changed, *rows_of(["w"])], shards=2 if compacting else 1)  # else one shard, linked
-        rows = [changed, *rows_of(["v5", "w"] if compacting else names[1:] + ["w"])]
+            added = rows_of(names + ["w"])[-1:]  # appending: only w, at the end of the manifest (the index is extended)
+            write(folder, added if mode == "appending" else [changed, *added], shards=2 if mode == "compacting" else 1)
+        rows = {"compacting": [changed, *rows_of(["v5", "w"])], "linking": [changed, *rows_of(names[1:] + ["w"])],
+                "appending": rows_of(names + ["w"])}[mode]
         if kill:
             child = multiprocessing.get_context("fork").Process(target=killed_merge, args=(path, rows, step))
             child.start()
@@ -220,10 +265,11 @@ def test_kill_9_during_a_merge_then_rerun_equals_an_unbroken_merge(tmp_path, ste
     scenario(tmp_path / "unbroken" / "s.h5", kill=False)
     a, b = tmp_path / "killed" / "s.h5", tmp_path / "unbroken" / "s.h5"
     pd.testing.assert_frame_equal(store.read_videos(a), store.read_videos(b))
+    assert len(store.read_videos(a)) == {"compacting": 3, "linking": 7, "appending": 7}[mode]
     for (name, x), (_, y) in zip(stored_features(a).items(), stored_features(b).items()):
         np.testing.assert_array_equal(x, y)
     assert sorted(os.listdir(a.parent)) == sorted(os.listdir(b.parent))  # no leftovers
-    assert len(os.listdir(store.segments_dir(a))) == len(os.listdir(store.segments_dir(b))) == (1 if compacting else 2)
+    assert len(os.listdir(store.segments_dir(a))) == len(os.listdir(store.segments_dir(b))) == (1 if mode == "compacting" else 2)
 
 
 def test_truncated_index_is_named_and_recovered_from_segments(tmp_path):
