@@ -14,18 +14,21 @@ Clips are written, and old ones deleted, only in a demo folder the tool made (it
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import rundir
-from .manifest import write_manifest
+from .manifest import check_writable, write_manifest
 
 CLASSES = ("grow", "shrink", "fade_in", "fade_out", "move_left", "move_right")
 SIZE, FRAMES, FPS = 128, 24, 12
 SPLIT_SHARES = (("train", 0.7), ("val", 0.15), ("test", 0.15))
 RENDER_VERSION = "2"  # bump when render_clip changes: clips of another version are rewritten
+STAMP = re.compile(r"\d+ seed=-?\d+")  # what `.render-version` holds: "<RENDER_VERSION> seed=<seed>"
+CLIP_NAME = re.compile(rf"(?:{'|'.join(CLASSES)})_\d{{3,}}\.mp4")  # the demo's own clips; nothing else is deleted
 
 
 def write_demo_dataset(folder: str | Path = "manifests/demo", manifest: str | Path = "manifests/demo.csv", per_class: int = 50, seed: int = 0) -> Path:
@@ -37,11 +40,13 @@ def write_demo_dataset(folder: str | Path = "manifests/demo", manifest: str | Pa
     """
     folder = Path(folder)
     stamp = folder / ".render-version"
-    rundir.claim_folder(folder, "demo", recognised=stamp.is_file())
+    check_writable(manifest)
+    rundir.claim_folder(folder, "demo", recognised=_stamp(stamp) is not None)
     version = f"{RENDER_VERSION} seed={seed}"
-    if not stamp.is_file() or stamp.read_text() != version:
+    if _stamp(stamp) != version:
         for old in folder.glob("*.mp4"):
-            old.unlink()
+            if CLIP_NAME.fullmatch(old.name):
+                old.unlink()
     rows = []
     for class_index, label in enumerate(CLASSES):
         for number in range(per_class):
@@ -115,6 +120,15 @@ def _shape_mask(xx, yy, cx, cy, r, square: bool) -> np.ndarray:
     if square:
         return ((np.abs(xx - cx) <= r) & (np.abs(yy - cy) <= r)).astype(np.float32)
     return ((xx - cx) ** 2 + (yy - cy) ** 2 <= r * r).astype(np.float32)
+
+
+def _stamp(path: Path) -> str | None:
+    """The well-formed render stamp in `path`, else None (missing, unreadable or not one of ours)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return None
+    return text if STAMP.fullmatch(text) else None
 
 
 def _split_of(number: int, per_class: int) -> str:

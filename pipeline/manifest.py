@@ -16,6 +16,7 @@ import io
 import logging
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,10 +122,11 @@ def write_manifest(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write rows (absolute or relative `path`, `label`, optional split/group/video_id) as a manifest.
 
     Paths are written relative to the manifest's folder when they lie below it, so a dataset folder
-    with its manifest can be moved as a whole.
+    with its manifest can be moved as a whole. An existing file is replaced only if it is a manifest
+    (see `check_writable`), and only once the new one is complete.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(path)
     out = frame.copy()
     base = path.parent.resolve()
 
@@ -134,8 +136,46 @@ def write_manifest(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
 
     out["path"] = [relative(p) for p in out["path"]]
     columns = [c for c in ("path", "label", "split", "group", "video_id") if c in out.columns and (out[c].astype(str) != "").any()]
-    out[columns].to_csv(path, index=False)
+    for column in columns:
+        for original, value in zip(frame[column], out[column]):
+            _check_utf8(str(value), column, original)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        out[columns].to_csv(temporary, index=False)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
     return path
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Refuse (ValueError naming it) to write a manifest over anything but nothing or a manifest:
+    a UTF-8 CSV whose header has `path` and `label`. Called before any work, so nothing is wasted."""
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_file():
+        try:
+            with open(path, encoding="utf-8-sig", newline="") as file:
+                header = [name.strip().lower() for name in next(csv.reader(file), [])]
+        except (OSError, UnicodeDecodeError, csv.Error):
+            header = []
+        if all(name in header for name in REQUIRED_COLUMNS):
+            return
+    raise ValueError(f"{path} exists and is not a manifest (a CSV with a {','.join(REQUIRED_COLUMNS)} header): "
+                     f"not overwriting it; choose another output file")
+
+
+def _check_utf8(text: str, column: str, original) -> None:
+    """A file or folder name that is not UTF-8 (Python keeps its bytes as surrogates) cannot go into a
+    manifest; refuse naming it, rather than fail half-way through the write."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = os.fsencode(str(original))
+        raise ValueError(f"{raw!r} (column {column}) is not a UTF-8 name, and manifests are UTF-8: rename it "
+                         f"(e.g. `convmv -f latin1 -t utf8`) and rerun; no manifest was written") from None
 
 
 # --- importers -------------------------------------------------------------------------------
@@ -287,8 +327,12 @@ def _header(path: Path, table: list, required: tuple[str, ...]) -> list[str]:
     if not table:
         raise ManifestError(path, [Problem(0, "-", f"the file is empty; it needs a header row with at least {','.join(required)!r}")])
     header = [name.strip().lower() for name in table[0][1]]
-    problems = [Problem(0, name, f"required column is missing (header is {','.join(table[0][1])!r})") for name in required if name not in header]
-    problems += [Problem(0, name, "appears more than once in the header") for name in sorted({n for n in header if n and header.count(n) > 1})]
+    shown = ",".join(table[0][1])
+    if len(shown) > 200:  # a huge header is not echoed whole
+        shown = f"{shown[:200]}... ({len(table[0][1])} columns)"
+    problems = [Problem(0, name, f"required column is missing (header is {shown!r})") for name in required if name not in header]
+    counts = Counter(header)
+    problems += [Problem(0, name, "appears more than once in the header") for name in sorted(n for n, count in counts.items() if n and count > 1)]
     if problems:
         raise ManifestError(path, problems)
     return header

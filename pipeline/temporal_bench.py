@@ -20,7 +20,9 @@ then `features` and `train --model all` run through the package's API, and the t
 accuracy per task and model (beside chance, the best order-blind baseline and the target) goes to
 `OUTPUT/results.csv`, `results.json` and `results.md` (`OUTPUT/<task>/<task>-clips.csv` says what
 each clip shows: motion, shape, speed, size, texture, source window). Clips already written with the same
-settings are kept, so a rerun extracts nothing again and only retrains.
+settings are kept, so a rerun extracts nothing again and only retrains. OUTPUT must be new, empty, or
+a benchmark output (the tool's marker, or an earlier version's results.json or clip stamps): the
+benchmark never writes into, or overwrites results in, a folder it did not make.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import rundir
 from .demo_data import write_clip
 from .manifest import VIDEO_EXTENSIONS, read_manifest, write_manifest
 
@@ -97,6 +100,7 @@ def run_benchmark(config: BenchConfig, progress: bool = True) -> pd.DataFrame:
             if not needed.exists():
                 raise FileNotFoundError(f"the arrow task needs {needed}; pass --shared-data (the folder holding videos/ and weights/) "
                                         f"or set SHARED_DATA, or leave arrow out with --tasks motion,clutter")
+    claim_output(output)
     rows = []
     for task in config.tasks:
         manifest = build_task(task, output / task, config)
@@ -108,6 +112,13 @@ def run_benchmark(config: BenchConfig, progress: bool = True) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     write_results(table, output, config)
     return table
+
+
+def claim_output(output: Path) -> None:
+    """Make sure `output` is the benchmark's before writing into it (`rundir.FolderError` otherwise): a
+    folder of reports it marked, a new or empty one, or one an earlier version wrote (see `_is_earlier_output`)."""
+    output = Path(output)
+    rundir.claim_folder(output, "reports", recognised=output.is_dir() and _is_earlier_output(output))
 
 
 def build_task(task: str, folder: Path, config: BenchConfig) -> Path:
@@ -215,6 +226,17 @@ def _shared_data(config: BenchConfig) -> str:
     import os
 
     return config.shared_data or os.environ.get("SHARED_DATA") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
+def _is_earlier_output(output: Path) -> bool:
+    """Written by an earlier version (no marker): its results.json, or a task's stamped clip folder."""
+    try:
+        results = json.loads((output / "results.json").read_text())
+        if isinstance(results, dict) and {"config", "results"} <= results.keys():
+            return True
+    except (OSError, ValueError):
+        pass
+    return any((output / task / "clips" / ".render-version").is_file() for task in TASKS)
 
 
 def _reset_if_stale(clips: Path, version: str) -> None:

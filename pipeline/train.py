@@ -25,7 +25,7 @@ import logging
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -109,6 +109,8 @@ def train(store_path, run_dir, config: TrainConfig = TrainConfig(), overwrite: b
     store_path, run_dir = Path(store_path), Path(run_dir)
     data = _load_data(store_path, config)
     initial = _load_initial(config.init, data.source.dim, data.labels, config.network.inputs) if config.init else None
+    if initial is not None:
+        config = _with_loaded_network(config, initial)
     rundir.check_replaceable(run_dir, overwrite)
     if _in_memory(config.data, data.source):
         data.source = SequenceSource(store_path, data.videos, data.source.config, in_memory=True)
@@ -295,6 +297,24 @@ def _load_initial(path: str, dim: int, labels: list[str], inputs: tuple[str, ...
         raise ValueError(f"--init {path} reads {','.join(model_inputs(model))} but this run asks for --inputs {','.join(inputs)}; "
                          f"give --inputs {','.join(model_inputs(model))} to fine-tune it")
     return model
+
+
+def _with_loaded_network(config: TrainConfig, model) -> TrainConfig:
+    """`config` with the architecture of the model being fine-tuned, which is what trains: config.json
+    and the report must not claim network options that were ignored."""
+    if model.name != config.models[0]:
+        raise ValueError(f"--init {config.init} is a {model.name} model but this run asks for --model {config.models[0]}; "
+                         f"give --model {model.name} to fine-tune it")
+    recurrent = [layer for layer in model.layers if layer.name.removeprefix("bi").startswith(f"{model.name}_")]
+    dropout = [layer.rate for layer in model.layers if layer.__class__.__name__ == "Dropout"]
+    cell = getattr(recurrent[0], "forward_layer", recurrent[0])
+    loaded = replace(config.network, units=int(cell.units), layers=len(recurrent), dropout=float(dropout[0]) if dropout else config.network.dropout,
+                     bidirectional=recurrent[0].name.startswith("bi"))
+    ignored = [f"{name}={value}" for name, value in asdict(config.network).items() if getattr(loaded, name) != value]
+    if ignored:
+        log.warning("--init %s: the loaded model's architecture is used, not the network options %s (recorded: %s)",
+                    config.init, ", ".join(ignored), ", ".join(f"{name}={getattr(loaded, name)}" for name in ("units", "layers", "bidirectional", "dropout")))
+    return replace(config, network=loaded)
 
 
 def _in_memory(mode: str, source: SequenceSource) -> bool:

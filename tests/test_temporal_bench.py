@@ -65,3 +65,27 @@ def test_arrow_windows_are_written_forward_and_reversed_grouped_by_source(shared
     forward, backward = (decode_video(rows.set_index("label").loc[label, "path"], 64, Sampling("all")).frames.astype(int)
                          for label in ("forward", "reversed"))
     assert len(forward) == FRAMES and np.abs(forward - backward[::-1]).mean() < 3 < np.abs(forward - backward).mean()
+
+
+def test_the_output_folder_must_be_the_benchmarks(tmp_path, caplog, monkeypatch):
+    from pipeline import rundir, temporal_bench
+    from pipeline.cli import EXIT_BAD_INPUT, main
+    from pipeline.temporal_bench import claim_output
+
+    monkeypatch.setattr(temporal_bench, "build_task", lambda *args: pytest.fail("the benchmark started in a folder it does not own"))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "results.csv").write_text("my results\n")
+    argv = ["temporal-bench", "--tasks", "motion", "--output"]
+    assert main([*argv, str(mine)]) == EXIT_BAD_INPUT
+    assert f"{mine} is not empty and is not a reports folder made by this tool" in caplog.text
+    assert [path.name for path in mine.iterdir()] == ["results.csv"]
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    assert main([*argv, str(a_file)]) == EXIT_BAD_INPUT and f"{a_file} exists and is not a directory" in caplog.text
+    earlier = tmp_path / "earlier"  # an earlier version's output, no marker: taken over and marked
+    (earlier / "motion" / "clips").mkdir(parents=True)
+    (earlier / "motion" / "clips" / ".render-version").write_text("1 motion seed=0 size=96")
+    claim_output(earlier)
+    claim_output(tmp_path / "new")
+    assert rundir.made_by_tool(earlier, "reports") and rundir.made_by_tool(tmp_path / "new", "reports")

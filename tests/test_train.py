@@ -197,3 +197,14 @@ def test_cli_trains_prints_the_report_and_refuses_bad_input(direction_store, tmp
     assert "only one class" in caplog.text and not (tmp_path / "y").exists()
     assert main(["train", "--store", str(tmp_path / "missing.h5")]) == EXIT_BAD_INPUT
     assert "no feature store" in caplog.text
+
+
+def test_fine_tuning_records_the_loaded_architecture_not_ignored_options(all_models_run, direction_store, tmp_path, caplog):
+    model = all_models_run.run_dir / "model" / "gru.keras"
+    asked = SequenceModelConfig(units=8, layers=3, bidirectional=True, dropout=0.1)
+    tuned = train(direction_store, tmp_path / "tuned", fast(models=("gru",), init=str(model), epochs=1, network=asked), progress=False)
+    recorded = json.loads((tuned.run_dir / "model" / "config.json").read_text())["train"]["network"]
+    assert (recorded["units"], recorded["layers"], recorded["bidirectional"]) == (TINY.units, TINY.layers, TINY.bidirectional)
+    assert "the loaded model's architecture is used, not the network options units=8, layers=3, bidirectional=True" in caplog.text
+    with pytest.raises(ValueError, match="is a gru model but this run asks for --model lstm"):
+        train(direction_store, tmp_path / "lstm", fast(models=("lstm",), init=str(model)), progress=False)
