@@ -154,16 +154,18 @@ def shard_run(store_path: str | Path):
     folder = parts_dir(store_path) / f"run-{uuid.uuid4().hex[:12]}"
     folder.parent.mkdir(parents=True, exist_ok=True)
     alive = FileLock(f"{folder}.lock")
-    with alive:
-        folder.mkdir()
-        try:
-            yield folder
-        finally:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # empty once merged
-    with contextlib.suppress(OSError):
-        Path(f"{folder}.lock").unlink()
-        folder.parent.rmdir()  # the last run out leaves no folder
+    try:
+        with alive:
+            folder.mkdir()
+            try:
+                yield folder
+            finally:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # empty once merged
+    finally:  # also when the run ends by an exception (Ctrl-C, --lock-timeout): no lock or folder left behind
+        with contextlib.suppress(OSError):
+            Path(f"{folder}.lock").unlink()
+            folder.parent.rmdir()  # the last run out leaves no folder
 
 
 def write_shard(folder: str | Path, shard: Shard, dim: int, dtype: str) -> Path:
@@ -194,7 +196,7 @@ def shard_keys(store_path: str | Path) -> tuple[set[str], set[str]]:
 
 
 def merge_shards(store_path: str | Path, attrs: dict, rows: list[VideoRow], missing: list[dict] = (), *,
-                 dim_dtype: tuple | None = None, lock_timeout: float = 600.0, on_step=None) -> SyncReport:
+                 dim_dtype: tuple | None = None, lock_timeout: float = 600.0, on_step=None, own_run: Path | None = None) -> SyncReport:
     """Fold every complete shard into the store and sync its tables with the manifest `rows`.
 
     `attrs` (feature config, manifest, versions...) are checked against the store's own and
@@ -202,7 +204,9 @@ def merge_shards(store_path: str | Path, attrs: dict, rows: list[VideoRow], miss
     rest that failed, plus `missing` rows (dicts of VIDEO_TEXT fields) as stage `missing`.
     `dim_dtype` (feature dim, dtype) shapes a store created before any frame exists. Waits
     for another run's merge up to `lock_timeout` seconds. `on_step(name)`, if given, is called
-    between the steps (tests kill the process there).
+    between the steps (tests kill the process there). Shards of another live run (its lock held;
+    `own_run` is the caller's run folder) are taken only when every video in them is in `rows`:
+    the rest belong to a manifest this merge does not know, and that run merges them itself.
     """
     store_path = Path(store_path)
     step = on_step or (lambda name: None)
@@ -210,7 +214,7 @@ def merge_shards(store_path: str | Path, attrs: dict, rows: list[VideoRow], miss
         index = _load_index(store_path, ("offset", "length")) if store_path.exists() else _Index.empty()
         _check_owner(store_path, index.attrs, attrs)
         _remove_unreferenced(store_path, set(index.segments["name"]))
-        shards = _complete_shards(store_path)
+        shards = _mergeable_shards(store_path, rows, own_run)
         committed = [s for s in shards if s.name in set(index.segments["name"])]  # merged by a merge killed before cleanup
         fresh = [s for s in shards if s not in committed]
         new, new_failures, shard_dim_dtype = _shard_tables(fresh)
@@ -531,6 +535,32 @@ def _complete_shards(store_path: str | Path) -> list[Path]:
     return sorted(parts_dir(store_path).glob("run-*/*.h5"))
 
 
+def _mergeable_shards(store_path: Path, rows: list[VideoRow], own_run: Path | None) -> list[Path]:
+    """Complete shards a merge may take and then delete: all but those of another live run holding a key not in `rows`."""
+    shards = _complete_shards(store_path)
+    foreign = {folder for folder in {shard.parent for shard in shards} if folder != own_run and _run_is_live(folder)}
+    if not foreign:
+        return shards
+    keys = set(map(_KEY, rows))
+
+    def ours(shard: Path) -> bool:
+        with h5py.File(shard, "r") as handle:
+            return keys.issuperset(_read_text(handle, "videos", "key")) and keys.issuperset(_read_text(handle, "failures", "key"))
+
+    return [shard for shard in shards if shard.parent not in foreign or ours(shard)]
+
+
+def _run_is_live(folder: Path) -> bool:
+    """Whether the run owning `folder` still holds its lock (a run that ended or died does not)."""
+    lock = FileLock(f"{folder}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
 def _stored_frames(store_path: Path, index: _Index) -> pd.DataFrame:
     """Where each stored key's frames are: segment file and row within it, from the global offsets."""
     videos = index.videos.drop_duplicates("key")
@@ -800,6 +830,10 @@ def _remove_dead_runs(store_path: Path) -> None:
         if not folder.exists():
             with contextlib.suppress(OSError):
                 Path(f"{folder}.lock").unlink()
+    for orphan in parts_dir(store_path).glob("run-*.lock"):  # a run's lock without its folder: the run ended
+        if not orphan.with_suffix("").exists() and not _run_is_live(orphan.with_suffix("")):
+            with contextlib.suppress(OSError):
+                orphan.unlink()
     with contextlib.suppress(OSError):
         parts_dir(store_path).rmdir()
 

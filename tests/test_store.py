@@ -330,3 +330,31 @@ def test_version_1_store_is_refused_then_migrated_by_compact(tmp_path):
     assert_frames_right(path)
     assert store.read_attrs(path)["schema_version"] == store.SCHEMA_VERSION
     assert inode not in {p.stat().st_ino for p in store.segments_dir(path).iterdir()}  # compacted after migration
+
+
+def test_a_merge_from_an_older_manifest_keeps_a_live_runs_shards_of_rows_it_does_not_know(tmp_path):
+    path = tmp_path / "s.h5"
+    v1, v2 = rows_of(["a", "b"]), rows_of(["a", "b", "c", "d"])
+    with store.shard_run(path) as run_b:  # B extracts v2, one video per shard
+        for row in v2:
+            write(run_b, [row])
+        add(path, v1)  # meanwhile A, on the reverted manifest v1, merges
+        assert list(store.read_videos(path)["video_id"]) == ["a", "b"]
+        assert len(list(run_b.glob("*.h5"))) == 2  # c and d: not A's to drop
+        report = store.merge_shards(path, ATTRS, v2, own_run=run_b)
+    assert (report.stored, report.failed) == (4, 0)
+    assert list(store.read_videos(path)["video_id"]) == ["a", "b", "c", "d"]
+    assert_frames_right(path)
+    assert not store.parts_dir(path).exists()
+
+
+def test_a_run_ended_by_an_exception_leaves_no_lock_and_orphan_locks_are_collected(tmp_path):
+    path = tmp_path / "s.h5"
+    with pytest.raises(KeyboardInterrupt):
+        with store.shard_run(path):
+            raise KeyboardInterrupt
+    assert not store.parts_dir(path).exists()
+    store.parts_dir(path).mkdir()
+    (store.parts_dir(path) / "run-gone.lock").write_text("")  # a run killed between unlinking its folder and its lock
+    add(path, rows_of(["a"]))
+    assert not store.parts_dir(path).exists()
