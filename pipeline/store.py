@@ -204,9 +204,10 @@ def merge_shards(store_path: str | Path, attrs: dict, rows: list[VideoRow], miss
     rest that failed, plus `missing` rows (dicts of VIDEO_TEXT fields) as stage `missing`.
     `dim_dtype` (feature dim, dtype) shapes a store created before any frame exists. Waits
     for another run's merge up to `lock_timeout` seconds. `on_step(name)`, if given, is called
-    between the steps (tests kill the process there). Shards of another live run (its lock held;
-    `own_run` is the caller's run folder) are taken only when every video in them is in `rows`:
-    the rest belong to a manifest this merge does not know, and that run merges them itself.
+    between the steps (tests kill the process there). A shard of another live run (its lock held;
+    `own_run` is the caller's run folder) holding a key not in `rows` is read, its frames copied,
+    but never deleted: its other videos belong to a manifest this merge does not know, and that
+    run merges them itself.
     """
     store_path = Path(store_path)
     step = on_step or (lambda name: None)
@@ -214,7 +215,8 @@ def merge_shards(store_path: str | Path, attrs: dict, rows: list[VideoRow], miss
         index = _load_index(store_path, ("offset", "length")) if store_path.exists() else _Index.empty()
         _check_owner(store_path, index.attrs, attrs)
         _remove_unreferenced(store_path, set(index.segments["name"]))
-        shards = _mergeable_shards(store_path, rows, own_run)
+        shards = _complete_shards(store_path)
+        foreign = _foreign_shards(shards, rows, own_run)
         committed = [s for s in shards if s.name in set(index.segments["name"])]  # merged by a merge killed before cleanup
         fresh = [s for s in shards if s not in committed]
         new, new_failures, shard_dim_dtype = _shard_tables(fresh)
@@ -231,7 +233,7 @@ def merge_shards(store_path: str | Path, attrs: dict, rows: list[VideoRow], miss
         new = new[new["key"].isin(set(manifest["key"])) & ~new["key"].isin(set(stored["key"]))].drop_duplicates("key")
         segments = index.segments
         if len(new):
-            name, rows_count, new = _new_segment(store_path, new, dim_dtype)
+            name, rows_count, new = _new_segment(store_path, new, dim_dtype, link=foreign.isdisjoint(map(Path, new["file"])))
             segments = pd.concat([segments, pd.DataFrame({"name": [name], "rows": [rows_count]})], ignore_index=True)
         frames = pd.concat([stored, new[stored.columns]], ignore_index=True)
         step("segment_written")
@@ -255,7 +257,8 @@ def merge_shards(store_path: str | Path, attrs: dict, rows: list[VideoRow], miss
             (_append_index if appending else _write_index)(store_path, record, videos, failures, segments, dim_dtype, step)
         step("index_swapped")
         for shard in committed + fresh:
-            shard.unlink()
+            if shard not in foreign:
+                shard.unlink()
         _remove_unreferenced(store_path, set(segments["name"]))
         _remove_dead_runs(store_path)
         write_failures_csv(store_path)
@@ -535,19 +538,18 @@ def _complete_shards(store_path: str | Path) -> list[Path]:
     return sorted(parts_dir(store_path).glob("run-*/*.h5"))
 
 
-def _mergeable_shards(store_path: Path, rows: list[VideoRow], own_run: Path | None) -> list[Path]:
-    """Complete shards a merge may take and then delete: all but those of another live run holding a key not in `rows`."""
-    shards = _complete_shards(store_path)
-    foreign = {folder for folder in {shard.parent for shard in shards} if folder != own_run and _run_is_live(folder)}
-    if not foreign:
-        return shards
+def _foreign_shards(shards: list[Path], rows: list[VideoRow], own_run: Path | None) -> set[Path]:
+    """Shards a merge must not delete: those of another live run that hold a key not in `rows`."""
+    live = {folder for folder in {shard.parent for shard in shards} if folder != own_run and _run_is_live(folder)}
+    if not live:
+        return set()
     keys = set(map(_KEY, rows))
 
-    def ours(shard: Path) -> bool:
+    def foreign(shard: Path) -> bool:
         with h5py.File(shard, "r") as handle:
-            return keys.issuperset(_read_text(handle, "videos", "key")) and keys.issuperset(_read_text(handle, "failures", "key"))
+            return not (keys.issuperset(_read_text(handle, "videos", "key")) and keys.issuperset(_read_text(handle, "failures", "key")))
 
-    return [shard for shard in shards if shard.parent not in foreign or ours(shard)]
+    return {shard for shard in shards if shard.parent in live and foreign(shard)}
 
 
 def _run_is_live(folder: Path) -> bool:
@@ -585,12 +587,12 @@ def _shard_tables(shards: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame, tuple
             pd.concat(failures, ignore_index=True).sort_values("order", kind="stable"), dim_dtype)
 
 
-def _new_segment(store_path: Path, new: pd.DataFrame, dim_dtype: tuple) -> tuple[str, int, pd.DataFrame]:
-    """Make the new videos' frames one segment: a hard link to their shard, or a copy of several shards'."""
+def _new_segment(store_path: Path, new: pd.DataFrame, dim_dtype: tuple, link: bool = True) -> tuple[str, int, pd.DataFrame]:
+    """Make the new videos' frames one segment: a hard link to their shard (if `link`), or a copy of the shards' frames."""
     folder = segments_dir(store_path)
     folder.mkdir(exist_ok=True)
     files = new["file"].unique()
-    if len(files) == 1:
+    if len(files) == 1 and link:
         shard = Path(files[0])
         with contextlib.suppress(FileExistsError):
             _link_or_copy(shard, folder / shard.name)

@@ -335,12 +335,13 @@ def test_version_1_store_is_refused_then_migrated_by_compact(tmp_path):
 def test_a_merge_from_an_older_manifest_keeps_a_live_runs_shards_of_rows_it_does_not_know(tmp_path):
     path = tmp_path / "s.h5"
     v1, v2 = rows_of(["a", "b"]), rows_of(["a", "b", "c", "d"])
-    with store.shard_run(path) as run_b:  # B extracts v2, one video per shard
-        for row in v2:
-            write(run_b, [row])
-        add(path, v1)  # meanwhile A, on the reverted manifest v1, merges
+    with store.shard_run(path) as run_b:  # B extracts v2
+        for part in ([v2[0]], v2[1:3], [v2[3]]):
+            write(run_b, part)
+        store.merge_shards(path, ATTRS, v1)  # meanwhile A, on the reverted manifest v1, merges
         assert list(store.read_videos(path)["video_id"]) == ["a", "b"]
-        assert len(list(run_b.glob("*.h5"))) == 2  # c and d: not A's to drop
+        assert_frames_right(path)
+        assert len(list(run_b.glob("*.h5"))) == 2  # (b, c) and (d): not A's to drop; b copied from the first
         report = store.merge_shards(path, ATTRS, v2, own_run=run_b)
     assert (report.stored, report.failed) == (4, 0)
     assert list(store.read_videos(path)["video_id"]) == ["a", "b", "c", "d"]
