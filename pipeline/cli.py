@@ -164,6 +164,7 @@ def _cmd_inspect(args) -> int:
         print(json.dumps(payload, indent=1, default=str))
     else:
         print(store.summary(args.store))
+    store.require_segments(args.store)  # after the summary, which lists them: exit 2 naming the missing files
     return EXIT_OK
 
 

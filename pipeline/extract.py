@@ -174,6 +174,8 @@ def extract_features(
     store_attrs = {"feature_config": config.to_dict(), "config_hash": config.digest(), "versions": library_versions(),
                    "manifest": manifest.attrs.get("source"), "manifest_sha256": manifest.attrs.get("sha256"), **(attrs or {})}
     store.check_owner(store_path, store_attrs)  # before any work; the merge checks again under the lock
+    if store_path.exists():
+        store.require_segments(store_path)  # a segment gone would read as zeros: refuse, naming it and the recovery
     done, failed_before = _known_keys(store_path)
     summary = ExtractSummary(store_path, total=len(rows) + len(missing), missing=len(missing))
     todo, queued = [], set()

@@ -300,6 +300,8 @@ def recover(store_path: str | Path, lock_timeout: float = 600.0) -> dict:
     store_path = Path(store_path)
     with store_lock(store_path, lock_timeout):
         readable, lost, tables = [], [], []
+        with contextlib.suppress(OSError, StoreError, KeyError):  # an unreadable index names none
+            lost += [f"{name} (referenced by the index, but the file is gone)" for name in missing_segments(store_path)]
         for segment in sorted(segments_dir(store_path).glob("*.h5"), key=lambda p: p.stat().st_mtime_ns):
             try:
                 with h5py.File(segment, "r") as handle:
@@ -362,11 +364,21 @@ def require_in_sync(store_path: str | Path) -> None:
     elif attrs.get("last_sync", {}).get("recovered"):
         raise StoreError(f"the feature store {store_path} was recovered and not synced with its manifest yet: "
                          f"{sync_command(store_path, attrs)} (with the options it was made with)")
-    missing = [name for name in _index_segments(store_path) if not (segments_dir(store_path) / name).is_file()]
+    require_segments(store_path)
+
+
+def missing_segments(store_path: str | Path) -> list[str]:
+    """Segment files the index references that do not exist (one stat each): plain h5py would read their frames as zeros."""
+    return [name for name in _index_segments(Path(store_path)) if not (segments_dir(store_path) / name).is_file()]
+
+
+def require_segments(store_path: str | Path) -> None:
+    """Refuse a store whose index references a segment file that is gone (copied without its folder, or deleted)."""
+    missing = missing_segments(store_path)
     if missing:
-        raise StoreError(f"the feature store {store_path} lacks {len(missing)} segment file(s) in {segments_dir(store_path)} "
-                         f"(e.g. {missing[0]}); copy the whole folder with the store, or run "
-                         f"`python -m pipeline compact {store_path} --recover` and then `features` again")
+        raise StoreError(f"the feature store {store_path} lacks {len(missing)} segment file(s) in {segments_dir(store_path)}: "
+                         f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; copy the whole folder with the store, "
+                         f"or run `python -m pipeline compact {store_path} --recover` and then `features` again")
 
 
 def check_owner(store_path: str | Path, attrs: dict) -> None:
@@ -442,6 +454,7 @@ def summary(store_path: str | Path) -> str:
                  f"frames per video: min {lengths.min()} mean {lengths.mean():.1f} max {lengths.max()}")
     lines.append(f"segments: {segments}  stored frame rows: {rows} ({rows - int(videos.drop_duplicates('offset')['length'].sum())} "
                  f"unreferenced; `python -m pipeline compact {store_path}` reclaims them)")
+    lines += [f"  MISSING segment file {segments_dir(store_path) / name} (its frames read as zeros)" for name in missing_segments(store_path)]
     sync = attrs.get("last_sync", {})
     kinds = [kind for kind in _CHANGE_KINDS if sync.get(kind, {}).get("count")]
     lines.append(f"last run ({sync.get('time', '?')}): " + (", ".join(f"{sync[k]['count']} {k}" for k in kinds) if kinds else "no metadata changes"))

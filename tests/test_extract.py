@@ -291,3 +291,13 @@ def test_manifest_rows_neither_stored_nor_failed_are_counted_and_exit_1(tmp_path
     summary = run(csv, tmp_path / "s.h5", backbone)
     assert (summary.new, summary.failed, summary.unaccounted, summary.exit_code) == (1, 0, 1, 1)
     assert "1 neither stored nor failed" in summary.line()
+
+
+def test_features_refuses_a_store_missing_a_segment_naming_it(tmp_path, make_video, backbone):
+    csv = manifest_csv(tmp_path / "m.csv", [(str(make_video("v.mp4")), "a")])
+    path = tmp_path / "s.h5"
+    run(csv, path, backbone)
+    for segment in store.segments_dir(path).iterdir():
+        segment.unlink()  # the .h5 copied without its folder
+    with pytest.raises(store.StoreError, match="lacks 1 segment file.*compact .* --recover"):
+        run(csv, path, backbone)

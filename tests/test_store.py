@@ -359,3 +359,23 @@ def test_a_run_ended_by_an_exception_leaves_no_lock_and_orphan_locks_are_collect
     (store.parts_dir(path) / "run-gone.lock").write_text("")  # a run killed between unlinking its folder and its lock
     add(path, rows_of(["a"]))
     assert not store.parts_dir(path).exists()
+
+
+def test_a_missing_segment_is_named_by_the_checks_and_by_recover(tmp_path):
+    path = tmp_path / "s.h5"
+    add(path, rows_of(["a"]))
+    add(path, rows_of(["a", "b"]))
+    gone = store.segments_dir(path) / _index_segments(path)[1]
+    gone.unlink()  # e.g. the store copied with part of its folder
+    with pytest.raises(store.StoreError, match=f"lacks 1 segment file.*{gone.name}.*--recover"):
+        store.require_segments(path)
+    assert f"MISSING segment file {gone}" in store.summary(path)
+    result = store.recover(path)
+    assert [lost for lost in result["lost_segments"] if gone.name in lost and "gone" in lost]
+    assert list(store.read_videos(path)["video_id"]) == ["a"]
+    store.require_segments(path)
+
+
+def _index_segments(path):
+    with h5py.File(path, "r") as f:
+        return list(f["segments"]["name"].asstr()[:])
