@@ -175,10 +175,10 @@ def write_shard(folder: str | Path, shard: Shard, dim: int, dtype: str) -> Path:
     videos = pd.DataFrame(shard.videos, columns=[*VIDEO_TEXT, "order", *VIDEO_INTS[:3], "fps", "length"])
     videos["offset"] = np.concatenate([[0], np.cumsum(videos["length"].to_numpy())[:-1]]).astype(np.int64) if len(videos) else []
     with h5py.File(temporary, "w") as out:
-        _create_frame_datasets(out, dim, dtype)
+        _create_frame_datasets(out, dim, dtype, int(videos["length"].sum()))
         _append_frames(out, _concat(shard.features, (0, dim)), _concat(shard.frame_index, (0,)), _concat(shard.timestamps, (0,)))
-        _write_table(out, "videos", videos)
-        _write_table(out, "failures", pd.DataFrame(shard.failures, columns=[*FAILURE_COLUMNS, "order"]))
+        _write_table(out, "videos", videos, fitted=True)
+        _write_table(out, "failures", pd.DataFrame(shard.failures, columns=[*FAILURE_COLUMNS, "order"]), fitted=True)
     os.replace(temporary, final)
     return final
 
@@ -634,7 +634,7 @@ def _copy_frames(target: Path, videos: pd.DataFrame, dim_dtype: tuple) -> np.nda
     starts, buffered, handles, position = [], [], {}, 0
     try:
         with h5py.File(temporary, "w") as out:
-            _create_frame_datasets(out, *dim_dtype)
+            _create_frame_datasets(out, *dim_dtype, int(videos["length"].sum()))
             for video in videos.itertuples(index=False):
                 handle = handles.get(video.file) or handles.setdefault(video.file, h5py.File(video.file, "r"))
                 rows = slice(int(video.start), int(video.start) + int(video.length))
@@ -647,8 +647,8 @@ def _copy_frames(target: Path, videos: pd.DataFrame, dim_dtype: tuple) -> np.nda
             if buffered:
                 _append_frames(out, *(np.concatenate(column) for column in zip(*buffered)))
             table = videos[[c for c in VIDEO_COLUMNS if c != "offset"]].assign(offset=np.asarray(starts, np.int64))
-            _write_table(out, "videos", table)
-            _write_table(out, "failures", pd.DataFrame(columns=FAILURE_COLUMNS))
+            _write_table(out, "videos", table, fitted=True)
+            _write_table(out, "failures", pd.DataFrame(columns=FAILURE_COLUMNS), fitted=True)
     finally:
         for handle in handles.values():
             handle.close()
@@ -887,11 +887,17 @@ def _concat(arrays: list[np.ndarray], empty_shape: tuple) -> np.ndarray:
     return np.concatenate(arrays) if arrays else np.zeros(empty_shape, np.float32)
 
 
-def _create_frame_datasets(out: h5py.File, dim: int, dtype: str) -> None:
-    chunk_rows = max(1, min(1024, (1 << 20) // max(1, dim * np.dtype(dtype).itemsize)))
+def _create_frame_datasets(out: h5py.File, dim: int, dtype: str, rows: int | None = None) -> None:
+    """Empty frame datasets; chunks of at most `rows` rows when the final count is known.
+
+    HDF5 allocates whole chunks, so a one-video segment with 1024-row chunks would take 1024 rows
+    on disk; sized to its rows, a segment's bytes follow its row count, which the garbage rule counts.
+    """
+    fit = max(1, rows) if rows is not None else 1 << 30
+    chunk_rows = max(1, min(1024, fit, (1 << 20) // max(1, dim * np.dtype(dtype).itemsize)))
     out.create_dataset("features", (0, dim), dtype=dtype, maxshape=(None, dim), chunks=(chunk_rows, max(1, dim)))
-    out.create_dataset("frame_index", (0,), dtype=np.int64, maxshape=(None,), chunks=(4096,))
-    out.create_dataset("timestamps", (0,), dtype=np.float64, maxshape=(None,), chunks=(4096,))
+    out.create_dataset("frame_index", (0,), dtype=np.int64, maxshape=(None,), chunks=(min(4096, fit),))
+    out.create_dataset("timestamps", (0,), dtype=np.float64, maxshape=(None,), chunks=(min(4096, fit),))
 
 
 def _append_frames(out: h5py.File, features: np.ndarray, frame_index: np.ndarray, timestamps: np.ndarray) -> int:
@@ -911,18 +917,21 @@ def _write_attrs(out: h5py.File, attrs: dict) -> None:
             out.attrs[name] = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
 
 
-def _write_table(out: h5py.File, name: str, table: pd.DataFrame) -> None:
+def _write_table(out: h5py.File, name: str, table: pd.DataFrame, fitted: bool = False) -> None:
     """(Re)write a group of column datasets; string columns as UTF-8, numbers as int64/float64.
 
-    Columns are chunked and extendable, so that a merge that only appends rows extends them.
+    Columns are chunked and extendable, so that a merge that only appends rows extends them. The
+    tables of shards and segments are never extended: `fitted` sizes their chunks to their rows
+    (a whole chunk is allocated, so a one-video shard would otherwise take 64 KB per column).
     """
+    chunk = max(1, min(TABLE_CHUNK, len(table))) if fitted else TABLE_CHUNK
     if name in out:
         del out[name]
     group = out.create_group(name)
     for column in table.columns:
         values = _column_values(column, table[column])
         group.create_dataset(column, data=values, dtype=TEXT if values.dtype == object else values.dtype,
-                             maxshape=(None,), chunks=(TABLE_CHUNK,))
+                             maxshape=(None,), chunks=(chunk,))
 
 
 def _column_values(column: str, values: pd.Series) -> np.ndarray:

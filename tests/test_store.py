@@ -379,3 +379,16 @@ def test_a_missing_segment_is_named_by_the_checks_and_by_recover(tmp_path):
 def _index_segments(path):
     with h5py.File(path, "r") as f:
         return list(f["segments"]["name"].asstr()[:])
+
+
+def test_a_one_video_segment_takes_the_bytes_of_its_rows_not_of_a_full_chunk(tmp_path):
+    path = tmp_path / "s.h5"
+    dim = 1280
+    with store.shard_run(path) as folder:
+        shard = store.Shard()
+        shard.add_video(rows_of(["a"])[0], np.ones((16, dim), np.float32), np.arange(16), np.arange(16) / 10, 30, 10.0, 64, 48)
+        written = store.write_shard(folder, shard, dim, "float16")
+        with h5py.File(written, "r") as f:
+            assert f["features"].chunks[0] == 16
+        assert written.stat().st_size < 16 * dim * 2 + 64 * 1024  # the frames plus HDF5's own few KB
+    store.merge_shards(path, ATTRS, rows_of(["a"]))
