@@ -211,6 +211,7 @@ def merge_shards(store_path: str | Path, attrs: dict, rows: list[VideoRow], miss
     """
     store_path = Path(store_path)
     step = on_step or (lambda name: None)
+    _refuse_foreign(store_path)  # before the lock: no .lock file beside someone else's file
     with store_lock(store_path, lock_timeout):
         index = _load_index(store_path, ("offset", "length")) if store_path.exists() else _Index.empty()
         _check_owner(store_path, index.attrs, attrs)
@@ -276,6 +277,7 @@ def compact(store_path: str | Path, lock_timeout: float = 600.0) -> dict:
     everything) becomes the single segment of a new index first, without copying.
     """
     store_path = Path(store_path)
+    _refuse_foreign(store_path)  # before the lock: no .lock file beside someone else's file
     with store_lock(store_path, lock_timeout):
         if _schema_version(store_path) == 1:
             _migrate_v1(store_path)
@@ -298,6 +300,9 @@ def recover(store_path: str | Path, lock_timeout: float = 600.0) -> dict:
     is kept as `<store>.broken` for inspection.
     """
     store_path = Path(store_path)
+    _refuse_foreign(store_path)  # before the lock: no .lock file beside someone else's file
+    if not segments_dir(store_path).is_dir():
+        raise StoreError(f"nothing to recover for {store_path}: it has no {segments_dir(store_path).name}/ folder")
     with store_lock(store_path, lock_timeout):
         readable, lost, tables = [], [], []
         with contextlib.suppress(OSError, StoreError, KeyError):  # an unreadable index names none
@@ -311,8 +316,8 @@ def recover(store_path: str | Path, lock_timeout: float = 600.0) -> dict:
             except (OSError, KeyError) as error:
                 lost.append(f"{segment.name} ({error})")
         if not readable:
-            raise StoreError(f"nothing readable to recover in {segments_dir(store_path)}; delete {store_path} and its "
-                             f"folders and rerun `python -m pipeline features`")
+            raise StoreError(f"nothing readable to recover in {segments_dir(store_path)}; move {store_path} and its "
+                             f"folders aside and rerun `python -m pipeline features`")
         attrs = {}
         with contextlib.suppress(OSError, StoreError, KeyError):
             attrs = {k: v for k, v in read_attrs(store_path).items() if k not in ("manifest_sha256", "last_sync", "synced_rows", "synced_digest")}
@@ -494,6 +499,7 @@ def _open(store_path: str | Path):
     """Open a store's index for reading; a missing, truncated, foreign or old one is a StoreError naming it."""
     if not Path(store_path).is_file():
         raise StoreError(f"no feature store at {store_path}; run `python -m pipeline features` first")
+    _refuse_foreign(store_path)
     try:
         handle = h5py.File(store_path, "r")
     except OSError as error:
@@ -509,6 +515,14 @@ def _open(store_path: str | Path):
             raise StoreError(f"{store_path} is not a feature store of this version (schema_version {version}, expected "
                              f"{SCHEMA_VERSION}); point --store at a path of its own")
         yield handle
+
+
+def _refuse_foreign(store_path: str | Path) -> None:
+    """A file with no store attributes and no segment folder is someone else's: refuse it, advise nothing about it."""
+    ours = segments_dir(store_path).is_dir() or Path(f"{Path(store_path).with_suffix('')}.failures.csv").is_file()  # every merge writes both
+    if Path(store_path).is_file() and not ours and _schema_version(Path(store_path)) == 0:
+        raise StoreError(f"{store_path} is not a feature store (no store attributes, no {segments_dir(store_path).name}/ folder); "
+                         f"point --store at a path of its own")
 
 
 def _schema_version(store_path: Path) -> int:

@@ -392,3 +392,16 @@ def test_a_one_video_segment_takes_the_bytes_of_its_rows_not_of_a_full_chunk(tmp
             assert f["features"].chunks[0] == 16
         assert written.stat().st_size < 16 * dim * 2 + 64 * 1024  # the frames plus HDF5's own few KB
     store.merge_shards(path, ATTRS, rows_of(["a"]))
+
+
+def test_a_file_the_tool_did_not_make_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "notes.h5"
+    path.write_text("my notes, not a store\n")
+    for action in (lambda: store.check_owner(path, ATTRS), lambda: store.read_videos(path),
+                   lambda: store.compact(path), lambda: store.recover(path),
+                   lambda: store.merge_shards(path, ATTRS, rows_of(["a"]))):
+        with pytest.raises(store.StoreError, match="is not a feature store.*point --store at a path of its own") as refused:
+            action()
+        assert "delete" not in str(refused.value) and "corrupt" not in str(refused.value)
+    assert path.read_text() == "my notes, not a store\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.h5"]  # no .lock, no folders
