@@ -301,3 +301,10 @@ def test_features_refuses_a_store_missing_a_segment_naming_it(tmp_path, make_vid
         segment.unlink()  # the .h5 copied without its folder
     with pytest.raises(store.StoreError, match="lacks 1 segment file.*compact .* --recover"):
         run(csv, path, backbone)
+
+
+def test_an_out_dir_that_is_a_file_is_refused_naming_the_option(tmp_path, make_video):
+    csv = manifest_csv(tmp_path / "m.csv", [(str(make_video("v.mp4")), "a")])
+    (tmp_path / "taken").write_text("a file\n")
+    result = cli("features", "--manifest", str(csv), "--weights", "none", "--out-dir", str(tmp_path / "taken"), "--no-progress")
+    assert result.returncode == 2 and f"--out-dir: {tmp_path / 'taken'} is not a folder" in result.stderr, result.stderr
