@@ -187,7 +187,7 @@ def _add_compact(commands) -> None:
                                         "without copying. --recover rebuilds a store whose index is unreadable from its "
                                         "readable segments; the next `features` run completes it.")
     p.add_argument("store", help="path of an .h5 feature store")
-    p.add_argument("--recover", action="store_true", help="rebuild the index from the readable segments (keeps the broken index as <store>.broken)")
+    p.add_argument("--recover", action="store_true", help="rebuild the index from the readable segments (keeps the broken index as <store>.h5.broken)")
     p.add_argument("--lock-timeout", type=float, default=600.0, help="seconds to wait for a run merging into the store (default: %(default)s)")
     p.set_defaults(func=_cmd_compact)
 

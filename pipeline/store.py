@@ -14,8 +14,8 @@ A store is a small index file plus immutable segment files beside it:
       /timestamps
       /failures/<col>       one entry per manifest video that failed: video_id, key, path, stage, error, message
       /segments/<col>       name, rows: the segment files the virtual datasets concatenate, in order
-    <store>.segments/       seg-<hex>.h5: frames (and their own video table) of finished videos, never modified
-    <store>.parts/run-<hex>/ shard files of a run in progress; `run-<hex>.lock` is held while it lives
+    <store>.h5.segments/    seg-<hex>.h5: frames (and their own video table) of finished videos, never modified
+    <store>.h5.parts/run-<hex>/ shard files of a run in progress; `run-<hex>.lock` is held while it lives
 
 Adding k videos costs O(k): a run writes shard files; the merge hard-links them into the segment
 folder (several shards of one merge are first copied into one segment, O(k) bytes) and writes a new
@@ -53,6 +53,8 @@ import h5py
 import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
+
+from .backbones import file_sha256  # backbones imports TensorFlow only inside functions
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +149,7 @@ def segments_dir(store_path: str | Path) -> Path:
 
 @contextlib.contextmanager
 def shard_run(store_path: str | Path):
-    """A run's own shard folder, `<store>.parts/run-<hex>/`, marked live by a lock held while it runs.
+    """A run's own shard folder, `<store>.h5.parts/run-<hex>/`, marked live by a lock held while it runs.
 
     A merge takes every complete shard, but deletes half-written ones only in folders of dead runs.
     """
@@ -297,7 +299,7 @@ def recover(store_path: str | Path, lock_timeout: float = 600.0) -> dict:
 
     The new index holds every video of every readable segment, and no manifest hash: the next
     `features` run syncs it with the manifest and re-extracts only what was lost. The broken index
-    is kept as `<store>.broken` for inspection.
+    is kept as `<store>.h5.broken` for inspection.
     """
     store_path = Path(store_path)
     _refuse_foreign(store_path)  # before the lock: no .lock file beside someone else's file
@@ -398,14 +400,6 @@ def sync_command(store_path: str | Path, attrs: dict) -> str:
     weights = attrs.get("weights_path") or config.get("weights", "imagenet")
     options = [f"--{name.replace('_', '-')} {config[name]}" for name in ("backbone", "image_size", "crop", "sampling", "max_frames", "dtype", "precision") if name in config]
     return f"python -m pipeline features --manifest {attrs.get('manifest', 'MANIFEST')} --store {store_path} --weights {weights} {' '.join(options)}"
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_videos(store_path: str | Path) -> pd.DataFrame:

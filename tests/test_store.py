@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from pipeline import store
+from pipeline.backbones import file_sha256
 
 DIM, FRAMES = 8, 3
 ATTRS = {"feature_config": {"backbone": "test"}, "config_hash": "c1", "manifest": "/data/m.csv", "manifest_sha256": "h1"}
@@ -294,7 +295,7 @@ def test_manifest_changed_since_sync_is_refused_by_stage_two(tmp_path):
     manifest = tmp_path / "m.csv"
     manifest.write_text("path,label\na.mp4,a\n")
     path = tmp_path / "s.h5"
-    attrs = {**ATTRS, "manifest": str(manifest), "manifest_sha256": store.file_sha256(manifest), "weights_path": ""}
+    attrs = {**ATTRS, "manifest": str(manifest), "manifest_sha256": file_sha256(manifest), "weights_path": ""}
     with store.shard_run(path) as folder:
         write(folder, rows_of(["a"]))
     store.merge_shards(path, attrs, rows_of(["a"]))
