@@ -301,6 +301,8 @@ def test_features_refuses_a_store_missing_a_segment_naming_it(tmp_path, make_vid
         segment.unlink()  # the .h5 copied without its folder
     with pytest.raises(store.StoreError, match="lacks 1 segment file.*compact .* --recover"):
         run(csv, path, backbone)
+    shown = cli("inspect", str(path))
+    assert shown.returncode == 2 and "MISSING segment file" in shown.stdout and "--recover" in shown.stderr
 
 
 def test_an_out_dir_that_is_a_file_is_refused_naming_the_option(tmp_path, make_video):
