@@ -100,7 +100,7 @@ def _add_features(commands) -> None:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds one video may take to decode before it fails as 'timeout' (default: %(default)s)")
     p.add_argument("--shard-size", type=int, default=64, help="videos per shard file; a killed run loses at most this many (default: %(default)s)")
     p.add_argument("--out-dir", default="features", help="root folder of the stores (default: %(default)s)")
-    p.add_argument("--store", help="explicit store path instead of <out-dir>/<manifest>/<config>.h5")
+    p.add_argument("--store", help="explicit store path instead of <out-dir>/<manifest name>/<config>-m<manifest path hash>.h5")
     p.add_argument("--skip-missing", action="store_true", help="record manifest rows whose file is missing as failures (stage 'missing') instead of refusing the manifest")
     p.add_argument("--retry-failed", action="store_true", help="retry videos that failed in an earlier run although their file did not change")
     p.add_argument("--fallback", action="store_true", help="if ImageNet weights are unavailable offline, use random VGG16 at 112 px instead (announced and recorded)")
@@ -115,6 +115,7 @@ def _cmd_features(args) -> int:
     from .manifest import read_manifest
 
     manifest = read_manifest(args.manifest, skip_missing=args.skip_missing)
+    _make_folder(*(("--store", Path(args.store).parent) if args.store else ("--out-dir", Path(args.out_dir))))
     weights = Weights.parse(args.weights)
     config = FeatureConfig(canonical_name(args.backbone), weights.identity, args.image_size, args.crop, args.sampling, args.max_frames, args.dtype, resolve_precision(args.precision, args.backbone))
     backbone, config, fallback = resolve_backbone(config, weights, args.batch_size, args.fallback, args.runtime)
@@ -133,6 +134,14 @@ def _cmd_features(args) -> int:
         log.warning("failures are listed in %s", Path(f"{store_path.with_suffix('')}.failures.csv"))
     print(store_path)
     return summary.exit_code
+
+
+def _make_folder(option: str, folder: Path) -> None:
+    """Create the folder an option names, or refuse naming the option (a file is in the way)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as error:
+        raise ValueError(f"{option}: {folder} is not a folder ({error.filename} is a file); pass a folder") from None
 
 
 def _add_runtime(p) -> None:
@@ -164,6 +173,7 @@ def _cmd_inspect(args) -> int:
         print(json.dumps(payload, indent=1, default=str))
     else:
         print(store.summary(args.store))
+    store.require_segments(args.store)  # after the summary, which lists them: exit 2 naming the missing files
     return EXIT_OK
 
 
@@ -177,7 +187,7 @@ def _add_compact(commands) -> None:
                                         "without copying. --recover rebuilds a store whose index is unreadable from its "
                                         "readable segments; the next `features` run completes it.")
     p.add_argument("store", help="path of an .h5 feature store")
-    p.add_argument("--recover", action="store_true", help="rebuild the index from the readable segments (keeps the broken index as <store>.broken)")
+    p.add_argument("--recover", action="store_true", help="rebuild the index from the readable segments (keeps the broken index as <store>.h5.broken)")
     p.add_argument("--lock-timeout", type=float, default=600.0, help="seconds to wait for a run merging into the store (default: %(default)s)")
     p.set_defaults(func=_cmd_compact)
 

@@ -81,19 +81,21 @@ class ExtractSummary:
     known_failures: int = 0
     lost: int = 0  # videos of dask tasks that failed for good: neither stored nor failed
     missing: int = 0  # rows --skip-missing left out: in the failure table as stage `missing`
+    unaccounted: int = 0  # manifest rows the merge left neither stored nor failed: a bug or a race, never silent
     frames: int = 0
     seconds: float = 0.0
     timings: dict = field(default_factory=lambda: {"decode": 0.0, "wait_decode": 0.0, "cnn": 0.0, "write": 0.0})
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed or self.known_failures or self.lost or self.missing else 0
+        return 1 if self.failed or self.known_failures or self.lost or self.missing or self.unaccounted else 0
 
     def line(self) -> str:
         rate = self.frames / self.seconds if self.seconds else 0.0
         known = f" ({self.known_failures} known failures not retried; --retry-failed retries them)" if self.known_failures else ""
         lost = f", {self.lost} not processed (cluster task failed; rerun)" if self.lost else ""
         missing = f", {self.missing} missing files (--skip-missing)" if self.missing else ""
+        missing += f", {self.unaccounted} neither stored nor failed (rerun)" if self.unaccounted else ""
         return (f"{self.new} new videos ok, {self.failed} failed, {self.skipped} already stored{known}{lost}{missing}; "
                 f"{self.frames} frames in {self.seconds:.1f}s ({rate:.1f} frames/s) -> {self.store_path}")
 
@@ -172,6 +174,8 @@ def extract_features(
     store_attrs = {"feature_config": config.to_dict(), "config_hash": config.digest(), "versions": library_versions(),
                    "manifest": manifest.attrs.get("source"), "manifest_sha256": manifest.attrs.get("sha256"), **(attrs or {})}
     store.check_owner(store_path, store_attrs)  # before any work; the merge checks again under the lock
+    if store_path.exists():
+        store.require_segments(store_path)  # a segment gone would read as zeros: refuse, naming it and the recovery
     done, failed_before = _known_keys(store_path)
     summary = ExtractSummary(store_path, total=len(rows) + len(missing), missing=len(missing))
     todo, queued = [], set()
@@ -209,11 +213,13 @@ def extract_features(
             if not aborted:
                 t = time.perf_counter()
                 report = store.merge_shards(store_path, store_attrs, rows, missing, dim_dtype=(backbone.dim, config.dtype),
-                                            lock_timeout=lock_timeout)
+                                            lock_timeout=lock_timeout, own_run=run_dir)
                 summary.timings["write"] += time.perf_counter() - t
-                # the counts of the line are the store's: rows stored, and rows failed, by this run
-                summary.new = report.stored - summary.skipped
-                summary.failed = report.failed - summary.known_failures - summary.missing
+                # the counts of the line are the store's: rows stored, and rows failed, by this run;
+                # a manifest row in neither table is counted as such, never hidden in the others
+                summary.unaccounted = max(0, summary.total - report.stored - report.failed)
+                summary.new = max(0, report.stored - summary.skipped)
+                summary.failed = max(0, report.failed - summary.known_failures - summary.missing)
             summary.seconds = time.perf_counter() - started
     return summary
 

@@ -14,8 +14,8 @@ A store is a small index file plus immutable segment files beside it:
       /timestamps
       /failures/<col>       one entry per manifest video that failed: video_id, key, path, stage, error, message
       /segments/<col>       name, rows: the segment files the virtual datasets concatenate, in order
-    <store>.segments/       seg-<hex>.h5: frames (and their own video table) of finished videos, never modified
-    <store>.parts/run-<hex>/ shard files of a run in progress; `run-<hex>.lock` is held while it lives
+    <store>.h5.segments/    seg-<hex>.h5: frames (and their own video table) of finished videos, never modified
+    <store>.h5.parts/run-<hex>/ shard files of a run in progress; `run-<hex>.lock` is held while it lives
 
 Adding k videos costs O(k): a run writes shard files; the merge hard-links them into the segment
 folder (several shards of one merge are first copied into one segment, O(k) bytes) and writes a new
@@ -53,6 +53,8 @@ import h5py
 import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
+
+from .backbones import file_sha256  # backbones imports TensorFlow only inside functions
 
 log = logging.getLogger(__name__)
 
@@ -147,23 +149,25 @@ def segments_dir(store_path: str | Path) -> Path:
 
 @contextlib.contextmanager
 def shard_run(store_path: str | Path):
-    """A run's own shard folder, `<store>.parts/run-<hex>/`, marked live by a lock held while it runs.
+    """A run's own shard folder, `<store>.h5.parts/run-<hex>/`, marked live by a lock held while it runs.
 
     A merge takes every complete shard, but deletes half-written ones only in folders of dead runs.
     """
     folder = parts_dir(store_path) / f"run-{uuid.uuid4().hex[:12]}"
     folder.parent.mkdir(parents=True, exist_ok=True)
     alive = FileLock(f"{folder}.lock")
-    with alive:
-        folder.mkdir()
-        try:
-            yield folder
-        finally:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # empty once merged
-    with contextlib.suppress(OSError):
-        Path(f"{folder}.lock").unlink()
-        folder.parent.rmdir()  # the last run out leaves no folder
+    try:
+        with alive:
+            folder.mkdir()
+            try:
+                yield folder
+            finally:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # empty once merged
+    finally:  # also when the run ends by an exception (Ctrl-C, --lock-timeout): no lock or folder left behind
+        with contextlib.suppress(OSError):
+            Path(f"{folder}.lock").unlink()
+            folder.parent.rmdir()  # the last run out leaves no folder
 
 
 def write_shard(folder: str | Path, shard: Shard, dim: int, dtype: str) -> Path:
@@ -173,10 +177,10 @@ def write_shard(folder: str | Path, shard: Shard, dim: int, dtype: str) -> Path:
     videos = pd.DataFrame(shard.videos, columns=[*VIDEO_TEXT, "order", *VIDEO_INTS[:3], "fps", "length"])
     videos["offset"] = np.concatenate([[0], np.cumsum(videos["length"].to_numpy())[:-1]]).astype(np.int64) if len(videos) else []
     with h5py.File(temporary, "w") as out:
-        _create_frame_datasets(out, dim, dtype)
+        _create_frame_datasets(out, dim, dtype, int(videos["length"].sum()))
         _append_frames(out, _concat(shard.features, (0, dim)), _concat(shard.frame_index, (0,)), _concat(shard.timestamps, (0,)))
-        _write_table(out, "videos", videos)
-        _write_table(out, "failures", pd.DataFrame(shard.failures, columns=[*FAILURE_COLUMNS, "order"]))
+        _write_table(out, "videos", videos, fitted=True)
+        _write_table(out, "failures", pd.DataFrame(shard.failures, columns=[*FAILURE_COLUMNS, "order"]), fitted=True)
     os.replace(temporary, final)
     return final
 
@@ -194,7 +198,7 @@ def shard_keys(store_path: str | Path) -> tuple[set[str], set[str]]:
 
 
 def merge_shards(store_path: str | Path, attrs: dict, rows: list[VideoRow], missing: list[dict] = (), *,
-                 dim_dtype: tuple | None = None, lock_timeout: float = 600.0, on_step=None) -> SyncReport:
+                 dim_dtype: tuple | None = None, lock_timeout: float = 600.0, on_step=None, own_run: Path | None = None) -> SyncReport:
     """Fold every complete shard into the store and sync its tables with the manifest `rows`.
 
     `attrs` (feature config, manifest, versions...) are checked against the store's own and
@@ -202,15 +206,20 @@ def merge_shards(store_path: str | Path, attrs: dict, rows: list[VideoRow], miss
     rest that failed, plus `missing` rows (dicts of VIDEO_TEXT fields) as stage `missing`.
     `dim_dtype` (feature dim, dtype) shapes a store created before any frame exists. Waits
     for another run's merge up to `lock_timeout` seconds. `on_step(name)`, if given, is called
-    between the steps (tests kill the process there).
+    between the steps (tests kill the process there). A shard of another live run (its lock held;
+    `own_run` is the caller's run folder) holding a key not in `rows` is read, its frames copied,
+    but never deleted: its other videos belong to a manifest this merge does not know, and that
+    run merges them itself.
     """
     store_path = Path(store_path)
     step = on_step or (lambda name: None)
+    _refuse_foreign(store_path)  # before the lock: no .lock file beside someone else's file
     with store_lock(store_path, lock_timeout):
         index = _load_index(store_path, ("offset", "length")) if store_path.exists() else _Index.empty()
         _check_owner(store_path, index.attrs, attrs)
         _remove_unreferenced(store_path, set(index.segments["name"]))
         shards = _complete_shards(store_path)
+        foreign = _foreign_shards(shards, rows, own_run)
         committed = [s for s in shards if s.name in set(index.segments["name"])]  # merged by a merge killed before cleanup
         fresh = [s for s in shards if s not in committed]
         new, new_failures, shard_dim_dtype = _shard_tables(fresh)
@@ -227,7 +236,7 @@ def merge_shards(store_path: str | Path, attrs: dict, rows: list[VideoRow], miss
         new = new[new["key"].isin(set(manifest["key"])) & ~new["key"].isin(set(stored["key"]))].drop_duplicates("key")
         segments = index.segments
         if len(new):
-            name, rows_count, new = _new_segment(store_path, new, dim_dtype)
+            name, rows_count, new = _new_segment(store_path, new, dim_dtype, link=foreign.isdisjoint(map(Path, new["file"])))
             segments = pd.concat([segments, pd.DataFrame({"name": [name], "rows": [rows_count]})], ignore_index=True)
         frames = pd.concat([stored, new[stored.columns]], ignore_index=True)
         step("segment_written")
@@ -251,7 +260,8 @@ def merge_shards(store_path: str | Path, attrs: dict, rows: list[VideoRow], miss
             (_append_index if appending else _write_index)(store_path, record, videos, failures, segments, dim_dtype, step)
         step("index_swapped")
         for shard in committed + fresh:
-            shard.unlink()
+            if shard not in foreign:
+                shard.unlink()
         _remove_unreferenced(store_path, set(segments["name"]))
         _remove_dead_runs(store_path)
         write_failures_csv(store_path)
@@ -269,6 +279,7 @@ def compact(store_path: str | Path, lock_timeout: float = 600.0) -> dict:
     everything) becomes the single segment of a new index first, without copying.
     """
     store_path = Path(store_path)
+    _refuse_foreign(store_path)  # before the lock: no .lock file beside someone else's file
     with store_lock(store_path, lock_timeout):
         if _schema_version(store_path) == 1:
             _migrate_v1(store_path)
@@ -288,11 +299,16 @@ def recover(store_path: str | Path, lock_timeout: float = 600.0) -> dict:
 
     The new index holds every video of every readable segment, and no manifest hash: the next
     `features` run syncs it with the manifest and re-extracts only what was lost. The broken index
-    is kept as `<store>.broken` for inspection.
+    is kept as `<store>.h5.broken` for inspection.
     """
     store_path = Path(store_path)
+    _refuse_foreign(store_path)  # before the lock: no .lock file beside someone else's file
+    if not segments_dir(store_path).is_dir():
+        raise StoreError(f"nothing to recover for {store_path}: it has no {segments_dir(store_path).name}/ folder")
     with store_lock(store_path, lock_timeout):
         readable, lost, tables = [], [], []
+        with contextlib.suppress(OSError, StoreError, KeyError):  # an unreadable index names none
+            lost += [f"{name} (referenced by the index, but the file is gone)" for name in missing_segments(store_path)]
         for segment in sorted(segments_dir(store_path).glob("*.h5"), key=lambda p: p.stat().st_mtime_ns):
             try:
                 with h5py.File(segment, "r") as handle:
@@ -302,8 +318,8 @@ def recover(store_path: str | Path, lock_timeout: float = 600.0) -> dict:
             except (OSError, KeyError) as error:
                 lost.append(f"{segment.name} ({error})")
         if not readable:
-            raise StoreError(f"nothing readable to recover in {segments_dir(store_path)}; delete {store_path} and its "
-                             f"folders and rerun `python -m pipeline features`")
+            raise StoreError(f"nothing readable to recover in {segments_dir(store_path)}; move {store_path} and its "
+                             f"folders aside and rerun `python -m pipeline features`")
         attrs = {}
         with contextlib.suppress(OSError, StoreError, KeyError):
             attrs = {k: v for k, v in read_attrs(store_path).items() if k not in ("manifest_sha256", "last_sync", "synced_rows", "synced_digest")}
@@ -355,11 +371,21 @@ def require_in_sync(store_path: str | Path) -> None:
     elif attrs.get("last_sync", {}).get("recovered"):
         raise StoreError(f"the feature store {store_path} was recovered and not synced with its manifest yet: "
                          f"{sync_command(store_path, attrs)} (with the options it was made with)")
-    missing = [name for name in _index_segments(store_path) if not (segments_dir(store_path) / name).is_file()]
+    require_segments(store_path)
+
+
+def missing_segments(store_path: str | Path) -> list[str]:
+    """Segment files the index references that do not exist (one stat each): plain h5py would read their frames as zeros."""
+    return [name for name in _index_segments(Path(store_path)) if not (segments_dir(store_path) / name).is_file()]
+
+
+def require_segments(store_path: str | Path) -> None:
+    """Refuse a store whose index references a segment file that is gone (copied without its folder, or deleted)."""
+    missing = missing_segments(store_path)
     if missing:
-        raise StoreError(f"the feature store {store_path} lacks {len(missing)} segment file(s) in {segments_dir(store_path)} "
-                         f"(e.g. {missing[0]}); copy the whole folder with the store, or run "
-                         f"`python -m pipeline compact {store_path} --recover` and then `features` again")
+        raise StoreError(f"the feature store {store_path} lacks {len(missing)} segment file(s) in {segments_dir(store_path)}: "
+                         f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; copy the whole folder with the store, "
+                         f"or run `python -m pipeline compact {store_path} --recover` and then `features` again")
 
 
 def check_owner(store_path: str | Path, attrs: dict) -> None:
@@ -374,14 +400,6 @@ def sync_command(store_path: str | Path, attrs: dict) -> str:
     weights = attrs.get("weights_path") or config.get("weights", "imagenet")
     options = [f"--{name.replace('_', '-')} {config[name]}" for name in ("backbone", "image_size", "crop", "sampling", "max_frames", "dtype", "precision") if name in config]
     return f"python -m pipeline features --manifest {attrs.get('manifest', 'MANIFEST')} --store {store_path} --weights {weights} {' '.join(options)}"
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_videos(store_path: str | Path) -> pd.DataFrame:
@@ -435,6 +453,7 @@ def summary(store_path: str | Path) -> str:
                  f"frames per video: min {lengths.min()} mean {lengths.mean():.1f} max {lengths.max()}")
     lines.append(f"segments: {segments}  stored frame rows: {rows} ({rows - int(videos.drop_duplicates('offset')['length'].sum())} "
                  f"unreferenced; `python -m pipeline compact {store_path}` reclaims them)")
+    lines += [f"  MISSING segment file {segments_dir(store_path) / name} (its frames read as zeros)" for name in missing_segments(store_path)]
     sync = attrs.get("last_sync", {})
     kinds = [kind for kind in _CHANGE_KINDS if sync.get(kind, {}).get("count")]
     lines.append(f"last run ({sync.get('time', '?')}): " + (", ".join(f"{sync[k]['count']} {k}" for k in kinds) if kinds else "no metadata changes"))
@@ -474,6 +493,7 @@ def _open(store_path: str | Path):
     """Open a store's index for reading; a missing, truncated, foreign or old one is a StoreError naming it."""
     if not Path(store_path).is_file():
         raise StoreError(f"no feature store at {store_path}; run `python -m pipeline features` first")
+    _refuse_foreign(store_path)
     try:
         handle = h5py.File(store_path, "r")
     except OSError as error:
@@ -489,6 +509,14 @@ def _open(store_path: str | Path):
             raise StoreError(f"{store_path} is not a feature store of this version (schema_version {version}, expected "
                              f"{SCHEMA_VERSION}); point --store at a path of its own")
         yield handle
+
+
+def _refuse_foreign(store_path: str | Path) -> None:
+    """A file with no store attributes and no segment folder is someone else's: refuse it, advise nothing about it."""
+    ours = segments_dir(store_path).is_dir() or Path(f"{Path(store_path).with_suffix('')}.failures.csv").is_file()  # every merge writes both
+    if Path(store_path).is_file() and not ours and _schema_version(Path(store_path)) == 0:
+        raise StoreError(f"{store_path} is not a feature store (no store attributes, no {segments_dir(store_path).name}/ folder); "
+                         f"point --store at a path of its own")
 
 
 def _schema_version(store_path: Path) -> int:
@@ -531,6 +559,31 @@ def _complete_shards(store_path: str | Path) -> list[Path]:
     return sorted(parts_dir(store_path).glob("run-*/*.h5"))
 
 
+def _foreign_shards(shards: list[Path], rows: list[VideoRow], own_run: Path | None) -> set[Path]:
+    """Shards a merge must not delete: those of another live run that hold a key not in `rows`."""
+    live = {folder for folder in {shard.parent for shard in shards} if folder != own_run and _run_is_live(folder)}
+    if not live:
+        return set()
+    keys = set(map(_KEY, rows))
+
+    def foreign(shard: Path) -> bool:
+        with h5py.File(shard, "r") as handle:
+            return not (keys.issuperset(_read_text(handle, "videos", "key")) and keys.issuperset(_read_text(handle, "failures", "key")))
+
+    return {shard for shard in shards if shard.parent in live and foreign(shard)}
+
+
+def _run_is_live(folder: Path) -> bool:
+    """Whether the run owning `folder` still holds its lock (a run that ended or died does not)."""
+    lock = FileLock(f"{folder}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
 def _stored_frames(store_path: Path, index: _Index) -> pd.DataFrame:
     """Where each stored key's frames are: segment file and row within it, from the global offsets."""
     videos = index.videos.drop_duplicates("key")
@@ -555,12 +608,12 @@ def _shard_tables(shards: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame, tuple
             pd.concat(failures, ignore_index=True).sort_values("order", kind="stable"), dim_dtype)
 
 
-def _new_segment(store_path: Path, new: pd.DataFrame, dim_dtype: tuple) -> tuple[str, int, pd.DataFrame]:
-    """Make the new videos' frames one segment: a hard link to their shard, or a copy of several shards'."""
+def _new_segment(store_path: Path, new: pd.DataFrame, dim_dtype: tuple, link: bool = True) -> tuple[str, int, pd.DataFrame]:
+    """Make the new videos' frames one segment: a hard link to their shard (if `link`), or a copy of the shards' frames."""
     folder = segments_dir(store_path)
     folder.mkdir(exist_ok=True)
     files = new["file"].unique()
-    if len(files) == 1:
+    if len(files) == 1 and link:
         shard = Path(files[0])
         with contextlib.suppress(FileExistsError):
             _link_or_copy(shard, folder / shard.name)
@@ -589,7 +642,7 @@ def _copy_frames(target: Path, videos: pd.DataFrame, dim_dtype: tuple) -> np.nda
     starts, buffered, handles, position = [], [], {}, 0
     try:
         with h5py.File(temporary, "w") as out:
-            _create_frame_datasets(out, *dim_dtype)
+            _create_frame_datasets(out, *dim_dtype, int(videos["length"].sum()))
             for video in videos.itertuples(index=False):
                 handle = handles.get(video.file) or handles.setdefault(video.file, h5py.File(video.file, "r"))
                 rows = slice(int(video.start), int(video.start) + int(video.length))
@@ -602,8 +655,8 @@ def _copy_frames(target: Path, videos: pd.DataFrame, dim_dtype: tuple) -> np.nda
             if buffered:
                 _append_frames(out, *(np.concatenate(column) for column in zip(*buffered)))
             table = videos[[c for c in VIDEO_COLUMNS if c != "offset"]].assign(offset=np.asarray(starts, np.int64))
-            _write_table(out, "videos", table)
-            _write_table(out, "failures", pd.DataFrame(columns=FAILURE_COLUMNS))
+            _write_table(out, "videos", table, fitted=True)
+            _write_table(out, "failures", pd.DataFrame(columns=FAILURE_COLUMNS), fitted=True)
     finally:
         for handle in handles.values():
             handle.close()
@@ -800,6 +853,10 @@ def _remove_dead_runs(store_path: Path) -> None:
         if not folder.exists():
             with contextlib.suppress(OSError):
                 Path(f"{folder}.lock").unlink()
+    for orphan in parts_dir(store_path).glob("run-*.lock"):  # a run's lock without its folder: the run ended
+        if not orphan.with_suffix("").exists() and not _run_is_live(orphan.with_suffix("")):
+            with contextlib.suppress(OSError):
+                orphan.unlink()
     with contextlib.suppress(OSError):
         parts_dir(store_path).rmdir()
 
@@ -838,11 +895,17 @@ def _concat(arrays: list[np.ndarray], empty_shape: tuple) -> np.ndarray:
     return np.concatenate(arrays) if arrays else np.zeros(empty_shape, np.float32)
 
 
-def _create_frame_datasets(out: h5py.File, dim: int, dtype: str) -> None:
-    chunk_rows = max(1, min(1024, (1 << 20) // max(1, dim * np.dtype(dtype).itemsize)))
+def _create_frame_datasets(out: h5py.File, dim: int, dtype: str, rows: int | None = None) -> None:
+    """Empty frame datasets; chunks of at most `rows` rows when the final count is known.
+
+    HDF5 allocates whole chunks, so a one-video segment with 1024-row chunks would take 1024 rows
+    on disk; sized to its rows, a segment's bytes follow its row count, which the garbage rule counts.
+    """
+    fit = max(1, rows) if rows is not None else 1 << 30
+    chunk_rows = max(1, min(1024, fit, (1 << 20) // max(1, dim * np.dtype(dtype).itemsize)))
     out.create_dataset("features", (0, dim), dtype=dtype, maxshape=(None, dim), chunks=(chunk_rows, max(1, dim)))
-    out.create_dataset("frame_index", (0,), dtype=np.int64, maxshape=(None,), chunks=(4096,))
-    out.create_dataset("timestamps", (0,), dtype=np.float64, maxshape=(None,), chunks=(4096,))
+    out.create_dataset("frame_index", (0,), dtype=np.int64, maxshape=(None,), chunks=(min(4096, fit),))
+    out.create_dataset("timestamps", (0,), dtype=np.float64, maxshape=(None,), chunks=(min(4096, fit),))
 
 
 def _append_frames(out: h5py.File, features: np.ndarray, frame_index: np.ndarray, timestamps: np.ndarray) -> int:
@@ -862,18 +925,21 @@ def _write_attrs(out: h5py.File, attrs: dict) -> None:
             out.attrs[name] = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
 
 
-def _write_table(out: h5py.File, name: str, table: pd.DataFrame) -> None:
+def _write_table(out: h5py.File, name: str, table: pd.DataFrame, fitted: bool = False) -> None:
     """(Re)write a group of column datasets; string columns as UTF-8, numbers as int64/float64.
 
-    Columns are chunked and extendable, so that a merge that only appends rows extends them.
+    Columns are chunked and extendable, so that a merge that only appends rows extends them. The
+    tables of shards and segments are never extended: `fitted` sizes their chunks to their rows
+    (a whole chunk is allocated, so a one-video shard would otherwise take 64 KB per column).
     """
+    chunk = max(1, min(TABLE_CHUNK, len(table))) if fitted else TABLE_CHUNK
     if name in out:
         del out[name]
     group = out.create_group(name)
     for column in table.columns:
         values = _column_values(column, table[column])
         group.create_dataset(column, data=values, dtype=TEXT if values.dtype == object else values.dtype,
-                             maxshape=(None,), chunks=(TABLE_CHUNK,))
+                             maxshape=(None,), chunks=(chunk,))
 
 
 def _column_values(column: str, values: pd.Series) -> np.ndarray:

@@ -277,3 +277,36 @@ def test_an_unexpected_error_exits_3_with_one_line(tmp_path, make_video, monkeyp
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "RuntimeError: something nobody expected" in errors[0] and "--verbose" in errors[0]
     assert "Traceback" not in caplog.text
+
+
+def test_manifest_rows_neither_stored_nor_failed_are_counted_and_exit_1(tmp_path, make_video, backbone, monkeypatch):
+    csv = manifest_csv(tmp_path / "m.csv", [(str(make_video(f"v{i}.mp4", seed=i)), "a") for i in range(2)])
+    merge = store.merge_shards
+
+    def losing_one(*args, **kwargs):  # a merge that leaves a row out (the race a live run once lost rows to)
+        report = merge(*args, **kwargs)
+        return store.SyncReport(report.stored - 1, report.failed)
+
+    monkeypatch.setattr(store, "merge_shards", losing_one)
+    summary = run(csv, tmp_path / "s.h5", backbone)
+    assert (summary.new, summary.failed, summary.unaccounted, summary.exit_code) == (1, 0, 1, 1)
+    assert "1 neither stored nor failed" in summary.line()
+
+
+def test_features_refuses_a_store_missing_a_segment_naming_it(tmp_path, make_video, backbone):
+    csv = manifest_csv(tmp_path / "m.csv", [(str(make_video("v.mp4")), "a")])
+    path = tmp_path / "s.h5"
+    run(csv, path, backbone)
+    for segment in store.segments_dir(path).iterdir():
+        segment.unlink()  # the .h5 copied without its folder
+    with pytest.raises(store.StoreError, match="lacks 1 segment file.*compact .* --recover"):
+        run(csv, path, backbone)
+    shown = cli("inspect", str(path))
+    assert shown.returncode == 2 and "MISSING segment file" in shown.stdout and "--recover" in shown.stderr
+
+
+def test_an_out_dir_that_is_a_file_is_refused_naming_the_option(tmp_path, make_video):
+    csv = manifest_csv(tmp_path / "m.csv", [(str(make_video("v.mp4")), "a")])
+    (tmp_path / "taken").write_text("a file\n")
+    result = cli("features", "--manifest", str(csv), "--weights", "none", "--out-dir", str(tmp_path / "taken"), "--no-progress")
+    assert result.returncode == 2 and f"--out-dir: {tmp_path / 'taken'} is not a folder" in result.stderr, result.stderr

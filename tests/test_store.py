@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from pipeline import store
+from pipeline.backbones import file_sha256
 
 DIM, FRAMES = 8, 3
 ATTRS = {"feature_config": {"backbone": "test"}, "config_hash": "c1", "manifest": "/data/m.csv", "manifest_sha256": "h1"}
@@ -294,7 +295,7 @@ def test_manifest_changed_since_sync_is_refused_by_stage_two(tmp_path):
     manifest = tmp_path / "m.csv"
     manifest.write_text("path,label\na.mp4,a\n")
     path = tmp_path / "s.h5"
-    attrs = {**ATTRS, "manifest": str(manifest), "manifest_sha256": store.file_sha256(manifest), "weights_path": ""}
+    attrs = {**ATTRS, "manifest": str(manifest), "manifest_sha256": file_sha256(manifest), "weights_path": ""}
     with store.shard_run(path) as folder:
         write(folder, rows_of(["a"]))
     store.merge_shards(path, attrs, rows_of(["a"]))
@@ -330,3 +331,78 @@ def test_version_1_store_is_refused_then_migrated_by_compact(tmp_path):
     assert_frames_right(path)
     assert store.read_attrs(path)["schema_version"] == store.SCHEMA_VERSION
     assert inode not in {p.stat().st_ino for p in store.segments_dir(path).iterdir()}  # compacted after migration
+
+
+def test_a_merge_from_an_older_manifest_keeps_a_live_runs_shards_of_rows_it_does_not_know(tmp_path):
+    path = tmp_path / "s.h5"
+    v1, v2 = rows_of(["a", "b"]), rows_of(["a", "b", "c", "d"])
+    with store.shard_run(path) as run_b:  # B extracts v2
+        for part in ([v2[0]], v2[1:3], [v2[3]]):
+            write(run_b, part)
+        store.merge_shards(path, ATTRS, v1)  # meanwhile A, on the reverted manifest v1, merges
+        assert list(store.read_videos(path)["video_id"]) == ["a", "b"]
+        assert_frames_right(path)
+        assert len(list(run_b.glob("*.h5"))) == 2  # (b, c) and (d): not A's to drop; b copied from the first
+        report = store.merge_shards(path, ATTRS, v2, own_run=run_b)
+    assert (report.stored, report.failed) == (4, 0)
+    assert list(store.read_videos(path)["video_id"]) == ["a", "b", "c", "d"]
+    assert_frames_right(path)
+    assert not store.parts_dir(path).exists()
+
+
+def test_a_run_ended_by_an_exception_leaves_no_lock_and_orphan_locks_are_collected(tmp_path):
+    path = tmp_path / "s.h5"
+    with pytest.raises(KeyboardInterrupt):
+        with store.shard_run(path):
+            raise KeyboardInterrupt
+    assert not store.parts_dir(path).exists()
+    store.parts_dir(path).mkdir()
+    (store.parts_dir(path) / "run-gone.lock").write_text("")  # a run killed between unlinking its folder and its lock
+    add(path, rows_of(["a"]))
+    assert not store.parts_dir(path).exists()
+
+
+def test_a_missing_segment_is_named_by_the_checks_and_by_recover(tmp_path):
+    path = tmp_path / "s.h5"
+    add(path, rows_of(["a"]))
+    add(path, rows_of(["a", "b"]))
+    gone = store.segments_dir(path) / _index_segments(path)[1]
+    gone.unlink()  # e.g. the store copied with part of its folder
+    with pytest.raises(store.StoreError, match=f"lacks 1 segment file.*{gone.name}.*--recover"):
+        store.require_segments(path)
+    assert f"MISSING segment file {gone}" in store.summary(path)
+    result = store.recover(path)
+    assert [lost for lost in result["lost_segments"] if gone.name in lost and "gone" in lost]
+    assert list(store.read_videos(path)["video_id"]) == ["a"]
+    store.require_segments(path)
+
+
+def _index_segments(path):
+    with h5py.File(path, "r") as f:
+        return list(f["segments"]["name"].asstr()[:])
+
+
+def test_a_one_video_segment_takes_the_bytes_of_its_rows_not_of_a_full_chunk(tmp_path):
+    path = tmp_path / "s.h5"
+    dim = 1280
+    with store.shard_run(path) as folder:
+        shard = store.Shard()
+        shard.add_video(rows_of(["a"])[0], np.ones((16, dim), np.float32), np.arange(16), np.arange(16) / 10, 30, 10.0, 64, 48)
+        written = store.write_shard(folder, shard, dim, "float16")
+        with h5py.File(written, "r") as f:
+            assert f["features"].chunks[0] == 16
+        assert written.stat().st_size < 16 * dim * 2 + 64 * 1024  # the frames plus HDF5's own few KB
+    store.merge_shards(path, ATTRS, rows_of(["a"]))
+
+
+def test_a_file_the_tool_did_not_make_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "notes.h5"
+    path.write_text("my notes, not a store\n")
+    for action in (lambda: store.check_owner(path, ATTRS), lambda: store.read_videos(path),
+                   lambda: store.compact(path), lambda: store.recover(path),
+                   lambda: store.merge_shards(path, ATTRS, rows_of(["a"]))):
+        with pytest.raises(store.StoreError, match="is not a feature store.*point --store at a path of its own") as refused:
+            action()
+        assert "delete" not in str(refused.value) and "corrupt" not in str(refused.value)
+    assert path.read_text() == "my notes, not a store\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.h5"]  # no .lock, no folders
