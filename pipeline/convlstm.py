@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -34,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import report
+from . import report, rundir
+from .model_files import load_model
 from .moving_mnist import CANVAS, CONTEXT, FRAMES, model_frames, moving_mnist, split_sizes, upscale
 
 log = logging.getLogger(__name__)
@@ -291,22 +291,28 @@ def run_convlstm(config: ConvLSTMConfig, run_dir: str | Path, overwrite: bool = 
 
     `run_dir` gets `model/` (model.keras, config.json, history.csv, per_frame.csv, papers.csv,
     metrics.json), the report (index.html, report.md, images) and run.json; the index of its parent
-    folder is rewritten so the run is listed. An earlier run there is replaced only if `overwrite`.
+    folder is rewritten so the run is listed. As for classification runs (`rundir`), the run is
+    written into a temporary sibling that replaces `run_dir` only when complete, and only a run
+    directory the tool made is replaced, and only with `overwrite`.
     """
+    run_dir = Path(run_dir)
+    rundir.check_replaceable(run_dir, overwrite)  # refused before the data is read or a model built
+    with rundir.staged_run(run_dir, overwrite) as staging:
+        metrics = _run_into(staging, run_dir.name, config)
+    report.write_index(run_dir.parent)
+    return metrics
+
+
+def _run_into(run_dir: Path, name: str, config: ConvLSTMConfig) -> dict:
+    """The whole run written into `run_dir` (a staging folder), reported under the run's `name`."""
     import os
 
     import keras
 
     from .convlstm_report import write_report
 
-    run_dir = Path(run_dir)
-    if (run_dir / "run.json").is_file() and overwrite:
-        shutil.rmtree(run_dir)
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        reason = "pass --overwrite to replace it" if (run_dir / "run.json").is_file() else "it is not a run directory (no run.json)"
-        raise ValueError(f"{run_dir} exists and is not empty; {reason}, or choose another with --run")
     model_dir = run_dir / "model"
-    model_dir.mkdir(parents=True, exist_ok=True)
+    model_dir.mkdir()
     frames, source = moving_mnist(config.data, config.sequences, config.seed, config.test_fraction)
     sequences = model_frames(frames, config.frame_size)
     n_train, n_val, n_test = split_sizes(len(sequences), config.val_fraction, config.test_fraction)
@@ -321,7 +327,7 @@ def run_convlstm(config: ConvLSTMConfig, run_dir: str | Path, overwrite: bool = 
     started = time.perf_counter()
     history = train(model, train_set, val_set, config, checkpoint)
     train_seconds = time.perf_counter() - started
-    best = keras.models.load_model(checkpoint)
+    best = load_model(checkpoint)  # safe_mode=True: a checkpoint never runs code when loaded
     scores = evaluate(best, test_set, test_originals, config.batch_size)
     per_frame, papers = scores["per_frame"], scores["papers"]
     summary = summarise(per_frame)
@@ -346,11 +352,10 @@ def run_convlstm(config: ConvLSTMConfig, run_dir: str | Path, overwrite: bool = 
              metrics["targets_met"], metrics["targets"], train_seconds)
 
     shown = slice(0, min(config.examples, n_test))
-    write_report(run_dir, config, source, (n_train, n_val, n_test), history, per_frame, summary, papers, goals, metrics,
+    write_report(run_dir, name, config, source, (n_train, n_val, n_test), history, per_frame, summary, papers, goals, metrics,
                  test_set[shown], scores["one_step"][shown], scores["rolled"][shown])
     headline = ("rollout_mse", "rollout_blank_mse", "rollout_copy_last_mse", "rollout_ssim_64", "intensity_ratio_last_frame", "train_seconds")
     report.write_run_summary(run_dir, kind="convlstm", dataset=f"Moving MNIST ({data_name(config)}), {config.sequences} sequences",
                              source=source, model=f"ConvLSTM {config.filters} filters, {config.frame_size}px, 10 -> 10",
                              metrics={k: metrics[k] for k in headline}, config=config.to_dict())
-    report.write_index(run_dir.parent)
     return metrics
