@@ -3,8 +3,8 @@
 The layers are the keras-io example's ("Next-frame video prediction with convolutional LSTMs"):
 three ConvLSTM2D layers (5x5, 3x3 and 1x1 kernels) with normalization between and a Conv3D
 sigmoid head, mapping frames 0..t to frame t+1. That stack is the saved `model.keras`, and one-step
-prediction uses it as it is. Training is for the forecast: the same layers are unrolled in one
-graph (`forecaster`) that reads frames 0..9 and then feeds each predicted frame back as the next
+prediction uses it as it is. Training is for the forecast: the same layers are stepped frame by
+frame in one graph (`forecaster`) that reads frames 0..9 and then feeds each predicted frame back as the next
 input, carrying the ConvLSTM states, for frames 10..19; binary cross-entropy over all 19 predicted
 frames is minimised (Shi et al. 2015 also train 10 -> 10 with cross-entropy). The model so learns
 from its own blurred predictions, the inputs it gets in a rollout; trained on true frames only it
@@ -116,31 +116,44 @@ def build_model(frame_size: int = 32, filters: int = 16):
 
 
 def forecaster(model, context: int = CONTEXT, steps: int = FRAMES - CONTEXT):
-    """`model`'s layers unrolled: `context` true frames in, then each prediction fed back, states carried.
+    """`model`'s layers stepped frame by frame: `context` true frames in, then each prediction fed back.
 
     Input `(batch, context, S, S, 1)`; output `(batch, context + steps - 1, S, S, 1)`, output t the
     prediction of frame t+1: one-step for t < context, then the forecast. Shares `model`'s weights.
+    Each time step calls the ConvLSTM2D layers' cells directly, so the graph is one flat sequence
+    of convolutions: calling the layers on one-frame sequences instead puts a while-loop per layer
+    and step in the graph, and tracing that and its gradient took twice as long (see the README).
     """
     import keras
     from keras import ops
 
-    def stack(x, states):
-        carried = []
-        for i in range(len(KERNELS)):
-            if i:
-                x = model.get_layer(f"norm_{i}")(x)
-            x, *state = model.get_layer(f"convlstm_{i}")(x, initial_state=states[i] if states else None)
+    cells = [model.get_layer(f"convlstm_{i}").cell for i in range(len(KERNELS))]
+    norms = [None] + [model.get_layer(f"norm_{i}") for i in range(1, len(KERNELS))]
+    head = model.get_layer("head")
+
+    def step(frame, states):
+        """Frame t through the stack: the prediction of frame t+1 and the cells' states after t."""
+        x, carried = frame, []
+        for norm, cell, state in zip(norms, cells, states):
+            x, state = cell(norm(x) if norm else x, state)
             carried.append(state)
-        return model.get_layer("head")(x), carried
+        return head(x[:, None])[:, 0], carried
 
-    inputs = keras.Input(shape=(context,) + tuple(model.input_shape[2:]), name="context")
-    predicted, states = stack(inputs, None)
-    outputs, frame = [predicted], predicted[:, -1:]
-    for _ in range(steps - 1):
-        frame, states = stack(frame, states)
-        outputs.append(frame)
-    return keras.Model(inputs, ops.concatenate(outputs, axis=1), name="convlstm_forecaster")
+    class Forecaster(keras.Model):
+        def __init__(self):
+            super().__init__(name="convlstm_forecaster")
+            self.stack = model  # tracked: training it trains `model`'s weights
 
+        def call(self, frames):
+            batch_frame = (ops.shape(frames)[0],) + tuple(frames.shape[2:4])
+            states = [[ops.zeros(batch_frame + (cell.filters,))] * 2 for cell in cells]  # as ConvLSTM2D starts: zeros
+            predicted = []
+            for t in range(context + steps - 1):
+                frame, states = step(frames[:, t] if t < context else predicted[-1], states)
+                predicted.append(frame)
+            return ops.stack(predicted, axis=1)
+
+    return Forecaster()
 
 
 def train(model, train_sequences: np.ndarray, val_sequences: np.ndarray, config: ConvLSTMConfig, checkpoint: str | Path) -> pd.DataFrame:
