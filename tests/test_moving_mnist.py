@@ -1,6 +1,8 @@
 """Moving MNIST data and the ConvLSTM forecast, on tiny sizes."""
 
+import contextlib
 import gzip
+import io
 import json
 import re
 import struct
@@ -182,7 +184,8 @@ HOSTILE = "<img src=x onerror=alert(1)>|a$\\bogus$\nb"  # a run name and a data 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """One tiny ConvLSTM run on real MNIST digits, its run directory and its data folder both named `HOSTILE`."""
+    """One tiny ConvLSTM run on real MNIST digits, its run directory and its data folder both named `HOSTILE`:
+    its folder, data folder, command line, exit status and standard output."""
     root = tmp_path_factory.mktemp("convlstm")
     data = root / HOSTILE
     data.mkdir()
@@ -190,13 +193,14 @@ def tiny_run(tmp_path_factory):
     run_dir = root / "reports" / HOSTILE
     argv = ["convlstm", "--data", str(data), "--sequences", "10", "--frame-size", "16", "--filters", "2", "--epochs", "2",
             "--batch-size", "4", "--examples", "1", "--run", str(run_dir)]
-    return run_dir, data, argv
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        status = main(argv)
+    return run_dir, data, argv, status, out.getvalue()
 
 
-def test_a_tiny_run_writes_the_model_the_report_and_honest_baselines(tiny_run, capsys):
-    run_dir, data, argv = tiny_run
-    assert main(argv) == 0
-    assert capsys.readouterr().out.strip() == str(run_dir / "index.html")
+def test_a_tiny_run_writes_the_model_the_report_and_honest_baselines(tiny_run):
+    run_dir, data, _, status, out = tiny_run
+    assert status == 0 and out.strip() == str(run_dir / "index.html")
 
     for name in ("index.html", "report.md", "run.json", "curves.png", "per_frame.png", "example_0.png", "example_0.gif",
                  "model/model.keras", "model/config.json", "model/history.csv", "model/per_frame.csv", "model/papers.csv", "model/metrics.json"):
@@ -236,7 +240,7 @@ def test_a_tiny_run_writes_the_model_the_report_and_honest_baselines(tiny_run, c
 
 
 def test_hostile_run_and_data_names_produce_no_raw_markup(tiny_run):
-    run_dir, data, _ = tiny_run
+    run_dir, data, *_ = tiny_run
     for page in (run_dir / "index.html", run_dir.parent / "index.html"):
         text = page.read_text()
         assert "<img src=x" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text, page
@@ -256,7 +260,7 @@ def test_figure_text_is_never_parsed_as_math(tmp_path):
 
 
 def test_an_existing_run_is_replaced_only_whole_and_only_with_overwrite(tiny_run, monkeypatch):
-    run_dir, _, argv = tiny_run
+    run_dir, _, argv, *_ = tiny_run
     before = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
     assert main(argv) == 2  # no --overwrite: kept
     assert main(argv + ["--data", str(run_dir.parent / "missing.npy"), "--overwrite"]) == 2  # bad data: refused, kept
