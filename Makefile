@@ -21,7 +21,7 @@ MOVING_MNIST ?= sklearn## mnist_test_seq.npy, MNIST digit files to generate from
 
 DEMO_STORE_FILE := features/demo/.store-path
 
-.PHONY: help install demo-data features inspect train report predict test bench clean demo convlstm
+.PHONY: help install demo-data features inspect train report predict test bench clean demo convlstm temporal-bench
 
 help: ## list the targets and the variables they take
 	@echo "Targets:"
@@ -32,10 +32,10 @@ help: ## list the targets and the variables they take
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e ".[dev]"
+	$(VENV)/bin/pip install --quiet -e ".[dev,cpu]"
 	touch $@
 
-install: $(STAMP) ## create .venv and install the package with its test tools
+install: $(STAMP) ## create .venv and install the package with its test tools and the OpenVINO CPU runtime
 
 manifests/demo.csv: $(STAMP) pipeline/demo_data.py
 	$(PY) -m pipeline demo-data --output manifests/demo --manifest $@
@@ -78,6 +78,9 @@ predict: $(STAMP) ## classify VIDEOS (files or folders) with a trained RUN; prin
 bench: manifests/demo.csv ## measure stage one (CNN, decode, end to end, naive baseline, memory) into reports/bench/
 	@mkdir -p reports/bench
 	set -o pipefail; $(PY) -m pipeline bench --output reports/bench/bench.json | tee reports/bench/bench.md
+
+temporal-bench: $(STAMP) ## sequence models on temporal tasks (motion, clutter, arrow of time on ../shared/data) into reports/temporal-bench/
+	$(PY) -m pipeline temporal-bench --output reports/temporal-bench
 
 convlstm: $(STAMP) ## ConvLSTM next-frame prediction on Moving MNIST (MOVING_MNIST) into reports/convlstm-*/
 	$(PY) -m pipeline convlstm --data $(MOVING_MNIST) --overwrite

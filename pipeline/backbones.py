@@ -11,7 +11,8 @@ On CPUs with native bfloat16 (AVX512-BF16 or AMX), `precision="auto"` computes V
 relative feature error well under 1%. MobileNetV2 stays float32, where it is faster here.
 
 Frames go through the network in fixed-size batches (the last one padded), so the graph is traced
-and frozen once, and a video's features do not depend on which other videos shared its batch.
+and frozen once, and a video's features do not depend on which other videos shared its batch. The
+batches run on TensorFlow or, converted once and cached, on a CPU inference runtime (`runtimes`).
 """
 
 from __future__ import annotations
@@ -79,17 +80,20 @@ def canonical_name(name: str) -> str:
 
 
 class Backbone:
-    """A frozen, pooled CNN that embeds uint8 RGB frames; build it with `load_backbone`."""
+    """A frozen, pooled CNN that embeds uint8 RGB frames; build it with `load_backbone`.
 
-    def __init__(self, name: str, weights: Weights, image_size: int, batch_size: int, model, preprocess):
-        import tensorflow as tf
+    `runtime` is where the batches run (see `runtimes`): the name of the one actually used, after
+    any fallback to TensorFlow.
+    """
 
-        self.name, self.weights, self.image_size, self.batch_size = name, weights, image_size, batch_size
-        self.model = model
+    def __init__(self, name: str, weights: Weights, image_size: int, batch_size: int, model, preprocess, precision: str = "float32",
+                 runtime: str = "tensorflow"):
+        from .runtimes import load_runtime
+
+        self.name, self.weights, self.image_size, self.batch_size, self.precision = name, weights, image_size, batch_size, precision
+        self.model, self.preprocess, self._graphs = model, preprocess, {}
         self.dim = int(model.output_shape[-1])
-        spec = tf.TensorSpec((batch_size, image_size, image_size, 3), tf.uint8)
-        graph = tf.function(lambda x: tf.cast(model(preprocess(tf.cast(x, tf.float32)), training=False), tf.float32), input_signature=[spec])
-        self._embed = _frozen(graph)
+        self.runtime, self._embed = load_runtime(self, runtime)
 
     def embed(self, frames: np.ndarray) -> np.ndarray:
         """Features (n, dim) float32 for frames (n, size, size, 3) uint8, in fixed-size batches."""
@@ -99,8 +103,26 @@ class Backbone:
             count = len(batch)
             if count < self.batch_size:
                 batch = np.concatenate([batch, np.zeros((self.batch_size - count, *batch.shape[1:]), np.uint8)])
-            out[start:start + count] = self._embed(batch).numpy()[:count]
+            out[start:start + count] = np.asarray(self._embed(batch))[:count]
         return out
+
+    def tensorflow_graph(self, batch_size: int | None):
+        """The backbone as a traced TensorFlow function, uint8 frames (batch, size, size, 3) -> float32 features.
+
+        `batch_size=None` leaves the batch open: what the runtimes convert, so one converted model serves every batch size.
+        """
+        import tensorflow as tf
+
+        if batch_size not in self._graphs:  # traced once per batch size
+            model, preprocess = self.model, self.preprocess
+            spec = tf.TensorSpec((batch_size, self.image_size, self.image_size, 3), tf.uint8, name="frames")
+            self._graphs[batch_size] = tf.function(lambda x: tf.cast(model(preprocess(tf.cast(x, tf.float32)), training=False), tf.float32),
+                                                   input_signature=[spec])
+        return self._graphs[batch_size]
+
+    def tensorflow_batch_function(self):
+        """TensorFlow's batch function: the frozen graph at the fixed batch size."""
+        return _frozen(self.tensorflow_graph(self.batch_size))
 
 
 def _frozen(graph):
@@ -113,11 +135,11 @@ def _frozen(graph):
     try:
         from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
     except ImportError:
-        return graph
+        return lambda batch: graph(batch).numpy()
     import tensorflow as tf
 
     frozen = convert_variables_to_constants_v2(graph.get_concrete_function())
-    return lambda batch: frozen(tf.convert_to_tensor(batch))[0]
+    return lambda batch: frozen(tf.convert_to_tensor(batch))[0].numpy()
 
 
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -149,8 +171,10 @@ def resolve_precision(precision: str, backbone: str) -> str:
     return "bfloat16" if re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) else "float32"
 
 
-def load_backbone(name: str, weights: Weights, image_size: int, batch_size: int = 32, precision: str = "float32") -> Backbone:
-    """Build the named backbone with the given weights; raise BackboneError with a fix if it can't."""
+def load_backbone(name: str, weights: Weights, image_size: int, batch_size: int = 32, precision: str = "float32",
+                  runtime: str = "tensorflow") -> Backbone:
+    """Build the named backbone with the given weights on `runtime` (see `runtimes.RUNTIMES`; the command line's default is
+    `auto`); raise BackboneError with a fix if it can't."""
     import keras
 
     _allow_gpu_memory_growth()
@@ -160,7 +184,8 @@ def load_backbone(name: str, weights: Weights, image_size: int, batch_size: int 
         raise BackboneError(f"unknown backbone {name!r}; keras.applications has: {', '.join(sorted(known))}")
     constructor = getattr(keras.applications, known[key])
     preprocess = importlib.import_module(constructor.__module__).preprocess_input
-    keras.config.set_dtype_policy("mixed_bfloat16" if resolve_precision(precision, name) == "bfloat16" else "float32")
+    precision = resolve_precision(precision, name)
+    keras.config.set_dtype_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
     try:
         with contextlib.redirect_stdout(sys.stderr):  # Keras prints download notes; stdout is for results
             model = constructor(
@@ -176,7 +201,7 @@ def load_backbone(name: str, weights: Weights, image_size: int, batch_size: int 
     if weights.kind == "none":
         _seeded_random_init(model, RANDOM_WEIGHTS_SEED)
     model.trainable = False
-    return Backbone(key, weights, image_size, batch_size, model, preprocess)
+    return Backbone(key, weights, image_size, batch_size, model, preprocess, precision, runtime)
 
 
 def check_informative(frames: np.ndarray, features: np.ndarray, backbone: Backbone) -> None:

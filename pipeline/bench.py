@@ -4,34 +4,56 @@ Every measurement runs in its own subprocess, on the same real videos (../shared
 clips, so that peak memory (ru_maxrss of the process and of its largest decoder child) belongs to
 that measurement alone. Results go to a JSON file and a Markdown table:
 
-  cnn        CNN-only frames/s on frames already in memory (the sampled frames of the same videos)
-  decode     decode-only frames/s at the target size (per read strategy)
-  features   end-to-end `features` frames/s (in-process, and on a dask LocalCluster)
+  cnn_*      MobileNetV2 CNN-only frames/s on frames already in memory (the sampled frames of the same
+             videos): the frozen TensorFlow graph, `--runtime auto`, and each installed CPU runtime
+  decode_*   decode-only frames/s at the target size: `decode_auto` with the decoder processes of
+             `features`, the others in one process (per read strategy)
+  features   end-to-end `features` frames/s with `--runtime auto` (and with TensorFlow; on a dask LocalCluster)
   naive      per video: decode the sampled frames at full size, resize, model.predict, np.save
   memory     end-to-end peak memory for N and 10N videos
-  vgg16      CNN-only frames/s of VGG16 in float32 and bfloat16, and bfloat16's relative error
+  vgg16_*    CNN-only frames/s of VGG16 in float32 on each runtime, and in bfloat16, with its relative error
+  store_*    the feature store's bookkeeping: seconds to add 10 videos to a store of 1,000 and of
+             50,000 videos, a no-op rerun of a 50,000-row manifest, and the copy-merge of schema
+             version 1 on the same stores for comparison
+
+`only` (`bench --only 'cnn_*,vgg16_*'`, shell-style patterns) runs just those rows: the CNN part alone in a few minutes,
+`store_*` the store part alone. The output then holds only what that run measured.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 
 SIZE, SAMPLING, BATCH = 224, "uniform:16", 32
-TARGET_PARTS = ("cnn", "decode_auto", "features", "naive")  # the parts of the speed targets: median of REPEATS rounds
+STORE_VIDEOS, STORE_FRAMES, STORE_DIM, STORE_ADDED = (1_000, 50_000), 16, 1280, 10
+STORE_KEYS = ("store_add10_1k_s", "store_add10_50k_s", "store_noop_50k_s", "store_copy_merge_1k_s", "store_copy_merge_50k_s")
+TARGET_PARTS = ("cnn_tensorflow", "cnn_auto", "decode_auto", "features", "naive")  # the parts of the speed targets: median of REPEATS rounds
 REPEATS = 3
 
 
-def run_all(videos: list[str], demo_manifest: str, weights: str, output: Path) -> dict:
-    """Run every measurement in a subprocess; write `output` (JSON) and return the results."""
+def run_all(videos: list[str], demo_manifest: str, weights: str, output: Path, only: tuple[str, ...] = ()) -> dict:
+    """Run every measurement (or those whose names match a pattern of `only`) in a subprocess; write `output` (JSON) and return the results."""
+    from .runtimes import CPU_PREFERENCE, missing_modules
+
+    results = {}
+    if not only or _selected(STORE_KEYS, only):
+        results.update(_run_part("store", [os.environ.get("BENCH_SCRATCH", "")]))
+        if store_only(only):
+            return _write_results(results, output)
+    installed = [name for name in CPU_PREFERENCE if not missing_modules(name)]
     with tempfile.TemporaryDirectory() as scratch:
         manifest = Path(scratch) / "bench.csv"
         demo = pd.read_csv(demo_manifest)
@@ -43,21 +65,26 @@ def run_all(videos: list[str], demo_manifest: str, weights: str, output: Path) -
         tenth = Path(scratch) / "tenth.csv"
         pd.DataFrame({"path": demo_paths[:30], "label": "x"}).to_csv(tenth, index=False)
         jobs = {
-            "cnn": ["cnn", str(manifest), weights, "auto"],
-            "cnn_float32": ["cnn", str(manifest), weights, "float32"],
-            "decode_auto": ["decode", str(manifest), "auto"],
-            "decode_seek": ["decode", str(manifest), "seek"],
-            "decode_sequential": ["decode", str(manifest), "sequential"],
-            "features": ["features", str(manifest), weights, scratch, ""],
-            "features_dask_local": ["features", str(manifest), weights, scratch, "local"],
+            "cnn_tensorflow": ["cnn", str(manifest), weights, "auto", "tensorflow"],
+            "cnn_auto": ["cnn", str(manifest), weights, "auto", "auto"],
+            **{f"cnn_{name}": ["cnn", str(manifest), weights, "auto", name] for name in installed},
+            "decode_auto": ["decode", str(manifest), "auto", "pool"],
+            "decode_one_process": ["decode", str(manifest), "auto", "one"],
+            "decode_seek": ["decode", str(manifest), "seek", "one"],
+            "decode_sequential": ["decode", str(manifest), "sequential", "one"],
+            "features": ["features", str(manifest), weights, scratch, "", "auto"],
+            "features_tensorflow": ["features", str(manifest), weights, scratch, "", "tensorflow"],
+            "features_dask_local": ["features", str(manifest), weights, scratch, "local", "auto"],
             "naive": ["naive", str(manifest), weights, scratch],
-            "memory_30_videos": ["features", str(tenth), weights, scratch, ""],
-            "memory_300_videos": ["features", str(tenfold), weights, scratch, ""],
-            "vgg16_float32": ["cnn_vgg16", str(manifest), "float32"],
-            "vgg16_bfloat16": ["cnn_vgg16", str(manifest), "bfloat16"],
+            "memory_30_videos": ["features", str(tenth), weights, scratch, "", "auto"],
+            "memory_300_videos": ["features", str(tenfold), weights, scratch, "", "auto"],
+            **{f"vgg16_{name}": ["cnn_vgg16", str(manifest), "float32", name] for name in ("tensorflow", *installed)},
+            "vgg16_bfloat16": ["cnn_vgg16", str(manifest), "bfloat16", "tensorflow"],
         }
+        if only:
+            jobs = {name: job for name, job in jobs.items() if _selected((name,), only)}
         # the target parts in interleaved rounds, so that a slower spell of a shared machine hits them alike
-        order = [name for _ in range(REPEATS) for name in TARGET_PARTS] + [name for name in jobs if name not in TARGET_PARTS]
+        order = [name for _ in range(REPEATS) for name in TARGET_PARTS if name in jobs] + [name for name in jobs if name not in TARGET_PARTS]
         runs = {name: [] for name in jobs}
         for name in order:
             print(f"bench: {name} (run {len(runs[name]) + 1}) ...", file=sys.stderr, flush=True)
@@ -65,21 +92,52 @@ def run_all(videos: list[str], demo_manifest: str, weights: str, output: Path) -
             if done.returncode != 0:
                 raise RuntimeError(f"bench part {name} failed:\n{done.stderr[-3000:]}")
             runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
-        results = {name: _median_run(part_runs) for name, part_runs in runs.items()}
-    a, b = results["cnn"]["frames_per_s"], results["decode_auto"]["frames_per_s"]
-    ceiling = 1 / (1 / a + 1 / b)
-    results["targets"] = {
-        "ceiling_frames_per_s": ceiling,
-        "features_over_ceiling": results["features"]["frames_per_s"] / ceiling,
-        "features_over_naive": results["features"]["frames_per_s"] / results["naive"]["frames_per_s"],
-        "vgg16_bfloat16_speedup": results["vgg16_bfloat16"]["frames_per_s"] / results["vgg16_float32"]["frames_per_s"],
-        "memory_300_over_30": results["memory_300_videos"]["peak_mb"] / results["memory_30_videos"]["peak_mb"],
-    }
+        results.update({name: _median_run(part_runs) for name, part_runs in runs.items()})
+    results["targets"] = _targets(results)
     results["setup"] = {"videos": len(small), "image_size": SIZE, "sampling": SAMPLING, "batch_size": BATCH, "weights": weights,
-                        "cpu_count": __import__("os").cpu_count()}
+                        "cpu_count": os.cpu_count(), "runtimes_installed": installed}
+    return _write_results(results, output)
+
+
+def _write_results(results: dict, output: Path) -> dict:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=1))
     return results
+
+
+def store_only(only: tuple[str, ...]) -> bool:
+    """Whether the patterns of `only` select the store part alone (it needs no videos)."""
+    return bool(only) and all(_selected(STORE_KEYS, (pattern,)) for pattern in only)
+
+
+def _selected(names, only: tuple[str, ...]) -> bool:
+    """Whether any of `names` matches a shell-style pattern of `only`."""
+    return any(fnmatch.fnmatchcase(name, pattern) for name in names for pattern in only)
+
+
+def _run_part(name: str, args: list[str]) -> dict:
+    print(f"bench: {name} ...", file=sys.stderr, flush=True)
+    done = subprocess.run([sys.executable, "-m", "pipeline.bench", name, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench part {name} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _targets(results: dict) -> dict:
+    """The ratios of the speed targets, for the rows that were measured."""
+    rate = {name: part["frames_per_s"] for name, part in results.items() if "frames_per_s" in part}
+    ratios = {"cnn_auto_over_tensorflow": ("cnn_auto", "cnn_tensorflow"), "features_over_naive": ("features", "naive"),
+              "features_auto_over_tensorflow": ("features", "features_tensorflow"),
+              "vgg16_bfloat16_speedup": ("vgg16_bfloat16", "vgg16_tensorflow"), **{
+                  f"vgg16_{name[6:]}_speedup": (name, "vgg16_tensorflow") for name in rate if name.startswith("vgg16_") and name[6:] not in ("tensorflow", "bfloat16")}}
+    targets = {name: rate[a] / rate[b] for name, (a, b) in ratios.items() if a in rate and b in rate}
+    if "cnn_auto" in rate and "decode_auto" in rate:
+        targets["ceiling_frames_per_s"] = 1 / (1 / rate["cnn_auto"] + 1 / rate["decode_auto"])
+        if "features" in rate:
+            targets["features_over_ceiling"] = rate["features"] / targets["ceiling_frames_per_s"]
+    if "memory_300_videos" in results and "memory_30_videos" in results:
+        targets["memory_300_over_30"] = results["memory_300_videos"]["peak_mb"] / results["memory_30_videos"]["peak_mb"]
+    return targets
 
 
 def _median_run(runs: list[dict]) -> dict:
@@ -94,17 +152,29 @@ def _median_run(runs: list[dict]) -> dict:
 
 
 def table(results: dict) -> str:
-    """The Markdown table of the README."""
-    rows = ["| measurement | frames/s | peak memory (MB) | note |", "| --- | ---: | ---: | --- |"]
-    for name, part in results.items():
-        if name in ("targets", "setup"):
-            continue
-        rows.append(f"| {name} | {part['frames_per_s']:.1f} | {part['peak_mb']:.0f} | {part.get('note', '')} |")
-    t = results["targets"]
-    rows += ["", f"ceiling 1/(1/cnn + 1/decode) = {t['ceiling_frames_per_s']:.1f} frames/s; "
-                 f"features / ceiling = {t['features_over_ceiling']:.2f}; features / naive = {t['features_over_naive']:.2f}; "
-                 f"VGG16 bfloat16 / float32 = {t['vgg16_bfloat16_speedup']:.2f}; peak memory 300 / 30 videos = {t['memory_300_over_30']:.2f}"]
+    """The Markdown tables of the README."""
+    rows = store_table(results)
+    frame_rows = [f"| {name} | {part['frames_per_s']:.1f} | {part['peak_mb']:.0f} | {part.get('note', '')} |"
+                  for name, part in results.items() if "frames_per_s" in part]
+    if frame_rows:
+        rows += ["", "| measurement | frames/s | peak memory (MB) | note |", "| --- | ---: | ---: | --- |", *frame_rows]
+    if results.get("targets"):
+        rows += ["", "; ".join(f"{name} = {value:.2f}" for name, value in results["targets"].items())]
     return "\n".join(rows)
+
+
+def store_table(results: dict) -> list[str]:
+    if not any(name.startswith("store_") for name in results):
+        return []
+    rows = ["| store measurement | seconds | runs | note |", "| --- | ---: | --- | --- |"]
+    for name, part in results.items():
+        if name.startswith("store_"):
+            rows.append(f"| {name} | {part['seconds']:.3f} | {', '.join(f'{x:.3f}' for x in part['runs'])} | {part['note']} |")
+    if "store_add10_50k_s" in results:
+        ratio = results["store_add10_50k_s"]["seconds"] / results["store_add10_1k_s"]["seconds"]
+        rows += ["", f"add 10 videos at 50,000 / at 1,000 = {ratio:.2f} (target <= 2); no-op sync of 50,000 rows "
+                     f"{results['store_noop_50k_s']['seconds']:.1f}s (target <= 10)"]
+    return rows
 
 
 # --- the parts, each run in its own process --------------------------------------------------
@@ -126,17 +196,17 @@ def _weights(value: str):
     return Weights.parse(value)
 
 
-def _part_cnn(manifest: str, weights: str, precision: str, backbone: str = "mobilenet_v2", videos: int | None = None) -> dict:
+def _part_cnn(manifest: str, weights: str, precision: str, runtime: str, backbone: str = "mobilenet_v2", videos: int | None = None) -> dict:
     from .backbones import load_backbone, resolve_precision
-    from .decode import Sampling, decode_video
 
-    frames = np.concatenate([decode_video(p, SIZE, Sampling.parse(SAMPLING)).frames for p in _videos(manifest)[:videos]])
-    model = load_backbone(backbone, _weights(weights), SIZE, BATCH, precision)
+    frames = _sampled_frames(manifest, int(videos) if videos else None)
+    model = load_backbone(backbone, _weights(weights), SIZE, BATCH, precision, runtime)  # converted (once, cached) before timing
     model.embed(frames[:BATCH])  # trace once
     started = time.perf_counter()
     features = model.embed(frames)
     seconds = time.perf_counter() - started
-    result = {"frames_per_s": len(frames) / seconds, "frames": len(frames), "note": f"{backbone}, {resolve_precision(precision, backbone)}"}
+    result = {"frames_per_s": len(frames) / seconds, "frames": len(frames), "runtime": model.runtime,
+              "note": f"{backbone}, {resolve_precision(precision, backbone)}, {model.runtime}"}
     if backbone == "vgg16" and precision == "bfloat16":
         reference = load_backbone(backbone, _weights(weights), SIZE, BATCH, "float32").embed(frames)
         error = float(np.linalg.norm(features - reference) / np.linalg.norm(reference))
@@ -145,29 +215,53 @@ def _part_cnn(manifest: str, weights: str, precision: str, backbone: str = "mobi
     return result
 
 
-def _part_decode(manifest: str, strategy: str) -> dict:
+def _sampled_frames(manifest: str, videos: int | None) -> np.ndarray:
+    """The sampled frames of the manifest's first `videos` videos, decoded once per bench run (kept beside the manifest)."""
     from .decode import Sampling, decode_video
 
-    started, frames = time.perf_counter(), 0
-    for path in _videos(manifest):
-        frames += len(decode_video(path, SIZE, Sampling.parse(SAMPLING), strategy=strategy).frames)
-    return {"frames_per_s": frames / (time.perf_counter() - started), "frames": frames, "note": f"one process, strategy {strategy}"}
+    cached = Path(manifest).with_suffix(f".frames-{videos or 'all'}.npy")
+    if not cached.is_file():
+        frames = np.concatenate([decode_video(p, SIZE, Sampling.parse(SAMPLING)).frames for p in _videos(manifest)[:videos]])
+        np.save(cached.with_suffix(".tmp.npy"), frames)
+        cached.with_suffix(".tmp.npy").rename(cached)
+    return np.load(cached)
 
 
-def _part_features(manifest: str, weights: str, scratch: str, scheduler: str) -> dict:
+def _part_decode(manifest: str, strategy: str, processes: str) -> dict:
+    """Decode-only: `pool` as `features` decodes (decoder processes running `decode_job`), or `one` process."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .decode import Sampling, decode_job, decode_video
+    from .extract import worker_count
+
+    sampling, paths = Sampling.parse(SAMPLING), _videos(manifest)
+    started = time.perf_counter()
+    if processes == "pool":
+        with ProcessPoolExecutor(worker_count(), mp_context=multiprocessing.get_context("forkserver")) as pool:
+            jobs = pool.map(decode_job, paths, [SIZE] * len(paths), [sampling] * len(paths), ["center"] * len(paths))
+            frames = sum(len(decoded.frames) for decoded, _ in jobs)
+        note = f"{worker_count()} decoder processes running decode_job, as in features"
+    else:
+        frames = sum(len(decode_video(path, SIZE, sampling, strategy=strategy).frames) for path in paths)
+        note = f"one process, FFmpeg threads auto, strategy {strategy}"
+    return {"frames_per_s": frames / (time.perf_counter() - started), "frames": frames, "note": note}
+
+
+def _part_features(manifest: str, weights: str, scratch: str, scheduler: str, runtime: str) -> dict:
     from .backbones import resolve_precision
     from .extract import FeatureConfig, extract_features, resolve_backbone, worker_count
     from .manifest import read_manifest
 
     w = _weights(weights)
     config = FeatureConfig("mobilenetv2", w.identity, SIZE, sampling=SAMPLING, precision=resolve_precision("auto", "mobilenet_v2"))
-    backbone, config, _ = resolve_backbone(config, w, BATCH, fallback=False)
+    backbone, config, _ = resolve_backbone(config, w, BATCH, fallback=False, runtime=runtime)
     store = Path(tempfile.mkdtemp(dir=scratch)) / "store.h5"
     summary = extract_features(read_manifest(manifest), store, backbone, config, weights=w, scheduler=scheduler or None,
-                               workers=worker_count(), progress=False)
+                               runtime=runtime, workers=worker_count(), progress=False)
     t = summary.timings
     note = (f"{summary.new} videos; decode {t['decode']:.1f}s in workers, main waited {t['wait_decode']:.1f}s, "
-            f"cnn {t['cnn']:.1f}s, write {t['write']:.1f}s, total {summary.seconds:.1f}s") + (f", dask {scheduler}" if scheduler else "")
+            f"cnn {t['cnn']:.1f}s, write {t['write']:.1f}s, total {summary.seconds:.1f}s, runtime {backbone.runtime}") + (f", dask {scheduler}" if scheduler else "")
     return {"frames_per_s": summary.frames / summary.seconds, "frames": summary.frames, "seconds": summary.seconds, "timings": t, "note": note}
 
 
@@ -192,11 +286,127 @@ def _part_naive(manifest: str, weights: str, scratch: str) -> dict:
     return {"frames_per_s": frames / (time.perf_counter() - started), "frames": frames, "note": "per-video decode at full size + resize + predict + np.save"}
 
 
-def _part_cnn_vgg16(manifest: str, precision: str) -> dict:
-    return _part_cnn(manifest, "none", precision, backbone="vgg16", videos=8)  # 128 frames: VGG16 in float32 is slow
+def _part_cnn_vgg16(manifest: str, precision: str, runtime: str) -> dict:
+    return _part_cnn(manifest, "none", precision, runtime, backbone="vgg16", videos=8)  # 128 frames: VGG16 in float32 is slow
 
 
-PARTS = {"cnn": _part_cnn, "decode": _part_decode, "features": _part_features, "naive": _part_naive, "cnn_vgg16": _part_cnn_vgg16}
+def _part_store(scratch: str) -> dict:
+    """Store bookkeeping through the store's own write and merge path, in interleaved rounds.
+
+    Two stores (1,000 and 50,000 videos of 16 x 1280 float16 synthetic frames, each built by one
+    run) get 10 more videos per round; the same round times the copy-merge of schema version 1 (copy
+    the whole store file, append, rename) on each store's frames. A no-op rerun of the 50,000-row
+    manifest is timed as `features` does it: read and validate the manifest, key every file, read
+    the store's keys, sync the metadata.
+    """
+    from . import store
+
+    largest = max(STORE_VIDEOS)
+    rounds = {f"store_{kind}_{size // 1000}k_s": [] for size in STORE_VIDEOS for kind in ("add10", "copy_merge")}
+    with tempfile.TemporaryDirectory(dir=scratch or None) as folder:
+        built = {size: _bench_store(Path(folder) / f"s{size}", size) for size in STORE_VIDEOS}
+        for round_number in range(REPEATS):
+            for size, (path, manifest, rows) in built.items():
+                new = _bench_rows(Path(folder) / f"s{size}", size + round_number * STORE_ADDED, STORE_ADDED)
+                started = time.perf_counter()
+                with store.shard_run(path) as run_dir:
+                    store.write_shard(run_dir, _bench_shard(new), STORE_DIM, "float16")
+                store.merge_shards(path, {"manifest": str(manifest)}, rows + new)
+                rounds[f"store_add10_{size // 1000}k_s"].append(time.perf_counter() - started)
+                rows += new
+                segment = max(store.segments_dir(path).glob("*.h5"), key=lambda p: p.stat().st_size)
+                rounds[f"store_copy_merge_{size // 1000}k_s"].append(_copy_merge(segment, _bench_shard(new)))
+        path, manifest, rows = built[largest]
+        _write_bench_manifest(manifest, rows)  # the added videos are in the manifest too
+        _noop_run(path, manifest)  # the first run after the edit records the manifest's new hash
+        rounds[f"store_noop_{largest // 1000}k_s"] = [_noop_run(path, manifest) for _ in range(REPEATS)]
+    notes = {"add10": "10 videos into a store of {} videos (write the shard; merge: link it, sync, write the index)",
+             "copy_merge": "schema-1 merge for comparison: copy the store of {} videos, append 10, rename",
+             "noop": "no-op rerun of a {}-row manifest: read and validate it, key every file, sync"}
+    return {name: {"seconds": float(np.median(runs)), "runs": runs,
+                   "note": f"median of {len(runs)}; " + notes[name[6:].rsplit("_", 2)[0]].format(f"{int(name.rsplit('_', 2)[1][:-1]) * 1000:,}")}
+            for name, runs in rounds.items()}
+
+
+def _bench_rows(folder: Path, start: int, count: int) -> list:
+    """Manifest rows of `count` videos, each a real (empty) file, so that keys are stat()ed as in a run."""
+    from . import store
+
+    paths = [folder / "videos" / f"v{i:06d}.mp4" for i in range(start, start + count)]
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        path.touch()
+    return [store.VideoRow(path.name, store.video_key(path), str(path), f"c{i % 10}", "train", "", start + n)
+            for n, (i, path) in enumerate(zip(range(start, start + count), paths))]
+
+
+def _bench_shard(rows: list):
+    from . import store
+
+    rng = np.random.default_rng(0)
+    shard = store.Shard()
+    for row in rows:
+        shard.add_video(row, rng.standard_normal((STORE_FRAMES, STORE_DIM)).astype(np.float16), np.arange(STORE_FRAMES),
+                        np.arange(STORE_FRAMES) / 25, 250, 25.0, 320, 240)
+    return shard
+
+
+def _bench_store(folder: Path, size: int) -> tuple[Path, Path, list]:
+    """A store of `size` videos built by one run (shards of 64, merged once), and its manifest."""
+    from . import store
+
+    rows = _bench_rows(folder, 0, size)
+    manifest = (folder / "manifest.csv").resolve()
+    _write_bench_manifest(manifest, rows)
+    path = folder / "store.h5"
+    with store.shard_run(path) as run_dir:
+        for start in range(0, size, 64):
+            store.write_shard(run_dir, _bench_shard(rows[start:start + 64]), STORE_DIM, "float16")
+    store.merge_shards(path, {"manifest": str(manifest)}, rows)
+    return path, manifest, rows
+
+
+def _write_bench_manifest(manifest: Path, rows: list) -> None:
+    pd.DataFrame({"path": [row.path for row in rows], "label": [row.label for row in rows], "split": "train",
+                  "video_id": [row.video_id for row in rows]}).to_csv(manifest, index=False)
+
+
+def _copy_merge(store_file: Path, shard) -> float:
+    """Schema version 1's merge, timed: copy the whole store, append the shard's frames and rows, fsync, rename."""
+    from . import store
+
+    copy = store_file.with_name("copy-merge.h5.tmp")
+    started = time.perf_counter()
+    shutil.copyfile(store_file, copy)
+    with h5py.File(copy, "r+") as out:
+        store._append_frames(out, np.concatenate(shard.features), np.concatenate(shard.frame_index), np.concatenate(shard.timestamps))
+        videos = store._read_table(out, "videos", store.VIDEO_COLUMNS)
+        added = pd.DataFrame(shard.videos).assign(offset=0)[list(store.VIDEO_COLUMNS)]
+        store._write_table(out, "videos", pd.concat([videos, added], ignore_index=True))
+    store._fsync(copy)
+    os.replace(copy, copy.with_suffix(".done"))
+    seconds = time.perf_counter() - started
+    copy.with_suffix(".done").unlink()
+    return seconds
+
+
+def _noop_run(path: Path, manifest: Path) -> float:
+    """`features` on an unchanged manifest whose videos are all stored, minus loading the CNN."""
+    from types import SimpleNamespace
+
+    from .extract import FeatureConfig, extract_features
+    from .manifest import read_manifest
+
+    started = time.perf_counter()
+    summary = extract_features(read_manifest(manifest), path, SimpleNamespace(dim=STORE_DIM, batch_size=BATCH, weights=None),
+                               FeatureConfig(), progress=False)
+    seconds = time.perf_counter() - started
+    if summary.skipped != summary.total or summary.new:
+        raise RuntimeError(f"the no-op run was not a no-op: {summary.line()}")
+    return seconds
+
+
+PARTS = {"store": _part_store, "cnn": _part_cnn, "decode": _part_decode, "features": _part_features, "naive": _part_naive, "cnn_vgg16": _part_cnn_vgg16}
 
 if __name__ == "__main__":
     import logging

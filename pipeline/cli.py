@@ -1,7 +1,8 @@
 """Command line: `python -m pipeline COMMAND ...`, a thin layer over the package's functions.
 
 Exit status: 0 success; 1 the job ran but some videos failed (the rest are stored; see the
-failure table); 2 bad input or options (nothing was done); 130 interrupted (finished work kept).
+failure table); 2 bad input or options, or an unusable store (named, with what to do); 3 an
+unexpected error (one line; the traceback with --verbose); 130 interrupted (finished work kept).
 Logs and progress go to stderr; machine-readable results (paths, CSV, JSON) to stdout or files.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 log = logging.getLogger("pipeline")
 
-EXIT_OK, EXIT_FAILED_VIDEOS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED_VIDEOS, EXIT_BAD_INPUT, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,15 +27,29 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     from .backbones import BackboneError
     from .manifest import ManifestError
+    from .store import StoreError
 
     try:
         return args.func(args)
-    except (ManifestError, BackboneError, ValueError, FileNotFoundError) as error:
+    except (ManifestError, BackboneError, StoreError, ValueError, FileNotFoundError) as error:
         log.error("%s", error)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         log.error("interrupted; finished work was kept")
         return EXIT_INTERRUPTED
+    except Exception as error:  # a bug or an environment problem: one line, the traceback on request
+        log.debug("traceback:", exc_info=True)
+        log.error("unexpected error in `%s`: %s: %s (at %s). Finished work was kept; rerun with --verbose for the traceback "
+                  "and report it if it persists", args.command, type(error).__name__, error, _where(error))
+        return EXIT_UNEXPECTED
+
+
+def _where(error: BaseException) -> str:
+    """file:line where an exception was raised, for the one-line message."""
+    frame = error.__traceback__
+    while frame and frame.tb_next:
+        frame = frame.tb_next
+    return f"{frame.tb_frame.f_code.co_filename}:{frame.tb_lineno}" if frame else "?"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,9 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_features(commands)
     _add_inspect(commands)
+    _add_compact(commands)
     _add_manifest(commands)
     _add_demo_data(commands)
     _add_bench(commands)
+    _add_temporal_bench(commands)
     _add_predict(commands)
     _add_train(commands)
     _add_report(commands)
@@ -61,7 +78,8 @@ def _add_features(commands) -> None:
 
     p = commands.add_parser("features", help="stage one: decode the manifest's videos and store CNN features",
                             description="Decode every video of a manifest, embed sampled frames with a frozen CNN and store "
-                                        "them in features/<manifest>/<config>.h5. Reruns extract only what is missing. "
+                                        "them in features/<manifest>/<config>-m<manifest hash>.h5. Reruns extract only what is missing and take "
+                                        "labels, splits and groups from the manifest (rows that left it leave the store). "
                                         "Prints the store path on stdout.")
     p.add_argument("--manifest", required=True, help="manifest CSV (path,label[,split,group,video_id])")
     p.add_argument("--backbone", default="mobilenet_v2", help="keras.applications model name (default: %(default)s)")
@@ -74,6 +92,7 @@ def _add_features(commands) -> None:
     p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
                    help="CNN arithmetic; auto = bfloat16 for VGG on CPUs that compute it natively, else float32 (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=32, help="frames per CNN batch (default: %(default)s)")
+    _add_runtime(p)
     p.add_argument("--workers", type=int, default=worker_count(), help="decoder processes, at the lowest CPU priority so they use what the CNN leaves (default: one per core, %(default)s)")
     p.add_argument("--scheduler", help="run on dask: 'local' for a LocalCluster on this machine, or a scheduler address "
                                        "tcp://HOST:8786 (default: in-process, measured faster on small machines)")
@@ -82,9 +101,10 @@ def _add_features(commands) -> None:
     p.add_argument("--shard-size", type=int, default=64, help="videos per shard file; a killed run loses at most this many (default: %(default)s)")
     p.add_argument("--out-dir", default="features", help="root folder of the stores (default: %(default)s)")
     p.add_argument("--store", help="explicit store path instead of <out-dir>/<manifest>/<config>.h5")
-    p.add_argument("--skip-missing", action="store_true", help="drop manifest rows whose file is missing instead of refusing the manifest")
+    p.add_argument("--skip-missing", action="store_true", help="record manifest rows whose file is missing as failures (stage 'missing') instead of refusing the manifest")
     p.add_argument("--retry-failed", action="store_true", help="retry videos that failed in an earlier run although their file did not change")
     p.add_argument("--fallback", action="store_true", help="if ImageNet weights are unavailable offline, use random VGG16 at 112 px instead (announced and recorded)")
+    p.add_argument("--lock-timeout", type=float, default=600.0, help="seconds to wait for another run's merge into the same store (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_features)
 
@@ -97,12 +117,13 @@ def _cmd_features(args) -> int:
     manifest = read_manifest(args.manifest, skip_missing=args.skip_missing)
     weights = Weights.parse(args.weights)
     config = FeatureConfig(canonical_name(args.backbone), weights.identity, args.image_size, args.crop, args.sampling, args.max_frames, args.dtype, resolve_precision(args.precision, args.backbone))
-    backbone, config, fallback = resolve_backbone(config, weights, args.batch_size, args.fallback)
+    backbone, config, fallback = resolve_backbone(config, weights, args.batch_size, args.fallback, args.runtime)
     store_path = Path(args.store) if args.store else store_path_for(args.manifest, config, args.out_dir)
-    attrs = {"manifest": str(Path(args.manifest).resolve()), "weights_path": weights.path, "fallback": fallback}
+    attrs = {"weights_path": weights.path, "fallback": fallback, "runtime": backbone.runtime}
     summary = extract_features(manifest, store_path, backbone, config, weights=Weights("none") if fallback else weights, attrs=attrs,
-                               scheduler=args.scheduler, dask_workers=args.dask_workers, workers=args.workers, timeout=args.timeout,
-                               shard_size=args.shard_size, retry_failed=args.retry_failed, progress=not args.no_progress)
+                               scheduler=args.scheduler, runtime=args.runtime, dask_workers=args.dask_workers, workers=args.workers, timeout=args.timeout,
+                               shard_size=args.shard_size, retry_failed=args.retry_failed, progress=not args.no_progress,
+                               lock_timeout=args.lock_timeout)
     if fallback:
         log.warning("this store uses the offline fallback backbone: %s", fallback.split(". Reason:")[0])
     t = summary.timings
@@ -112,6 +133,14 @@ def _cmd_features(args) -> int:
         log.warning("failures are listed in %s", Path(f"{store_path.with_suffix('')}.failures.csv"))
     print(store_path)
     return summary.exit_code
+
+
+def _add_runtime(p) -> None:
+    from .runtimes import RUNTIMES
+
+    p.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                   help="where the CNN runs: auto = TensorFlow on a GPU, else the fastest installed CPU runtime (OpenVINO, then ONNX "
+                        "Runtime), else TensorFlow; same features either way (default: %(default)s)")
 
 
 # --- inspect ---------------------------------------------------------------------------------
@@ -129,14 +158,46 @@ def _cmd_inspect(args) -> int:
 
     from . import store
 
-    if not Path(args.store).is_file():
-        raise FileNotFoundError(f"no feature store at {args.store}; run `python -m pipeline features` first")
     if args.json:
         payload = {"attrs": store.read_attrs(args.store), "videos": store.read_videos(args.store).to_dict("records"),
                    "failures": store.read_failures(args.store).to_dict("records")}
         print(json.dumps(payload, indent=1, default=str))
     else:
         print(store.summary(args.store))
+    return EXIT_OK
+
+
+# --- compact ---------------------------------------------------------------------------------
+
+
+def _add_compact(commands) -> None:
+    p = commands.add_parser("compact", help="reclaim a store's unreferenced frames, migrate an old store, or recover a broken one",
+                            description="Copy the frames a store's video table references into one segment and delete the rest "
+                                        "(replaced and retired videos); a store of the previous layout is migrated in place "
+                                        "without copying. --recover rebuilds a store whose index is unreadable from its "
+                                        "readable segments; the next `features` run completes it.")
+    p.add_argument("store", help="path of an .h5 feature store")
+    p.add_argument("--recover", action="store_true", help="rebuild the index from the readable segments (keeps the broken index as <store>.broken)")
+    p.add_argument("--lock-timeout", type=float, default=600.0, help="seconds to wait for a run merging into the store (default: %(default)s)")
+    p.set_defaults(func=_cmd_compact)
+
+
+def _cmd_compact(args) -> int:
+    import json
+
+    from . import store
+
+    if args.recover:
+        result = store.recover(args.store, args.lock_timeout)
+        for lost in result["lost_segments"]:
+            log.warning("unreadable segment left out: %s", lost)
+        log.info("recovered %d videos from %d segments into %s; run `python -m pipeline features` with its manifest to sync "
+                 "it and re-extract what was lost", result["videos"], result["segments"], args.store)
+    else:
+        result = store.compact(args.store, args.lock_timeout)
+        log.info("compacted %s: %d frame rows in %d segments -> %d in 1", args.store, result["frames_before"],
+                 result["segments_before"], result["frames_after"])
+    print(json.dumps(result))
     return EXIT_OK
 
 
@@ -220,21 +281,69 @@ def _add_bench(commands) -> None:
     p.add_argument("--weights", default=str(shared / "weights" / "mobilenet_v2_1.0_no_top_dogbreeds.weights.h5"),
                    help="MobileNetV2 weights: a file, or imagenet (default: %(default)s)")
     p.add_argument("--output", default="reports/bench/bench.json", help="JSON results (default: %(default)s)")
+    p.add_argument("--only", default="", help="comma-separated row names or shell-style patterns to run, e.g. 'cnn_*,vgg16_*' for the CNN "
+                                              "part alone, 'store_*' for the feature store's bookkeeping (a few minutes and 4 GB of scratch "
+                                              "space in $BENCH_SCRATCH or /tmp) (default: every row)")
     p.set_defaults(func=_cmd_bench)
 
 
 def _cmd_bench(args) -> int:
-    from .bench import run_all, table
+    from .bench import run_all, store_only, table
     from .manifest import VIDEO_EXTENSIONS
 
+    only = tuple(filter(None, args.only.split(",")))
     videos = sorted(str(p) for p in Path(args.videos).glob("*/*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.parent.name != "broken")
-    if not videos:
+    if not videos and not store_only(only):
         raise FileNotFoundError(f"no videos under {args.videos}; pass --videos DIR (one level of sub-folders)")
-    if not Path(args.demo_manifest).is_file():
+    if not Path(args.demo_manifest).is_file() and not store_only(only):
         raise FileNotFoundError(f"{args.demo_manifest} not found; run `make demo-data` first")
-    results = run_all(videos, args.demo_manifest, args.weights, Path(args.output))
+    results = run_all(videos, args.demo_manifest, args.weights, Path(args.output), only)
     print(table(results))
     log.info("wrote %s", args.output)
+    return EXIT_OK
+
+
+# --- temporal-bench --------------------------------------------------------------------------
+
+
+def _add_temporal_bench(commands) -> None:
+    from .temporal_bench import TASKS, BenchConfig
+
+    defaults = BenchConfig()
+    p = commands.add_parser("temporal-bench", help="benchmark the sequence models on temporal tasks (direction of motion, arrow of time)",
+                            description="Build the temporal tasks (synthetic motion, small objects over clutter, arrow of time on the "
+                                        "real videos of the shared data) into OUTPUT, extract features, train every model and write "
+                                        "results.csv/.json/.md. Prints the Markdown table on stdout.")
+    p.add_argument("--output", default=defaults.output, help="folder of the clips, stores, runs and results (default: %(default)s)")
+    p.add_argument("--shared-data", default="", help="shared data folder holding videos/ and weights/ (default: $SHARED_DATA, else ../shared/data beside the checkout)")
+    p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks from %(default)s")
+    p.add_argument("--motion-clips", type=int, default=defaults.motion_clips, help="clips of the motion task (default: %(default)s)")
+    p.add_argument("--clutter-clips", type=int, default=defaults.clutter_clips, help="clips of the clutter task (default: %(default)s)")
+    p.add_argument("--windows-per-video", type=int, default=defaults.windows_per_video, help="most windows cut from one real video (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=defaults.seed, help="seed of the clips, splits and training (default: %(default)s)")
+    p.add_argument("--inputs", help="features, deltas or features,deltas (default: features,deltas, measured best here)")
+    p.add_argument("--units", type=int, help="recurrent units (default: 128, measured best here)")
+    p.add_argument("--bidirectional", action="store_true", default=None, help="train override: bidirectional recurrent layers")
+    p.add_argument("--lr-patience", type=int, help="train override: epochs before the learning rate drops, 0 constant (default: train's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_temporal_bench)
+
+
+def _cmd_temporal_bench(args) -> int:
+    from dataclasses import replace
+
+    from .models import parse_inputs
+    from .temporal_bench import BenchConfig, markdown_table, measured_network, run_benchmark
+
+    network = {key: value for key, value in (("inputs", args.inputs and parse_inputs(args.inputs)), ("units", args.units),
+                                             ("bidirectional", args.bidirectional)) if value is not None}
+    train = {"network": replace(measured_network(), **network)}
+    if args.lr_patience is not None:
+        train["lr_patience"] = args.lr_patience
+    config = BenchConfig(args.output, args.shared_data, tuple(t.strip() for t in args.tasks.split(",") if t.strip()), args.motion_clips,
+                         args.clutter_clips, args.windows_per_video, seed=args.seed, train=train)
+    print(markdown_table(run_benchmark(config, progress=not args.no_progress)))
+    log.info("wrote %s", Path(args.output) / "results.md")
     return EXIT_OK
 
 
@@ -263,10 +372,15 @@ def _add_train(commands) -> None:
     p.add_argument("--bidirectional", action="store_true", help="bidirectional recurrent layers")
     p.add_argument("--dropout", type=float, default=network.dropout, help="dropout on inputs and recurrent outputs (default: %(default)s)")
     p.add_argument("--no-masking", action="store_true", help="feed padded steps to the recurrent layers instead of skipping them")
+    p.add_argument("--inputs", default=",".join(network.inputs),
+                   help="what each step shows the sequence models: features, deltas (difference from the previous frame's "
+                        "features) or features,deltas; recorded in the run, baselines always see features (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=defaults.epochs, help="most epochs; early stopping usually ends sooner (default: %(default)s)")
     p.add_argument("--patience", type=int, default=defaults.patience, help="epochs without a better validation loss before stopping (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="videos per batch (default: %(default)s)")
     p.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--lr-patience", type=int, default=defaults.lr_patience,
+                   help="epochs without a better validation loss before the learning rate drops to 0.3x; 0 keeps it constant (default: %(default)s)")
     p.add_argument("--class-weights", action="store_true", help="weight classes inversely to their training frequency (imbalanced data)")
     p.add_argument("--seed", type=int, default=defaults.seed, help="seed of splits, initial weights and shuffling (default: %(default)s)")
     p.add_argument("--test-size", type=float, default=defaults.test_size, help="test share when the manifest has no split column (default: %(default)s)")
@@ -279,13 +393,13 @@ def _add_train(commands) -> None:
 
 
 def _cmd_train(args) -> int:
-    from .models import SequenceModelConfig
+    from .models import SequenceModelConfig, parse_inputs
     from .train import TrainConfig, default_run_dir, parse_models, train
 
     models = parse_models(args.model)
-    network = SequenceModelConfig(args.units, args.layers, args.bidirectional, args.dropout, not args.no_masking)
+    network = SequenceModelConfig(args.units, args.layers, args.bidirectional, args.dropout, not args.no_masking, parse_inputs(args.inputs))
     config = TrainConfig(models, args.seq_len, args.policy, network, args.epochs, args.batch_size, args.learning_rate, args.patience,
-                         args.class_weights, args.seed, args.test_size, args.val_size, args.data, args.init or "")
+                         args.class_weights, args.seed, args.test_size, args.val_size, args.data, args.init or "", lr_patience=args.lr_patience)
     result = train(args.store, args.run or default_run_dir(args.store, models), config, overwrite=args.overwrite, progress=not args.no_progress)
     print(result.report)
     return EXIT_OK
@@ -383,24 +497,27 @@ def _add_predict(commands) -> None:
     p.add_argument("--output", help="folder for the CSV/JSON/PNG outputs (default: RUN/predictions)")
     p.add_argument("--workers", type=int, default=worker_count(), help="decoder processes (default: one per core, %(default)s)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds one video (one window) may take to decode before it fails as 'timeout' (default: %(default)s)")
+    _add_runtime(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
 
 
 def _cmd_predict(args) -> int:
-    from .predict import load_run, predict_videos, write_outputs
+    from .predict import load_run, predict_videos, prepare_output, write_outputs
 
     if args.window is not None and (args.window <= 0 or (args.stride is not None and args.stride <= 0)):
         raise ValueError("--window and --stride take a number of seconds > 0")
     run = load_run(args.run, args.model, args.weights)
+    output = prepare_output(args.output or Path(args.run) / "predictions")
     log.info("run %s: model %s, features %s", args.run, run.model_name,
              ", ".join(f"{k}={run.feature_config[k]}" for k in ("backbone", "weights", "image_size", "sampling")))
     predictions = predict_videos(run, args.videos, window=args.window, stride=args.stride, top_k=args.top_k, smooth=args.smooth,
-                                 progress=not args.no_progress, workers=args.workers, timeout=args.timeout)
+                                 progress=not args.no_progress, workers=args.workers, timeout=args.timeout,
+                                 runtime=args.runtime)
     for row in predictions.videos.to_dict("records"):
         ranked = [f"{row[f'label_{k}']} {row[f'probability_{k}']:.3f}" for k in range(1, args.top_k + 1) if isinstance(row.get(f"label_{k}"), str)]
         print(f"{row['video']}\t{', '.join(ranked) if row['status'] == 'ok' else row['status'] + ': ' + row['error']}")
-    written = write_outputs(predictions, args.output or Path(args.run) / "predictions", run.labels)
+    written = write_outputs(predictions, output, run.labels)
     log.info("%d videos: %d classified, %d failed; wrote %s", len(predictions.videos), len(predictions.videos) - predictions.failed,
              predictions.failed, ", ".join(str(p) for p in written[:3]))
     return EXIT_FAILED_VIDEOS if predictions.failed else EXIT_OK

@@ -80,35 +80,42 @@ class ExtractSummary:
     skipped: int = 0
     known_failures: int = 0
     lost: int = 0  # videos of dask tasks that failed for good: neither stored nor failed
+    missing: int = 0  # rows --skip-missing left out: in the failure table as stage `missing`
     frames: int = 0
     seconds: float = 0.0
     timings: dict = field(default_factory=lambda: {"decode": 0.0, "wait_decode": 0.0, "cnn": 0.0, "write": 0.0})
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed or self.known_failures or self.lost else 0
+        return 1 if self.failed or self.known_failures or self.lost or self.missing else 0
 
     def line(self) -> str:
         rate = self.frames / self.seconds if self.seconds else 0.0
         known = f" ({self.known_failures} known failures not retried; --retry-failed retries them)" if self.known_failures else ""
         lost = f", {self.lost} not processed (cluster task failed; rerun)" if self.lost else ""
-        return (f"{self.new} new videos ok, {self.failed} failed, {self.skipped} already stored{known}{lost}; "
+        missing = f", {self.missing} missing files (--skip-missing)" if self.missing else ""
+        return (f"{self.new} new videos ok, {self.failed} failed, {self.skipped} already stored{known}{lost}{missing}; "
                 f"{self.frames} frames in {self.seconds:.1f}s ({rate:.1f} frames/s) -> {self.store_path}")
 
 
 def store_path_for(manifest_path: str | Path, config: FeatureConfig, out_dir: str | Path = "features") -> Path:
-    """features/<manifest name>/<config name>.h5: one store per manifest and feature config."""
-    return Path(out_dir) / Path(manifest_path).stem / config.store_name()
+    """features/<manifest name>/<config name>-m<manifest path hash>.h5: one store per manifest and feature config.
+
+    The hash of the manifest's resolved path keeps projA/train.csv and projB/train.csv apart.
+    """
+    owner = hashlib.sha256(str(Path(manifest_path).resolve()).encode()).hexdigest()[:6]
+    return Path(out_dir) / Path(manifest_path).stem / config.store_name().replace(".h5", f"-m{owner}.h5")
 
 
-def resolve_backbone(config: FeatureConfig, weights: Weights, batch_size: int, fallback: bool) -> tuple[Backbone, FeatureConfig, str]:
+def resolve_backbone(config: FeatureConfig, weights: Weights, batch_size: int, fallback: bool,
+                     runtime: str = "tensorflow") -> tuple[Backbone, FeatureConfig, str]:
     """Load the backbone before any decoding; with `fallback`, replace unavailable ImageNet weights.
 
     Returns the backbone, the config actually used, and the fallback note ("" when none) that is
     printed and recorded in the store.
     """
     try:
-        return load_backbone(config.backbone, weights, config.image_size, batch_size, config.precision), config, ""
+        return load_backbone(config.backbone, weights, config.image_size, batch_size, config.precision, runtime), config, ""
     except BackboneError as error:
         if not (fallback and weights.kind == "imagenet"):
             raise
@@ -117,7 +124,7 @@ def resolve_backbone(config: FeatureConfig, weights: Weights, batch_size: int, f
                 f"data). Reason: {error}")
         log.warning(note)
         used = replace(config, **FALLBACK, precision=resolve_precision("auto", FALLBACK["backbone"]))
-        return load_backbone(used.backbone, Weights("none"), used.image_size, batch_size, used.precision), used, note
+        return load_backbone(used.backbone, Weights("none"), used.image_size, batch_size, used.precision, runtime), used, note
 
 
 def extract_features(
@@ -129,6 +136,7 @@ def extract_features(
     weights: Weights | None = None,
     attrs: dict | None = None,
     scheduler: str | None = None,
+    runtime: str = "tensorflow",
     dask_workers: int | None = None,
     workers: int = 1,
     timeout: float = 120.0,
@@ -136,6 +144,7 @@ def extract_features(
     retry_failed: bool = False,
     progress: bool = True,
     decode_hook=None,
+    lock_timeout: float = 600.0,
 ) -> ExtractSummary:
     """Embed every manifest video whose key the store lacks; merge them into the store.
 
@@ -143,9 +152,14 @@ def extract_features(
     are videos that failed before with an unchanged file unless `retry_failed`. With `scheduler`
     (`local` for a LocalCluster of `dask_workers` processes, or a scheduler address) the videos go
     out as dask tasks of `shard_size` videos, each worker building `backbone`'s twin from `config`
-    and `weights` once; otherwise they run here, `workers` decoder processes feeding this process's
+    and `weights` once, on `runtime` (as the worker resolves it: `auto` picks per machine); otherwise they run here, `workers` decoder processes feeding this process's
     CNN. `decode_hook(path)`, if given, runs in the decoder process before each video (fault
     injection for tests).
+
+    Every run, a no-op included, ends by syncing the store with the manifest (labels, splits,
+    groups, retired rows; see `store.merge_shards`), waiting up to `lock_timeout` seconds for
+    another run's merge. The manifest's source file and hash (`read_manifest` puts them in
+    `manifest.attrs`) are recorded; a store of another manifest or config is refused.
     """
     from tqdm import tqdm
 
@@ -154,19 +168,23 @@ def extract_features(
     store_path.parent.mkdir(parents=True, exist_ok=True)
     rows = [store.VideoRow(r.video_id, store.video_key(r.path), r.path, r.label, r.split, r.group, order)
             for order, r in enumerate(manifest.itertuples(index=False))]
+    missing = [{**row, "key": store.video_key(row["path"])} for row in manifest.attrs.get("missing", [])]
+    store_attrs = {"feature_config": config.to_dict(), "config_hash": config.digest(), "versions": library_versions(),
+                   "manifest": manifest.attrs.get("source"), "manifest_sha256": manifest.attrs.get("sha256"), **(attrs or {})}
+    store.check_owner(store_path, store_attrs)  # before any work; the merge checks again under the lock
     done, failed_before = _known_keys(store_path)
-    summary = ExtractSummary(store_path, total=len(rows))
-    todo = []
+    summary = ExtractSummary(store_path, total=len(rows) + len(missing), missing=len(missing))
+    todo, queued = [], set()
     for row in rows:
         if row.key in done:
             summary.skipped += 1
         elif row.key in failed_before and not retry_failed:
             summary.known_failures += 1
-        else:
+        elif row.key not in queued:  # a file listed under two ids is extracted once and stored under both
+            queued.add(row.key)
             todo.append(row)
     log.info("%d videos in manifest: %d already stored, %d to extract%s", len(rows), summary.skipped, len(todo),
              f", {summary.known_failures} known failures skipped" if summary.known_failures else "")
-    store_attrs = {"feature_config": config.to_dict(), "config_hash": config.digest(), "versions": library_versions(), **(attrs or {})}
 
     bar = tqdm(total=len(todo), unit="video", disable=not progress or not todo, dynamic_ncols=True)
 
@@ -175,29 +193,34 @@ def extract_features(
         bar.set_postfix(frames_s=f"{summary.frames / max(1e-9, time.perf_counter() - started):.1f}", failed=summary.failed)
 
     aborted = False
-    try:
-        if scheduler and todo:
-            _embed_on_dask(todo, store_path, config, weights or backbone.weights, backbone.batch_size, scheduler, dask_workers,
-                           timeout, shard_size, summary, advance, decode_hook)
-        else:
-            embed_videos(todo, store_path, backbone, config, summary, workers=workers, timeout=timeout,
-                         shard_size=shard_size, on_video=advance, decode_hook=decode_hook)
-    except BackboneError:  # useless features: nothing of this run is worth a store
-        aborted = True
-        raise
-    finally:  # also on Ctrl-C or another error: every finished shard is merged
-        bar.close()
-        if not aborted:
-            t = time.perf_counter()
-            store.merge_shards(store_path, store_attrs)
-            summary.timings["write"] += time.perf_counter() - t
-        summary.seconds = time.perf_counter() - started
+    with store.shard_run(store_path) as run_dir:
+        try:
+            if scheduler and todo:
+                _embed_on_dask(todo, run_dir, config, weights or backbone.weights, backbone.batch_size, runtime, scheduler, dask_workers,
+                               timeout, shard_size, summary, advance, decode_hook, backbone.dim)
+            else:
+                embed_videos(todo, run_dir, backbone, config, summary, workers=workers, timeout=timeout,
+                             shard_size=shard_size, on_video=advance, decode_hook=decode_hook)
+        except BackboneError:  # useless features: nothing of this run is worth a store
+            aborted = True
+            raise
+        finally:  # also on Ctrl-C or another error: every finished shard is merged
+            bar.close()
+            if not aborted:
+                t = time.perf_counter()
+                report = store.merge_shards(store_path, store_attrs, rows, missing, dim_dtype=(backbone.dim, config.dtype),
+                                            lock_timeout=lock_timeout)
+                summary.timings["write"] += time.perf_counter() - t
+                # the counts of the line are the store's: rows stored, and rows failed, by this run
+                summary.new = report.stored - summary.skipped
+                summary.failed = report.failed - summary.known_failures - summary.missing
+            summary.seconds = time.perf_counter() - started
     return summary
 
 
-def embed_videos(rows: list, store_path: Path, backbone: Backbone, config: FeatureConfig, summary: ExtractSummary, *,
+def embed_videos(rows: list, run_dir: Path, backbone: Backbone, config: FeatureConfig, summary: ExtractSummary, *,
                  workers: int = 1, timeout: float = 120.0, shard_size: int = 64, on_video=None, decode_hook=None) -> None:
-    """Decode and embed `rows`, writing finished videos to shard files; count into `summary`.
+    """Decode and embed `rows`, writing finished videos to shard files in `run_dir`; count into `summary`.
 
     This is one unit of work, run in-process or as a dask task; merging the shards is the caller's.
     """
@@ -228,7 +251,7 @@ def embed_videos(rows: list, store_path: Path, backbone: Backbone, config: Featu
         nonlocal shard
         if len(shard):
             t = time.perf_counter()
-            store.write_shard(store_path, shard, backbone.dim, config.dtype)
+            store.write_shard(run_dir, shard, backbone.dim, config.dtype)
             summary.timings["write"] += time.perf_counter() - t
             shard = store.Shard()
 
@@ -271,38 +294,55 @@ def library_versions() -> dict:
 
 
 def _known_keys(store_path: Path) -> tuple[set[str], set[str]]:
+    """Keys stored (or waiting in shards), and keys that failed for a reason of the file's own."""
     done, failed = store.shard_keys(store_path)
     if store_path.exists():
         done |= set(store.read_videos(store_path)["key"])
-        failed |= set(store.read_failures(store_path)["key"])
+        failures = store.read_failures(store_path)
+        failed |= set(failures.loc[~failures["stage"].isin(store.TRANSIENT_STAGES), "key"])
     return done, failed - done
 
 
-def _embed_on_dask(todo, store_path, config, weights, batch_size, scheduler, dask_workers, timeout, shard_size, summary, advance, decode_hook):
+def _embed_on_dask(todo, run_dir, config, weights, batch_size, runtime, scheduler, dask_workers, timeout, shard_size, summary, advance,
+                   decode_hook, dim):
     """Send shards of `shard_size` videos to dask workers; fold their counts into `summary`.
 
-    Each task writes its own shard files beside the store (the filesystem must be shared); this
+    Each task writes its own shard files into `run_dir` (the filesystem must be shared); this
     process merges them afterwards, as the single writer. A task lost with its worker is retried
-    by dask; one that still fails leaves its videos unprocessed, for the next run to complete.
+    by dask; one that still fails is split and each of its videos retried alone, in a fresh task,
+    so that a video that kills its worker costs only itself. A video whose task fails again is
+    recorded as a `lost` failure saying what happened, and retried by the next run.
     """
     from dask.distributed import as_completed
 
     with dask_client(scheduler, dask_workers) as client:
-        chunks = [todo[i:i + shard_size] for i in range(0, len(todo), shard_size)]
         per_host = dict(Counter(urlparse(address).hostname for address in client.scheduler_info()["workers"]))
-        futures = {client.submit(_shard_task, chunk, str(store_path), config, weights, batch_size, timeout, decode_hook, per_host,
-                                 pure=False): chunk
-                   for chunk in chunks}
-        for future in as_completed(futures):
+
+        def submit(chunk, retry):
+            future = client.submit(_shard_task, chunk, str(run_dir), config, weights, batch_size, runtime, timeout, decode_hook, per_host, pure=False)
+            pending[future] = (chunk, retry)
+            return future
+
+        pending = {}
+        for i in range(0, len(todo), shard_size):
+            submit(todo[i:i + shard_size], False)
+        tasks = as_completed(list(pending))
+        for future in tasks:
+            chunk, retry = pending.pop(future)
             try:
                 part = future.result()
             except BackboneError:
                 raise
-            except Exception as error:  # e.g. KilledWorker: the shard is not stored, a rerun completes it
-                log.error("a task of %d videos failed on the cluster (%s: %s); rerun to complete them",
-                          len(futures[future]), type(error).__name__, error)
-                summary.lost += len(futures[future])
-                advance(len(futures[future]))
+            except Exception as error:  # e.g. KilledWorker: not the files' fault, as far as anyone knows yet
+                if not retry:
+                    log.warning("a task of %d videos failed on the cluster (%s: %s); retrying each video alone",
+                                len(chunk), type(error).__name__, error)
+                    for row in chunk:
+                        tasks.add(submit([row], True))
+                    continue
+                _record_lost(run_dir, chunk[0], error, dim, config.dtype)
+                summary.failed += 1
+                advance()
                 continue
             summary.new += part.new
             summary.failed += part.failed
@@ -310,6 +350,16 @@ def _embed_on_dask(todo, store_path, config, weights, batch_size, scheduler, das
             for name, seconds in part.timings.items():
                 summary.timings[name] += seconds
             advance(part.new + part.failed)
+
+
+def _record_lost(run_dir: Path, row, error: Exception, dim: int, dtype: str) -> None:
+    """A video whose dask task failed twice, the second time alone: a `lost` failure, retried by the next run."""
+    reason = "its worker died (killed by SIGKILL: out of memory?)" if type(error).__name__ == "KilledWorker" else f"it raised {type(error).__name__}"
+    message = f"the dask task extracting it failed twice, the second time alone: {reason}: {str(error)[:200]}; the next run retries it"
+    log.error("%s: [lost] %s", row.path, message)
+    shard = store.Shard()
+    shard.add_failure(row, "lost", type(error).__name__, message)
+    store.write_shard(run_dir, shard, dim, dtype)
 
 
 @contextlib.contextmanager
@@ -333,8 +383,8 @@ def dask_client(scheduler: str, n_workers: int | None = None):
                 yield client
 
 
-def _shard_task(rows, store_path: str, config: FeatureConfig, weights: Weights, batch_size: int, timeout: float, decode_hook,
-                per_host: dict) -> "ExtractSummary":
+def _shard_task(rows, run_dir: str, config: FeatureConfig, weights: Weights, batch_size: int, runtime: str, timeout: float,
+                decode_hook, per_host: dict) -> "ExtractSummary":
     """A dask task: embed one shard of videos with this worker's cached backbone.
 
     The worker takes its share of its machine's cores (`per_host`: dask workers per host) for
@@ -349,19 +399,19 @@ def _shard_task(rows, store_path: str, config: FeatureConfig, weights: Weights, 
         tf.config.threading.set_intra_op_parallelism_threads(cores)  # leave cores to this host's other workers
     except RuntimeError:  # TensorFlow already running in this worker: the first task's setting stays
         pass
-    summary = ExtractSummary(Path(store_path))
-    backbone = _worker_backbone(config, weights, batch_size)
-    embed_videos(rows, Path(store_path), backbone, config, summary, workers=cores, timeout=timeout,
+    summary = ExtractSummary(Path(run_dir))
+    backbone = _worker_backbone(config, weights, batch_size, runtime)
+    embed_videos(rows, Path(run_dir), backbone, config, summary, workers=cores, timeout=timeout,
                  shard_size=len(rows), decode_hook=decode_hook)
     return summary
 
 
 @functools.lru_cache(maxsize=2)
-def _worker_backbone(config: FeatureConfig, weights: Weights, batch_size: int) -> Backbone:
-    """Each worker process builds the backbone once and keeps it for all its tasks."""
+def _worker_backbone(config: FeatureConfig, weights: Weights, batch_size: int, runtime: str) -> Backbone:
+    """Each worker process builds the backbone once (a converted model from the shared cache) and keeps it for all its tasks."""
     if weights.kind == "file" and Weights.parse(weights.path).identity != config.weights:
         raise BackboneError(f"weights file {weights.path} on this worker differs from the one the run started with ({config.weights})")
-    return load_backbone(config.backbone, weights, config.image_size, batch_size, config.precision)
+    return load_backbone(config.backbone, weights, config.image_size, batch_size, config.precision, runtime)
 
 
 class _FrameBatcher:

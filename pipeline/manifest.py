@@ -11,6 +11,7 @@ each problem. The importers turn the common dataset layouts into this CSV.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import logging
 import os
@@ -63,7 +64,9 @@ def read_manifest(path: str | os.PathLike, skip_missing: bool = False) -> pd.Dat
     Columns of the result: video_id, path (absolute), label, split ("" when the manifest has none),
     group ("" when none) and line (the row's line in the CSV, for messages). Raises ManifestError
     listing every problem. With `skip_missing`, rows whose file does not exist are dropped with a
-    warning instead of being an error.
+    warning instead of being an error, and listed in `attrs["missing"]` (so that stage one records
+    them as failures). `attrs["source"]` and `attrs["sha256"]` identify the manifest file. One file
+    under two ids is allowed (e.g. a clip in two labelled sets) and announced with both lines.
     """
     path = Path(path)
     table = _read_csv(path)
@@ -87,6 +90,7 @@ def read_manifest(path: str | os.PathLike, skip_missing: bool = False) -> pd.Dat
             problems.append(Problem(row.line, "label", "is empty"))
         if has_split and row.split.lower() not in SPLITS:
             problems.append(Problem(row.line, "split", f"is {row.split!r}; use one of {', '.join(SPLITS)}"))
+    gone = frame[frame["line"].isin(dropped)]
     frame = frame[~frame["line"].isin(dropped)].copy()
 
     frame["video_id"] = [vid or p for vid, p in zip(frame["video_id"], frame["path"])]
@@ -100,7 +104,15 @@ def read_manifest(path: str | os.PathLike, skip_missing: bool = False) -> pd.Dat
     if frame.empty:
         raise ManifestError(path, [Problem(0, "-", "has no video rows")])
     frame["path"] = [str((base / p).resolve()) for p in frame["path"]]
-    return frame[["video_id", "path", "label", "split", "group", "line"]].reset_index(drop=True)
+    for file, lines in frame.groupby("path")["line"]:
+        if len(lines) > 1:
+            log.warning("%s lines %s name the same file %s under different ids; its features are extracted once and stored under each id",
+                        path, " and ".join(str(n) for n in lines), file)
+    result = frame[["video_id", "path", "label", "split", "group", "line"]].reset_index(drop=True)
+    result.attrs = {"source": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                    "missing": [{"video_id": r.video_id or r.path, "path": str((base / r.path).resolve()), "label": r.label,
+                                 "split": r.split.lower(), "group": r.group, "line": r.line} for r in gone.itertuples(index=False)]}
+    return result
 
 
 def write_manifest(frame: pd.DataFrame, path: str | os.PathLike) -> Path:

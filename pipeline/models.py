@@ -17,6 +17,7 @@ import numpy as np
 SEQUENCE_MODELS = ("lstm", "gru")
 BASELINES = ("mean", "single-frame")
 ALL_MODELS = (*SEQUENCE_MODELS, *BASELINES)
+INPUTS = ("features", "deltas")
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,12 @@ class SequenceModelConfig:
     bidirectional: bool = False
     dropout: float = 0.3
     masking: bool = True  # padded steps are skipped by the recurrent layers
+    inputs: tuple[str, ...] = ("features",)  # and/or deltas (frame-to-frame differences); see the temporal benchmark
 
     def __post_init__(self):
+        object.__setattr__(self, "inputs", tuple(self.inputs))  # a list from config.json is the same config
+        if not self.inputs or not set(self.inputs) <= set(INPUTS) or len(set(self.inputs)) != len(self.inputs):
+            raise ValueError(f"model inputs {','.join(self.inputs) or '(none)'} must be one or both of {', '.join(INPUTS)}")
         if self.units < 1 or self.layers < 1:
             raise ValueError(f"units ({self.units}) and layers ({self.layers}) must be at least 1")
         if not 0 <= self.dropout < 1:
@@ -39,11 +44,13 @@ class SequenceModelConfig:
         return asdict(self)
 
 
-def build_sequence_model(kind: str, dim: int, n_classes: int, mean: np.ndarray, std: np.ndarray, config: SequenceModelConfig = SequenceModelConfig()):
+def build_sequence_model(kind: str, dim: int, n_classes: int, mean: np.ndarray, std: np.ndarray,
+                         config: SequenceModelConfig = SequenceModelConfig(), delta_std: np.ndarray | None = None):
     """An uncompiled Keras model with inputs {"frames": (None, T, dim), "mask": (None, T)}.
 
     T is left open, so one model reads sequences of any length. `mean` and `std` (per feature,
-    from the training split) standardize the inputs inside the model.
+    from the training split) standardize the features inside the model; `delta_std` (per feature,
+    the training split's root-mean-square delta; None: 1) scales the deltas, keeping a zero delta zero.
     """
     import keras
 
@@ -51,7 +58,13 @@ def build_sequence_model(kind: str, dim: int, n_classes: int, mean: np.ndarray, 
         raise ValueError(f"unknown sequence model {kind!r}; choose from {', '.join(SEQUENCE_MODELS)}")
     frames = keras.Input((None, dim), name="frames")
     mask = keras.Input((None,), dtype="bool", name="mask")
-    x = keras.layers.Normalization(mean=mean, variance=np.square(std), name="standardize")(frames)
+    steps = []
+    if "features" in config.inputs:
+        steps.append(keras.layers.Normalization(mean=mean, variance=np.square(std), name="standardize")(frames))
+    if "deltas" in config.inputs:
+        scale = np.ones(dim, np.float32) if delta_std is None else delta_std
+        steps.append(keras.layers.Normalization(mean=np.zeros_like(scale), variance=np.square(scale), name="standardize_deltas")(frame_deltas(frames, mask)))
+    x = steps[0] if len(steps) == 1 else keras.layers.Concatenate(name="inputs")(steps)
     x = keras.layers.Dropout(config.dropout)(x)
     cell = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[kind]
     for layer in range(config.layers):
@@ -64,10 +77,36 @@ def build_sequence_model(kind: str, dim: int, n_classes: int, mean: np.ndarray, 
     return keras.Model({"frames": frames, "mask": mask}, probabilities, name=kind)
 
 
+def frame_deltas(frames, mask):
+    """Step t's features minus step t-1's where both steps are valid, else zero (Keras ops, symbolic or eager).
+
+    The first step has no predecessor and a padded step no frame, so their deltas are zero; with
+    masking the recurrent layers skip padded steps anyway.
+    """
+    from keras import ops
+
+    previous = ops.concatenate([frames[:, :1], frames[:, :-1]], axis=1)
+    valid = ops.cast(mask, frames.dtype)
+    both = valid * ops.concatenate([ops.zeros_like(valid[:, :1]), valid[:, :-1]], axis=1)
+    return (frames - previous) * ops.expand_dims(both, -1)
+
+
+def parse_inputs(text: str) -> tuple[str, ...]:
+    """`features`, `deltas` or `features,deltas`, as `--inputs` takes them."""
+    inputs = tuple(name.strip() for name in text.split(",") if name.strip())
+    return SequenceModelConfig(inputs=inputs).inputs
+
+
 def input_dim(model) -> int:
     """Feature dimension a saved sequence model expects (its `frames` input)."""
     frames = next(tensor for tensor in model.inputs if tensor.name.startswith("frames"))
     return int(frames.shape[-1])
+
+
+def model_inputs(model) -> tuple[str, ...]:
+    """What a built or saved sequence model reads per step (see `SequenceModelConfig.inputs`), from its layers."""
+    names = {layer.name for layer in model.layers}
+    return tuple(name for name, layer in (("features", "standardize"), ("deltas", "standardize_deltas")) if layer in names)
 
 
 class MeanPoolBaseline:

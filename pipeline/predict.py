@@ -23,13 +23,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import store
+from . import rundir, store
 from .backbones import Backbone, Weights, load_backbone
 from .decode import Sampling, decode_job, decode_video, probe_video
 from .decoder_pool import DecodeFailure, decode_all, with_hook, worker_count
 from .manifest import VIDEO_EXTENSIONS
 from .model_files import ModelFileError, find_model, load_model
 from .models import SEQUENCE_MODELS
+from .report import literal_text
 from .sequences import SequenceConfig, frame_positions
 
 log = logging.getLogger(__name__)
@@ -100,18 +101,19 @@ def load_run(run_dir: str | Path, model: str | None = None, weights: str | None 
 
 def predict_videos(run: Run, inputs: list[str | Path], *, window: float | None = None, stride: float | None = None,
                    top_k: int = 3, smooth: int = 3, progress: bool = True, workers: int | None = None, timeout: float = 120.0,
-                   decode_hook=None) -> Predictions:
+                   decode_hook=None, runtime: str = "tensorflow") -> Predictions:
     """Classify every video (folders are searched for video files); a bad video fails alone.
 
     Videos are decoded in the decoder pool of `features`: `workers` processes (default one per
     core), each video (each window, with `window`) limited to `timeout` seconds, so a video that
     hangs or crashes its decoder fails with that reason and the others are classified.
-    `decode_hook(path)`, if given, runs in the decoder first (fault injection for tests).
+    `decode_hook(path)`, if given, runs in the decoder first (fault injection for tests). `runtime`:
+    see `runtimes`.
     """
     from tqdm import tqdm
 
     fc = run.feature_config
-    backbone = load_backbone(fc["backbone"], run.weights, fc["image_size"], precision=fc.get("precision", "float32"))
+    backbone = load_backbone(fc["backbone"], run.weights, fc["image_size"], precision=fc.get("precision", "float32"), runtime=runtime)
     sampling = Sampling.parse(fc["sampling"], fc["max_frames"])
     paths = expand_inputs(inputs)
     pool = {"workers": workers or worker_count(), "timeout": timeout, "ahead": 2 * (workers or worker_count()) + 1}
@@ -150,8 +152,7 @@ def expand_inputs(inputs: list[str | Path]) -> list[Path]:
 
 def write_outputs(predictions: Predictions, out_dir: str | Path, labels: list[str]) -> list[Path]:
     """predictions.csv/.json, and for windows windows.csv plus one timeline PNG per video."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = prepare_output(out_dir)
     written = [out_dir / "predictions.csv", out_dir / "predictions.json"]
     predictions.videos.to_csv(written[0], index=False)
     written[1].write_text(predictions.videos.to_json(orient="records", indent=1))
@@ -163,11 +164,22 @@ def write_outputs(predictions: Predictions, out_dir: str | Path, labels: list[st
     return written
 
 
+def prepare_output(out_dir: str | Path) -> Path:
+    """Claim `out_dir` for predict's outputs and clear a previous prediction's from it.
+
+    It must be a predictions folder of the tool's, or new or empty: a folder of someone else's is
+    refused (rundir.FolderError) before anything is decoded or written.
+    """
+    out_dir = Path(out_dir)
+    rundir.claim_folder(out_dir, "predictions", recognised=_holds_only_outputs(out_dir))
+    for old in [*out_dir.glob("predictions.*"), *out_dir.glob("windows.csv"), *out_dir.glob("timeline-*.png")]:
+        old.unlink()  # a previous prediction's timelines would otherwise sit beside this one's
+    return out_dir
+
+
+@literal_text
 def plot_timeline(track: pd.DataFrame, labels: list[str], path: Path) -> Path:
     """Smoothed class probabilities over time, with the smoothed label of each window underneath."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     centres = (track["start_s"] + track["end_s"]) / 2
@@ -191,6 +203,13 @@ def plot_timeline(track: pd.DataFrame, labels: list[str], path: Path) -> Path:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def _holds_only_outputs(folder: Path) -> bool:
+    """A predictions folder an earlier version wrote (no marker): nothing but predict's outputs."""
+    names = ("predictions.csv", "predictions.json", "windows.csv")
+    return folder.is_dir() and all(entry.is_file() and (entry.name in names or (entry.name.startswith("timeline-") and entry.suffix == ".png"))
+                                   for entry in folder.iterdir())
 
 
 def _best_model(model_dir: Path) -> str:

@@ -69,7 +69,7 @@ def markdown_text(value) -> str:
     return _MARKDOWN_PUNCTUATION.sub(r"\\\1", html.escape(text, quote=False))
 
 
-def _literal_text(plot):
+def literal_text(plot):
     """Run a plotting function with figure text taken literally: a `$` in a label is a dollar sign, not math."""
 
     @functools.wraps(plot)
@@ -83,7 +83,7 @@ def _literal_text(plot):
     return plot_literally
 
 
-@_literal_text
+@literal_text
 def plot_curves(history: pd.DataFrame, path: str | Path, metrics: tuple[str, ...] = ("loss", "accuracy")) -> Path:
     """Training curves PNG from a Keras history table: one panel per metric, train and `val_` lines."""
     plt = _pyplot()
@@ -222,7 +222,7 @@ def top_confusions(counts: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
     return pairs.sort_values(["videos", "true"], ascending=[False, True]).head(limit).reset_index(drop=True)
 
 
-@_literal_text
+@literal_text
 def plot_confusion(matrix: pd.DataFrame, path: str | Path, title: str, normalized: bool = False) -> Path:
     """Confusion matrix PNG, readable from a handful of classes to a hundred and more.
 

@@ -30,7 +30,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 MARKER = ".video-feature-pipeline.json"
-KINDS = ("run", "demo", "reports")
+KINDS = ("run", "demo", "reports", "predictions")
 RUN_FILES = {"index.html", "report.md", "run.json", MARKER}  # besides model/ and the report's images and CSVs
 RUN_SUFFIXES = {".png", ".gif", ".csv"}
 SUBFOLDERS = {"model": {".keras", ".joblib", ".npz", ".json", ".csv"}, "predictions": {".csv", ".json", ".png"}}  # -> their files' suffixes

@@ -49,7 +49,8 @@ class SequenceConfig:
 
 
 def load_videos(store_path) -> pd.DataFrame:
-    """The store's video table, checked for what training needs: videos of at least two classes."""
+    """The store's video table, checked for what training needs: in sync with its manifest, two classes."""
+    store.require_in_sync(store_path)
     videos = store.read_videos(store_path)
     empty = videos["length"] < 1
     if empty.any():
@@ -173,20 +174,23 @@ def feature_stats(source: SequenceSource, rows, batch_size: int = 256) -> tuple[
     Features (nearly) constant in training get a floor on their deviation, so a tiny difference at
     test time is not blown up into a huge standardized value.
     """
-    total = np.zeros(source.dim)
-    squares = np.zeros(source.dim)
-    count = 0
-    for _, x, mask in source.batches(rows, batch_size):
-        frames = x[mask].astype(np.float64)
-        total += frames.sum(0)
-        squares += (frames ** 2).sum(0)
-        count += len(frames)
+    total, squares, count = _sums(x[mask] for _, x, mask in source.batches(rows, batch_size))
     if count == 0:
         raise ValueError("the training split has no frames to compute feature statistics from")
     mean = total / count
-    std = np.sqrt(np.maximum(squares / count - mean ** 2, 0.0))
-    floor = 1e-3 * std.max() if std.max() > 0 else 1.0
-    return mean.astype(np.float32), np.maximum(std, floor).astype(np.float32)
+    return mean.astype(np.float32), _floored(np.sqrt(np.maximum(squares / count - mean ** 2, 0.0)))
+
+
+def delta_scale(source: SequenceSource, rows, batch_size: int = 256) -> np.ndarray:
+    """Root mean square per feature of the frame-to-frame differences of `rows` (valid step pairs only).
+
+    Delta inputs are divided by it (not centred, so a zero delta stays zero); floored like
+    `feature_stats` for features that never change in training.
+    """
+    _, squares, count = _sums((x[:, 1:] - x[:, :-1])[mask[:, 1:] & mask[:, :-1]] for _, x, mask in source.batches(rows, batch_size))
+    if count == 0:
+        raise ValueError("the training split has no pair of consecutive frames to compute delta statistics from; use --inputs features")
+    return _floored(np.sqrt(squares / count))
 
 
 def assign_splits(videos: pd.DataFrame, seed: int = 0, test_size: float = 0.15, val_size: float = 0.15) -> pd.Series:
@@ -224,6 +228,22 @@ def group_ids(videos: pd.DataFrame) -> pd.Series:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def _sums(batches) -> tuple[np.ndarray, np.ndarray, int]:
+    """Sum, sum of squares (float64, per feature) and row count of (n, D) arrays."""
+    total = squares = 0.0
+    count = 0
+    for rows in batches:
+        rows = rows.astype(np.float64)
+        total, squares, count = total + rows.sum(0), squares + (rows ** 2).sum(0), count + len(rows)
+    return np.asarray(total), np.asarray(squares), count
+
+
+def _floored(deviation: np.ndarray) -> np.ndarray:
+    """A deviation per feature with a floor of 1e-3 of the largest, so (nearly) constant features are not blown up."""
+    floor = 1e-3 * deviation.max() if deviation.max() > 0 else 1.0
+    return np.maximum(deviation, floor).astype(np.float32)
 
 
 def _holdout(index: pd.Index, labels: pd.Series, groups: pd.Series, fraction: float, seed: int) -> pd.Index:

@@ -34,12 +34,13 @@ import pandas as pd
 
 from . import report, rundir, store
 from .model_files import load_model, save_baseline
-from .models import ALL_MODELS, BASELINES, SEQUENCE_MODELS, SequenceModelConfig, build_baseline, build_sequence_model, input_dim
-from .sequences import SequenceSource, assign_splits, feature_stats, load_videos, make_dataset, sequence_config
+from .models import ALL_MODELS, SEQUENCE_MODELS, SequenceModelConfig, build_baseline, build_sequence_model, input_dim, model_inputs
+from .sequences import SequenceSource, assign_splits, delta_scale, feature_stats, load_videos, make_dataset, sequence_config
 
 log = logging.getLogger(__name__)
 
 DATA_MODES = ("auto", "memory", "stream")
+LR_FACTOR = 0.3  # a learning-rate drop (`lr_patience`) multiplies it by this
 MEMORY_SHARE = 0.25  # `auto` holds the sequences in memory when they take at most this share of free RAM
 
 
@@ -61,6 +62,7 @@ class TrainConfig:
     val_size: float = 0.15
     data: str = "auto"  # auto, memory or stream
     init: str = ""  # a .keras sequence model to fine-tune
+    lr_patience: int = 0  # epochs without a better validation loss before the learning rate drops LR_FACTOR-fold; 0: constant
 
     def __post_init__(self):
         unknown = [name for name in self.models if name not in ALL_MODELS]
@@ -106,7 +108,7 @@ def train(store_path, run_dir, config: TrainConfig = TrainConfig(), overwrite: b
     """
     store_path, run_dir = Path(store_path), Path(run_dir)
     data = _load_data(store_path, config)
-    initial = _load_initial(config.init, data.source.dim, data.labels) if config.init else None
+    initial = _load_initial(config.init, data.source.dim, data.labels, config.network.inputs) if config.init else None
     rundir.check_replaceable(run_dir, overwrite)
     if _in_memory(config.data, data.source):
         data.source = SequenceSource(store_path, data.videos, data.source.config, in_memory=True)
@@ -124,11 +126,12 @@ def _train_into(run_dir: Path, store_path: Path, data: _Data, config: TrainConfi
     _write_setup(model_dir, store_path, data, config)
 
     mean, std = feature_stats(data.source, data.rows["train"])
+    deltas = delta_scale(data.source, data.rows["train"]) if "deltas" in config.network.inputs else None
     histories, predictions, metrics = [], [], {}
     for name in config.models:
         started = time.perf_counter()
         if name in SEQUENCE_MODELS:
-            model, history = _fit_sequence_model(name, data, mean, std, config, model_dir, initial, progress)
+            model, history = _fit_sequence_model(name, data, (mean, std, deltas), config, model_dir, initial, progress)
         else:
             model, history = _fit_baseline(name, data, config, model_dir), pd.DataFrame(columns=["seconds"])
         seconds = time.perf_counter() - started
@@ -222,12 +225,16 @@ def _n_classes(model) -> int:
     return model.n_classes if hasattr(model, "n_classes") else int(model.output_shape[-1])
 
 
-def _fit_sequence_model(name, data: _Data, mean, std, config: TrainConfig, model_dir: Path, initial, progress: bool):
-    """Fit one LSTM / GRU; return the best checkpoint (reloaded from disk) and its history table."""
+def _fit_sequence_model(name, data: _Data, stats, config: TrainConfig, model_dir: Path, initial, progress: bool):
+    """Fit one LSTM / GRU; return the best checkpoint (reloaded from disk) and its history table.
+
+    `stats` are the training split's feature mean and deviation and delta scale (see `build_sequence_model`).
+    """
     import keras
 
     keras.utils.set_random_seed(config.seed)
-    model = initial or build_sequence_model(name, data.source.dim, len(data.labels), mean, std, config.network)
+    mean, std, deltas = stats
+    model = initial or build_sequence_model(name, data.source.dim, len(data.labels), mean, std, config.network, deltas)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     train_rows, val_rows = data.rows["train"], data.rows["val"]
     monitor = "val_loss" if len(val_rows) else "loss"
@@ -244,6 +251,7 @@ def _fit_sequence_model(name, data: _Data, mean, std, config: TrainConfig, model
             keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience),
             keras.callbacks.ModelCheckpoint(checkpoint, monitor=monitor, save_best_only=True),
             timer.callback(),
+            *_lr_schedule(monitor, config.lr_patience),
         ],
         shuffle=False,  # the dataset shuffles itself, with the run's seed
         verbose=0,
@@ -261,7 +269,14 @@ def _fit_baseline(name, data: _Data, config: TrainConfig, model_dir: Path):
     return model
 
 
-def _load_initial(path: str, dim: int, labels: list[str]):
+def _lr_schedule(monitor: str, patience: int) -> list:
+    """A drop of the learning rate after `patience` epochs without improvement, or nothing (constant) for 0."""
+    import keras
+
+    return [keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=LR_FACTOR, patience=patience, min_lr=1e-5)] if patience > 0 else []
+
+
+def _load_initial(path: str, dim: int, labels: list[str], inputs: tuple[str, ...]):
     """The model to fine-tune, checked against the store: same feature dimension, same classes."""
     path = Path(path)
     if not path.is_file() or path.suffix != ".keras":
@@ -276,6 +291,9 @@ def _load_initial(path: str, dim: int, labels: list[str]):
     if _n_classes(model) != len(labels) or (classes is not None and classes != labels):
         raise ValueError(f"--init {path} predicts {classes or _n_classes(model)} but the store has classes {labels}; "
                          f"fine-tuning needs the same classes")
+    if model_inputs(model) != inputs:
+        raise ValueError(f"--init {path} reads {','.join(model_inputs(model))} but this run asks for --inputs {','.join(inputs)}; "
+                         f"give --inputs {','.join(model_inputs(model))} to fine-tune it")
     return model
 
 

@@ -32,3 +32,14 @@ def require_low_priority(path: str) -> None:
     """Fail the video unless its decoder runs at the lowest CPU priority, as extract sets it."""
     if os.getpriority(os.PRIO_PROCESS, 0) != 19:
         raise RuntimeError(f"decoder runs at priority {os.getpriority(os.PRIO_PROCESS, 0)}, not 19")
+
+
+def kill_dask_worker(path: str) -> None:
+    """For a file named *oom*: SIGKILL the dask worker that runs this decoder (what the OOM killer does).
+
+    The decoder's parent is the pool's forkserver, whose parent is the worker process.
+    """
+    if "oom" in Path(path).name:
+        with open(f"/proc/{os.getppid()}/stat") as stat:
+            worker = int(stat.read().rsplit(")", 1)[1].split()[1])
+        os.kill(worker, signal.SIGKILL)

@@ -1,5 +1,6 @@
 """Stage one end to end: real files into a real HDF5 store, failures, reruns, kill -9, the CLI."""
 
+import logging
 import os
 import signal
 import subprocess
@@ -53,7 +54,7 @@ def test_good_and_broken_shared_files(shared, tmp_path, backbone):
     with h5py.File(path, "r") as handle:
         assert handle["features"].shape == (40, 512) and handle["features"].dtype == np.float16
         assert handle["frame_index"].shape == handle["timestamps"].shape == (40,)
-        assert handle.attrs["schema_version"] == 1
+        assert handle.attrs["schema_version"] == store.SCHEMA_VERSION
     attrs = store.read_attrs(path)
     assert attrs["feature_config"] == CONFIG.to_dict() and "tensorflow" in attrs["versions"]
 
@@ -98,20 +99,63 @@ def test_changed_config_writes_a_different_store(tmp_path):
         FeatureConfig(sampling="uniform:x")
 
 
-def test_merge_is_idempotent_and_ignores_incomplete_shards(tmp_path, make_video, backbone):
-    csv = manifest_csv(tmp_path / "m.csv", [(str(make_video(f"v{i}.mp4", seed=i)), "a") for i in range(2)])
-    path = tmp_path / "store.h5"
-    run(csv, path, backbone)
-    shard = store.Shard()
-    row = store.VideoRow("x", "key-x", "x.mp4", "a")
-    shard.add_video(row, np.ones((2, 512)), np.arange(2), np.zeros(2), 2, 10.0, 4, 4)
-    written = store.write_shard(path, shard, 512, "float16")
-    (store.parts_dir(path) / "shard-killed.h5.tmp").write_bytes(b"half a file")  # a writer killed mid-write
-    duplicate = written.with_name("shard-copy.h5")
-    duplicate.write_bytes(written.read_bytes())  # the same video twice: merged once
-    assert store.merge_shards(path, {}) == 1
-    assert store.merge_shards(path, {}) == 0
-    assert len(store.read_videos(path)) == 3 and not store.parts_dir(path).exists()
+def test_relabel_move_retire_sync_without_extracting_then_train(tmp_path, make_video, backbone):
+    from pipeline.train import TrainConfig, train
+
+    clips = [make_video(f"v{i}.mp4", seed=i) for i in range(12)]
+    rows = [(str(c), f"c{i % 2}", "test" if i >= 9 else "train") for i, c in enumerate(clips)]
+    csv = tmp_path / "m.csv"
+    pd.DataFrame(rows, columns=["path", "label", "split"]).to_csv(csv, index=False)
+    path = tmp_path / "s.h5"
+    assert run(csv, path, backbone).new == 12
+    rows[0] = (rows[0][0], "c1", "train")  # relabelled
+    rows[1] = (rows[1][0], "c1", "test")  # moved from train to test
+    del rows[2]  # retired (e.g. a clip that leaks into test)
+    pd.DataFrame(rows, columns=["path", "label", "split"]).to_csv(csv, index=False)
+    with pytest.raises(store.StoreError, match="changed since the feature store .* was last synced.*nothing is re-extracted"):
+        train(path, tmp_path / "refused", TrainConfig(models=("mean",)), progress=False)
+    assert not (tmp_path / "refused").exists()
+
+    synced = run(csv, path, backbone)
+    assert (synced.new, synced.skipped, synced.frames, synced.exit_code) == (0, 11, 0, 0)
+    videos = store.read_videos(path).set_index("video_id")
+    assert str(clips[2]) not in videos.index and len(videos) == 11
+    assert videos.loc[str(clips[0]), "label"] == "c1" and videos.loc[str(clips[1]), "split"] == "test"
+    changes = store.read_attrs(path)["last_sync"]
+    assert [changes[k]["count"] for k in ("relabelled", "moved", "retired")] == [1, 1, 1]
+    result = train(path, tmp_path / "run", TrainConfig(models=("mean",)), progress=False)
+    splits = pd.read_csv(result.run_dir / "model" / "splits.csv").set_index("video_id")
+    assert str(clips[2]) not in splits.index
+    assert splits.loc[str(clips[0]), "label"] == "c1" and splits.loc[str(clips[1]), "split"] == "test"
+
+
+def test_two_manifests_with_one_name_never_share_a_store(tmp_path, make_video, backbone):
+    a = manifest_csv((tmp_path / "projA").mkdir() or tmp_path / "projA" / "train.csv", [(str(make_video("a.mp4", seed=1)), "x")])
+    b = manifest_csv((tmp_path / "projB").mkdir() or tmp_path / "projB" / "train.csv", [(str(make_video("b.mp4", seed=2)), "y")])
+    path_a, path_b = store_path_for(a, CONFIG, tmp_path / "features"), store_path_for(b, CONFIG, tmp_path / "features")
+    assert path_a != path_b and path_a.parent.name == path_b.parent.name == "train"
+    run(a, path_a, backbone)
+    run(b, path_b, backbone)
+    assert run(a, path_a, backbone).new == 0 and run(b, path_b, backbone).new == 0  # no ping-pong
+    with pytest.raises(store.StoreError, match=f"belongs to the manifest {a.resolve()}, not to {b.resolve()}"):
+        run(b, path_a, backbone)
+    assert list(store.read_videos(path_a)["label"]) == ["x"]
+
+
+def test_same_file_twice_and_skipped_missing_rows_are_all_accounted_for(tmp_path, make_video, backbone):
+    one, two = make_video("one.mp4", seed=1), make_video("two.mp4", seed=2)
+    csv = tmp_path / "m.csv"
+    pd.DataFrame({"path": [str(one), str(two), str(one), str(tmp_path / "gone.mp4")], "label": ["a", "b", "c", "a"],
+                  "video_id": ["one", "two", "one-again", "gone"]}).to_csv(csv, index=False)
+    summary = extract_features(read_manifest(csv, skip_missing=True), tmp_path / "s.h5", backbone, CONFIG, progress=False)
+    assert (summary.new, summary.failed, summary.missing, summary.exit_code) == (3, 0, 1, 1)
+    assert "3 new videos ok" in summary.line() and "1 missing files" in summary.line()
+    videos = store.read_videos(tmp_path / "s.h5")
+    assert list(videos["video_id"]) == ["one", "two", "one-again"] and list(videos["label"]) == ["a", "b", "c"]
+    assert videos["offset"][0] == videos["offset"][2]  # extracted once, stored under both ids
+    failures = store.read_failures(tmp_path / "s.h5")
+    assert list(failures["video_id"]) == ["gone"] and list(failures["stage"]) == ["missing"]
+    assert len(videos) + len(failures) == 4  # every manifest row is stored or a failure
 
 
 def cli(*args, **kwargs):
@@ -127,7 +171,7 @@ def test_kill_9_then_rerun_equals_an_unbroken_run(tmp_path, make_video):
     process = subprocess.Popen([sys.executable, "-m", "pipeline", "features", *options, "--out-dir", str(killed_dir)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(killed_dir.glob("m/*.parts/*.h5"))) < 3:
+    while time.time() < deadline and len(list(killed_dir.glob("m/*.parts/run-*/*.h5"))) < 3:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -180,3 +224,56 @@ def test_offline_fallback_is_announced_and_recorded(tmp_path, make_video, monkey
     attrs = store.read_attrs(result.stdout.strip())
     assert attrs["feature_config"]["backbone"] == "vgg16" and attrs["feature_config"]["weights"] == "none"
     assert attrs["feature_config"]["image_size"] == 112 and "ImageNet weights" in attrs["fallback"]
+
+
+def test_two_concurrent_runs_on_one_store_both_store_every_video(tmp_path, make_video):
+    csv = manifest_csv(tmp_path / "m.csv", [(str(make_video(f"v{i}.mp4", seed=i)), f"c{i % 2}") for i in range(8)])
+    options = ["features", "--manifest", str(csv), "--backbone", "vgg16", "--weights", "none", "--image-size", "32", "--sampling", "uniform:4",
+               "--precision", "float32", "--shard-size", "1", "--workers", "1", "--no-progress", "--out-dir", str(tmp_path / "f")]
+    runs = [subprocess.Popen([sys.executable, "-m", "pipeline", *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outputs = [process.communicate(timeout=300) for process in runs]
+    for process, (out, err) in zip(runs, outputs):
+        assert process.returncode == 0, err
+    assert outputs[0][0] == outputs[1][0]
+    path = Path(outputs[0][0].strip())
+    videos = store.read_videos(path)
+    assert sorted(videos["video_id"]) == sorted(str(tmp_path / f"v{i}.mp4") for i in range(8)) and videos["video_id"].is_unique
+    assert not store.parts_dir(path).exists()  # nothing of either run left behind
+    with h5py.File(path, "r") as f:
+        assert np.isfinite(f["features"][:].astype(np.float32)).all() and f["features"].shape[0] >= 32
+
+
+def test_truncated_store_is_named_and_recovered(tmp_path, make_video):
+    csv = manifest_csv(tmp_path / "m.csv", [(str(make_video(f"v{i}.mp4", seed=i)), f"c{i % 2}") for i in range(3)])
+    options = ["--manifest", str(csv), "--backbone", "vgg16", "--weights", "none", "--image-size", "32", "--sampling", "uniform:4",
+               "--precision", "float32", "--no-progress", "--out-dir", str(tmp_path / "f")]
+    first = cli("features", *options)
+    assert first.returncode == 0, first.stderr
+    path = Path(first.stdout.strip())
+    path.write_bytes(path.read_bytes()[:1000])
+    broken = cli("features", *options)
+    assert broken.returncode == 2 and "Traceback" not in broken.stderr
+    assert f"the feature store {path} cannot be read" in broken.stderr and f"compact {path} --recover" in broken.stderr
+    assert cli("inspect", str(path)).returncode == 2
+    recovered = cli("compact", str(path), "--recover")
+    assert recovered.returncode == 0, recovered.stderr
+    synced = cli("features", *options)
+    assert synced.returncode == 0 and "3 already stored" in synced.stderr, synced.stderr
+    assert len(store.read_videos(path)) == 3
+
+
+def test_an_unexpected_error_exits_3_with_one_line(tmp_path, make_video, monkeypatch, caplog):
+    from pipeline import cli as command_line, extract
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something nobody expected")
+
+    monkeypatch.setattr(extract, "extract_features", broken)
+    csv = manifest_csv(tmp_path / "m.csv", [(str(make_video("v.mp4")), "a")])
+    code = command_line.main(["features", "--manifest", str(csv), "--backbone", "vgg16", "--weights", "none", "--image-size", "32",
+                              "--no-progress", "--out-dir", str(tmp_path / "f")])
+    assert code == command_line.EXIT_UNEXPECTED == 3
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "RuntimeError: something nobody expected" in errors[0] and "--verbose" in errors[0]
+    assert "Traceback" not in caplog.text

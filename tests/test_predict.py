@@ -102,3 +102,34 @@ def test_cli_prints_top_k_and_exits_1_on_a_failed_video(shared, run_dir, tmp_pat
     assert (tmp_path / "p/predictions.csv").is_file()
     refused = subprocess.run([sys.executable, "-m", "pipeline", "predict", str(tmp_path), "x.mp4"], capture_output=True, text=True)
     assert refused.returncode == 2 and "is not a trained run" in refused.stderr
+
+
+def test_timeline_takes_labels_and_names_literally(tmp_path):
+    """A `$` in a label or file name is a dollar sign in the timeline figure, not math that crashes it."""
+    from pipeline.predict import plot_timeline
+
+    labels = [r"$\bogus$", "a $5 tip"]
+    track = pd.DataFrame({"video": [r"/videos/$\x$.mp4"] * 2, "start_s": [0.0, 1.0], "end_s": [1.0, 2.0],
+                          f"smoothed:{labels[0]}": [0.7, 0.2], f"smoothed:{labels[1]}": [0.3, 0.8], "smoothed_label": labels})
+    path = plot_timeline(track, labels, tmp_path / "timeline.png")
+    assert path.stat().st_size > 0
+
+
+def test_output_folder_of_someone_elses_is_refused_and_ours_is_replaced(shared, run_dir, tmp_path):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "predictions.csv").write_text("my own spreadsheet\n")
+    (foreign / "notes.txt").write_text("keep me\n")
+    video = str(VIDEOS / "imageio/realshort.mp4")
+    command = [sys.executable, "-m", "pipeline", "predict", str(run_dir), video, "--no-progress", "--output"]
+    refused = subprocess.run([*command, str(foreign)], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and str(foreign) in refused.stderr
+    assert (foreign / "predictions.csv").read_text() == "my own spreadsheet\n" and (foreign / "notes.txt").is_file()
+
+    ours = tmp_path / "ours"
+    run = load_run(run_dir)
+    stale = ours / "timeline-000-old.png"
+    write_outputs(predict_videos(run, [video], progress=False), ours, run.labels)
+    stale.write_bytes(b"a previous prediction's timeline")
+    write_outputs(predict_videos(run, [video], progress=False), ours, run.labels)
+    assert not stale.exists() and (ours / "predictions.csv").is_file()

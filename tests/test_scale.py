@@ -83,7 +83,7 @@ def test_worker_killed_mid_run_then_rerun_completes(tmp_path, make_video, backbo
                 shard_size=2, progress=False)))
             run.start()
             deadline = time.time() + 120
-            while time.time() < deadline and not list(store.parts_dir(path).glob("*.h5")):
+            while time.time() < deadline and not list(store.parts_dir(path).glob("run-*/*.h5")):
                 time.sleep(0.05)
             os.kill(pids[0], signal.SIGKILL)
             run.join(timeout=300)
@@ -93,3 +93,23 @@ def test_worker_killed_mid_run_then_rerun_completes(tmp_path, make_video, backbo
     videos = store.read_videos(path)
     assert len(videos) == 16 and videos["video_id"].is_unique
     assert sorted(videos["video_id"]) == sorted(manifest["video_id"])
+
+
+def test_a_video_that_kills_its_worker_is_retried_alone_then_recorded_as_lost(tmp_path, make_video, backbone):
+    import dask
+    from dask.distributed import LocalCluster
+
+    names = ["a.mp4", "oom.mp4", "b.mp4", "c.mp4"]
+    manifest = manifest_of(tmp_path, make_video, names)
+    path = tmp_path / "s.h5"
+    with dask.config.set({"distributed.worker.daemon": False, "distributed.scheduler.allowed-failures": 0}), \
+            LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        summary = extract_features(manifest, path, backbone, CONFIG, weights=Weights("none"), scheduler=cluster.scheduler_address,
+                                   shard_size=2, progress=False, decode_hook=fault_hooks.kill_dask_worker)
+    assert (summary.new, summary.failed, summary.exit_code) == (3, 1, 1)  # its shard-mates were retried and stored
+    failure = store.read_failures(path).set_index("video_id").loc[str(tmp_path / "oom.mp4")]
+    assert failure["stage"] == "lost" and "killed by SIGKILL: out of memory?" in failure["message"]
+    assert "corrupt" not in failure["message"]
+    rerun = extract_features(manifest, path, backbone, CONFIG, progress=False)  # not the file's fault: retried, not skipped
+    assert (rerun.new, rerun.known_failures, rerun.exit_code) == (1, 0, 0)
+    assert store.read_failures(path).empty and len(store.read_videos(path)) == 4

@@ -29,10 +29,11 @@ def write_store(path, labels, lengths=None, splits=None, groups=None, dim=6, see
     rng = np.random.default_rng(seed)
     classes = sorted(set(labels))
     lengths = lengths or [8] * len(labels)
-    shard = store.Shard()
+    shard, rows = store.Shard(), []
     for i, label in enumerate(labels):
         row = store.VideoRow(f"v{i:03d}", f"key{i}", f"/videos/v{i:03d}.mp4", label, (splits or [""] * len(labels))[i],
                              (groups or [""] * len(labels))[i], order=i)
+        rows.append(row)
         steps = lengths[i]
         ramp = np.linspace(-1, 1, steps) * (1 if classes.index(label) % 2 == 0 else -1)
         features = rng.normal(0, 1, dim) + rng.normal(0, 0.1, (steps, dim))
@@ -40,10 +41,18 @@ def write_store(path, labels, lengths=None, splits=None, groups=None, dim=6, see
         features[:, 1] += classes.index(label) // 2  # pairs of classes differ in appearance, like the demo
         shard.add_video(row, features.astype(np.float32), np.arange(steps), np.arange(steps) / 10.0, steps, 10.0, 32, 32)
     for i, message in enumerate(failures):
-        shard.add_failure(store.VideoRow(f"bad{i}", f"badkey{i}", f"/videos/bad{i}.mp4", "?", order=len(labels) + i), "open", "DecodeError", message)
-    store.write_shard(path, shard, dim, "float32")
-    store.merge_shards(path, {"feature_config": FEATURE_CONFIG, "fallback": fallback})
+        rows.append(store.VideoRow(f"bad{i}", f"badkey{i}", f"/videos/bad{i}.mp4", "?", order=len(labels) + i))
+        shard.add_failure(rows[-1], "open", "DecodeError", message)
+    merge(path, shard, rows, dim, {"feature_config": FEATURE_CONFIG, "fallback": fallback})
     return path
+
+
+def merge(path, shard, rows, dim, attrs):
+    """Write `shard` as one run's shard and merge it into the store at `path` for the manifest `rows`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with store.shard_run(path) as folder:
+        store.write_shard(folder, shard, dim, "float32")
+    store.merge_shards(path, attrs, rows)
 
 
 @pytest.fixture
@@ -122,9 +131,9 @@ def test_constant_features_get_a_floor_on_their_deviation(tmp_path):
 def test_empty_store_one_class_and_too_long_sequences_are_refused(tmp_path):
     empty = tmp_path / "empty.h5"
     shard = store.Shard()
-    shard.add_failure(store.VideoRow("bad", "k", "/bad.mp4", "x"), "open", "DecodeError", "unreadable")
-    store.write_shard(empty, shard, 4, "float32")
-    store.merge_shards(empty, {"feature_config": FEATURE_CONFIG})
+    row = store.VideoRow("bad", "k", "/bad.mp4", "x")
+    shard.add_failure(row, "open", "DecodeError", "unreadable")
+    merge(empty, shard, [row], 4, {"feature_config": FEATURE_CONFIG})
     with pytest.raises(ValueError, match="holds no videos.*failed videos: 1"):
         load_videos(empty)
     with pytest.raises(ValueError, match="only one class"):

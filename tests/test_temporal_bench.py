@@ -1,0 +1,67 @@
+"""The temporal benchmark's task generation (not the benchmark itself, which takes minutes)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import VIDEOS
+from pipeline.decode import Sampling, decode_video, probe_video
+from pipeline.temporal_bench import FRAMES, SIZE, BenchConfig, _write_arrow_clips, build_task, real_windows, render_clutter, render_motion
+
+
+@pytest.mark.parametrize("render", [render_motion, render_clutter])
+def test_a_backward_clip_is_the_forward_clip_played_in_reverse(render):
+    """So the two classes have the same frames and an order-blind model is at chance by construction."""
+    for seed in range(4):
+        forward, drawn = render(np.random.default_rng([seed]), forward=True)
+        backward, _ = render(np.random.default_rng([seed]), forward=False)
+        assert forward.shape == (FRAMES, SIZE, SIZE, 3)
+        np.testing.assert_array_equal(backward, forward[::-1])
+        assert np.abs(forward.astype(int) - backward).mean() > 0.5, drawn  # the clip does change over time
+
+
+def test_motion_task_writes_balanced_clips_a_manifest_and_what_each_clip_shows(tmp_path):
+    manifest = build_task("motion", tmp_path / "motion", BenchConfig(motion_clips=40))
+    rows = pd.read_csv(manifest)
+    assert len(rows) == 40 and rows["label"].value_counts().to_dict() == {"forward": 20, "backward": 20}
+    assert rows["group"].is_unique  # every clip is its own group: no clip straddles splits
+    details = pd.read_csv(tmp_path / "motion" / "motion-clips.csv")
+    assert set(details["motion"]) <= {"translate", "rotate", "scale", "brightness"} and details["motion"].nunique() >= 3
+    first = tmp_path / "motion" / rows["path"][0]
+    assert probe_video(first)[0] == FRAMES
+    written = first.stat().st_mtime_ns
+    build_task("motion", tmp_path / "motion", BenchConfig(motion_clips=40))  # a rerun keeps the clips, so their store keys hold
+    assert first.stat().st_mtime_ns == written
+    build_task("motion", tmp_path / "motion", BenchConfig(motion_clips=40, seed=1))  # another seed rewrites them
+    assert first.stat().st_mtime_ns != written
+    (tmp_path / "mine" / "motion" / "clips").mkdir(parents=True)
+    (tmp_path / "mine" / "motion" / "clips" / "keep.mp4").write_bytes(b"user data")
+    with pytest.raises(ValueError, match="not written by temporal-bench"):
+        build_task("motion", tmp_path / "mine" / "motion", BenchConfig(motion_clips=40))
+    assert (tmp_path / "mine" / "motion" / "clips" / "keep.mp4").read_bytes() == b"user data"
+
+
+def test_a_missing_shared_data_folder_is_refused_before_any_work(tmp_path):
+    from pipeline.cli import EXIT_BAD_INPUT, main
+
+    assert main(["temporal-bench", "--output", str(tmp_path / "out"), "--shared-data", str(tmp_path / "nowhere")]) == EXIT_BAD_INPUT
+    assert not (tmp_path / "out").exists()
+
+
+def test_windows_fit_the_video_and_short_videos_have_none():
+    assert real_windows(914, 29.97, 12) == (3, [int(s) for s in np.linspace(0, 914 - 46, 12).round()])
+    assert real_windows(36, 30.0, 5) == (2, [0])  # too short for step 3: the step shrinks to fit one window
+    assert real_windows(6, 12.0, 5)[1] == [] and real_windows(FRAMES, 30.0, 5) == (1, [0])
+
+
+def test_arrow_windows_are_written_forward_and_reversed_grouped_by_source(shared, tmp_path):
+    videos = tmp_path / "videos"
+    for name in ("imageio/realshort.mp4", "decord/video_0.mov"):  # 36 frames: one window; 3 frames: none
+        (videos / name).parent.mkdir(parents=True, exist_ok=True)
+        (videos / name).symlink_to(VIDEOS / name)
+    (tmp_path / "clips").mkdir()
+    rows = pd.DataFrame(_write_arrow_clips(tmp_path / "clips", videos, BenchConfig(windows_per_video=3, real_image_size=64)))
+    assert sorted(rows["label"]) == ["forward", "reversed"] and set(rows["group"]) == {"imageio/realshort"}
+    forward, backward = (decode_video(rows.set_index("label").loc[label, "path"], 64, Sampling("all")).frames.astype(int)
+                         for label in ("forward", "reversed"))
+    assert len(forward) == FRAMES and np.abs(forward - backward[::-1]).mean() < 3 < np.abs(forward - backward).mean()
