@@ -126,7 +126,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-@report._literal_text  # figure text is never parsed as math
+@report.literal_text  # figure text is never parsed as math
 def _plot_per_frame(per_frame: pd.DataFrame, path: Path) -> None:
     """MSE per predicted frame, one panel per task, the model against the three baselines."""
     plt = _pyplot()
@@ -149,7 +149,7 @@ def _plot_per_frame(per_frame: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-@report._literal_text
+@report.literal_text
 def _strip(truth: np.ndarray, one_step: np.ndarray, rolled: np.ndarray, path: Path) -> None:
     """A PNG grid: true frames 0..19 over one-step predictions (1..19) over the rollout (10..19)."""
     plt = _pyplot()
