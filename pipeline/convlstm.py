@@ -3,8 +3,8 @@
 The layers are the keras-io example's ("Next-frame video prediction with convolutional LSTMs"):
 three ConvLSTM2D layers (5x5, 3x3 and 1x1 kernels) with normalization between and a Conv3D
 sigmoid head, mapping frames 0..t to frame t+1. That stack is the saved `model.keras`, and one-step
-prediction uses it as it is. Training is for the forecast: the same layers are unrolled in one
-graph (`forecaster`) that reads frames 0..9 and then feeds each predicted frame back as the next
+prediction uses it as it is. Training is for the forecast: the same layers are stepped frame by
+frame in one graph (`forecaster`) that reads frames 0..9 and then feeds each predicted frame back as the next
 input, carrying the ConvLSTM states, for frames 10..19; binary cross-entropy over all 19 predicted
 frames is minimised (Shi et al. 2015 also train 10 -> 10 with cross-entropy). The model so learns
 from its own blurred predictions, the inputs it gets in a rollout; trained on true frames only it
@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -34,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import report
+from . import report, rundir
+from .model_files import load_model
 from .moving_mnist import CANVAS, CONTEXT, FRAMES, model_frames, moving_mnist, split_sizes, upscale
 
 log = logging.getLogger(__name__)
@@ -116,31 +116,44 @@ def build_model(frame_size: int = 32, filters: int = 16):
 
 
 def forecaster(model, context: int = CONTEXT, steps: int = FRAMES - CONTEXT):
-    """`model`'s layers unrolled: `context` true frames in, then each prediction fed back, states carried.
+    """`model`'s layers stepped frame by frame: `context` true frames in, then each prediction fed back.
 
     Input `(batch, context, S, S, 1)`; output `(batch, context + steps - 1, S, S, 1)`, output t the
     prediction of frame t+1: one-step for t < context, then the forecast. Shares `model`'s weights.
+    Each time step calls the ConvLSTM2D layers' cells directly, so the graph is one flat sequence
+    of convolutions: calling the layers on one-frame sequences instead puts a while-loop per layer
+    and step in the graph, and tracing that and its gradient took twice as long (see the README).
     """
     import keras
     from keras import ops
 
-    def stack(x, states):
-        carried = []
-        for i in range(len(KERNELS)):
-            if i:
-                x = model.get_layer(f"norm_{i}")(x)
-            x, *state = model.get_layer(f"convlstm_{i}")(x, initial_state=states[i] if states else None)
+    cells = [model.get_layer(f"convlstm_{i}").cell for i in range(len(KERNELS))]
+    norms = [None] + [model.get_layer(f"norm_{i}") for i in range(1, len(KERNELS))]
+    head = model.get_layer("head")
+
+    def step(frame, states):
+        """Frame t through the stack: the prediction of frame t+1 and the cells' states after t."""
+        x, carried = frame, []
+        for norm, cell, state in zip(norms, cells, states):
+            x, state = cell(norm(x) if norm else x, state)
             carried.append(state)
-        return model.get_layer("head")(x), carried
+        return head(x[:, None])[:, 0], carried
 
-    inputs = keras.Input(shape=(context,) + tuple(model.input_shape[2:]), name="context")
-    predicted, states = stack(inputs, None)
-    outputs, frame = [predicted], predicted[:, -1:]
-    for _ in range(steps - 1):
-        frame, states = stack(frame, states)
-        outputs.append(frame)
-    return keras.Model(inputs, ops.concatenate(outputs, axis=1), name="convlstm_forecaster")
+    class Forecaster(keras.Model):
+        def __init__(self):
+            super().__init__(name="convlstm_forecaster")
+            self.stack = model  # tracked: training it trains `model`'s weights
 
+        def call(self, frames):
+            batch_frame = (ops.shape(frames)[0],) + tuple(frames.shape[2:4])
+            states = [[ops.zeros(batch_frame + (cell.filters,))] * 2 for cell in cells]  # as ConvLSTM2D starts: zeros
+            predicted = []
+            for t in range(context + steps - 1):
+                frame, states = step(frames[:, t] if t < context else predicted[-1], states)
+                predicted.append(frame)
+            return ops.stack(predicted, axis=1)
+
+    return Forecaster()
 
 
 def train(model, train_sequences: np.ndarray, val_sequences: np.ndarray, config: ConvLSTMConfig, checkpoint: str | Path) -> pd.DataFrame:
@@ -291,22 +304,28 @@ def run_convlstm(config: ConvLSTMConfig, run_dir: str | Path, overwrite: bool = 
 
     `run_dir` gets `model/` (model.keras, config.json, history.csv, per_frame.csv, papers.csv,
     metrics.json), the report (index.html, report.md, images) and run.json; the index of its parent
-    folder is rewritten so the run is listed. An earlier run there is replaced only if `overwrite`.
+    folder is rewritten so the run is listed. As for classification runs (`rundir`), the run is
+    written into a temporary sibling that replaces `run_dir` only when complete, and only a run
+    directory the tool made is replaced, and only with `overwrite`.
     """
+    run_dir = Path(run_dir)
+    rundir.check_replaceable(run_dir, overwrite)  # refused before the data is read or a model built
+    with rundir.staged_run(run_dir, overwrite) as staging:
+        metrics = _run_into(staging, run_dir.name, config)
+    report.write_index(run_dir.parent)
+    return metrics
+
+
+def _run_into(run_dir: Path, name: str, config: ConvLSTMConfig) -> dict:
+    """The whole run written into `run_dir` (a staging folder), reported under the run's `name`."""
     import os
 
     import keras
 
     from .convlstm_report import write_report
 
-    run_dir = Path(run_dir)
-    if (run_dir / "run.json").is_file() and overwrite:
-        shutil.rmtree(run_dir)
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        reason = "pass --overwrite to replace it" if (run_dir / "run.json").is_file() else "it is not a run directory (no run.json)"
-        raise ValueError(f"{run_dir} exists and is not empty; {reason}, or choose another with --run")
     model_dir = run_dir / "model"
-    model_dir.mkdir(parents=True, exist_ok=True)
+    model_dir.mkdir()
     frames, source = moving_mnist(config.data, config.sequences, config.seed, config.test_fraction)
     sequences = model_frames(frames, config.frame_size)
     n_train, n_val, n_test = split_sizes(len(sequences), config.val_fraction, config.test_fraction)
@@ -321,7 +340,7 @@ def run_convlstm(config: ConvLSTMConfig, run_dir: str | Path, overwrite: bool = 
     started = time.perf_counter()
     history = train(model, train_set, val_set, config, checkpoint)
     train_seconds = time.perf_counter() - started
-    best = keras.models.load_model(checkpoint)
+    best = load_model(checkpoint)  # safe_mode=True: a checkpoint never runs code when loaded
     scores = evaluate(best, test_set, test_originals, config.batch_size)
     per_frame, papers = scores["per_frame"], scores["papers"]
     summary = summarise(per_frame)
@@ -346,11 +365,10 @@ def run_convlstm(config: ConvLSTMConfig, run_dir: str | Path, overwrite: bool = 
              metrics["targets_met"], metrics["targets"], train_seconds)
 
     shown = slice(0, min(config.examples, n_test))
-    write_report(run_dir, config, source, (n_train, n_val, n_test), history, per_frame, summary, papers, goals, metrics,
+    write_report(run_dir, name, config, source, (n_train, n_val, n_test), history, per_frame, summary, papers, goals, metrics,
                  test_set[shown], scores["one_step"][shown], scores["rolled"][shown])
     headline = ("rollout_mse", "rollout_blank_mse", "rollout_copy_last_mse", "rollout_ssim_64", "intensity_ratio_last_frame", "train_seconds")
     report.write_run_summary(run_dir, kind="convlstm", dataset=f"Moving MNIST ({data_name(config)}), {config.sequences} sequences",
                              source=source, model=f"ConvLSTM {config.filters} filters, {config.frame_size}px, 10 -> 10",
                              metrics={k: metrics[k] for k in headline}, config=config.to_dict())
-    report.write_index(run_dir.parent)
     return metrics

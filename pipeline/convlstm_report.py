@@ -7,6 +7,7 @@ published numbers they can be compared with.
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +42,14 @@ DEFINITIONS = [
 ]
 
 
-def write_report(run_dir: Path, config: ConvLSTMConfig, source: str, split: tuple[int, int, int], history: pd.DataFrame,
+def write_report(run_dir: Path, name: str, config: ConvLSTMConfig, source: str, split: tuple[int, int, int], history: pd.DataFrame,
                  per_frame: pd.DataFrame, summary: pd.DataFrame, papers: pd.DataFrame, goals: pd.DataFrame, metrics: dict,
                  truth: np.ndarray, one_step: np.ndarray, rolled: np.ndarray) -> Path:
-    """index.html and its Markdown twin report.md, with their images beside them."""
+    """index.html and its Markdown twin report.md, with their images beside them, for the run called `name`.
+
+    Names, paths and the data source come from the user: every HTML cell and text is escaped and
+    every Markdown cell, title and note Markdown-escaped (`report.markdown_text`).
+    """
     report.plot_curves(history, run_dir / "curves.png", metrics=("loss", "mse"))
     _plot_per_frame(per_frame, run_dir / "per_frame.png")
     examples = []
@@ -84,24 +89,24 @@ def write_report(run_dir: Path, config: ConvLSTMConfig, source: str, split: tupl
         ("Papers' metrics (rollout, 64x64)", paper_table, None),
     ]
     html_body = "".join([
-        "".join(report.warning(note) for note in notes), f"<p>{verdict}</p>",
+        "".join(report.warning(note) for note in notes), f"<p>{html.escape(verdict)}</p>",
         "<h2>Data</h2>", report.table(data_table),
-        *[f"<h2>{title}</h2>{report.table(frame, '{:.6g}')}" + (f"<p class='muted'>{text}</p>" if text else "") for title, frame, text in sections],
-        "<h2>Definitions</h2><ul>", *[f"<li>{line}</li>" for line in DEFINITIONS], "</ul>",
+        *[f"<h2>{html.escape(title)}</h2>{report.table(frame, '{:.6g}')}" + (f"<p class='muted'>{html.escape(text)}</p>" if text else "") for title, frame, text in sections],
+        "<h2>Definitions</h2><ul>", *[f"<li>{html.escape(line)}</li>" for line in DEFINITIONS], "</ul>",
         "<img src='per_frame.png' alt='per-frame MSE against the baselines'>",
-        "<h2>Training</h2>", report.table(training_table), "<img src='curves.png' alt='loss curves'>", f"<p class='muted'>{model_note}</p>",
+        "<h2>Training</h2>", report.table(training_table), "<img src='curves.png' alt='loss curves'>", f"<p class='muted'>{html.escape(model_note)}</p>",
         "<h2>Held-out examples</h2><p class='muted'>Rows: true frames, one-step predictions, rollout from the first "
         f"{CONTEXT} frames. The GIFs show the same three side by side (the rollout panel shows the given frames until frame {CONTEXT}).</p>",
         "".join(f"<p><img src='{name}.png' alt='{name}'><br><img src='{name}.gif' alt='{name} animated'></p>" for name in examples),
         "<h2>Settings</h2>", report.table(settings),
     ])
-    (run_dir / "index.html").write_text(report.page(f"ConvLSTM forecast: {run_dir.name}", html_body))
+    (run_dir / "index.html").write_text(report.page(f"ConvLSTM forecast: {name}", html_body))
     markdown = "\n\n".join([
-        f"# ConvLSTM forecast: {run_dir.name}", *[f"> {note}" for note in notes], verdict,
+        f"# ConvLSTM forecast: {report.markdown_text(name)}", *[f"> {report.markdown_text(note)}" for note in notes], report.markdown_text(verdict),
         "## Data", markdown_table(data_table),
-        *[f"## {title}\n\n{markdown_table(frame)}" + (f"\n\n{text}" if text else "") for title, frame, text in sections],
-        "## Definitions", "\n".join(f"- {line}" for line in DEFINITIONS), "![per-frame MSE](per_frame.png)",
-        "## Training", markdown_table(training_table), "![loss curves](curves.png)", model_note,
+        *[f"## {report.markdown_text(title)}\n\n{markdown_table(frame)}" + (f"\n\n{report.markdown_text(text)}" if text else "") for title, frame, text in sections],
+        "## Definitions", "\n".join(f"- {report.markdown_text(line)}" for line in DEFINITIONS), "![per-frame MSE](per_frame.png)",
+        "## Training", markdown_table(training_table), "![loss curves](curves.png)", report.markdown_text(model_note),
         "## Held-out examples", *[f"![{name}]({name}.png)\n\n![{name} animated]({name}.gif)" for name in examples],
         "## Settings", markdown_table(settings),
     ])
@@ -110,16 +115,18 @@ def write_report(run_dir: Path, config: ConvLSTMConfig, source: str, split: tupl
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
+    """A Markdown table, floats to 6 significant digits (the scores are small), every cell Markdown-escaped."""
     def cell(value) -> str:
         if isinstance(value, float):
             return "" if np.isnan(value) else f"{value:.6g}"
-        return str(value).replace("|", "\\|")
+        return report.markdown_text(value)
 
     lines = ["| " + " | ".join(map(cell, frame.columns)) + " |", "|" + " --- |" * len(frame.columns)]
     lines += ["| " + " | ".join(map(cell, row)) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines)
 
 
+@report.literal_text  # figure text is never parsed as math
 def _plot_per_frame(per_frame: pd.DataFrame, path: Path) -> None:
     """MSE per predicted frame, one panel per task, the model against the three baselines."""
     plt = _pyplot()
@@ -142,6 +149,7 @@ def _plot_per_frame(per_frame: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+@report.literal_text
 def _strip(truth: np.ndarray, one_step: np.ndarray, rolled: np.ndarray, path: Path) -> None:
     """A PNG grid: true frames 0..19 over one-step predictions (1..19) over the rollout (10..19)."""
     plt = _pyplot()

@@ -1,7 +1,10 @@
 """Moving MNIST data and the ConvLSTM forecast, on tiny sizes."""
 
+import contextlib
 import gzip
+import io
 import json
+import re
 import struct
 
 import numpy as np
@@ -11,6 +14,8 @@ from conftest import DIGITS
 
 from pipeline import convlstm as cl
 from pipeline import moving_mnist as mm
+from pipeline import report, rundir
+from pipeline.convlstm_report import _plot_per_frame
 from pipeline.cli import main
 
 
@@ -174,17 +179,34 @@ def test_the_model_is_causal_and_the_forecaster_feeds_its_predictions_back():
     np.testing.assert_allclose(forecast[:, 2:], fed_back[:, 3:], atol=1e-5)
 
 
-def test_a_tiny_run_writes_the_model_the_report_and_honest_baselines(tmp_path, capsys):
-    run_dir = tmp_path / "reports" / "convlstm-tiny"
-    argv = ["convlstm", "--sequences", "10", "--frame-size", "16", "--filters", "2", "--epochs", "2", "--batch-size", "4",
-            "--examples", "1", "--run", str(run_dir)]
-    assert main(argv) == 0
-    assert capsys.readouterr().out.strip() == str(run_dir / "index.html")
+HOSTILE = "<img src=x onerror=alert(1)>|a$\\bogus$\nb"  # a run name and a data folder name from someone else
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One tiny ConvLSTM run on real MNIST digits, its run directory and its data folder both named `HOSTILE`:
+    its folder, data folder, command line, exit status and standard output."""
+    root = tmp_path_factory.mktemp("convlstm")
+    data = root / HOSTILE
+    data.mkdir()
+    (data / "t10k-images-idx3-ubyte.gz").symlink_to(DIGITS / "t10k-images-idx3-ubyte.gz")
+    run_dir = root / "reports" / HOSTILE
+    argv = ["convlstm", "--data", str(data), "--sequences", "10", "--frame-size", "16", "--filters", "2", "--epochs", "2",
+            "--batch-size", "4", "--examples", "1", "--run", str(run_dir)]
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        status = main(argv)
+    return run_dir, data, argv, status, out.getvalue()
+
+
+def test_a_tiny_run_writes_the_model_the_report_and_honest_baselines(tiny_run):
+    run_dir, data, _, status, out = tiny_run
+    assert status == 0 and out.strip() == str(run_dir / "index.html")
 
     for name in ("index.html", "report.md", "run.json", "curves.png", "per_frame.png", "example_0.png", "example_0.gif",
                  "model/model.keras", "model/config.json", "model/history.csv", "model/per_frame.csv", "model/papers.csv", "model/metrics.json"):
         assert (run_dir / name).is_file(), name
     assert not list((run_dir / "model").glob("*.h5"))  # the best epoch's weights went into model.keras
+    assert rundir.made_by_tool(run_dir, "run") and not list(run_dir.parent.glob(".*partial*"))
     metrics = json.loads((run_dir / "model" / "metrics.json").read_text())
     assert metrics["epochs_run"] == 2 and metrics["seconds_per_epoch"] > 0 and metrics["targets"] == 4
     assert metrics["rollout_mse_per_frame_64"] > 0 and 0 <= metrics["intensity_ratio_last_frame"]
@@ -192,7 +214,7 @@ def test_a_tiny_run_writes_the_model_the_report_and_honest_baselines(tmp_path, c
     per_frame = pd.read_csv(run_dir / "model" / "per_frame.csv")
     assert list(per_frame.columns) == ["task", "frame", "mse", "bce", "ssim", "copy_last_mse", "blank_mse", "mean_frame_mse"]
     assert per_frame.groupby("task").size().to_dict() == {"one-step": 19, "rollout": 10}
-    frames, _ = mm.moving_mnist("sklearn", 10, 0)  # the run's held-out sequence, rebuilt here
+    frames, _ = mm.moving_mnist(str(data), 10, 0)  # the run's held-out sequence, rebuilt here
     test = mm.model_frames(frames, 16)[-1]
     rollout = per_frame[per_frame["task"] == "rollout"].reset_index()
     for t in range(10):
@@ -206,17 +228,62 @@ def test_a_tiny_run_writes_the_model_the_report_and_honest_baselines(tmp_path, c
     assert papers.loc[0, "mse_per_frame"] == pytest.approx(metrics["rollout_mse_per_frame_64"])
     assert papers["predictor"].str.contains("blank").any()
     summary = json.loads((run_dir / "run.json").read_text())
-    assert summary["kind"] == "convlstm" and summary["dataset"] == "Moving MNIST (sklearn), 10 sequences" and "scikit-learn" in summary["source"]
-    assert "convlstm-tiny" in (tmp_path / "reports" / "index.html").read_text()
+    assert summary["kind"] == "convlstm" and summary["dataset"].endswith("10 sequences") and "MNIST idx" in summary["source"]
     page = (run_dir / "index.html").read_text()
-    for text in ("Rollout per horizon", "blank", "Papers' metrics", "3670.85", "46.26", "Target missed", "example_0.gif"):
+    for text in ("Rollout per horizon", "blank", "Papers&#x27; metrics", "3670.85", "46.26", "Target missed", "example_0.gif"):
         assert text in page, text
 
     from PIL import Image
 
     with Image.open(run_dir / "example_0.gif") as gif:
         assert gif.n_frames == 20 and gif.width > 3 * gif.height
-    assert main(argv) == 2  # an existing run is kept without --overwrite
+
+
+def test_hostile_run_and_data_names_produce_no_raw_markup(tiny_run):
+    run_dir, data, *_ = tiny_run
+    for page in (run_dir / "index.html", run_dir.parent / "index.html"):
+        text = page.read_text()
+        assert "<img src=x" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text, page
+    markdown = (run_dir / "report.md").read_text()
+    assert markdown.startswith(f"# ConvLSTM forecast: {report.markdown_text(HOSTILE)}\n")
+    assert str(data.parent) in markdown.replace("\\", "")  # the data source is shown, escaped
+    assert "<" not in markdown and not re.search(r"(?<!\\)[$|]a", markdown)  # no tag, no math, no cell break
+    for table in re.findall(r"(?:^\|.*\n)+", markdown, flags=re.MULTILINE):  # no cell split by a `|` in a name or path
+        columns = {len(re.findall(r"(?<!\\)\|", row)) for row in table.splitlines()}
+        assert len(columns) == 1, table
+
+
+def test_figure_text_is_never_parsed_as_math(tmp_path):
+    frames = pd.DataFrame({"task": "$\\bogus$", "frame": [1, 2], "mse": 0.1, "copy_last_mse": 0.2, "blank_mse": 0.3, "mean_frame_mse": 0.4})
+    _plot_per_frame(frames, tmp_path / "per_frame.png")
+    assert (tmp_path / "per_frame.png").stat().st_size > 0
+
+
+def test_an_existing_run_is_replaced_only_whole_and_only_with_overwrite(tiny_run, monkeypatch):
+    run_dir, _, argv, *_ = tiny_run
+    before = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
+    assert main(argv) == 2  # no --overwrite: kept
+    assert main(argv + ["--data", str(run_dir.parent / "missing.npy"), "--overwrite"]) == 2  # bad data: refused, kept
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cl, "train", interrupted)
+    assert main(argv + ["--overwrite"]) == 130  # Ctrl-C while training: the old run stays whole
+    assert {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()} == before
+    assert not list(run_dir.parent.glob(".*partial*"))
+    monkeypatch.undo()
+
+    marker = run_dir / rundir.MARKER
+    marker.unlink()  # a run of the previous version (no marker) is recognised by its exact files ...
+    rundir.check_replaceable(run_dir, overwrite=True)
+    (run_dir / "notes.txt").write_text("mine")  # ... and one holding anything else is not
+    with pytest.raises(rundir.FolderError, match="notes.txt"):
+        rundir.check_replaceable(run_dir, overwrite=True)
+    (run_dir / "notes.txt").unlink()
+
+    assert main(argv + ["--epochs", "1", "--overwrite"]) == 0  # the last of a repeated option counts
+    assert json.loads((run_dir / "model" / "metrics.json").read_text())["epochs_run"] == 1 and marker.is_file()
 
 
 def test_bad_data_presets_and_foreign_folders_are_refused_before_any_work(tmp_path):
@@ -225,8 +292,10 @@ def test_bad_data_presets_and_foreign_folders_are_refused_before_any_work(tmp_pa
         main(["convlstm", "--preset", "huge"])
     assert main(["convlstm", "--preset", "paper", "--frame-size", "24", "--run", str(tmp_path / "run")]) == 2
     folder = tmp_path / "notes"
-    folder.mkdir()
-    (folder / "notes.txt").write_text("not a run")
-    with pytest.raises(ValueError, match="not a run directory"):
+    (folder / "model").mkdir(parents=True)
+    for name in ("run.json", "notes.txt", "model/config.json"):  # looks like a run at a glance; is not one
+        (folder / name).write_text("{}")
+    assert main(["convlstm", "--sequences", "10", "--run", str(folder), "--overwrite"]) == 2
+    with pytest.raises(rundir.FolderError, match="does not look like a run directory"):
         cl.run_convlstm(cl.ConvLSTMConfig(), folder, overwrite=True)
-    assert (folder / "notes.txt").is_file()
+    assert sorted(path.name for path in folder.rglob("*")) == ["config.json", "model", "notes.txt", "run.json"]
