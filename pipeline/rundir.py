@@ -31,9 +31,11 @@ log = logging.getLogger(__name__)
 
 MARKER = ".video-feature-pipeline.json"
 KINDS = ("run", "demo", "reports", "predictions")
-RUN_FILES = {"index.html", "report.md", "run.json", MARKER}  # besides model/ and the report's images and CSVs
-RUN_SUFFIXES = {".png", ".gif", ".csv"}
-SUBFOLDERS = {"model": {".keras", ".joblib", ".npz", ".json", ".csv"}, "predictions": {".csv", ".json", ".png"}}  # -> their files' suffixes
+MODEL_FILES = {"metrics.json", "labels.json", "config.json", "splits.csv", "history.csv", "predictions.csv"}  # train.py's model/
+MODEL_SUFFIXES = (".keras", ".npz", ".joblib")  # model/<model><suffix>; .joblib from earlier versions (never loaded)
+RUN_FILES = {"index.html", "report.md", "run.json", MARKER}  # a run's top level, besides model/, predictions/ and per-model files
+MODEL_REPORT_FILES = ("-curves.png", "-confusion.csv", "-confusion.png", "-confusion-normalized.csv", "-confusion-normalized.png")
+PREDICTION_FILES = {"predictions.csv", "predictions.json", "windows.csv"}  # besides timeline-*.png
 RUNS_INDEX_HEAD = "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Runs</title>"  # report.write_index's page
 
 
@@ -67,7 +69,7 @@ def is_run_dir(folder: Path) -> bool:
 
 def check_replaceable(run_dir: Path, overwrite: bool) -> None:
     """Refuse to write a run over anything but nothing, an empty folder, or (with `overwrite`) a run."""
-    run_dir = Path(run_dir)
+    run_dir = _absolute(run_dir)
     if not run_dir.exists() and not run_dir.is_symlink():
         return
     if not run_dir.is_dir() or run_dir.is_symlink():
@@ -87,11 +89,12 @@ def check_replaceable(run_dir: Path, overwrite: bool) -> None:
 def staged_run(run_dir: Path, overwrite: bool):
     """Yield a marked temporary sibling of `run_dir` to write a run into; it replaces `run_dir`
     only when the block finishes. On an exception (Ctrl-C included) it is removed and the old run stays."""
-    run_dir = Path(run_dir)
+    run_dir = _absolute(run_dir)
     check_replaceable(run_dir, overwrite)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(run_dir)
     staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.partial-", dir=run_dir.parent))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would make a shared run private
     with open(mark(staging, "run"), "rb") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # held while writing: a free lock means its writer died
         try:
@@ -112,6 +115,8 @@ def claim_folder(folder: Path, kind: str, recognised: bool = False) -> None:
     """Make sure `folder` is a `kind` folder of the tool's before writing into it: one it made, a
     missing or empty folder (created and marked), or one `recognised` from an earlier version (marked)."""
     folder = Path(folder)
+    if folder.is_symlink():
+        raise FolderError(f"{folder} is a symbolic link (to {os.readlink(folder)}): not writing through it; choose a real folder")
     if made_by_tool(folder, kind):
         return
     if folder.exists() and not folder.is_dir():
@@ -155,18 +160,43 @@ def claim_report_root(root: Path) -> str | None:
 
 def _not_a_run(folder: Path) -> str | None:
     """Why `folder` is not a run directory of an earlier version (None if it is one): it must hold
-    model/config.json, and nothing but model/ (model files), a report's files and predict's
-    default output folder predictions/ (CSV, JSON, PNG)."""
-    if not (folder / "model" / "config.json").is_file():
-        return "no model/config.json"
-    for entry in folder.iterdir():
-        if entry.name not in SUBFOLDERS and not (entry.is_file() and (entry.name in RUN_FILES or entry.suffix in RUN_SUFFIXES)):
-            return f"it holds {entry.name}, which a run never has"
-    for name, suffixes in SUBFOLDERS.items():
-        for entry in (folder / name).iterdir() if (folder / name).is_dir() else ():
-            if not (entry.is_file() and entry.suffix in suffixes):
-                return f"it holds {name}/{entry.name}, which a run never has"
+    model/config.json, metrics.json and labels.json, and nothing but the files a training run, its
+    report and predict's default output folder predictions/ write, by their exact names."""
+    from .models import ALL_MODELS
+
+    for required in ("config.json", "metrics.json", "labels.json"):
+        if not (folder / "model" / required).is_file():
+            return f"no model/{required}"
+    expected = {
+        ".": RUN_FILES | {model + suffix for model in ALL_MODELS for suffix in MODEL_REPORT_FILES},
+        "model": MODEL_FILES | {model + suffix for model in ALL_MODELS for suffix in MODEL_SUFFIXES},
+        "predictions": PREDICTION_FILES,
+    }
+    for where, names in expected.items():
+        for entry in (folder / where).iterdir() if (folder / where).is_dir() else ():
+            if where == "." and entry.name in ("model", "predictions") and entry.is_dir() and not entry.is_symlink():
+                continue
+            timeline = where == "predictions" and entry.name.startswith("timeline-") and entry.suffix == ".png"
+            if not (entry.is_file() and not entry.is_symlink() and (entry.name in names or timeline)):
+                shown = entry.name if where == "." else f"{where}/{entry.name}"
+                return f"it holds {shown}, which a run never has"
     return None
+
+
+def _absolute(run_dir: Path) -> Path:
+    """`run_dir` with its real parent, so that `.`, `..` or `x/..` name a folder and its parent; the last
+    component is kept as given, so a symbolic link there is still seen (and refused)."""
+    absolute = Path(os.path.abspath(run_dir))
+    if absolute == absolute.parent:
+        raise FolderError(f"{run_dir} is the file system root, not a run directory; choose another with --run")
+    return absolute.parent.resolve() / absolute.name
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it; restored at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _is_bench_output(folder: Path) -> bool:
