@@ -523,9 +523,16 @@ def _cmd_predict(args) -> int:
                                  progress=not args.no_progress, workers=args.workers, timeout=args.timeout,
                                  runtime=args.runtime)
     for row in predictions.videos.to_dict("records"):
-        ranked = [f"{row[f'label_{k}']} {row[f'probability_{k}']:.3f}" for k in range(1, args.top_k + 1) if isinstance(row.get(f"label_{k}"), str)]
-        print(f"{row['video']}\t{', '.join(ranked) if row['status'] == 'ok' else row['status'] + ': ' + row['error']}")
+        ranked = [f"{_one_field(row[f'label_{k}'])} {row[f'probability_{k}']:.3f}" for k in range(1, args.top_k + 1)
+                  if isinstance(row.get(f"label_{k}"), str)]
+        print(f"{_one_field(row['video'])}\t{', '.join(ranked) if row['status'] == 'ok' else row['status'] + ': ' + _one_field(row['error'])}")
     written = write_outputs(predictions, output, run.labels)
     log.info("%d videos: %d classified, %d failed; wrote %s", len(predictions.videos), len(predictions.videos) - predictions.failed,
              predictions.failed, ", ".join(str(p) for p in written[:3]))
     return EXIT_FAILED_VIDEOS if predictions.failed else EXIT_OK
+
+
+def _one_field(text: str) -> str:
+    """`text` on one line without tabs (backslash, newline, carriage return, tab written as in Python: `\\n`),
+    so that each stdout line stays one video and its tab-separated fields."""
+    return text.translate({ord("\\"): "\\\\", ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})

@@ -313,11 +313,11 @@ def _read_run(run_dir: Path) -> dict:
         if missing:
             raise ValueError(f"{folder / 'metrics.json'}: model {name!r} has no {', '.join(missing)}; it is not a classification run's "
                              f"metrics file (retrain with `python -m pipeline train`)")
-    config = _read_json(folder / "config.json", dict)
+    config = read_json(folder / "config.json", dict)
     missing = [key for key in CONFIG_KEYS if key not in config]
     if missing:
         raise ValueError(f"{folder / 'config.json'} has no {', '.join(missing)}; it is not a training run's config (retrain the run)")
-    labels = _read_json(folder / "labels.json", list)
+    labels = read_json(folder / "labels.json", list)
     if not all(isinstance(label, str) for label in labels):
         raise ValueError(f"{folder / 'labels.json'} is not a list of class names")
     return {
@@ -333,7 +333,7 @@ def _read_run(run_dir: Path) -> dict:
 def read_metrics(path: Path) -> dict:
     """A run's metrics.json: an object of models, each an object of metrics, named by plain names
     (a name becomes file names and links, so `../x`, `/tmp/x` or `javascript:...` are refused)."""
-    metrics = _read_json(path, dict)
+    metrics = read_json(path, dict)
     for name, values in metrics.items():
         if not MODEL_NAME.fullmatch(name):
             raise ValueError(f"{path}: {name!r} is not a model name (letters, digits, '-' and '_' only); refusing the run")
@@ -344,7 +344,7 @@ def read_metrics(path: Path) -> dict:
     return metrics
 
 
-def _read_json(path: Path, kind: type):
+def read_json(path: Path, kind: type):
     """The JSON value of `path`, which must be a `kind` (dict or list); ValueError naming the file otherwise."""
     try:
         value = json.loads(path.read_text())
