@@ -4,8 +4,9 @@ Commands are pointed at folders users already have, so nothing is deleted or ove
 strength of a folder's name or of a `model/` inside it. The tool writes `MARKER` into the run
 directories, demo folders and report roots it creates; anything else is refused with a message
 naming the path. Folders written by earlier versions (no marker) are recognised by their exact
-contents: a run directory holding `model/config.json` and nothing but the files a run writes, a demo
-folder with its `.render-version` stamp, a report root whose `index.html` is the runs index.
+contents: a run directory holding `model/config.json`, `metrics.json` and `labels.json` and nothing
+but the files a run writes (by their exact names), a demo folder with its `.render-version` stamp,
+a report root whose `index.html` is the runs index.
 
 A training run is written into a hidden temporary sibling (`.<name>.partial-*`) that replaces the
 old run only when the new one is complete, so a crash, a kill or a refused input keeps the old run.
