@@ -23,6 +23,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from datetime import datetime, timezone
@@ -37,6 +38,10 @@ MODEL_SUFFIXES = (".keras", ".npz", ".joblib")  # model/<model><suffix>; .joblib
 RUN_FILES = {"index.html", "report.md", "run.json", MARKER}  # a run's top level, besides model/, predictions/ and per-model files
 MODEL_REPORT_FILES = ("-curves.png", "-confusion.csv", "-confusion.png", "-confusion-normalized.csv", "-confusion-normalized.png")
 PREDICTION_FILES = {"predictions.csv", "predictions.json", "windows.csv"}  # besides timeline-*.png
+TIMELINE = re.compile(r"predictions/timeline-.*\.png")
+CONVLSTM_FILES = {"index.html", "report.md", "run.json", "curves.png", "per_frame.png", MARKER}  # besides example_<n>.png|gif
+CONVLSTM_MODEL_FILES = {"config.json", "metrics.json", "history.csv", "per_frame.csv", "papers.csv", "model.keras"}
+CONVLSTM_EXAMPLE = re.compile(r"\./example_\d+\.(png|gif)")
 RUNS_INDEX_HEAD = "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Runs</title>"  # report.write_index's page
 
 
@@ -133,8 +138,8 @@ def claim_report_root(root: Path) -> str | None:
     """Claim `root` for the runs index (`index.html`); None when it is (now) a report root, else why not.
 
     A report root is a folder with the tool's marker, a missing or empty one, one whose `index.html`
-    is the runs index an earlier version wrote, or one without `index.html` that holds only runs,
-    the benchmark's `bench/` and hidden files such as `.gitkeep`.
+    is the runs index an earlier version wrote, or one without `index.html` that holds only runs
+    (training or ConvLSTM), the benchmark's `bench/` and hidden files such as `.gitkeep`.
     """
     root = Path(root)
     if made_by_tool(root, "reports"):
@@ -148,7 +153,7 @@ def claim_report_root(root: Path) -> str | None:
                 return f"{index} was not written by this tool"
         else:
             foreign = [entry.name for entry in root.iterdir()
-                       if not entry.name.startswith(".") and not is_run_dir(entry) and not _is_bench_output(entry)]
+                       if not entry.name.startswith(".") and not is_run_dir(entry) and not _is_convlstm_run(entry) and not _is_bench_output(entry)]
             if foreign:
                 return f"{root} holds {foreign[0]}, which is not a run, and no {MARKER}"
     root.mkdir(parents=True, exist_ok=True)
@@ -160,25 +165,36 @@ def claim_report_root(root: Path) -> str | None:
 
 
 def _not_a_run(folder: Path) -> str | None:
-    """Why `folder` is not a run directory of an earlier version (None if it is one): it must hold
-    model/config.json, metrics.json and labels.json, and nothing but the files a training run, its
-    report and predict's default output folder predictions/ write, by their exact names."""
+    """Why `folder` is not a training run directory of an earlier version (None if it is one): it must
+    hold model/config.json, metrics.json and labels.json, and nothing but the files a training run,
+    its report and predict's default output folder predictions/ write, by their exact names."""
     from .models import ALL_MODELS
 
-    for required in ("config.json", "metrics.json", "labels.json"):
-        if not (folder / "model" / required).is_file():
-            return f"no model/{required}"
     expected = {
         ".": RUN_FILES | {model + suffix for model in ALL_MODELS for suffix in MODEL_REPORT_FILES},
         "model": MODEL_FILES | {model + suffix for model in ALL_MODELS for suffix in MODEL_SUFFIXES},
         "predictions": PREDICTION_FILES,
     }
+    return _unexpected_layout(folder, ("config.json", "metrics.json", "labels.json"), expected, TIMELINE)
+
+
+def _is_convlstm_run(folder: Path) -> bool:
+    """A ConvLSTM run directory (`convlstm`), by the exact names of the files it writes."""
+    expected = {".": CONVLSTM_FILES, "model": CONVLSTM_MODEL_FILES}
+    return folder.is_dir() and _unexpected_layout(folder, ("config.json", "metrics.json", "model.keras"), expected, CONVLSTM_EXAMPLE) is None
+
+
+def _unexpected_layout(folder: Path, required: tuple[str, ...], expected: dict[str, set[str]], pattern: re.Pattern) -> str | None:
+    """Why `folder` is not laid out as `expected` (folder -> file names; `pattern` matches other
+    `folder/name`s allowed), with the `required` files in model/; None if it is."""
+    for name in required:
+        if not (folder / "model" / name).is_file():
+            return f"no model/{name}"
     for where, names in expected.items():
         for entry in (folder / where).iterdir() if (folder / where).is_dir() else ():
-            if where == "." and entry.name in ("model", "predictions") and entry.is_dir() and not entry.is_symlink():
+            if where == "." and entry.name in expected and entry.is_dir() and not entry.is_symlink():
                 continue
-            timeline = where == "predictions" and entry.name.startswith("timeline-") and entry.suffix == ".png"
-            if not (entry.is_file() and not entry.is_symlink() and (entry.name in names or timeline)):
+            if not (entry.is_file() and not entry.is_symlink() and (entry.name in names or pattern.fullmatch(f"{where}/{entry.name}"))):
                 shown = entry.name if where == "." else f"{where}/{entry.name}"
                 return f"it holds {shown}, which a run never has"
     return None
