@@ -421,7 +421,8 @@ def _cmd_train(args) -> int:
 def _add_report(commands) -> None:
     p = commands.add_parser("report", help="(re)write training runs' reports and the index of all runs",
                             description="Write index.html and report.md of each run (confusion matrices, curves, baselines) and "
-                                        "update the runs index beside them. Prints each report's path.")
+                                        "update the runs index beside them. Prints each report's path. A run that cannot be reported "
+                                        "is skipped with a warning naming its file, and the command exits 2 after the others.")
     p.add_argument("runs", nargs="*", help="run directories (default: every training run under --reports)")
     p.add_argument("--reports", default="reports", help="folder of the runs (default: %(default)s)")
     p.set_defaults(func=_cmd_report)
@@ -433,9 +434,16 @@ def _cmd_report(args) -> int:
     runs = args.runs or training_runs(args.reports)
     if not runs:
         raise FileNotFoundError(f"no training runs under {args.reports}; train one with `python -m pipeline train`")
+    refused = 0
     for run in runs:
-        print(write_classification_report(run))
-    return EXIT_OK
+        try:
+            print(write_classification_report(run))
+        except (ValueError, OSError) as error:  # a run someone sent may be broken: the others are still reported
+            refused += 1
+            log.warning("not reporting %s: %s", run, error)
+    if refused:
+        log.error("%d of %d runs could not be reported (see the warnings above)", refused, len(runs))
+    return EXIT_BAD_INPUT if refused else EXIT_OK
 
 
 # --- convlstm --------------------------------------------------------------------------------
@@ -525,9 +533,16 @@ def _cmd_predict(args) -> int:
                                  progress=not args.no_progress, workers=args.workers, timeout=args.timeout,
                                  runtime=args.runtime)
     for row in predictions.videos.to_dict("records"):
-        ranked = [f"{row[f'label_{k}']} {row[f'probability_{k}']:.3f}" for k in range(1, args.top_k + 1) if isinstance(row.get(f"label_{k}"), str)]
-        print(f"{row['video']}\t{', '.join(ranked) if row['status'] == 'ok' else row['status'] + ': ' + row['error']}")
+        ranked = [f"{_one_field(row[f'label_{k}'])} {row[f'probability_{k}']:.3f}" for k in range(1, args.top_k + 1)
+                  if isinstance(row.get(f"label_{k}"), str)]
+        print(f"{_one_field(row['video'])}\t{', '.join(ranked) if row['status'] == 'ok' else row['status'] + ': ' + _one_field(row['error'])}")
     written = write_outputs(predictions, output, run.labels)
     log.info("%d videos: %d classified, %d failed; wrote %s", len(predictions.videos), len(predictions.videos) - predictions.failed,
              predictions.failed, ", ".join(str(p) for p in written[:3]))
     return EXIT_FAILED_VIDEOS if predictions.failed else EXIT_OK
+
+
+def _one_field(text: str) -> str:
+    """`text` on one line without tabs (backslash, newline, carriage return, tab written as in Python: `\\n`),
+    so that each stdout line stays one video and its tab-separated fields."""
+    return text.translate({ord("\\"): "\\\\", ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +30,13 @@ from .decoder_pool import DecodeFailure, decode_all, with_hook, worker_count
 from .manifest import VIDEO_EXTENSIONS
 from .model_files import ModelFileError, find_model, load_model
 from .models import SEQUENCE_MODELS
-from .report import literal_text
+from .report import literal_text, read_json, read_metrics
 from .sequences import SequenceConfig, frame_positions
 
 log = logging.getLogger(__name__)
+
+FEATURE_KEYS = ("backbone", "weights", "image_size", "sampling", "max_frames", "crop")  # what predict reads of a run's feature config
+PREDICTIONS_HEADER = re.compile(r"video,status(,label_\d+,probability_\d+)*,error")  # write_outputs' predictions.csv
 
 
 class RunError(ValueError):
@@ -87,16 +90,18 @@ def load_run(run_dir: str | Path, model: str | None = None, weights: str | None 
     model_dir = run_dir / "model"
     if not (model_dir / "config.json").is_file():
         raise RunError(f"{run_dir} is not a trained run (no model/config.json); train one with `python -m pipeline train`")
-    config = json.loads((model_dir / "config.json").read_text())
-    labels = json.loads((model_dir / "labels.json").read_text())
+    config = read_json(model_dir / "config.json", dict)
+    labels = read_json(model_dir / "labels.json", list)
+    if not labels or not all(isinstance(label, str) for label in labels):
+        raise RunError(f"{model_dir / 'labels.json'} is not a list of class names")
+    feature_config, sequence = _checked_config(model_dir / "config.json", config)
     name = model or _best_model(model_dir)
     try:
         loaded = load_model(find_model(model_dir, name))
     except ModelFileError as error:
         raise RunError(f"run {run_dir}: {error}") from None
-    feature_config = config["feature_config"]
-    return Run(run_dir, name, loaded, labels, feature_config, SequenceConfig(**config["sequence"]),
-               _run_weights(feature_config, config.get("store", ""), weights))
+    store_path = config.get("store") if isinstance(config.get("store"), str) else ""
+    return Run(run_dir, name, loaded, labels, feature_config, sequence, _run_weights(feature_config, store_path, weights))
 
 
 def predict_videos(run: Run, inputs: list[str | Path], *, window: float | None = None, stride: float | None = None,
@@ -206,18 +211,46 @@ def plot_timeline(track: pd.DataFrame, labels: list[str], path: Path) -> Path:
 
 
 def _holds_only_outputs(folder: Path) -> bool:
-    """A predictions folder an earlier version wrote (no marker): nothing but predict's outputs."""
+    """A predictions folder an earlier version wrote (no marker): a predictions.csv that starts with
+    predict's header, and nothing but predict's outputs."""
     names = ("predictions.csv", "predictions.json", "windows.csv")
-    return folder.is_dir() and all(entry.is_file() and (entry.name in names or (entry.name.startswith("timeline-") and entry.suffix == ".png"))
-                                   for entry in folder.iterdir())
+    return (folder.is_dir() and not folder.is_symlink() and _has_predictions_header(folder / "predictions.csv")
+            and all(entry.is_file() and not entry.is_symlink() and (entry.name in names or (entry.name.startswith("timeline-") and entry.suffix == ".png"))
+                    for entry in folder.iterdir()))
+
+
+def _has_predictions_header(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            return PREDICTIONS_HEADER.fullmatch(file.readline().rstrip("\r\n")) is not None
+    except OSError:
+        return False
+
+
+def _checked_config(path: Path, config: dict) -> tuple[dict, SequenceConfig]:
+    """The feature config and sequence config of a run's config.json, or RunError naming the file."""
+    feature_config, sequence = config.get("feature_config"), config.get("sequence")
+    missing = [key for key in FEATURE_KEYS if key not in feature_config] if isinstance(feature_config, dict) else ["feature_config"]
+    if not isinstance(sequence, dict):
+        missing.append("sequence")
+    if missing or not isinstance(feature_config["weights"], str):
+        raise RunError(f"{path} has no usable {', '.join(missing) or 'weights'}: it is not a training run's config; retrain the run")
+    try:
+        return feature_config, SequenceConfig(**sequence)
+    except (TypeError, ValueError) as error:
+        raise RunError(f"{path}: its sequence settings {sequence} are not usable: {error}") from None
 
 
 def _best_model(model_dir: Path) -> str:
-    metrics = json.loads((model_dir / "metrics.json").read_text()) if (model_dir / "metrics.json").is_file() else {}
-    if not metrics:
+    if not (model_dir / "metrics.json").is_file():
         raise RunError(f"{model_dir} has no metrics.json to pick a model from; pass --model")
-    ranked = sorted(metrics, key=lambda name: (name in SEQUENCE_MODELS, metrics[name].get("val_accuracy") or 0.0), reverse=True)
-    return ranked[0]
+    metrics = read_metrics(model_dir / "metrics.json")
+
+    def rank(name: str) -> tuple[bool, float]:
+        accuracy = metrics[name].get("val_accuracy")
+        return name in SEQUENCE_MODELS, accuracy if isinstance(accuracy, (int, float)) and not isinstance(accuracy, bool) else 0.0
+
+    return max(metrics, key=rank)
 
 
 def _run_weights(feature_config: dict, store_path: str, override: str | None) -> Weights:

@@ -174,6 +174,9 @@ TOP_K = (3, 5)  # top-k accuracies reported when k is below the number of classe
 ANNOTATE_MAX = 20  # confusion matrices up to this many classes print their numbers in the cells
 CLUSTER_MIN = 30  # from this many classes on, the confusion PNG orders classes by mutual confusion
 LIST_MAX = 100  # rows shown of long lists (misclassified videos, failures); the CSVs hold them all
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # model names become file names and links: no dots, separators or colons
+METRIC_KEYS = ("kind", "test_videos", "accuracy", "macro_f1", "val_accuracy", "epochs", "seconds_per_epoch", "seconds", "per_class")
+CONFIG_KEYS = ("dataset", "store", "created", "feature_config", "feature_dim", "sequence", "data", "train", "failures")
 
 
 def classification_metrics(true: np.ndarray, probabilities: np.ndarray, labels: list[str]) -> dict:
@@ -289,8 +292,9 @@ def write_classification_report(run_dir: str | Path, name: str | None = None, in
 
 
 def training_runs(reports_root: str | Path = "reports") -> list[Path]:
-    """The finished training runs under `reports_root` (folders with model/metrics.json)."""
-    return sorted(path.parents[1] for path in _below(Path(reports_root), "*/model/metrics.json"))
+    """The finished training runs under `reports_root`: folders with model/metrics.json and the class
+    names model/labels.json (ConvLSTM runs have metrics.json too, but no classes)."""
+    return sorted(path.parents[1] for path in _below(Path(reports_root), "*/model/metrics.json") if (path.parent / "labels.json").is_file())
 
 
 def _below(root: Path, pattern: str) -> list[Path]:
@@ -299,23 +303,62 @@ def _below(root: Path, pattern: str) -> list[Path]:
 
 
 def _read_run(run_dir: Path) -> dict:
+    """A run's `model/` files, checked: they may come from anyone, and model names become file names and links."""
     folder = run_dir / "model"
     if not (folder / "metrics.json").is_file():
         raise FileNotFoundError(f"{run_dir} is not a finished training run (no model/metrics.json); train one with `python -m pipeline train`")
+    metrics = read_metrics(folder / "metrics.json")
+    for name, values in metrics.items():
+        missing = [key for key in METRIC_KEYS if key not in values]
+        if missing:
+            raise ValueError(f"{folder / 'metrics.json'}: model {name!r} has no {', '.join(missing)}; it is not a classification run's "
+                             f"metrics file (retrain with `python -m pipeline train`)")
+    config = read_json(folder / "config.json", dict)
+    missing = [key for key in CONFIG_KEYS if key not in config]
+    if missing:
+        raise ValueError(f"{folder / 'config.json'} has no {', '.join(missing)}; it is not a training run's config (retrain the run)")
+    labels = read_json(folder / "labels.json", list)
+    if not all(isinstance(label, str) for label in labels):
+        raise ValueError(f"{folder / 'labels.json'} is not a list of class names")
     return {
-        "config": json.loads((folder / "config.json").read_text()),
-        "labels": json.loads((folder / "labels.json").read_text()),
-        "metrics": json.loads((folder / "metrics.json").read_text()),
+        "config": config,
+        "labels": labels,
+        "metrics": metrics,
         "splits": pd.read_csv(folder / "splits.csv", dtype=str, keep_default_na=False),
         "history": pd.read_csv(folder / "history.csv"),
         "predictions": pd.read_csv(folder / "predictions.csv", dtype={"true": str, "predicted": str, "video_id": str}, keep_default_na=False),
     }
 
 
+def read_metrics(path: Path) -> dict:
+    """A run's metrics.json: an object of models, each an object of metrics, named by plain names
+    (a name becomes file names and links, so `../x`, `/tmp/x` or `javascript:...` are refused)."""
+    metrics = read_json(path, dict)
+    for name, values in metrics.items():
+        if not MODEL_NAME.fullmatch(name):
+            raise ValueError(f"{path}: {name!r} is not a model name (letters, digits, '-' and '_' only); refusing the run")
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: the metrics of model {name!r} are not a JSON object")
+    if not metrics:
+        raise ValueError(f"{path} lists no models")
+    return metrics
+
+
+def read_json(path: Path, kind: type):
+    """The JSON value of `path`, which must be a `kind` (dict or list); ValueError naming the file otherwise."""
+    try:
+        value = json.loads(path.read_text())
+    except ValueError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(value, kind):
+        raise ValueError(f"{path} holds a JSON {type(value).__name__}, not the {'object' if kind is dict else 'array'} this tool writes")
+    return value
+
+
 def _headline(metrics: dict) -> str:
     """The model a run is listed by: the sequence model with the best validation accuracy."""
     sequence = [name for name, values in metrics.items() if values["kind"] == "sequence"] or list(metrics)
-    return max(sequence, key=lambda name: metrics[name]["val_accuracy"] or 0.0)
+    return max(sequence, key=lambda name: metrics[name]["val_accuracy"] if _is_number(metrics[name]["val_accuracy"]) else 0.0)
 
 
 def _results_blocks(run: dict) -> list:
@@ -394,9 +437,9 @@ def _html_block(block: tuple) -> str:
     if kind == "warning":
         return warning(content[0])
     if kind == "image":
-        return f"<p><img src='{html.escape(content[0])}' alt='{html.escape(content[1])}'></p>"
+        return f"<p><img src='{html.escape(quote(content[0]))}' alt='{html.escape(content[1])}'></p>"
     if kind == "links":
-        return "<p>" + " · ".join(f"<a href='{html.escape(href)}'>{html.escape(text)}</a>" for text, href in content[0]) + "</p>"
+        return "<p>" + " · ".join(f"<a href='{html.escape(quote(href))}'>{html.escape(text)}</a>" for text, href in content[0]) + "</p>"
     return f"<{kind}>{html.escape(content[0])}</{kind}>"
 
 

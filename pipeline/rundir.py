@@ -4,8 +4,9 @@ Commands are pointed at folders users already have, so nothing is deleted or ove
 strength of a folder's name or of a `model/` inside it. The tool writes `MARKER` into the run
 directories, demo folders and report roots it creates; anything else is refused with a message
 naming the path. Folders written by earlier versions (no marker) are recognised by their exact
-contents: a run directory holding `model/config.json` and nothing but the files a run writes, a demo
-folder with its `.render-version` stamp, a report root whose `index.html` is the runs index.
+contents: a run directory holding `model/config.json`, `metrics.json` and `labels.json` and nothing
+but the files a run writes (by their exact names), a demo folder with its `.render-version` stamp,
+a report root whose `index.html` is the runs index.
 
 A training run is written into a hidden temporary sibling (`.<name>.partial-*`) that replaces the
 old run only when the new one is complete, so a crash, a kill or a refused input keeps the old run.
@@ -22,6 +23,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from datetime import datetime, timezone
@@ -31,9 +33,15 @@ log = logging.getLogger(__name__)
 
 MARKER = ".video-feature-pipeline.json"
 KINDS = ("run", "demo", "reports", "predictions")
-RUN_FILES = {"index.html", "report.md", "run.json", MARKER}  # besides model/ and the report's images and CSVs
-RUN_SUFFIXES = {".png", ".gif", ".csv"}
-SUBFOLDERS = {"model": {".keras", ".joblib", ".npz", ".json", ".csv"}, "predictions": {".csv", ".json", ".png"}}  # -> their files' suffixes
+MODEL_FILES = {"metrics.json", "labels.json", "config.json", "splits.csv", "history.csv", "predictions.csv"}  # train.py's model/
+MODEL_SUFFIXES = (".keras", ".npz", ".joblib")  # model/<model><suffix>; .joblib from earlier versions (never loaded)
+RUN_FILES = {"index.html", "report.md", "run.json", MARKER}  # a run's top level, besides model/, predictions/ and per-model files
+MODEL_REPORT_FILES = ("-curves.png", "-confusion.csv", "-confusion.png", "-confusion-normalized.csv", "-confusion-normalized.png")
+PREDICTION_FILES = {"predictions.csv", "predictions.json", "windows.csv"}  # besides timeline-*.png
+TIMELINE = re.compile(r"predictions/timeline-.*\.png")
+CONVLSTM_FILES = {"index.html", "report.md", "run.json", "curves.png", "per_frame.png", MARKER}  # besides example_<n>.png|gif
+CONVLSTM_MODEL_FILES = {"config.json", "metrics.json", "history.csv", "per_frame.csv", "papers.csv", "model.keras"}
+CONVLSTM_EXAMPLE = re.compile(r"\./example_\d+\.(png|gif)")
 RUNS_INDEX_HEAD = "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Runs</title>"  # report.write_index's page
 
 
@@ -67,7 +75,7 @@ def is_run_dir(folder: Path) -> bool:
 
 def check_replaceable(run_dir: Path, overwrite: bool) -> None:
     """Refuse to write a run over anything but nothing, an empty folder, or (with `overwrite`) a run."""
-    run_dir = Path(run_dir)
+    run_dir = _absolute(run_dir)
     if not run_dir.exists() and not run_dir.is_symlink():
         return
     if not run_dir.is_dir() or run_dir.is_symlink():
@@ -87,11 +95,12 @@ def check_replaceable(run_dir: Path, overwrite: bool) -> None:
 def staged_run(run_dir: Path, overwrite: bool):
     """Yield a marked temporary sibling of `run_dir` to write a run into; it replaces `run_dir`
     only when the block finishes. On an exception (Ctrl-C included) it is removed and the old run stays."""
-    run_dir = Path(run_dir)
+    run_dir = _absolute(run_dir)
     check_replaceable(run_dir, overwrite)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(run_dir)
     staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.partial-", dir=run_dir.parent))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would make a shared run private
     with open(mark(staging, "run"), "rb") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # held while writing: a free lock means its writer died
         try:
@@ -112,6 +121,8 @@ def claim_folder(folder: Path, kind: str, recognised: bool = False) -> None:
     """Make sure `folder` is a `kind` folder of the tool's before writing into it: one it made, a
     missing or empty folder (created and marked), or one `recognised` from an earlier version (marked)."""
     folder = Path(folder)
+    if folder.is_symlink():
+        raise FolderError(f"{folder} is a symbolic link (to {os.readlink(folder)}): not writing through it; choose a real folder")
     if made_by_tool(folder, kind):
         return
     if folder.exists() and not folder.is_dir():
@@ -127,8 +138,8 @@ def claim_report_root(root: Path) -> str | None:
     """Claim `root` for the runs index (`index.html`); None when it is (now) a report root, else why not.
 
     A report root is a folder with the tool's marker, a missing or empty one, one whose `index.html`
-    is the runs index an earlier version wrote, or one without `index.html` that holds only runs,
-    the benchmark's `bench/` and hidden files such as `.gitkeep`.
+    is the runs index an earlier version wrote, or one without `index.html` that holds only runs
+    (training or ConvLSTM), the benchmark's `bench/` and hidden files such as `.gitkeep`.
     """
     root = Path(root)
     if made_by_tool(root, "reports"):
@@ -142,7 +153,7 @@ def claim_report_root(root: Path) -> str | None:
                 return f"{index} was not written by this tool"
         else:
             foreign = [entry.name for entry in root.iterdir()
-                       if not entry.name.startswith(".") and not is_run_dir(entry) and not _is_bench_output(entry)]
+                       if not entry.name.startswith(".") and not is_run_dir(entry) and not _is_convlstm_run(entry) and not _is_bench_output(entry)]
             if foreign:
                 return f"{root} holds {foreign[0]}, which is not a run, and no {MARKER}"
     root.mkdir(parents=True, exist_ok=True)
@@ -154,19 +165,55 @@ def claim_report_root(root: Path) -> str | None:
 
 
 def _not_a_run(folder: Path) -> str | None:
-    """Why `folder` is not a run directory of an earlier version (None if it is one): it must hold
-    model/config.json, and nothing but model/ (model files), a report's files and predict's
-    default output folder predictions/ (CSV, JSON, PNG)."""
-    if not (folder / "model" / "config.json").is_file():
-        return "no model/config.json"
-    for entry in folder.iterdir():
-        if entry.name not in SUBFOLDERS and not (entry.is_file() and (entry.name in RUN_FILES or entry.suffix in RUN_SUFFIXES)):
-            return f"it holds {entry.name}, which a run never has"
-    for name, suffixes in SUBFOLDERS.items():
-        for entry in (folder / name).iterdir() if (folder / name).is_dir() else ():
-            if not (entry.is_file() and entry.suffix in suffixes):
-                return f"it holds {name}/{entry.name}, which a run never has"
+    """Why `folder` is not a training run directory of an earlier version (None if it is one): it must
+    hold model/config.json, metrics.json and labels.json, and nothing but the files a training run,
+    its report and predict's default output folder predictions/ write, by their exact names."""
+    from .models import ALL_MODELS
+
+    expected = {
+        ".": RUN_FILES | {model + suffix for model in ALL_MODELS for suffix in MODEL_REPORT_FILES},
+        "model": MODEL_FILES | {model + suffix for model in ALL_MODELS for suffix in MODEL_SUFFIXES},
+        "predictions": PREDICTION_FILES,
+    }
+    return _unexpected_layout(folder, ("config.json", "metrics.json", "labels.json"), expected, TIMELINE)
+
+
+def _is_convlstm_run(folder: Path) -> bool:
+    """A ConvLSTM run directory (`convlstm`), by the exact names of the files it writes."""
+    expected = {".": CONVLSTM_FILES, "model": CONVLSTM_MODEL_FILES}
+    return folder.is_dir() and _unexpected_layout(folder, ("config.json", "metrics.json", "model.keras"), expected, CONVLSTM_EXAMPLE) is None
+
+
+def _unexpected_layout(folder: Path, required: tuple[str, ...], expected: dict[str, set[str]], pattern: re.Pattern) -> str | None:
+    """Why `folder` is not laid out as `expected` (folder -> file names; `pattern` matches other
+    `folder/name`s allowed), with the `required` files in model/; None if it is."""
+    for name in required:
+        if not (folder / "model" / name).is_file():
+            return f"no model/{name}"
+    for where, names in expected.items():
+        for entry in (folder / where).iterdir() if (folder / where).is_dir() else ():
+            if where == "." and entry.name in expected and entry.is_dir() and not entry.is_symlink():
+                continue
+            if not (entry.is_file() and not entry.is_symlink() and (entry.name in names or pattern.fullmatch(f"{where}/{entry.name}"))):
+                shown = entry.name if where == "." else f"{where}/{entry.name}"
+                return f"it holds {shown}, which a run never has"
     return None
+
+
+def _absolute(run_dir: Path) -> Path:
+    """`run_dir` with its real parent, so that `.`, `..` or `x/..` name a folder and its parent; the last
+    component is kept as given, so a symbolic link there is still seen (and refused)."""
+    absolute = Path(os.path.abspath(run_dir))
+    if absolute == absolute.parent:
+        raise FolderError(f"{run_dir} is the file system root, not a run directory; choose another with --run")
+    return absolute.parent.resolve() / absolute.name
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it; restored at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _is_bench_output(folder: Path) -> bool:

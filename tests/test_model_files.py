@@ -31,7 +31,12 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     store_path = write_store(root / "features" / "toy" / "toy.h5", ["a", "b", "c", "d"] * 8)
     config = TrainConfig(models=("gru", "mean", "single-frame"), seq_len=8, epochs=1, network=SequenceModelConfig(units=4))
-    return train(store_path, root / "reports" / "toy", config, progress=False)
+    result = train(store_path, root / "reports" / "toy", config, progress=False)
+    recorded = result.run_dir / "model" / "config.json"  # the toy store's feature config lacks what predict reads of a real one
+    settings = json.loads(recorded.read_text())
+    settings["feature_config"].update(max_frames=512, crop="center")
+    recorded.write_text(json.dumps(settings))
+    return result
 
 
 def test_baselines_are_plain_arrays_and_reload_to_the_recorded_probabilities(run):

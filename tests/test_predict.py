@@ -1,6 +1,7 @@
 """Predict on new videos with a trained run: real files, failures, windows, and refused runs."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -133,3 +134,75 @@ def test_output_folder_of_someone_elses_is_refused_and_ours_is_replaced(shared, 
     stale.write_bytes(b"a previous prediction's timeline")
     write_outputs(predict_videos(run, [video], progress=False), ours, run.labels)
     assert not stale.exists() and (ours / "predictions.csv").is_file()
+
+
+def received_run(run_dir, tmp_path):
+    """A copy of the trained run, as someone would send it."""
+    return shutil.copytree(run_dir, tmp_path / "received")
+
+
+def test_output_folders_predict_did_not_write_are_refused(tmp_path):
+    from pipeline.predict import prepare_output
+    from pipeline.rundir import FolderError
+
+    spreadsheet = tmp_path / "mine"
+    spreadsheet.mkdir()
+    (spreadsheet / "predictions.csv").write_text("name,score\nalice,3\n")
+    with pytest.raises(FolderError, match="is not empty and is not a predictions folder"):
+        prepare_output(spreadsheet)
+    assert (spreadsheet / "predictions.csv").read_text() == "name,score\nalice,3\n"
+
+    elsewhere = tmp_path / "elsewhere"  # a received run whose predictions/ points at the user's files
+    elsewhere.mkdir()
+    (elsewhere / "predictions.csv").write_text("video,status,label_1,probability_1,error\n")
+    (elsewhere / "timeline-000-holiday.png").write_bytes(b"mine")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "predictions").symlink_to(elsewhere)
+    with pytest.raises(FolderError, match="is a symbolic link"):
+        prepare_output(tmp_path / "run" / "predictions")
+    assert sorted(path.name for path in elsewhere.iterdir()) == ["predictions.csv", "timeline-000-holiday.png"]
+
+    old = tmp_path / "old"  # what an earlier version wrote: predict's own header, no marker
+    old.mkdir()
+    (old / "predictions.csv").write_text("video,status,label_1,probability_1,label_2,probability_2,error\nx.mp4,ok,a,0.9,b,0.1,\n")
+    (old / "timeline-000-x.png").write_bytes(b"png")
+    assert prepare_output(old) == old and not (old / "predictions.csv").exists() and not (old / "timeline-000-x.png").exists()
+
+
+@pytest.mark.parametrize("file, content, message", [
+    ("config.json", {"feature_config": {}}, "has no usable backbone"),
+    ("config.json", "without sequence", "has no usable sequence"),
+    ("config.json", "sequence of strings", "its sequence settings"),
+    ("metrics.json", ["gru"], "holds a JSON list"),
+    ("metrics.json", {"../gru": {}}, "'../gru' is not a model name"),
+    ("labels.json", "a,b", "is not valid JSON"),
+])
+def test_malformed_runs_are_refused_naming_the_file(run_dir, tmp_path, caplog, file, content, message):
+    from pipeline.cli import main
+
+    received = received_run(run_dir, tmp_path)
+    path = received / "model" / file
+    config = json.loads((received / "model" / "config.json").read_text())
+    if content == "without sequence":
+        content = {key: value for key, value in config.items() if key != "sequence"}
+    elif content == "sequence of strings":
+        content = {**config, "sequence": {"seq_len": "8"}}
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*" + re.escape(message)):
+        load_run(received)
+    assert main(["predict", str(received), str(tmp_path / "x.mp4"), "--no-progress"]) == 2
+    assert str(path) in caplog.text
+
+
+def test_stdout_keeps_one_line_per_video_whatever_the_labels(run_dir, tmp_path):
+    received = received_run(run_dir, tmp_path)
+    labels = json.loads((received / "model" / "labels.json").read_text())
+    hostile = [f"line\nbreak\t{number}\\" for number in range(len(labels))]
+    (received / "model" / "labels.json").write_text(json.dumps(hostile))
+    result = subprocess.run([sys.executable, "-m", "pipeline", "predict", str(received), str(VIDEOS / "imageio/realshort.mp4"),
+                             "--top-k", "2", "--no-progress", "--workers", "1"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    line, = result.stdout.splitlines()
+    video, ranked = line.split("\t")
+    assert video == str(VIDEOS / "imageio/realshort.mp4")
+    assert all(label.rsplit(" ", 1)[0] in [r"line\nbreak\t" + f"{number}\\\\" for number in range(len(labels))] for label in ranked.split(", "))

@@ -207,3 +207,54 @@ def test_markdown_text_escapes_what_markdown_would_interpret():
     assert report.markdown_text("a|b\nc") == "a\\|b c"
     assert report.markdown_text("<img src=x onerror=alert(1)>") == "&lt;img src=x onerror=alert(1)&gt;"
     assert report.markdown_text("[x](javascript:alert(1)) `c` *e* $m$ #h") == "\\[x\\](javascript:alert(1)) \\`c\\` \\*e\\* \\$m\\$ \\#h"
+
+
+def received_run(run, tmp_path, name="received"):
+    """A copy of `run`, as someone would send it."""
+    import shutil
+
+    return shutil.copytree(run, tmp_path / "reports" / name)
+
+
+@pytest.mark.parametrize("hostile", ["/tmp/x/OUTSIDE", "../x", "javascript:alert(1);void", ".hidden"])
+def test_model_names_that_are_not_plain_names_are_refused(run, tmp_path, caplog, hostile):
+    received = received_run(run, tmp_path)
+    metrics = json.loads((received / "model" / "metrics.json").read_text())
+    metrics[hostile] = metrics.pop("mean")
+    (received / "model" / "metrics.json").write_text(json.dumps(metrics))
+    before = sorted(path for path in tmp_path.rglob("*"))
+    assert main(["report", str(received)]) == 2
+    assert f"{received / 'model' / 'metrics.json'}: {hostile!r} is not a model name" in caplog.text
+    assert sorted(path for path in tmp_path.rglob("*")) == before
+
+
+def test_link_targets_are_quoted_in_html():
+    block = report._html_block(("links", [("csv", "a' onclick='x.csv")]))
+    assert "href='a%27%20onclick%3D%27x.csv'" in block and "onclick='" not in block
+
+
+@pytest.mark.parametrize("file, content, message", [
+    ("metrics.json", {"gru": {}}, "model 'gru' has no kind"),
+    ("metrics.json", ["gru"], "holds a JSON list"),
+    ("metrics.json", {"gru": 1}, "metrics of model 'gru' are not a JSON object"),
+    ("config.json", {"dataset": "x"}, "has no store"),
+    ("labels.json", {"a": 1}, "holds a JSON dict"),
+])
+def test_malformed_run_files_are_named_with_exit_2(run, tmp_path, caplog, file, content, message):
+    received = received_run(run, tmp_path)
+    (received / "model" / file).write_text(json.dumps(content))
+    assert main(["report", str(received)]) == 2
+    assert str(received / "model" / file) in caplog.text and message in caplog.text
+
+
+def test_report_of_all_runs_skips_convlstm_and_broken_runs(run, tmp_path, caplog, capsys):
+    good = received_run(run, tmp_path, "good")
+    broken = received_run(run, tmp_path, "broken")
+    (broken / "model" / "metrics.json").write_text(json.dumps({"gru": {}}))
+    convlstm = tmp_path / "reports" / "convlstm-mnist" / "model"
+    convlstm.mkdir(parents=True)
+    (convlstm / "metrics.json").write_text(json.dumps({"mse": 0.1}))
+    assert report.training_runs(tmp_path / "reports") == [broken, good]
+    assert main(["report", "--reports", str(tmp_path / "reports")]) == 2
+    assert capsys.readouterr().out.split() == [str(good / "index.html")]
+    assert f"not reporting {broken}" in caplog.text and "1 of 2 runs could not be reported" in caplog.text

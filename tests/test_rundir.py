@@ -40,7 +40,7 @@ def test_a_foreign_folder_with_model_inside_survives_overwrite(store_path, tmp_p
     (project / "src" / "main.py").write_text("print('precious')")
     before = snapshot(project)
     assert main(train_args(store_path, project, "--overwrite")) == EXIT_BAD_INPUT
-    assert f"{project} does not look like a run directory made by this tool" in caplog.text and "it holds src" in caplog.text
+    assert f"{project} does not look like a run directory made by this tool" in caplog.text and "no model/metrics.json" in caplog.text
     assert snapshot(project) == before
     assert [path.name for path in tmp_path.iterdir()] == ["project"]  # no temporary sibling left either
 
@@ -164,3 +164,55 @@ def test_a_folder_that_appears_during_training_is_not_replaced(tmp_path):
     assert [path.name for path in run.iterdir()] == ["notes.txt"]
     kept, = tmp_path.glob("run.finished-*")
     assert (kept / "model" / "config.json").is_file() and rundir.made_by_tool(kept, "run")
+
+
+@pytest.mark.parametrize("files, reason", [
+    ({"model/config.json": "{}", "results.csv": "a,b\n", "experiment_log.csv": "x\n"}, "no model/metrics.json"),
+    ({"model/config.json": "{}", "model/metrics.json": "{}", "model/labels.json": "[]", "results.csv": "a,b\n"},
+     "it holds results.csv, which a run never has"),
+    ({"model/config.json": "{}", "model/metrics.json": "{}", "model/labels.json": "[]", "model/weights.json": "{}"},
+     "it holds model/weights.json, which a run never has"),
+    ({"model/config.json": "{}", "model/metrics.json": "{}", "model/labels.json": "[]", "plot.png": "png"},
+     "it holds plot.png, which a run never has"),
+])
+def test_a_project_folder_that_resembles_a_run_survives_overwrite(store_path, tmp_path, files, reason):
+    project = tmp_path / "project"
+    for name, text in files.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text)
+    before = snapshot(project)
+    with pytest.raises(rundir.FolderError, match=reason):
+        train(store_path, project, TrainConfig(models=("mean",), **FAST), overwrite=True, progress=False)
+    assert snapshot(project) == before
+
+
+def test_a_run_directory_gets_the_modes_of_the_umask(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        with rundir.staged_run(tmp_path / "run", overwrite=False) as staging:
+            (staging / "model").mkdir()
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "run").stat().st_mode & 0o777 == 0o755
+
+
+@pytest.mark.parametrize("spelling", [".", "sub/.."])
+def test_a_run_named_by_the_current_folder_is_replaced_in_place(tmp_path, monkeypatch, spelling):
+    run = tmp_path / "run"
+    with rundir.staged_run(run, overwrite=False) as staging:
+        (staging / "old.txt").write_text("old")
+    (run / "sub").mkdir()
+    monkeypatch.chdir(run)
+    with rundir.staged_run(Path(spelling), overwrite=True) as staging:
+        (staging / "new.txt").write_text("new")
+    assert sorted(path.name for path in run.iterdir()) == [rundir.MARKER, "new.txt"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]
+
+
+def test_claim_folder_refuses_a_symbolic_link(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    rundir.mark(elsewhere, "predictions")  # even one of the tool's folders is not written through a link
+    (tmp_path / "link").symlink_to(elsewhere)
+    with pytest.raises(rundir.FolderError, match="is a symbolic link"):
+        rundir.claim_folder(tmp_path / "link", "predictions")
