@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -106,7 +107,7 @@ def train(store_path, run_dir, config: TrainConfig = TrainConfig(), overwrite: b
     (unless `overwrite`, and only a run the tool made), a model to fine-tune whose feature
     dimension or classes do not match. The run replaces an earlier one only once it is complete.
     """
-    store_path, run_dir = Path(store_path), Path(run_dir)
+    store_path, run_dir = Path(store_path), Path(os.path.abspath(run_dir))  # `--run .`: the folder by its name, symlinks kept
     data = _load_data(store_path, config)
     initial = _load_initial(config.init, data.source.dim, data.labels, config.network.inputs) if config.init else None
     if initial is not None:

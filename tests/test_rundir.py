@@ -216,3 +216,11 @@ def test_claim_folder_refuses_a_symbolic_link(tmp_path):
     (tmp_path / "link").symlink_to(elsewhere)
     with pytest.raises(rundir.FolderError, match="is a symbolic link"):
         rundir.claim_folder(tmp_path / "link", "predictions")
+
+
+def test_train_into_the_current_folder_replaces_it_and_indexes_its_parent(store_path, tmp_path, monkeypatch):
+    assert main(train_args(store_path, tmp_path / "run")) == EXIT_OK
+    monkeypatch.chdir(tmp_path / "run")
+    assert main(train_args(store_path, ".", "--overwrite")) == EXIT_OK
+    assert (tmp_path / "run" / "model" / "metrics.json").is_file() and (tmp_path / "index.html").is_file()
+    assert not list(tmp_path.glob(".run.*")) and not list((tmp_path / "run").glob(".*partial*"))  # no staging left
