@@ -115,10 +115,10 @@ def _cmd_features(args) -> int:
     from .manifest import read_manifest
 
     manifest = read_manifest(args.manifest, skip_missing=args.skip_missing)
-    _make_folder(*(("--store", Path(args.store).parent) if args.store else ("--out-dir", Path(args.out_dir))))
     weights = Weights.parse(args.weights)
     config = FeatureConfig(canonical_name(args.backbone), weights.identity, args.image_size, args.crop, args.sampling, args.max_frames, args.dtype, resolve_precision(args.precision, args.backbone))
     backbone, config, fallback = resolve_backbone(config, weights, args.batch_size, args.fallback, args.runtime)
+    _make_folder(*(("--store", Path(args.store).parent) if args.store else ("--out-dir", Path(args.out_dir))))
     store_path = Path(args.store) if args.store else store_path_for(args.manifest, config, args.out_dir)
     attrs = {"weights_path": weights.path, "fallback": fallback, "runtime": backbone.runtime}
     summary = extract_features(manifest, store_path, backbone, config, weights=Weights("none") if fallback else weights, attrs=attrs,

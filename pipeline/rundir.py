@@ -74,7 +74,8 @@ def is_run_dir(folder: Path) -> bool:
 
 
 def check_replaceable(run_dir: Path, overwrite: bool) -> None:
-    """Refuse to write a run over anything but nothing, an empty folder, or (with `overwrite`) a run."""
+    """Refuse to write a run over anything but nothing, an empty folder, or (with `overwrite`) a run
+    (marked, or a classification or ConvLSTM run of an earlier version, by its exact files)."""
     run_dir = _absolute(run_dir)
     if not run_dir.exists() and not run_dir.is_symlink():
         return
@@ -84,7 +85,7 @@ def check_replaceable(run_dir: Path, overwrite: bool) -> None:
         return
     if not overwrite:
         raise FolderError(f"run directory {run_dir} exists; pass --overwrite to replace it, or --run for another directory")
-    if not made_by_tool(run_dir, "run"):
+    if not made_by_tool(run_dir, "run") and not _is_convlstm_run(run_dir):
         reason = _not_a_run(run_dir)
         if reason:
             raise FolderError(f"{run_dir} does not look like a run directory made by this tool (no {MARKER}, and {reason}): "

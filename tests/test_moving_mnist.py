@@ -278,7 +278,7 @@ def test_an_existing_run_is_replaced_only_whole_and_only_with_overwrite(tiny_run
     marker.unlink()  # a run of the previous version (no marker) is recognised by its exact files ...
     rundir.check_replaceable(run_dir, overwrite=True)
     (run_dir / "notes.txt").write_text("mine")  # ... and one holding anything else is not
-    with pytest.raises(rundir.FolderError, match="notes.txt"):
+    with pytest.raises(rundir.FolderError, match="does not look like a run directory"):
         rundir.check_replaceable(run_dir, overwrite=True)
     (run_dir / "notes.txt").unlink()
 
