@@ -7,6 +7,7 @@ it, and `oom-once` only the first time (a `<video>.killed` marker remembers it).
 """
 
 import os
+import resource
 import signal
 from pathlib import Path
 
@@ -28,10 +29,12 @@ def inject(path: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def require_low_priority(path: str) -> None:
-    """Fail the video unless its decoder runs at the lowest CPU priority, as extract sets it."""
+def require_decoder_limits(path: str) -> None:
+    """Fail the video unless its decoder runs at the lowest CPU priority and can't dump core, as extract sets it."""
     if os.getpriority(os.PRIO_PROCESS, 0) != 19:
         raise RuntimeError(f"decoder runs at priority {os.getpriority(os.PRIO_PROCESS, 0)}, not 19")
+    if resource.getrlimit(resource.RLIMIT_CORE) != (0, 0):
+        raise RuntimeError(f"decoder may dump core: RLIMIT_CORE is {resource.getrlimit(resource.RLIMIT_CORE)}")
 
 
 def kill_dask_worker(path: str) -> None:
