@@ -22,10 +22,10 @@ from test_scale import CONFIG, backbone, manifest_of  # noqa: F401 (backbone is 
 
 TESTS = Path(__file__).resolve().parent
 # `features` with the fault hooks in its decoders: the real command line, signals and exit codes
-DRIVER = ("import functools, sys, fault_hooks\n"
-          "from pipeline import cli, extract\n"
+DRIVER = ("import functools, runpy, fault_hooks\n"
+          "from pipeline import extract\n"
           "extract.extract_features = functools.partial(extract.extract_features, decode_hook=fault_hooks.inject)\n"
-          "sys.exit(cli.main(sys.argv[1:]))\n")
+          "runpy.run_module('pipeline', run_name='__main__')\n")
 
 
 def test_sigkill_is_retried_in_a_new_process_and_reported_honestly_if_it_repeats(tmp_path, make_video, backbone):
@@ -118,6 +118,24 @@ def test_no_decoder_outlives_kill_9_of_its_parent(tmp_path):
     process.kill()
     process.wait()
     assert_gone_within(family, 5)
+
+
+def test_a_second_ctrl_c_ends_the_command_at_once(tmp_path):
+    """For a cleanup too slow for the user: the second Ctrl-C leaves without waiting for it."""
+    driver = ("import os, signal, time\n"
+              "from pipeline.__main__ import stop_on_second_interrupt\n"
+              "stop_on_second_interrupt()\n"
+              "try:\n"
+              "    os.kill(os.getpid(), signal.SIGINT)\n"
+              "    time.sleep(60)\n"
+              "except KeyboardInterrupt:\n"
+              "    print('cleaning up', flush=True)\n"
+              "    os.kill(os.getpid(), signal.SIGINT)\n"
+              "    time.sleep(60)  # a cleanup that hangs\n")
+    env = {**os.environ, "PYTHONPATH": str(TESTS.parent)}
+    done = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True, timeout=50, env=env)
+    assert done.returncode == 130, done.stderr
+    assert done.stdout == "cleaning up\n" and "second Ctrl-C: stopping now" in done.stderr
 
 
 @pytest.mark.flaky(reruns=2)  # once timed out (60 s) on a 2-core machine loaded by other jobs; passes alone in ~6 s
