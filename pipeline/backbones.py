@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import error_line
+
 RANDOM_WEIGHTS_SEED = 1234
 KERAS_WEIGHTS_URL = re.compile(r"https?://\S+?/([^/\s:]+\.h5)")
 
@@ -252,17 +254,13 @@ def _weights_message(name: str, weights: Weights, image_size: int, error: Except
         match = KERAS_WEIGHTS_URL.search(str(error))
         if match:
             return (
-                f"ImageNet weights for {name} are not in the Keras cache and cannot be downloaded ({_short(error)}). "
+                f"ImageNet weights for {name} are not in the Keras cache and cannot be downloaded ({error_line(error)}). "
                 f"Download {match.group(0)} on a machine with a network and put it at {keras_cache_dir() / match.group(1)}, "
                 "or pass --weights PATH to a weights file."
             )
     if weights.kind == "file":
-        return f"cannot load weights file {weights.path} into {name} at {image_size} px (include_top=False): {_short(error)}"
-    return f"cannot build backbone {name} at {image_size} px with weights {weights.identity}: {_short(error)}"
-
-
-def _short(error: Exception) -> str:
-    return f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"[:300]
+        return f"cannot load weights file {weights.path} into {name} at {image_size} px (include_top=False): {error_line(error)}"
+    return f"cannot build backbone {name} at {image_size} px with weights {weights.identity}: {error_line(error)}"
 
 
 def _allow_gpu_memory_growth() -> None:

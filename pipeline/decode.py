@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import error_line
+
 CROPS = ("center", "squash")
 STRATEGIES = ("auto", "seek", "sequential")
 DECODE_CHUNK = 32  # frames per decord call: bounds memory on long or high-resolution videos
@@ -191,7 +193,7 @@ def probe_video(path: str | Path) -> tuple[int, float, int, int]:
         total, fps = len(probe), float(probe.get_avg_fps())
         height, width = probe[0].shape[:2]  # decoded, because only decord knows the rotated size
     except Exception as error:  # decord raises RuntimeError, DECORDError or AssertionError here
-        raise DecodeError("open", _open_reason(path, error), _first_line(error)) from None
+        raise DecodeError("open", _open_reason(path, error), error_line(error, limit=500)) from None
     if total <= 0:
         raise DecodeError("empty", "the video has no frames")
     return total, fps, int(width), int(height)
@@ -217,7 +219,7 @@ def _read_frames(decord, path: Path, out_w: int, out_h: int, unique: np.ndarray,
         except Exception as error:
             if "from_size == to_size" in str(error):
                 raise _OutputSizeBug() from None
-            raise DecodeError("decode", _decode_reason(reader, chunk, total), _first_line(error)) from None
+            raise DecodeError("decode", _decode_reason(reader, chunk, total), error_line(error, limit=500)) from None
         if batch.shape[1:] != (out_h, out_w, 3):  # the same decord bug, seen through next()
             raise _OutputSizeBug()
         frames[start:start + len(chunk)] = _center_crop(batch, size)
@@ -269,8 +271,3 @@ def _decode_reason(reader, chunk: np.ndarray, total: int) -> str:
         except Exception:
             return f"corrupt stream: frame {index} of {total} cannot be decoded (the file is damaged or truncated after that point)"
     return f"decoding frames {int(chunk[0])}..{int(chunk[-1])} of {total} failed (decoder error on a batch read)"
-
-
-def _first_line(error: Exception) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[-1] if lines else ''}"[:500]

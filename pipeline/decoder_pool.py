@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 from .decode import DecodeError, decoder_process_init
+from .errors import error_line
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -148,8 +149,7 @@ class _Pools:
             self._replace(job.pool)
             return _RETRIED
         except Exception as error:  # anything else decord raises is this video's problem only
-            text = str(error).strip()
-            return DecodeFailure("decode", type(error).__name__, text.splitlines()[-1][:300] if text else type(error).__name__)
+            return DecodeFailure("decode", type(error).__name__, error_line(error, with_type=False))
 
     def shutdown(self) -> None:
         """Drop the queued jobs and stop every decoder now."""

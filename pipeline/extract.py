@@ -11,11 +11,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import json
 import logging
 import time
 from collections import Counter, deque
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -23,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__, store
+from .configs import Config
 from .backbones import Backbone, BackboneError, Weights, check_informative, load_backbone, resolve_precision
 from .decode import CROPS, Sampling, decode_job
 from .decoder_pool import DecodeFailure, decode_all, worker_count
@@ -37,7 +37,7 @@ PREFETCH_FRAMES = 192
 
 
 @dataclass(frozen=True)
-class FeatureConfig:
+class FeatureConfig(Config):
     """Everything that decides what a stored feature means; its hash names the store file."""
 
     backbone: str = "mobilenet_v2"
@@ -57,12 +57,6 @@ class FeatureConfig:
             raise ValueError(f"dtype {self.dtype!r} is not float16 or float32")
         if self.image_size < 32:
             raise ValueError(f"image size {self.image_size} is too small (keras.applications need >= 32)")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
 
     def store_name(self) -> str:
         weights = self.weights.replace("sha256:", "w")[:9]

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .atomic import replacing
+
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("path", "label")
@@ -140,12 +142,8 @@ def write_manifest(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
         for original, value in zip(frame[column], out[column]):
             _check_utf8(str(value), column, original)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with replacing(path) as temporary:
         out[columns].to_csv(temporary, index=False)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
     return path
 
 
