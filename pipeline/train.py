@@ -36,8 +36,24 @@ import pandas as pd
 from . import report, rundir, store
 from .configs import Config
 from .model_files import load_model, save_baseline
-from .models import ALL_MODELS, SEQUENCE_MODELS, SequenceModelConfig, build_baseline, build_sequence_model, input_dim, model_inputs
-from .sequences import SequenceSource, assign_splits, delta_scale, feature_stats, load_videos, make_dataset, sequence_config
+from .models import (
+    ALL_MODELS,
+    SEQUENCE_MODELS,
+    SequenceModelConfig,
+    build_baseline,
+    build_sequence_model,
+    input_dim,
+    model_inputs,
+)
+from .sequences import (
+    SequenceSource,
+    assign_splits,
+    delta_scale,
+    feature_stats,
+    load_videos,
+    make_dataset,
+    sequence_config,
+)
 
 log = logging.getLogger(__name__)
 
