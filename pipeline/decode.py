@@ -117,8 +117,8 @@ def decode_video(path: str | Path, size: int, sampling: Sampling, crop: str = "c
     `strategy` is how frames are reached: `seek` (decord's batch read: on from the previous sampled
     frame within a GOP, else from the sampled frame's keyframe), `sequential` (read on, skipping),
     or `auto`: seek, unless the video has no keyframe index to seek by. Seeking never decodes more
-    frames than reading on, and on the 22 real videos of ../shared/data (uniform:16, 224 px) it
-    took 4.79 s against 5.01 s (the faster way per video: 4.67 s). Both give the same pixels.
+    frames than reading on, and was the faster of the two on real videos (README: *Measured design
+    choices*). Both give the same pixels.
     `frame_range` (start, stop) applies the sampling to that part of the video only (a window of
     a long video).
     """
@@ -169,8 +169,8 @@ def decoder_process_init() -> None:
     """Decoder processes run at the lowest CPU priority (nice 19) and never dump core.
 
     The CNN then gets the cores first and the decoders take what it leaves, so they never slow
-    it down, and while it waits for frames they have the whole machine. On 2 cores this measured
-    1.1x faster end to end than decoders at normal priority. A corrupt file that crashes FFmpeg
+    it down, and while it waits for frames they have the whole machine (measured faster end to end
+    than decoders at normal priority: README). A corrupt file that crashes FFmpeg
     is reported as a failure; a core file of the decoder would only fill the user's folder (tens
     of MB per crash) and, while it is written, make the crash look like a timeout.
     """

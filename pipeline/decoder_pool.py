@@ -80,8 +80,8 @@ def worker_count() -> int:
 
     They decode only a few videos ahead of the CNN, so while decoding is the cheaper part they
     mostly wait and leave the cores to TensorFlow, and while it is the costly part (high-resolution
-    or long videos, a GPU backbone) they take every core. On 2 cores this measured 1.2x faster
-    end to end than one decoder process.
+    or long videos, a GPU backbone) they take every core (measured faster end to end than one
+    decoder process: README).
     """
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
