@@ -153,25 +153,11 @@ def extract_manifest(manifest_path: str | Path, config: FeatureConfig = FeatureC
     return summary
 
 
-def extract_features(
-    manifest: pd.DataFrame,
-    store_path: str | Path,
-    backbone: Backbone,
-    config: FeatureConfig,
-    *,
-    weights: Weights | None = None,
-    attrs: dict | None = None,
-    scheduler: str | None = None,
-    runtime: str = "tensorflow",
-    dask_workers: int | None = None,
-    workers: int = 1,
-    timeout: float = DECODE_TIMEOUT_S,
-    shard_size: int = SHARD_SIZE,
-    retry_failed: bool = False,
-    progress: bool = True,
-    decode_hook=None,
-    lock_timeout: float = LOCK_TIMEOUT_S,
-) -> ExtractSummary:
+def extract_features(manifest: pd.DataFrame, store_path: str | Path, backbone: Backbone, config: FeatureConfig, *,
+                     weights: Weights | None = None, attrs: dict | None = None, scheduler: str | None = None,
+                     runtime: str = "tensorflow", dask_workers: int | None = None, workers: int = 1,
+                     timeout: float = DECODE_TIMEOUT_S, shard_size: int = SHARD_SIZE, retry_failed: bool = False,
+                     progress: bool = True, decode_hook=None, lock_timeout: float = LOCK_TIMEOUT_S) -> ExtractSummary:
     """Embed every manifest video whose key the store lacks; merge them into the store.
 
     `manifest` is what `manifest.read_manifest` returns. Videos already stored are skipped, and so
@@ -192,9 +178,7 @@ def extract_features(
     started = time.perf_counter()
     store_path = Path(store_path)
     store_path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [store.VideoRow(r.video_id, store.resolved_video_key(r.path), r.path, r.label, r.split, r.group, order)
-            for order, r in enumerate(manifest.astype(object).itertuples(index=False))]  # object columns: iterating pandas strings is slow
-    missing = [{**row, "key": store.video_key(row["path"])} for row in manifest.attrs.get("missing", [])]
+    rows, missing = _manifest_rows(manifest)
     store_attrs = {"feature_config": config.to_dict(), "config_hash": config.digest(), "versions": library_versions(),
                    "manifest": manifest.attrs.get("source"), "manifest_sha256": manifest.attrs.get("sha256"), **(attrs or {})}
     store.check_owner(store_path, store_attrs)  # before any work; the merge checks again under the lock
@@ -248,17 +232,12 @@ def library_versions() -> dict:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _known_keys(store_path: Path) -> tuple[set[str], set[str]]:
-    """Keys stored (or waiting in shards), and keys that failed for a reason of the file's own."""
-    done, failed = store.shard_keys(store_path)
-    if store_path.exists():
-        stored, failed_before = store.stored_keys(store_path)
-        done |= stored
-        failed |= failed_before
-    return done, failed - done
-
-
-# --- helpers ---------------------------------------------------------------------------------
+def _manifest_rows(manifest: pd.DataFrame) -> tuple[list[store.VideoRow], list[dict]]:
+    """The manifest's videos as store rows, keyed by file; and the rows --skip-missing left out, keyed too."""
+    rows = [store.VideoRow(r.video_id, store.resolved_video_key(r.path), r.path, r.label, r.split, r.group, order)
+            for order, r in enumerate(manifest.astype(object).itertuples(index=False))]  # object columns: iterating pandas strings is slow
+    missing = [{**row, "key": store.video_key(row["path"])} for row in manifest.attrs.get("missing", [])]
+    return rows, missing
 
 
 def _videos_to_extract(store_path: Path, rows: list[store.VideoRow], retry_failed: bool, summary: ExtractSummary) -> list:

@@ -51,33 +51,15 @@ def read_manifest(path: str | os.PathLike, skip_missing: bool = False) -> pd.Dat
     records, problems = read_records(table, header, (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS))
 
     frame = pd.DataFrame(records, columns=[*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, "line"]).fillna("")  # absent columns: ""
-    has_split = "split" in header
     base = path.parent.resolve()
-    dropped = []
     resolved = _Resolver(base)
-    for row in frame.astype(object).itertuples(index=False):  # object columns: iterating pandas strings is slow
-        if not row.path:
-            problems.append(Problem(row.line, "path", "is empty"))
-        elif not _is_file(resolved(row.path)):
-            if skip_missing:
-                log.warning("%s line %d: skipping missing file %s", path, row.line, base / row.path)
-                dropped.append(row.line)
-            else:
-                problems.append(Problem(row.line, "path", f"file not found: {base / row.path} (fix the path, or pass --skip-missing)"))
-        if not row.label:
-            problems.append(Problem(row.line, "label", "is empty"))
-        if has_split and row.split.lower() not in SPLITS:
-            problems.append(Problem(row.line, "split", f"is {row.split!r}; use one of {', '.join(SPLITS)}"))
+    dropped = _check_rows(path, frame, resolved, "split" in header, skip_missing, problems)
     gone = frame[frame["line"].isin(dropped)]
     frame = frame[~frame["line"].isin(dropped)].copy()
 
     frame["video_id"] = [vid or p for vid, p in zip(frame["video_id"].tolist(), frame["path"].tolist())]
     frame["split"] = frame["split"].str.lower()
-    repeated = frame[frame["video_id"].duplicated(keep=False)]  # grouping only these: 50,000 groups of one are slow
-    for video_id, lines in repeated.groupby("video_id", sort=False)["line"]:
-        if len(lines) > 1:
-            first = int(lines.iloc[0])
-            problems.extend(Problem(int(n), "video_id", f"duplicate id {video_id!r} (first seen on line {first})") for n in lines.iloc[1:])
+    problems += _duplicate_ids(frame)
     if problems:
         raise ManifestError(path, sorted(problems, key=lambda p: p.line))
     if frame.empty:
@@ -151,6 +133,37 @@ def _check_utf8(text: str, column: str, original) -> None:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def _check_rows(path: Path, frame: pd.DataFrame, resolved, has_split: bool, skip_missing: bool, problems: list[Problem]) -> list[int]:
+    """Add each row's problems (empty path or label, missing file, unknown split); return the lines of missing files skipped."""
+    base, dropped = path.parent.resolve(), []
+    for row in frame.astype(object).itertuples(index=False):  # object columns: iterating pandas strings is slow
+        if not row.path:
+            problems.append(Problem(row.line, "path", "is empty"))
+        elif not _is_file(resolved(row.path)):
+            if skip_missing:
+                log.warning("%s line %d: skipping missing file %s", path, row.line, base / row.path)
+                dropped.append(row.line)
+            else:
+                problems.append(Problem(row.line, "path", f"file not found: {base / row.path} (fix the path, or pass --skip-missing)"))
+        if not row.label:
+            problems.append(Problem(row.line, "label", "is empty"))
+        if has_split and row.split.lower() not in SPLITS:
+            problems.append(Problem(row.line, "split", f"is {row.split!r}; use one of {', '.join(SPLITS)}"))
+    return dropped
+
+
+def _duplicate_ids(frame: pd.DataFrame) -> list[Problem]:
+    """A problem for every row whose video id an earlier row has."""
+    problems = []
+    repeated = frame[frame["video_id"].duplicated(keep=False)]  # grouping only these: 50,000 groups of one are slow
+    for video_id, lines in repeated.groupby("video_id", sort=False)["line"]:
+        if len(lines) > 1:
+            first = int(lines.iloc[0])
+            problems.extend(Problem(int(n), "video_id", f"duplicate id {video_id!r} (first seen on line {first})") for n in lines.iloc[1:])
+    return problems
+
 
 
 class _Resolver:
