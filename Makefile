@@ -18,10 +18,11 @@ RUN ?=## run directory for `report` / `predict`
 SCHEDULER ?=## dask scheduler address, e.g. tcp://host:8786 (default: local)
 VIDEOS ?=## videos or folders for `predict`
 MOVING_MNIST ?= sklearn## mnist_test_seq.npy, MNIST digit files to generate from, or sklearn (`convlstm`)
+SHARED_DATA ?= ../shared/data## real videos and weights for `bench`, `temporal-bench` and the tests
 
 DEMO_STORE_FILE := features/demo/.store-path
 
-.PHONY: help install demo-data features inspect train report predict test bench clean demo convlstm temporal-bench
+.PHONY: help install demo-data features inspect train report predict test lint bench clean demo convlstm temporal-bench
 
 help: ## list the targets and the variables they take
 	@echo "Targets:"
@@ -77,16 +78,20 @@ predict: $(STAMP) ## classify VIDEOS (files or folders) with a trained RUN; prin
 
 bench: manifests/demo.csv ## measure stage one (CNN, decode, end to end, naive baseline, memory) into reports/bench/
 	@mkdir -p reports/bench
-	set -o pipefail; $(PY) -m pipeline bench --output reports/bench/bench.json | tee reports/bench/bench.md
+	set -o pipefail; $(PY) -m pipeline bench --videos $(SHARED_DATA)/videos \
+		--weights $(SHARED_DATA)/weights/mobilenet_v2_1.0_no_top_dogbreeds.weights.h5 --output reports/bench/bench.json | tee reports/bench/bench.md
 
 temporal-bench: $(STAMP) ## sequence models on temporal tasks (motion, clutter, arrow of time on ../shared/data) into reports/temporal-bench/
-	$(PY) -m pipeline temporal-bench --output reports/temporal-bench
+	$(PY) -m pipeline temporal-bench --output reports/temporal-bench --shared-data $(SHARED_DATA)
 
 convlstm: $(STAMP) ## ConvLSTM next-frame prediction on Moving MNIST (MOVING_MNIST) into reports/convlstm-*/
 	$(PY) -m pipeline convlstm --data $(MOVING_MNIST) --overwrite
 
-test: $(STAMP) ## run the test suite (needs ../shared/data beside the checkout)
-	$(PY) -m pytest -q -ra
+test: $(STAMP) ## run the test suite (needs SHARED_DATA, default ../shared/data beside the checkout)
+	SHARED_DATA=$(SHARED_DATA) $(PY) -m pytest -q -ra
+
+lint: $(STAMP) ## check the code with ruff (pyflakes, isort; the rules are in pyproject.toml)
+	$(VENV)/bin/ruff check .
 
 clean: ## remove generated features, reports and demo clips (keeps .venv)
 	rm -rf features/*/ reports/*/ reports/index.html manifests/demo/ .pytest_cache

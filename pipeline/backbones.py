@@ -7,8 +7,8 @@ downloaded where a network exists), `none` (random but seeded, for tests: identi
 process), or the path of a weights file (identified by its sha256).
 
 On CPUs with native bfloat16 (AVX512-BF16 or AMX), `precision="auto"` computes VGG16 in bfloat16
-(Keras mixed precision: float32 weights, bfloat16 maths): 2-6x faster than float32 for a
-relative feature error well under 1%. MobileNetV2 stays float32, where it is faster here.
+(Keras mixed precision: float32 weights, bfloat16 maths): faster than float32 for a relative
+feature error well under 1%. MobileNetV2 stays float32, where it is faster (README: *Measured design choices*).
 
 Frames go through the network in fixed-size batches (the last one padded), so the graph is traced
 and frozen once, and a video's features do not depend on which other videos shared its batch. The
@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .errors import error_line
 
 RANDOM_WEIGHTS_SEED = 1234
 KERAS_WEIGHTS_URL = re.compile(r"https?://\S+?/([^/\s:]+\.h5)")
@@ -129,8 +131,8 @@ def _frozen(graph):
     """The traced graph with its weights as constants, so TensorFlow can optimise it for inference.
 
     With constant weights, Grappler folds batch normalisation into the convolutions and fuses
-    conv + bias + activation (oneDNN on CPU): MobileNetV2 measured 1.5x faster on this CPU, with
-    features equal to 4e-5. The freezing helper is not public API, so without it the graph runs as traced.
+    conv + bias + activation (oneDNN on CPU): faster, with features equal to 4e-5 (README: *Measured
+    design choices*). The freezing helper is not public API, so without it the graph runs as traced.
     """
     try:
         from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
@@ -145,7 +147,7 @@ def _frozen(graph):
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
-BFLOAT16_FASTER = ("vgg16", "vgg19")  # measured: VGG16 2.3x faster; MobileNetV2 is slower in bfloat16 (depthwise convs)
+BFLOAT16_FASTER = ("vgg16", "vgg19")  # measured faster in bfloat16 (README); MobileNetV2 is slower in it (depthwise convs)
 
 
 def resolve_precision(precision: str, backbone: str) -> str:
@@ -252,17 +254,13 @@ def _weights_message(name: str, weights: Weights, image_size: int, error: Except
         match = KERAS_WEIGHTS_URL.search(str(error))
         if match:
             return (
-                f"ImageNet weights for {name} are not in the Keras cache and cannot be downloaded ({_short(error)}). "
+                f"ImageNet weights for {name} are not in the Keras cache and cannot be downloaded ({error_line(error)}). "
                 f"Download {match.group(0)} on a machine with a network and put it at {keras_cache_dir() / match.group(1)}, "
                 "or pass --weights PATH to a weights file."
             )
     if weights.kind == "file":
-        return f"cannot load weights file {weights.path} into {name} at {image_size} px (include_top=False): {_short(error)}"
-    return f"cannot build backbone {name} at {image_size} px with weights {weights.identity}: {_short(error)}"
-
-
-def _short(error: Exception) -> str:
-    return f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"[:300]
+        return f"cannot load weights file {weights.path} into {name} at {image_size} px (include_top=False): {error_line(error)}"
+    return f"cannot build backbone {name} at {image_size} px with weights {weights.identity}: {error_line(error)}"
 
 
 def _allow_gpu_memory_growth() -> None:

@@ -26,20 +26,19 @@ import fnmatch
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 
+from .atomic import replacing
+from .bench_store import STORE_KEYS, part_store
+
 SIZE, SAMPLING, BATCH = 224, "uniform:16", 32
-STORE_VIDEOS, STORE_FRAMES, STORE_DIM, STORE_ADDED = (1_000, 50_000), 16, 1280, 10
-STORE_KEYS = ("store_add10_1k_s", "store_add10_50k_s", "store_noop_50k_s", "store_copy_merge_1k_s", "store_copy_merge_50k_s")
 TARGET_PARTS = ("cnn_tensorflow", "cnn_auto", "decode_auto", "features", "naive")  # the parts of the speed targets: median of REPEATS rounds
 REPEATS = 3
 
@@ -50,7 +49,7 @@ def run_all(videos: list[str], demo_manifest: str, weights: str, output: Path, o
 
     results = {}
     if not only or _selected(STORE_KEYS, only):
-        results.update(_run_part("store", [os.environ.get("BENCH_SCRATCH", "")]))
+        results.update(_run_part("store", [os.environ.get("BENCH_SCRATCH", ""), str(REPEATS)]))
         if store_only(only):
             return _write_results(results, output)
     installed = [name for name in CPU_PREFERENCE if not missing_modules(name)]
@@ -222,8 +221,8 @@ def _sampled_frames(manifest: str, videos: int | None) -> np.ndarray:
     cached = Path(manifest).with_suffix(f".frames-{videos or 'all'}.npy")
     if not cached.is_file():
         frames = np.concatenate([decode_video(p, SIZE, Sampling.parse(SAMPLING)).frames for p in _videos(manifest)[:videos]])
-        np.save(cached.with_suffix(".tmp.npy"), frames)
-        cached.with_suffix(".tmp.npy").rename(cached)
+        with replacing(cached) as temporary, open(temporary, "wb") as handle:
+            np.save(handle, frames)
     return np.load(cached)
 
 
@@ -233,7 +232,7 @@ def _part_decode(manifest: str, strategy: str, processes: str) -> dict:
     from concurrent.futures import ProcessPoolExecutor
 
     from .decode import Sampling, decode_job, decode_video
-    from .extract import worker_count
+    from .decoder_pool import worker_count
 
     sampling, paths = Sampling.parse(SAMPLING), _videos(manifest)
     started = time.perf_counter()
@@ -249,19 +248,15 @@ def _part_decode(manifest: str, strategy: str, processes: str) -> dict:
 
 
 def _part_features(manifest: str, weights: str, scratch: str, scheduler: str, runtime: str) -> dict:
-    from .backbones import resolve_precision
-    from .extract import FeatureConfig, extract_features, resolve_backbone, worker_count
-    from .manifest import read_manifest
+    from .extract import FeatureConfig, extract_manifest
 
-    w = _weights(weights)
-    config = FeatureConfig("mobilenetv2", w.identity, SIZE, sampling=SAMPLING, precision=resolve_precision("auto", "mobilenet_v2"))
-    backbone, config, _ = resolve_backbone(config, w, BATCH, fallback=False, runtime=runtime)
+    config = FeatureConfig("mobilenetv2", image_size=SIZE, sampling=SAMPLING, precision="auto")
     store = Path(tempfile.mkdtemp(dir=scratch)) / "store.h5"
-    summary = extract_features(read_manifest(manifest), store, backbone, config, weights=w, scheduler=scheduler or None,
-                               runtime=runtime, workers=worker_count(), progress=False)
+    summary = extract_manifest(manifest, config, weights, store_path=store, batch_size=BATCH, runtime=runtime,
+                               scheduler=scheduler or None, progress=False)
     t = summary.timings
     note = (f"{summary.new} videos; decode {t['decode']:.1f}s in workers, main waited {t['wait_decode']:.1f}s, "
-            f"cnn {t['cnn']:.1f}s, write {t['write']:.1f}s, total {summary.seconds:.1f}s, runtime {backbone.runtime}") + (f", dask {scheduler}" if scheduler else "")
+            f"cnn {t['cnn']:.1f}s, write {t['write']:.1f}s, total {summary.seconds:.1f}s, runtime {summary.runtime}") + (f", dask {scheduler}" if scheduler else "")
     return {"frames_per_s": summary.frames / summary.seconds, "frames": summary.frames, "seconds": summary.seconds, "timings": t, "note": note}
 
 
@@ -290,123 +285,7 @@ def _part_cnn_vgg16(manifest: str, precision: str, runtime: str) -> dict:
     return _part_cnn(manifest, "none", precision, runtime, backbone="vgg16", videos=8)  # 128 frames: VGG16 in float32 is slow
 
 
-def _part_store(scratch: str) -> dict:
-    """Store bookkeeping through the store's own write and merge path, in interleaved rounds.
-
-    Two stores (1,000 and 50,000 videos of 16 x 1280 float16 synthetic frames, each built by one
-    run) get 10 more videos per round; the same round times the copy-merge of schema version 1 (copy
-    the whole store file, append, rename) on each store's frames. A no-op rerun of the 50,000-row
-    manifest is timed as `features` does it: read and validate the manifest, key every file, read
-    the store's keys, sync the metadata.
-    """
-    from . import store
-
-    largest = max(STORE_VIDEOS)
-    rounds = {f"store_{kind}_{size // 1000}k_s": [] for size in STORE_VIDEOS for kind in ("add10", "copy_merge")}
-    with tempfile.TemporaryDirectory(dir=scratch or None) as folder:
-        built = {size: _bench_store(Path(folder) / f"s{size}", size) for size in STORE_VIDEOS}
-        for round_number in range(REPEATS):
-            for size, (path, manifest, rows) in built.items():
-                new = _bench_rows(Path(folder) / f"s{size}", size + round_number * STORE_ADDED, STORE_ADDED)
-                started = time.perf_counter()
-                with store.shard_run(path) as run_dir:
-                    store.write_shard(run_dir, _bench_shard(new), STORE_DIM, "float16")
-                store.merge_shards(path, {"manifest": str(manifest)}, rows + new)
-                rounds[f"store_add10_{size // 1000}k_s"].append(time.perf_counter() - started)
-                rows += new
-                segment = max(store.segments_dir(path).glob("*.h5"), key=lambda p: p.stat().st_size)
-                rounds[f"store_copy_merge_{size // 1000}k_s"].append(_copy_merge(segment, _bench_shard(new)))
-        path, manifest, rows = built[largest]
-        _write_bench_manifest(manifest, rows)  # the added videos are in the manifest too
-        _noop_run(path, manifest)  # the first run after the edit records the manifest's new hash
-        rounds[f"store_noop_{largest // 1000}k_s"] = [_noop_run(path, manifest) for _ in range(REPEATS)]
-    notes = {"add10": "10 videos into a store of {} videos (write the shard; merge: link it, sync, write the index)",
-             "copy_merge": "schema-1 merge for comparison: copy the store of {} videos, append 10, rename",
-             "noop": "no-op rerun of a {}-row manifest: read and validate it, key every file, sync"}
-    return {name: {"seconds": float(np.median(runs)), "runs": runs,
-                   "note": f"median of {len(runs)}; " + notes[name[6:].rsplit("_", 2)[0]].format(f"{int(name.rsplit('_', 2)[1][:-1]) * 1000:,}")}
-            for name, runs in rounds.items()}
-
-
-def _bench_rows(folder: Path, start: int, count: int) -> list:
-    """Manifest rows of `count` videos, each a real (empty) file, so that keys are stat()ed as in a run."""
-    from . import store
-
-    paths = [folder / "videos" / f"v{i:06d}.mp4" for i in range(start, start + count)]
-    paths[0].parent.mkdir(parents=True, exist_ok=True)
-    for path in paths:
-        path.touch()
-    return [store.VideoRow(path.name, store.video_key(path), str(path), f"c{i % 10}", "train", "", start + n)
-            for n, (i, path) in enumerate(zip(range(start, start + count), paths))]
-
-
-def _bench_shard(rows: list):
-    from . import store
-
-    rng = np.random.default_rng(0)
-    shard = store.Shard()
-    for row in rows:
-        shard.add_video(row, rng.standard_normal((STORE_FRAMES, STORE_DIM)).astype(np.float16), np.arange(STORE_FRAMES),
-                        np.arange(STORE_FRAMES) / 25, 250, 25.0, 320, 240)
-    return shard
-
-
-def _bench_store(folder: Path, size: int) -> tuple[Path, Path, list]:
-    """A store of `size` videos built by one run (shards of 64, merged once), and its manifest."""
-    from . import store
-
-    rows = _bench_rows(folder, 0, size)
-    manifest = (folder / "manifest.csv").resolve()
-    _write_bench_manifest(manifest, rows)
-    path = folder / "store.h5"
-    with store.shard_run(path) as run_dir:
-        for start in range(0, size, 64):
-            store.write_shard(run_dir, _bench_shard(rows[start:start + 64]), STORE_DIM, "float16")
-    store.merge_shards(path, {"manifest": str(manifest)}, rows)
-    return path, manifest, rows
-
-
-def _write_bench_manifest(manifest: Path, rows: list) -> None:
-    pd.DataFrame({"path": [row.path for row in rows], "label": [row.label for row in rows], "split": "train",
-                  "video_id": [row.video_id for row in rows]}).to_csv(manifest, index=False)
-
-
-def _copy_merge(store_file: Path, shard) -> float:
-    """Schema version 1's merge, timed: copy the whole store, append the shard's frames and rows, fsync, rename."""
-    from . import store
-
-    copy = store_file.with_name("copy-merge.h5.tmp")
-    started = time.perf_counter()
-    shutil.copyfile(store_file, copy)
-    with h5py.File(copy, "r+") as out:
-        store._append_frames(out, np.concatenate(shard.features), np.concatenate(shard.frame_index), np.concatenate(shard.timestamps))
-        videos = store._read_table(out, "videos", store.VIDEO_COLUMNS)
-        added = pd.DataFrame(shard.videos).assign(offset=0)[list(store.VIDEO_COLUMNS)]
-        store._write_table(out, "videos", pd.concat([videos, added], ignore_index=True))
-    store._fsync(copy)
-    os.replace(copy, copy.with_suffix(".done"))
-    seconds = time.perf_counter() - started
-    copy.with_suffix(".done").unlink()
-    return seconds
-
-
-def _noop_run(path: Path, manifest: Path) -> float:
-    """`features` on an unchanged manifest whose videos are all stored, minus loading the CNN."""
-    from types import SimpleNamespace
-
-    from .extract import FeatureConfig, extract_features
-    from .manifest import read_manifest
-
-    started = time.perf_counter()
-    summary = extract_features(read_manifest(manifest), path, SimpleNamespace(dim=STORE_DIM, batch_size=BATCH, weights=None),
-                               FeatureConfig(), progress=False)
-    seconds = time.perf_counter() - started
-    if summary.skipped != summary.total or summary.new:
-        raise RuntimeError(f"the no-op run was not a no-op: {summary.line()}")
-    return seconds
-
-
-PARTS = {"store": _part_store, "cnn": _part_cnn, "decode": _part_decode, "features": _part_features, "naive": _part_naive, "cnn_vgg16": _part_cnn_vgg16}
+PARTS = {"store": part_store, "cnn": _part_cnn, "decode": _part_decode, "features": _part_features, "naive": _part_naive, "cnn_vgg16": _part_cnn_vgg16}
 
 if __name__ == "__main__":
     import logging

@@ -53,15 +53,12 @@ def _where(error: BaseException) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import cli_stage_one  # it imports this module
+
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_features(commands)
-    _add_inspect(commands)
-    _add_compact(commands)
-    _add_manifest(commands)
-    _add_demo_data(commands)
-    _add_bench(commands)
+    cli_stage_one.add_commands(commands)  # features, inspect, compact, manifest, demo-data, bench
     _add_temporal_bench(commands)
     _add_predict(commands)
     _add_train(commands)
@@ -70,247 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# --- features --------------------------------------------------------------------------------
+# --- shared options --------------------------------------------------------------------------
 
 
-def _add_features(commands) -> None:
-    from .extract import worker_count
-
-    p = commands.add_parser("features", help="stage one: decode the manifest's videos and store CNN features",
-                            description="Decode every video of a manifest, embed sampled frames with a frozen CNN and store "
-                                        "them in features/<manifest>/<config>-m<manifest hash>.h5. Reruns extract only what is missing and take "
-                                        "labels, splits and groups from the manifest (rows that left it leave the store). "
-                                        "Prints the store path on stdout.")
-    p.add_argument("--manifest", required=True, help="manifest CSV (path,label[,split,group,video_id])")
-    p.add_argument("--backbone", default="mobilenet_v2", help="keras.applications model name (default: %(default)s)")
-    p.add_argument("--weights", default="imagenet", help="imagenet, none (random, tests only) or a weights file path (default: %(default)s)")
-    p.add_argument("--image-size", type=int, default=224, help="square CNN input size in pixels (default: %(default)s)")
-    p.add_argument("--crop", choices=("center", "squash"), default="center", help="center: scale the short side, cut the centre; squash: scale to a square (default: %(default)s)")
-    p.add_argument("--sampling", default="uniform:16", help="uniform:K, fps:F, stride:N or all (default: %(default)s)")
-    p.add_argument("--max-frames", type=int, default=512, help="cap on sampled frames per video, thinned evenly (default: %(default)s)")
-    p.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="stored feature dtype (default: %(default)s)")
-    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
-                   help="CNN arithmetic; auto = bfloat16 for VGG on CPUs that compute it natively, else float32 (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=32, help="frames per CNN batch (default: %(default)s)")
-    _add_runtime(p)
-    p.add_argument("--workers", type=int, default=worker_count(), help="decoder processes, at the lowest CPU priority so they use what the CNN leaves (default: one per core, %(default)s)")
-    p.add_argument("--scheduler", help="run on dask: 'local' for a LocalCluster on this machine, or a scheduler address "
-                                       "tcp://HOST:8786 (default: in-process, measured faster on small machines)")
-    p.add_argument("--dask-workers", type=int, help="worker processes of --scheduler local (default: half the cores)")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds one video may take to decode before it fails as 'timeout' (default: %(default)s)")
-    p.add_argument("--shard-size", type=int, default=64, help="videos per shard file; a killed run loses at most this many (default: %(default)s)")
-    p.add_argument("--out-dir", default="features", help="root folder of the stores (default: %(default)s)")
-    p.add_argument("--store", help="explicit store path instead of <out-dir>/<manifest name>/<config>-m<manifest path hash>.h5")
-    p.add_argument("--skip-missing", action="store_true", help="record manifest rows whose file is missing as failures (stage 'missing') instead of refusing the manifest")
-    p.add_argument("--retry-failed", action="store_true", help="retry videos that failed in an earlier run although their file did not change")
-    p.add_argument("--fallback", action="store_true", help="if ImageNet weights are unavailable offline, use random VGG16 at 112 px instead (announced and recorded)")
-    p.add_argument("--lock-timeout", type=float, default=600.0, help="seconds to wait for another run's merge into the same store (default: %(default)s)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_features)
-
-
-def _cmd_features(args) -> int:
-    from .backbones import Weights, canonical_name, resolve_precision
-    from .extract import FeatureConfig, extract_features, resolve_backbone, store_path_for
-    from .manifest import read_manifest
-
-    manifest = read_manifest(args.manifest, skip_missing=args.skip_missing)
-    weights = Weights.parse(args.weights)
-    config = FeatureConfig(canonical_name(args.backbone), weights.identity, args.image_size, args.crop, args.sampling, args.max_frames, args.dtype, resolve_precision(args.precision, args.backbone))
-    backbone, config, fallback = resolve_backbone(config, weights, args.batch_size, args.fallback, args.runtime)
-    _make_folder(*(("--store", Path(args.store).parent) if args.store else ("--out-dir", Path(args.out_dir))))
-    store_path = Path(args.store) if args.store else store_path_for(args.manifest, config, args.out_dir)
-    attrs = {"weights_path": weights.path, "fallback": fallback, "runtime": backbone.runtime}
-    summary = extract_features(manifest, store_path, backbone, config, weights=Weights("none") if fallback else weights, attrs=attrs,
-                               scheduler=args.scheduler, runtime=args.runtime, dask_workers=args.dask_workers, workers=args.workers, timeout=args.timeout,
-                               shard_size=args.shard_size, retry_failed=args.retry_failed, progress=not args.no_progress,
-                               lock_timeout=args.lock_timeout)
-    if fallback:
-        log.warning("this store uses the offline fallback backbone: %s", fallback.split(". Reason:")[0])
-    t = summary.timings
-    log.info("time: decode %.1fs (in workers; main waited %.1fs), cnn %.1fs, write %.1fs", t["decode"], t["wait_decode"], t["cnn"], t["write"])
-    log.info("%s", summary.line())
-    if summary.failed or summary.known_failures:
-        log.warning("failures are listed in %s", Path(f"{store_path.with_suffix('')}.failures.csv"))
-    print(store_path)
-    return summary.exit_code
-
-
-def _make_folder(option: str, folder: Path) -> None:
-    """Create the folder an option names, or refuse naming the option (a file is in the way)."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as error:
-        raise ValueError(f"{option}: {folder} is not a folder ({error.filename} is a file); pass a folder") from None
-
-
-def _add_runtime(p) -> None:
+def add_runtime(p) -> None:
     from .runtimes import RUNTIMES
 
     p.add_argument("--runtime", choices=RUNTIMES, default="auto",
                    help="where the CNN runs: auto = TensorFlow on a GPU, else the fastest installed CPU runtime (OpenVINO, then ONNX "
                         "Runtime), else TensorFlow; same features either way (default: %(default)s)")
-
-
-# --- inspect ---------------------------------------------------------------------------------
-
-
-def _add_inspect(commands) -> None:
-    p = commands.add_parser("inspect", help="print a feature store's config, counts per label and split, frames and failures")
-    p.add_argument("store", help="path of an .h5 feature store")
-    p.add_argument("--json", action="store_true", help="print the video and failure tables as JSON instead")
-    p.set_defaults(func=_cmd_inspect)
-
-
-def _cmd_inspect(args) -> int:
-    import json
-
-    from . import store
-
-    if args.json:
-        payload = {"attrs": store.read_attrs(args.store), "videos": store.read_videos(args.store).to_dict("records"),
-                   "failures": store.read_failures(args.store).to_dict("records")}
-        print(json.dumps(payload, indent=1, default=str))
-    else:
-        print(store.summary(args.store))
-    store.require_segments(args.store)  # after the summary, which lists them: exit 2 naming the missing files
-    return EXIT_OK
-
-
-# --- compact ---------------------------------------------------------------------------------
-
-
-def _add_compact(commands) -> None:
-    p = commands.add_parser("compact", help="reclaim a store's unreferenced frames, migrate an old store, or recover a broken one",
-                            description="Copy the frames a store's video table references into one segment and delete the rest "
-                                        "(replaced and retired videos); a store of the previous layout is migrated in place "
-                                        "without copying. --recover rebuilds a store whose index is unreadable from its "
-                                        "readable segments; the next `features` run completes it.")
-    p.add_argument("store", help="path of an .h5 feature store")
-    p.add_argument("--recover", action="store_true", help="rebuild the index from the readable segments (keeps the broken index as <store>.h5.broken)")
-    p.add_argument("--lock-timeout", type=float, default=600.0, help="seconds to wait for a run merging into the store (default: %(default)s)")
-    p.set_defaults(func=_cmd_compact)
-
-
-def _cmd_compact(args) -> int:
-    import json
-
-    from . import store
-
-    if args.recover:
-        result = store.recover(args.store, args.lock_timeout)
-        for lost in result["lost_segments"]:
-            log.warning("unreadable segment left out: %s", lost)
-        log.info("recovered %d videos from %d segments into %s; run `python -m pipeline features` with its manifest to sync "
-                 "it and re-extract what was lost", result["videos"], result["segments"], args.store)
-    else:
-        result = store.compact(args.store, args.lock_timeout)
-        log.info("compacted %s: %d frame rows in %d segments -> %d in 1", args.store, result["frames_before"],
-                 result["segments_before"], result["frames_after"])
-    print(json.dumps(result))
-    return EXIT_OK
-
-
-# --- manifest importers ----------------------------------------------------------------------
-
-
-def _add_manifest(commands) -> None:
-    p = commands.add_parser("manifest", help="write a manifest CSV from a dataset layout, or check one")
-    kinds = p.add_subparsers(dest="kind", required=True, metavar="LAYOUT")
-    folders = kinds.add_parser("folders", help="a folder per class: ROOT/<label>/<video>")
-    folders.add_argument("root")
-    ucf = kinds.add_parser("ucf101", help="UCF101 split lists (classInd.txt, trainlist0N.txt, testlist0N.txt)")
-    ucf.add_argument("--splits", required=True, help="folder with classInd.txt and the split lists")
-    ucf.add_argument("--videos", required=True, help="folder holding <Class>/v_<Class>_gNN_cNN.avi")
-    ucf.add_argument("--split", type=int, default=1, choices=(1, 2, 3), help="which of the three splits (default: %(default)s)")
-    lst = kinds.add_parser("list", help="mmaction2-style list: one 'path label' per line")
-    lst.add_argument("list_file")
-    lst.add_argument("--root", help="folder the paths are relative to (default: the list's folder)")
-    lst.add_argument("--classes", help="file with one class name per line, if labels are indices")
-    lst.add_argument("--split", default="", choices=("", "train", "val", "test"), help="split to record for every row")
-    kin = kinds.add_parser("kinetics", help="Kinetics annotation CSV (label,youtube_id,time_start,time_end,split)")
-    kin.add_argument("csv")
-    kin.add_argument("--root", required=True, help="folder holding the downloaded clips")
-    for kind in (folders, ucf, lst, kin):
-        kind.add_argument("-o", "--output", required=True, help="manifest CSV to write")
-    check = kinds.add_parser("check", help="validate a manifest and print its counts")
-    check.add_argument("manifest")
-    check.add_argument("--skip-missing", action="store_true", help="drop rows whose file is missing instead of failing")
-    p.set_defaults(func=_cmd_manifest)
-
-
-def _cmd_manifest(args) -> int:
-    from . import manifest as m
-
-    if args.kind == "check":
-        frame = m.read_manifest(args.manifest, skip_missing=args.skip_missing)
-        print(frame.groupby(["label", "split"]).size().rename("videos").to_string())
-        log.info("%s: %d videos, %d labels, valid", args.manifest, len(frame), frame["label"].nunique())
-        return EXIT_OK
-    frame = {
-        "folders": lambda: m.from_class_folders(args.root),
-        "ucf101": lambda: m.from_ucf101(args.splits, args.videos, args.split),
-        "list": lambda: m.from_path_label_list(args.list_file, args.root, args.classes, args.split),
-        "kinetics": lambda: m.from_kinetics_csv(args.csv, args.root),
-    }[args.kind]()
-    path = m.write_manifest(frame, args.output)
-    log.info("wrote %s: %d videos, %d labels", path, len(frame), frame["label"].nunique())
-    print(path)
-    return EXIT_OK
-
-
-# --- demo data -------------------------------------------------------------------------------
-
-
-def _add_demo_data(commands) -> None:
-    p = commands.add_parser("demo-data", help="write the synthetic demo dataset (temporal-order classes) and its manifest")
-    p.add_argument("--output", default="manifests/demo", help="folder for the clips (default: %(default)s)")
-    p.add_argument("--manifest", default="manifests/demo.csv", help="manifest to write (default: %(default)s)")
-    p.add_argument("--per-class", type=int, default=50, help="clips per class (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same files (default: %(default)s)")
-    p.set_defaults(func=_cmd_demo_data)
-
-
-def _cmd_demo_data(args) -> int:
-    from .demo_data import write_demo_dataset
-
-    path = write_demo_dataset(args.output, args.manifest, per_class=args.per_class, seed=args.seed)
-    print(path)
-    return EXIT_OK
-
-
-# --- bench -----------------------------------------------------------------------------------
-
-
-def _add_bench(commands) -> None:
-    shared = Path(os.environ.get("SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-    p = commands.add_parser("bench", help="measure stage one: CNN-only, decode-only, end to end, naive baseline, memory",
-                            description="Benchmarks of stage one on real videos and demo clips; writes JSON and prints a Markdown table.")
-    p.add_argument("--videos", default=str(shared / "videos"), help="folder of real videos, one level of sub-folders (default: %(default)s)")
-    p.add_argument("--demo-manifest", default="manifests/demo.csv", help="demo manifest (make demo-data) (default: %(default)s)")
-    p.add_argument("--weights", default=str(shared / "weights" / "mobilenet_v2_1.0_no_top_dogbreeds.weights.h5"),
-                   help="MobileNetV2 weights: a file, or imagenet (default: %(default)s)")
-    p.add_argument("--output", default="reports/bench/bench.json", help="JSON results (default: %(default)s)")
-    p.add_argument("--only", default="", help="comma-separated row names or shell-style patterns to run, e.g. 'cnn_*,vgg16_*' for the CNN "
-                                              "part alone, 'store_*' for the feature store's bookkeeping (a few minutes and 4 GB of scratch "
-                                              "space in $BENCH_SCRATCH or /tmp) (default: every row)")
-    p.set_defaults(func=_cmd_bench)
-
-
-def _cmd_bench(args) -> int:
-    from .bench import run_all, store_only, table
-    from .manifest import VIDEO_EXTENSIONS
-
-    only = tuple(filter(None, args.only.split(",")))
-    videos = sorted(str(p) for p in Path(args.videos).glob("*/*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.parent.name != "broken")
-    if not videos and not store_only(only):
-        raise FileNotFoundError(f"no videos under {args.videos}; pass --videos DIR (one level of sub-folders)")
-    if not Path(args.demo_manifest).is_file() and not store_only(only):
-        raise FileNotFoundError(f"{args.demo_manifest} not found; run `make demo-data` first")
-    results = run_all(videos, args.demo_manifest, args.weights, Path(args.output), only)
-    print(table(results))
-    log.info("wrote %s", args.output)
-    return EXIT_OK
 
 
 # --- temporal-bench --------------------------------------------------------------------------
@@ -325,7 +90,8 @@ def _add_temporal_bench(commands) -> None:
                                         "real videos of the shared data) into OUTPUT, extract features, train every model and write "
                                         "results.csv/.json/.md. Prints the Markdown table on stdout.")
     p.add_argument("--output", default=defaults.output, help="folder of the clips, stores, runs and results (default: %(default)s)")
-    p.add_argument("--shared-data", default="", help="shared data folder holding videos/ and weights/ (default: $SHARED_DATA, else ../shared/data beside the checkout)")
+    p.add_argument("--shared-data", default=os.environ.get("SHARED_DATA", ""),
+                   help="folder holding videos/ and weights/ for the arrow task (default: $SHARED_DATA)")
     p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks from %(default)s")
     p.add_argument("--motion-clips", type=int, default=defaults.motion_clips, help="clips of the motion task (default: %(default)s)")
     p.add_argument("--clutter-clips", type=int, default=defaults.clutter_clips, help="clips of the clutter task (default: %(default)s)")
@@ -515,7 +281,7 @@ def _add_predict(commands) -> None:
     p.add_argument("--output", help="folder for the CSV/JSON/PNG outputs (default: RUN/predictions)")
     p.add_argument("--workers", type=int, default=worker_count(), help="decoder processes (default: one per core, %(default)s)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds one video (one window) may take to decode before it fails as 'timeout' (default: %(default)s)")
-    _add_runtime(p)
+    add_runtime(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
 

@@ -23,17 +23,17 @@ Departures from the example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import report, rundir
+from .configs import Config
 from .model_files import load_model
 from .moving_mnist import CANVAS, CONTEXT, FRAMES, model_frames, moving_mnist, split_sizes, upscale
 
@@ -45,7 +45,7 @@ PER_FRAME_COLUMNS = ["task", "frame", "mse", "bce", "ssim", "copy_last_mse", "bl
 
 
 @dataclass(frozen=True)
-class ConvLSTMConfig:
+class ConvLSTMConfig(Config):
     """Everything that decides a run's data, model and training; stored with the run."""
 
     data: str = "sklearn"  # mnist_test_seq.npy, MNIST digits (idx file or folder, mnist.npz), or sklearn
@@ -68,12 +68,6 @@ class ConvLSTMConfig:
         if not 0 < self.val_fraction < 1 or not 0 < self.test_fraction < 1:
             raise ValueError("val and test fractions must lie between 0 and 1")
         split_sizes(self.sequences, self.val_fraction, self.test_fraction)  # fail early on too few sequences
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
 
 
 # `--preset`: named starting points; options given beside a preset override it.

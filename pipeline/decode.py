@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import error_line
+
 CROPS = ("center", "squash")
 STRATEGIES = ("auto", "seek", "sequential")
 DECODE_CHUNK = 32  # frames per decord call: bounds memory on long or high-resolution videos
@@ -115,8 +117,8 @@ def decode_video(path: str | Path, size: int, sampling: Sampling, crop: str = "c
     `strategy` is how frames are reached: `seek` (decord's batch read: on from the previous sampled
     frame within a GOP, else from the sampled frame's keyframe), `sequential` (read on, skipping),
     or `auto`: seek, unless the video has no keyframe index to seek by. Seeking never decodes more
-    frames than reading on, and on the 22 real videos of ../shared/data (uniform:16, 224 px) it
-    took 4.79 s against 5.01 s (the faster way per video: 4.67 s). Both give the same pixels.
+    frames than reading on, and was the faster of the two on real videos (README: *Measured design
+    choices*). Both give the same pixels.
     `frame_range` (start, stop) applies the sampling to that part of the video only (a window of
     a long video).
     """
@@ -167,8 +169,8 @@ def decoder_process_init() -> None:
     """Decoder processes run at the lowest CPU priority (nice 19) and never dump core.
 
     The CNN then gets the cores first and the decoders take what it leaves, so they never slow
-    it down, and while it waits for frames they have the whole machine. On 2 cores this measured
-    1.1x faster end to end than decoders at normal priority. A corrupt file that crashes FFmpeg
+    it down, and while it waits for frames they have the whole machine (measured faster end to end
+    than decoders at normal priority: README). A corrupt file that crashes FFmpeg
     is reported as a failure; a core file of the decoder would only fill the user's folder (tens
     of MB per crash) and, while it is written, make the crash look like a timeout.
     """
@@ -191,7 +193,7 @@ def probe_video(path: str | Path) -> tuple[int, float, int, int]:
         total, fps = len(probe), float(probe.get_avg_fps())
         height, width = probe[0].shape[:2]  # decoded, because only decord knows the rotated size
     except Exception as error:  # decord raises RuntimeError, DECORDError or AssertionError here
-        raise DecodeError("open", _open_reason(path, error), _first_line(error)) from None
+        raise DecodeError("open", _open_reason(path, error), error_line(error, limit=500)) from None
     if total <= 0:
         raise DecodeError("empty", "the video has no frames")
     return total, fps, int(width), int(height)
@@ -217,7 +219,7 @@ def _read_frames(decord, path: Path, out_w: int, out_h: int, unique: np.ndarray,
         except Exception as error:
             if "from_size == to_size" in str(error):
                 raise _OutputSizeBug() from None
-            raise DecodeError("decode", _decode_reason(reader, chunk, total), _first_line(error)) from None
+            raise DecodeError("decode", _decode_reason(reader, chunk, total), error_line(error, limit=500)) from None
         if batch.shape[1:] != (out_h, out_w, 3):  # the same decord bug, seen through next()
             raise _OutputSizeBug()
         frames[start:start + len(chunk)] = _center_crop(batch, size)
@@ -269,8 +271,3 @@ def _decode_reason(reader, chunk: np.ndarray, total: int) -> str:
         except Exception:
             return f"corrupt stream: frame {index} of {total} cannot be decoded (the file is damaged or truncated after that point)"
     return f"decoding frames {int(chunk[0])}..{int(chunk[-1])} of {total} failed (decoder error on a batch read)"
-
-
-def _first_line(error: Exception) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[-1] if lines else ''}"[:500]

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 from .decode import DecodeError, decoder_process_init
+from .errors import error_line
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -79,8 +80,8 @@ def worker_count() -> int:
 
     They decode only a few videos ahead of the CNN, so while decoding is the cheaper part they
     mostly wait and leave the cores to TensorFlow, and while it is the costly part (high-resolution
-    or long videos, a GPU backbone) they take every core. On 2 cores this measured 1.2x faster
-    end to end than one decoder process.
+    or long videos, a GPU backbone) they take every core (measured faster end to end than one
+    decoder process: README).
     """
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -148,8 +149,7 @@ class _Pools:
             self._replace(job.pool)
             return _RETRIED
         except Exception as error:  # anything else decord raises is this video's problem only
-            text = str(error).strip()
-            return DecodeFailure("decode", type(error).__name__, text.splitlines()[-1][:300] if text else type(error).__name__)
+            return DecodeFailure("decode", type(error).__name__, error_line(error, with_type=False))
 
     def shutdown(self) -> None:
         """Drop the queued jobs and stop every decoder now."""

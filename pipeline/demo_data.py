@@ -13,7 +13,6 @@ Clips are written, and old ones deleted, only in a demo folder the tool made (it
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from . import rundir
+from .atomic import replacing
 from .manifest import check_writable, write_manifest
 
 CLASSES = ("grow", "shrink", "fade_in", "fade_out", "move_left", "move_right")
@@ -95,16 +95,15 @@ def write_clip(path: str | Path, frames: np.ndarray, fps: int = FPS, codec: str 
     import av
 
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp{path.suffix}")
-    with av.open(str(temporary), "w") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.options = options if options is not None else {"g": "1", "crf": "14"}
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    os.replace(temporary, path)
+    with replacing(path, path.with_name(f".{path.name}.tmp{path.suffix}")) as temporary:  # the suffix tells PyAV the container
+        with av.open(str(temporary), "w") as container:
+            stream = container.add_stream(codec, rate=fps)
+            stream.width, stream.height = frames.shape[2], frames.shape[1]
+            stream.pix_fmt = "yuv420p"
+            stream.options = options if options is not None else {"g": "1", "crf": "14"}
+            for frame in frames:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode())
 
 
 def _background(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:

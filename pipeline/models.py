@@ -10,9 +10,11 @@ frames of a video vote. When a sequence model beats them, time order is what it 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
+
+from .configs import Config
 
 SEQUENCE_MODELS = ("lstm", "gru")
 BASELINES = ("mean", "single-frame")
@@ -21,7 +23,7 @@ INPUTS = ("features", "deltas")
 
 
 @dataclass(frozen=True)
-class SequenceModelConfig:
+class SequenceModelConfig(Config):
     """Architecture of an LSTM / GRU classifier."""
 
     units: int = 64
@@ -39,9 +41,6 @@ class SequenceModelConfig:
             raise ValueError(f"units ({self.units}) and layers ({self.layers}) must be at least 1")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout {self.dropout} must be in [0, 1)")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def build_sequence_model(kind: str, dim: int, n_classes: int, mean: np.ndarray, std: np.ndarray,

@@ -22,7 +22,6 @@ import functools
 import html
 import json
 import logging
-import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,7 +30,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from . import rundir
+from . import atomic, rundir
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +127,7 @@ def write_index(reports_root: str | Path = "reports") -> Path | None:
     frame = frame.sort_values("date", ascending=False)
     body = frame.to_html(index=False, escape=False, border=0) if runs else "<p>No runs yet.</p>"  # cells escaped by _index_row
     path = root / "index.html"
-    partial = root / f".index.html.{os.getpid()}.tmp"  # replaced in one step: two runs finishing at once do not mix their pages
-    partial.write_text(page("Runs", body))
-    os.replace(partial, path)
+    atomic.write_text(path, page("Runs", body))  # replaced in one step: two runs finishing at once do not mix their pages
     return path
 
 

@@ -36,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .backbones import BackboneError, _short, file_sha256
+from .backbones import BackboneError, file_sha256
+from .errors import error_line
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def load_runtime(backbone, requested: str) -> tuple[str, object]:
             log.info("runtime: %s", runtime)
             return runtime, run
         except Exception as error:  # any failure of a converter or runtime: the TensorFlow path still works
-            reason = f"{runtime} cannot run {backbone.name}: {_short(error)}"
+            reason = f"{runtime} cannot run {backbone.name}: {error_line(error)}"
     if reason:
         log.warning("runtime: TensorFlow, because %s", reason)
     return "tensorflow", backbone.tensorflow_batch_function()
@@ -126,7 +127,7 @@ def missing_modules(runtime: str) -> str:
         try:
             importlib.import_module(module)
         except Exception as error:  # ImportError, or a broken install raising anything on import
-            problems.append(_short(error))
+            problems.append(error_line(error))
     return "; ".join(problems)
 
 
@@ -141,7 +142,7 @@ def _cached_runner(backbone, runtime: str):
             _check_files(entry)
             return RUNNERS[runtime](entry, backbone)
         except Exception as error:  # e.g. a damaged entry: convert again and replace it
-            log.warning("cached %s model at %s is unusable (%s); converting again", runtime, entry, _short(error))
+            log.warning("cached %s model at %s is unusable (%s); converting again", runtime, entry, error_line(error))
     damaged = entry.exists()  # unusable, or a folder someone else made: replaced below
     log.info("converting %s (%s, %d px) for %s; cached at %s", backbone.name, backbone.weights.identity, backbone.image_size, runtime, entry)
     entry.parent.mkdir(parents=True, exist_ok=True)

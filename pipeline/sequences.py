@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import h5py
 import numpy as np
 import pandas as pd
 
 from . import store
+from .configs import Config
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
-class SequenceConfig:
+class SequenceConfig(Config):
     """How a video becomes T steps; recorded in the run so `predict` builds the same sequences."""
 
     seq_len: int
@@ -43,9 +44,6 @@ class SequenceConfig:
             raise ValueError(f"sequence policy {self.policy!r} is not one of {', '.join(POLICIES)}")
         if self.seq_len < 1:
             raise ValueError(f"sequence length {self.seq_len} must be at least 1")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def load_videos(store_path) -> pd.DataFrame:

@@ -34,9 +34,26 @@ import numpy as np
 import pandas as pd
 
 from . import report, rundir, store
+from .configs import Config
 from .model_files import load_model, save_baseline
-from .models import ALL_MODELS, SEQUENCE_MODELS, SequenceModelConfig, build_baseline, build_sequence_model, input_dim, model_inputs
-from .sequences import SequenceSource, assign_splits, delta_scale, feature_stats, load_videos, make_dataset, sequence_config
+from .models import (
+    ALL_MODELS,
+    SEQUENCE_MODELS,
+    SequenceModelConfig,
+    build_baseline,
+    build_sequence_model,
+    input_dim,
+    model_inputs,
+)
+from .sequences import (
+    SequenceSource,
+    assign_splits,
+    delta_scale,
+    feature_stats,
+    load_videos,
+    make_dataset,
+    sequence_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +63,7 @@ MEMORY_SHARE = 0.25  # `auto` holds the sequences in memory when they take at mo
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Config):
     """Everything a training run was asked to do; recorded in config.json."""
 
     models: tuple[str, ...] = ("gru",)
@@ -75,9 +92,6 @@ class TrainConfig:
             raise ValueError("epochs and batch size must be at least 1")
         if self.init and (len(self.models) != 1 or self.models[0] not in SEQUENCE_MODELS):
             raise ValueError(f"--init fine-tunes one sequence model: give --model lstm or --model gru, not {','.join(self.models)}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

@@ -1,18 +1,12 @@
-"""Shared fixtures: the real files in ../shared/data (by reference, never copied) and tiny videos."""
+"""Shared fixtures: the real files in ../shared/data (by reference, never copied) and tiny videos (helpers in helpers.py)."""
 
 import os
-from pathlib import Path
 
-import numpy as np
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from helpers import SHARED, VIDEOS, gradient_clip
 
-SHARED = Path(os.environ.get("SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-VIDEOS = SHARED / "videos"
-BROKEN = VIDEOS / "broken"
-WEIGHTS_FILE = SHARED / "weights" / "mobilenet_v2_1.0_no_top_dogbreeds.weights.h5"
-DIGITS = SHARED / "digits" / "mnist_idx"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 @pytest.fixture(scope="session")
@@ -20,17 +14,6 @@ def shared():
     if not VIDEOS.is_dir():
         pytest.fail(f"shared test data not found at {SHARED}; check out ../shared beside the repository or set SHARED_DATA")
     return SHARED
-
-
-def gradient_clip(frames: int = 12, width: int = 64, height: int = 48, seed: int = 0) -> np.ndarray:
-    """A small moving-gradient clip whose frames all differ."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width]
-    base = rng.uniform(0, 255, 3)
-    return np.stack([
-        np.clip(base + 60 * np.sin((xx + 4 * i) / 7.0)[..., None] + 40 * np.cos((yy - 3 * i) / 5.0)[..., None], 0, 255).astype(np.uint8)
-        for i in range(frames)
-    ])
 
 
 @pytest.fixture

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from conftest import VIDEOS, WEIGHTS_FILE
 from pipeline.backbones import BackboneError, Weights, canonical_name, check_informative, load_backbone
 from pipeline.decode import Sampling, decode_video
+
+from helpers import VIDEOS, WEIGHTS_FILE
 
 DOGBREEDS_SHA256 = "b5c304ecf01494f614fd05d36a075cb14f45d054af9af5ef17092bbf870e8e2f"
 

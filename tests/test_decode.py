@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from conftest import BROKEN, VIDEOS
 from pipeline.decode import DecodeError, Sampling, decode_video
+
+from helpers import BROKEN, VIDEOS
 
 CLEAN = sorted(p for p in VIDEOS.glob("*/*") if p.parent.name != "broken")
 FOUR = Sampling.parse("uniform:4")

@@ -13,14 +13,22 @@ from pathlib import Path
 import psutil
 import pytest
 
-import fault_hooks
 from pipeline import store
 from pipeline.decode import Sampling, decode_job
 from pipeline.decoder_pool import DecodeFailure, decode_all
 from pipeline.extract import extract_features
-from test_scale import CONFIG, backbone, manifest_of  # noqa: F401 (backbone is a fixture)
+
+import fault_hooks
+from helpers import TINY_CONFIG as CONFIG
+from helpers import manifest_of, tiny_backbone
 
 TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return tiny_backbone()
+
 # `features` with the fault hooks in its decoders: the real command line, signals and exit codes
 DRIVER = ("import functools, runpy, fault_hooks\n"
           "from pipeline import extract\n"

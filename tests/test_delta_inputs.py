@@ -5,12 +5,20 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from test_sequences import write_store
 
 from pipeline.cli import EXIT_BAD_INPUT, main
-from pipeline.models import SequenceModelConfig, build_sequence_model, frame_deltas, input_dim, model_inputs, parse_inputs
+from pipeline.models import (
+    SequenceModelConfig,
+    build_sequence_model,
+    frame_deltas,
+    input_dim,
+    model_inputs,
+    parse_inputs,
+)
 from pipeline.sequences import SequenceConfig, SequenceSource, delta_scale, load_videos
 from pipeline.train import TrainConfig, train
+
+from helpers import write_store
 
 DELTAS = SequenceModelConfig(units=16, dropout=0.1, inputs=("features", "deltas"))
 

@@ -6,7 +6,7 @@ import time
 import pandas as pd
 import pytest
 
-from pipeline import manifest, rundir
+from pipeline import manifest
 from pipeline.cli import EXIT_BAD_INPUT, EXIT_OK, main
 
 

@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import BROKEN, VIDEOS
 from pipeline import store
 from pipeline.backbones import Weights, load_backbone
 from pipeline.extract import FeatureConfig, extract_features, store_path_for
 from pipeline.manifest import read_manifest
+
+from helpers import BROKEN, VIDEOS
 
 CONFIG = FeatureConfig(backbone="vgg16", weights="none", image_size=32, sampling="uniform:4", precision="float32")
 GOOD = ["mmaction2/test.avi", "decord/video_90.mov", "mdn_flower/flower.webm", "mdn_flower/flower.ogg",
@@ -264,7 +265,8 @@ def test_truncated_store_is_named_and_recovered(tmp_path, make_video):
 
 
 def test_an_unexpected_error_exits_3_with_one_line(tmp_path, make_video, monkeypatch, caplog):
-    from pipeline import cli as command_line, extract
+    from pipeline import cli as command_line
+    from pipeline import extract
 
     def broken(*args, **kwargs):
         raise RuntimeError("something nobody expected")

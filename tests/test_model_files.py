@@ -6,13 +6,14 @@ import shutil
 
 import numpy as np
 import pytest
-from test_sequences import write_store
 
 from pipeline.cli import EXIT_BAD_INPUT, main
 from pipeline.model_files import ModelFileError, load_model
 from pipeline.models import SequenceModelConfig
 from pipeline.predict import RunError, load_run
 from pipeline.train import TrainConfig, train
+
+from helpers import write_store
 
 
 class Payload:

@@ -10,13 +10,14 @@ import struct
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import DIGITS
 
 from pipeline import convlstm as cl
 from pipeline import moving_mnist as mm
 from pipeline import report, rundir
-from pipeline.convlstm_report import _plot_per_frame
 from pipeline.cli import main
+from pipeline.convlstm_report import _plot_per_frame
+
+from helpers import DIGITS
 
 
 def test_generated_sequences_have_the_original_layout_and_bounce():

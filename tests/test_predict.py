@@ -9,14 +9,15 @@ import sys
 import pandas as pd
 import pytest
 
-import fault_hooks
-from conftest import BROKEN, VIDEOS, WEIGHTS_FILE
 from pipeline.backbones import Weights, load_backbone
 from pipeline.demo_data import write_demo_dataset
 from pipeline.extract import FeatureConfig, extract_features
 from pipeline.manifest import read_manifest
 from pipeline.predict import RunError, load_run, predict_videos, write_outputs
 from pipeline.train import TrainConfig, train
+
+import fault_hooks
+from helpers import BROKEN, VIDEOS, WEIGHTS_FILE
 
 CONFIG = FeatureConfig(backbone="vgg16", weights="none", image_size=32, sampling="uniform:8", precision="float32")
 

@@ -6,12 +6,13 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from test_sequences import write_store
 
 from pipeline import report, rundir
 from pipeline.cli import EXIT_OK, main
 from pipeline.models import SequenceModelConfig
 from pipeline.train import TrainConfig, train
+
+from helpers import write_store
 
 LABELS = ["a", "b", "c", "d"]
 

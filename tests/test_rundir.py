@@ -8,12 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
-from test_sequences import write_store
 
 from pipeline import rundir
 from pipeline.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from pipeline.models import SequenceModelConfig
 from pipeline.train import TrainConfig, train
+
+from helpers import write_store
 
 FAST = dict(seq_len=8, epochs=1, network=SequenceModelConfig(units=4))
 

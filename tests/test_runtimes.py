@@ -8,11 +8,12 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import VIDEOS, WEIGHTS_FILE
 from pipeline import runtimes
 from pipeline.backbones import Weights, load_backbone
 from pipeline.cli import EXIT_BAD_INPUT, main
 from pipeline.decode import Sampling, decode_video
+
+from helpers import VIDEOS, WEIGHTS_FILE
 
 INSTALLED = [name for name in runtimes.CPU_PREFERENCE if not runtimes.missing_modules(name)]
 needs_runtime = pytest.mark.skipif(not INSTALLED, reason="no CPU runtime installed (pip install -e '.[cpu]')")

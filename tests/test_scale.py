@@ -10,25 +10,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import fault_hooks
 from pipeline import store
-from pipeline.backbones import Weights, load_backbone
-from pipeline.extract import FeatureConfig, extract_features
-from pipeline.manifest import read_manifest
+from pipeline.backbones import Weights
+from pipeline.extract import extract_features
 
-CONFIG = FeatureConfig(backbone="vgg16", weights="none", image_size=32, sampling="uniform:4", precision="float32")
+import fault_hooks
+from helpers import TINY_CONFIG, manifest_of, tiny_backbone
+
+CONFIG = TINY_CONFIG
 
 
 @pytest.fixture(scope="module")
 def backbone():
-    return load_backbone(CONFIG.backbone, Weights("none"), CONFIG.image_size, batch_size=16, precision="float32")
-
-
-def manifest_of(tmp_path, make_video, names):
-    paths = [make_video(name, seed=i) for i, name in enumerate(names)]
-    csv = tmp_path / "m.csv"
-    pd.DataFrame({"path": [str(p) for p in paths], "label": [f"c{i % 2}" for i in range(len(paths))]}).to_csv(csv, index=False)
-    return read_manifest(csv)
+    return tiny_backbone()
 
 
 def test_hang_and_crash_cost_only_their_video(tmp_path, make_video, backbone):

@@ -16,43 +16,7 @@ from pipeline.sequences import (
     sequence_config,
 )
 
-FEATURE_CONFIG = {"backbone": "toy", "weights": "none", "image_size": 32, "sampling": "all"}
-
-
-def write_store(path, labels, lengths=None, splits=None, groups=None, dim=6, seed=0, fallback="", failures=()):
-    """A feature store written with the store module, one video per entry of `labels`.
-
-    Each video has a random per-video offset (appearance) plus a ramp on feature 0 that rises
-    for even class indices and falls for odd ones: the same frames in the other order, so only
-    a model that reads the order can tell the classes apart.
-    """
-    rng = np.random.default_rng(seed)
-    classes = sorted(set(labels))
-    lengths = lengths or [8] * len(labels)
-    shard, rows = store.Shard(), []
-    for i, label in enumerate(labels):
-        row = store.VideoRow(f"v{i:03d}", f"key{i}", f"/videos/v{i:03d}.mp4", label, (splits or [""] * len(labels))[i],
-                             (groups or [""] * len(labels))[i], order=i)
-        rows.append(row)
-        steps = lengths[i]
-        ramp = np.linspace(-1, 1, steps) * (1 if classes.index(label) % 2 == 0 else -1)
-        features = rng.normal(0, 1, dim) + rng.normal(0, 0.1, (steps, dim))
-        features[:, 0] += 2 * ramp
-        features[:, 1] += classes.index(label) // 2  # pairs of classes differ in appearance, like the demo
-        shard.add_video(row, features.astype(np.float32), np.arange(steps), np.arange(steps) / 10.0, steps, 10.0, 32, 32)
-    for i, message in enumerate(failures):
-        rows.append(store.VideoRow(f"bad{i}", f"badkey{i}", f"/videos/bad{i}.mp4", "?", order=len(labels) + i))
-        shard.add_failure(rows[-1], "open", "DecodeError", message)
-    merge(path, shard, rows, dim, {"feature_config": FEATURE_CONFIG, "fallback": fallback})
-    return path
-
-
-def merge(path, shard, rows, dim, attrs):
-    """Write `shard` as one run's shard and merge it into the store at `path` for the manifest `rows`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with store.shard_run(path) as folder:
-        store.write_shard(folder, shard, dim, "float32")
-    store.merge_shards(path, attrs, rows)
+from helpers import FEATURE_CONFIG, merge, write_store
 
 
 @pytest.fixture

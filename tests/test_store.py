@@ -15,6 +15,7 @@ import pytest
 
 from pipeline import store
 from pipeline.backbones import file_sha256
+from pipeline.store.tables import write_table
 
 DIM, FRAMES = 8, 3
 ATTRS = {"feature_config": {"backbone": "test"}, "config_hash": "c1", "manifest": "/data/m.csv", "manifest_sha256": "h1"}
@@ -100,19 +101,19 @@ def test_merges_that_only_append_extend_the_index_and_equal_a_full_rebuild(tmp_p
         (rows_of(names + ["d", "e", "f", "g", "h", "i"], labels={"c": "z"}), set(), [], True),
     ]
     appended = []
-    real_append, real_grown = store._append_index, store._grown_from
-    monkeypatch.setattr(store, "_append_index", lambda *args, **kw: appended.append(args[0].parent.name) or real_append(*args, **kw))
+    real_append, real_grown = store.sync.append_index, store.sync._grown_from
+    monkeypatch.setattr(store.sync, "append_index", lambda *args, **kw: appended.append(args[0].parent.name) or real_append(*args, **kw))
     fast, full = tmp_path / "fast" / "s.h5", tmp_path / "full" / "s.h5"
     for rows, fail, missing, may_append in runs:
         for path in (fast, full):
             if path == full:  # the reference: never append
-                monkeypatch.setattr(store, "_grown_from", lambda *args: (None, real_grown(*args)[1]))
+                monkeypatch.setattr(store.sync, "_grown_from", lambda *args: (None, real_grown(*args)[1]))
             path.parent.mkdir(exist_ok=True)
             known = set().union(*store.stored_keys(path)) if path.exists() else set()  # as `features` skips them
             with store.shard_run(path) as folder:
                 write(folder, [row for row in rows if row.key not in known and row.video_id not in ("g2", "f2", "a2")], fail)
             store.merge_shards(path, ATTRS, rows, missing)
-            monkeypatch.setattr(store, "_grown_from", real_grown)
+            monkeypatch.setattr(store.sync, "_grown_from", real_grown)
         assert appended.count("fast") == sum(run[3] for run in runs[:runs.index((rows, fail, missing, may_append)) + 1])
         pd.testing.assert_frame_equal(store.read_videos(fast), store.read_videos(full))
         pd.testing.assert_frame_equal(store.read_failures(fast), store.read_failures(full))
@@ -207,8 +208,8 @@ def test_concurrent_merges_wait_for_each_other_and_keep_every_video(tmp_path, ca
         write(folder, rows_of(names[:4]))
     with store.shard_run(path) as other:
         write(other, rows_of(names)[4:])
-        monkey_notice = store.LOCK_NOTICE_S
-        store.LOCK_NOTICE_S = 0.2
+        monkey_notice = store.locks.LOCK_NOTICE_S
+        store.locks.LOCK_NOTICE_S = 0.2
         try:
             with store.store_lock(path, 5):  # a merge in progress
                 waiting = threading.Thread(target=store.merge_shards, args=(path, ATTRS, rows_of(names)))
@@ -220,7 +221,7 @@ def test_concurrent_merges_wait_for_each_other_and_keep_every_video(tmp_path, ca
                     store.merge_shards(path, ATTRS, rows_of(names), lock_timeout=0.3)
             waiting.join(10)
         finally:
-            store.LOCK_NOTICE_S = monkey_notice
+            store.locks.LOCK_NOTICE_S = monkey_notice
     assert "waiting for another run's merge" in caplog.text
     assert list(store.read_videos(path)["video_id"]) == names
     assert_frames_right(path)
@@ -321,8 +322,8 @@ def test_version_1_store_is_refused_then_migrated_by_compact(tmp_path):
         f.create_dataset("timestamps", data=np.zeros(2 * FRAMES), maxshape=(None,))
         table = pd.DataFrame([{**vars(r), "total_frames": 30, "width": 64, "height": 48, "offset": i * FRAMES, "length": FRAMES, "fps": 10.0}
                               for i, r in enumerate(rows_of(["a", "b"]))]).drop(columns="order")
-        store._write_table(f, "videos", table)
-        store._write_table(f, "failures", pd.DataFrame(columns=store.FAILURE_COLUMNS))
+        write_table(f, "videos", table)
+        write_table(f, "failures", pd.DataFrame(columns=store.FAILURE_COLUMNS))
     inode = path.stat().st_ino
     with pytest.raises(store.StoreError, match=f"version 1.*python -m pipeline compact {path}"):
         store.read_videos(path)

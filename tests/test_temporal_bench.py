@@ -4,9 +4,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import VIDEOS
 from pipeline.decode import Sampling, decode_video, probe_video
-from pipeline.temporal_bench import FRAMES, SIZE, BenchConfig, _write_arrow_clips, build_task, real_windows, render_clutter, render_motion
+from pipeline.temporal_bench import (
+    FRAMES,
+    SIZE,
+    BenchConfig,
+    _write_arrow_clips,
+    build_task,
+    real_windows,
+    render_clutter,
+    render_motion,
+)
+
+from helpers import VIDEOS
 
 
 @pytest.mark.parametrize("render", [render_motion, render_clutter])

@@ -5,11 +5,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from test_sequences import write_store
 
 from pipeline.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from pipeline.models import ALL_MODELS, SequenceModelConfig
 from pipeline.train import TrainConfig, train
+
+from helpers import write_store
 
 TINY = SequenceModelConfig(units=16, dropout=0.1)
 

@@ -1,0 +1,66 @@
+"""What a store is made of: its schema constants, the row types, and where its files live.
+
+See the package docstring for the layout of the index file and its folders.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA_VERSION = 2
+VIDEO_TEXT = ("video_id", "key", "path", "label", "split", "group")
+VIDEO_INTS = ("total_frames", "width", "height", "offset", "length")
+VIDEO_FLOATS = ("fps",)
+VIDEO_COLUMNS = (*VIDEO_TEXT, *VIDEO_INTS, *VIDEO_FLOATS)
+FAILURE_COLUMNS = ("video_id", "key", "path", "stage", "error", "message")
+FRAME_DATASETS = ("features", "frame_index", "timestamps")
+APPEND_ROWS = 8192  # frames buffered per write while copying: bounds memory on large merges
+GARBAGE_SHARE = 0.5  # compact when more than this share of the stored frames is unreferenced (disk <= 2x the live frames)
+MAX_SEGMENTS = 256  # compact past this many segments: a reader of the whole store opens every segment file
+TRANSIENT_STAGES = ("lost", "killed")  # failures that need not be the file's fault (lost dask task, OOM kill): retried by every run
+CHANGE_LIST = 1000  # ids listed per kind of change in last_sync (the counts are always complete)
+FRAME_COLUMNS = ["key", "total_frames", "width", "height", "fps", "length", "file", "start"]  # where a key's frames are
+CHANGE_KINDS = ("relabelled", "moved", "regrouped", "retired", "replaced")
+ROW_TEXT, ROW_KEY = operator.attrgetter(*VIDEO_TEXT), operator.attrgetter("key")
+
+
+class StoreError(Exception):
+    """The store cannot be used as asked; the message names it and says what to do."""
+
+
+@dataclass
+class VideoRow:
+    """One video of the manifest, as stage one sees it."""
+
+    video_id: str
+    key: str
+    path: str
+    label: str
+    split: str = ""
+    group: str = ""
+    order: int = 0  # position in the manifest: the video table keeps manifest order
+
+
+def video_key(path: str | Path) -> str:
+    """Identity of a video file: resolved path, size and modification time (changes when it does)."""
+    return resolved_video_key(str(Path(path).resolve()))
+
+
+def resolved_video_key(path: str) -> str:
+    """`video_key` of a path already resolved (as `read_manifest` gives them): one stat, no lstat per folder."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return f"{path}|missing"
+    return f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def parts_dir(store_path: str | Path) -> Path:
+    return Path(f"{store_path}.parts")
+
+
+def segments_dir(store_path: str | Path) -> Path:
+    return Path(f"{store_path}.segments")

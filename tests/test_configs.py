@@ -1,0 +1,25 @@
+"""Config digests are recorded in stores (the file name) and runs: a change would orphan users' stores."""
+
+from dataclasses import replace
+
+from pipeline.configs import Config
+from pipeline.convlstm import ConvLSTMConfig
+from pipeline.extract import FeatureConfig
+from pipeline.train import TrainConfig
+
+
+def test_digests_are_pinned():
+    assert FeatureConfig().digest() == "7dd06d61d3"
+    assert FeatureConfig(backbone="vgg16", weights="none", image_size=112, precision="bfloat16").digest() == "d8885600c2"
+    assert FeatureConfig().store_name() == "mobilenet_v2-imagenet-224px-7dd06d61d3.h5"
+    assert ConvLSTMConfig().digest() == "7c2ebbbbbb"
+    assert TrainConfig().digest() == "7940323198"
+
+
+def test_to_dict_nests_and_digest_follows_every_field():
+    config = TrainConfig()
+    assert isinstance(config, Config)
+    assert config.to_dict()["network"] == {"units": 64, "layers": 1, "bidirectional": False, "dropout": 0.3, "masking": True,
+                                           "inputs": ("features",)}
+    assert replace(config, network=replace(config.network, units=65)).digest() != config.digest()
+    assert replace(FeatureConfig(), crop="squash").digest() != FeatureConfig().digest()
