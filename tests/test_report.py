@@ -38,6 +38,7 @@ def test_report_pages_images_and_tables_exist(run):
             assert (run / f"{name}-{suffix}").stat().st_size > 0
             assert f"{name}-{suffix}" in page and f"{name}-{suffix}" in markdown
     assert (run / "gru-curves.png").is_file() and not (run / "mean-curves.png").exists()
+    assert "<title>Run toy-run</title>" in page and markdown.startswith("# Run toy-run\n")  # the run's name, not a model's
     for text in ("Results on the test split", "Time order", "videos per class and split", "moov atom not found",
                  "Per class", "Most frequent confusions", "Misclassified test videos", "random weights, offline", "backbone"):
         assert text in page and text in markdown, text
