@@ -209,6 +209,7 @@ def read_json(path: Path, kind: type):
 
 
 def _results_blocks(run: dict) -> list:
+    """Every model side by side on the same test split, and what time order gained over the order-blind baselines."""
     metrics = run["metrics"]
     rows = [{"model": name, "type": values["kind"], "test accuracy": values["accuracy"], "macro-F1": values["macro_f1"],
              **{key.replace("_accuracy", ""): value for key, value in values.items() if key.startswith("top")},
@@ -229,6 +230,7 @@ def _results_blocks(run: dict) -> list:
 
 
 def _data_blocks(run: dict) -> list:
+    """What the models were trained on: settings, videos per class and split, classes a split lacks, stage one's failures."""
     config, splits, labels = run["config"], run["splits"], run["labels"]
     settings = {**{f"feature {key}": value for key, value in config["feature_config"].items()}, "feature dimension": config["feature_dim"],
                 **{f"sequence {key}": value for key, value in config["sequence"].items()}, "sequences read": config["data"],
@@ -251,6 +253,7 @@ def _data_blocks(run: dict) -> list:
 
 
 def _model_blocks(run_dir: Path, run: dict, name: str) -> list:
+    """One model's curves, confusion matrices (PNG and CSV, written beside the page), per-class scores and mistakes."""
     values, labels = run["metrics"][name], run["labels"]
     blocks = [("h2", f"Model {name} ({values['kind']})")]
     history = run["history"][run["history"]["model"] == name]
