@@ -260,3 +260,14 @@ def test_report_of_all_runs_skips_convlstm_and_broken_runs(run, tmp_path, caplog
     assert main(["report", "--reports", str(tmp_path / "reports")]) == 2
     assert capsys.readouterr().out.split() == [str(good / "index.html")]
     assert f"not reporting {broken}" in caplog.text and "1 of 2 runs could not be reported" in caplog.text
+
+
+def test_one_best_model_rule_prefers_sequence_models_by_validation_accuracy():
+    """The run's headline in the index and predict's default model come from this one rule."""
+    from pipeline.metrics import best_model
+
+    metrics = {"mean": {"kind": "order-blind", "val_accuracy": 0.9}, "lstm": {"kind": "sequence", "val_accuracy": None},
+               "gru": {"kind": "sequence", "val_accuracy": 0.6}, "gru2": {"kind": "sequence", "val_accuracy": 0.6}}
+    assert best_model(metrics) == "gru"  # a sequence model even below a baseline; the first on a tie; None counts as 0
+    assert best_model({"mean": {"kind": "order-blind", "val_accuracy": 0.4},
+                       "single-frame": {"kind": "order-blind", "val_accuracy": 0.5}}) == "single-frame"
