@@ -10,7 +10,7 @@ frames of a video vote. When a sequence model beats them, time order is what it 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -90,6 +90,21 @@ def frame_deltas(frames, mask):
     return (frames - previous) * ops.expand_dims(both, -1)
 
 
+def probabilities(model, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Class probabilities (n, C) of a Keras sequence model or a baseline for features (n, T, D) and mask (n, T).
+
+    Keras models are called eagerly, so batches of any size run without retracing a graph.
+    """
+    if hasattr(model, "predict_proba"):
+        return model.predict_proba(x, mask)
+    return np.asarray(model({"frames": x, "mask": mask}, training=False))
+
+
+def n_classes(model) -> int:
+    """The number of classes a sequence model or a baseline predicts."""
+    return model.n_classes if hasattr(model, "n_classes") else int(model.output_shape[-1])
+
+
 def parse_inputs(text: str) -> tuple[str, ...]:
     """`features`, `deltas` or `features,deltas`, as `--inputs` takes them."""
     inputs = tuple(name.strip() for name in text.split(",") if name.strip())
@@ -106,6 +121,16 @@ def model_inputs(model) -> tuple[str, ...]:
     """What a built or saved sequence model reads per step (see `SequenceModelConfig.inputs`), from its layers."""
     names = {layer.name for layer in model.layers}
     return tuple(name for name, layer in (("features", "standardize"), ("deltas", "standardize_deltas")) if layer in names)
+
+
+def loaded_architecture(model, config: SequenceModelConfig) -> SequenceModelConfig:
+    """`config` with the units, layers, direction and dropout a built or saved sequence model has
+    (a model being fine-tuned keeps its architecture, whatever the options asked for)."""
+    recurrent = [layer for layer in model.layers if layer.name.removeprefix("bi").startswith(f"{model.name}_")]
+    dropout = [layer.rate for layer in model.layers if layer.__class__.__name__ == "Dropout"]
+    cell = getattr(recurrent[0], "forward_layer", recurrent[0])
+    return replace(config, units=int(cell.units), layers=len(recurrent), dropout=float(dropout[0]) if dropout else config.dropout,
+                   bidirectional=recurrent[0].name.startswith("bi"))
 
 
 class MeanPoolBaseline:

@@ -7,7 +7,7 @@ from other weights would be silently meaningless to the classifier.
 
 With a window (seconds), a long video is classified window by window (each window sampled with
 the run's policy), and the per-window probabilities are smoothed with a centred moving average
-into a label track, written as CSV and as a PNG timeline.
+into a label track, written as CSV and as a PNG timeline (`figures.plot_window_track`).
 """
 
 from __future__ import annotations
@@ -27,11 +27,13 @@ from . import rundir, store
 from .backbones import Backbone, Weights, load_backbone
 from .decode import Sampling, decode_job, decode_video, probe_video
 from .decoder_pool import DecodeFailure, decode_all, with_hook, worker_count
+from .figures import plot_window_track, save_figure
 from .manifest import VIDEO_EXTENSIONS
+from .metrics import best_model
 from .model_files import ModelFileError, find_model, load_model
-from .models import SEQUENCE_MODELS
-from .report import literal_text, read_json, read_metrics
-from .sequences import SequenceConfig, frame_positions
+from .models import probabilities
+from .report import read_json, read_metrics
+from .sequences import SequenceConfig, fixed_length
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +58,9 @@ class Run:
     weights: Weights
 
     def classify(self, features: np.ndarray) -> np.ndarray:
-        """Class probabilities (C,) for one video's frame features (n, D)."""
-        positions = frame_positions(len(features), self.sequence)
-        valid = positions >= 0
-        x = np.zeros((1, self.sequence.seq_len, features.shape[1]), np.float32)
-        x[0, valid] = features[positions[valid]]
-        mask = valid[None]
-        if hasattr(self.model, "predict_proba"):
-            return self.model.predict_proba(x, mask)[0]
-        return np.asarray(self.model.predict_on_batch({"frames": x, "mask": mask}))[0]
+        """Class probabilities (C,) for one video's frame features (n, D), as a sequence built the way training built it."""
+        x, mask = fixed_length(features, self.sequence)
+        return probabilities(self.model, x[None], mask[None])[0]
 
 
 @dataclass
@@ -165,7 +161,7 @@ def write_outputs(predictions: Predictions, out_dir: str | Path, labels: list[st
         written.append(out_dir / "windows.csv")
         predictions.windows.to_csv(written[-1], index=False)
         for number, (video, track) in enumerate(predictions.windows.groupby("video", sort=False)):
-            written.append(plot_timeline(track, labels, out_dir / f"timeline-{number:03d}-{Path(video).stem}.png"))
+            written.append(save_figure(plot_window_track(track, labels), out_dir / f"timeline-{number:03d}-{Path(video).stem}.png"))
     return written
 
 
@@ -180,31 +176,6 @@ def prepare_output(out_dir: str | Path) -> Path:
     for old in [*out_dir.glob("predictions.*"), *out_dir.glob("windows.csv"), *out_dir.glob("timeline-*.png")]:
         old.unlink()  # a previous prediction's timelines would otherwise sit beside this one's
     return out_dir
-
-
-@literal_text
-def plot_timeline(track: pd.DataFrame, labels: list[str], path: Path) -> Path:
-    """Smoothed class probabilities over time, with the smoothed label of each window underneath."""
-    import matplotlib.pyplot as plt
-
-    centres = (track["start_s"] + track["end_s"]) / 2
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 4.5), sharex=True, gridspec_kw={"height_ratios": [4, 1]})
-    for label in labels:
-        top.plot(centres, track[f"smoothed:{label}"], label=label)
-    top.set_ylabel("probability (smoothed)")
-    top.set_ylim(0, 1)
-    top.legend(fontsize=8, ncol=min(4, len(labels)), loc="upper right")
-    top.set_title(Path(track["video"].iloc[0]).name)
-    colours = plt.get_cmap("tab20")
-    for row in track.itertuples():
-        bottom.axvspan(row.start_s, row.end_s, color=colours(labels.index(row.smoothed_label) % 20), alpha=0.6)
-        bottom.text((row.start_s + row.end_s) / 2, 0.5, row.smoothed_label, ha="center", va="center", fontsize=7, rotation=90)
-    bottom.set_yticks([])
-    bottom.set_xlabel("seconds")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -244,13 +215,7 @@ def _checked_config(path: Path, config: dict) -> tuple[dict, SequenceConfig]:
 def _best_model(model_dir: Path) -> str:
     if not (model_dir / "metrics.json").is_file():
         raise RunError(f"{model_dir} has no metrics.json to pick a model from; pass --model")
-    metrics = read_metrics(model_dir / "metrics.json")
-
-    def rank(name: str) -> tuple[bool, float]:
-        accuracy = metrics[name].get("val_accuracy")
-        return name in SEQUENCE_MODELS, accuracy if isinstance(accuracy, (int, float)) and not isinstance(accuracy, bool) else 0.0
-
-    return max(metrics, key=rank)
+    return best_model(read_metrics(model_dir / "metrics.json"))
 
 
 def _run_weights(feature_config: dict, store_path: str, override: str | None) -> Weights:

@@ -68,9 +68,9 @@ def made_by_tool(folder: Path, kind: str) -> bool:
 
 
 def is_run_dir(folder: Path) -> bool:
-    """A run directory this tool made (marker), or one an earlier version made (see `_not_a_run`)."""
+    """A run directory this tool made: marked, or a training or ConvLSTM run of an earlier version (see `_why_not_a_run`)."""
     folder = Path(folder)
-    return folder.is_dir() and (made_by_tool(folder, "run") or _not_a_run(folder) is None)
+    return folder.is_dir() and _why_not_a_run(folder) is None
 
 
 def check_replaceable(run_dir: Path, overwrite: bool) -> None:
@@ -85,11 +85,10 @@ def check_replaceable(run_dir: Path, overwrite: bool) -> None:
         return
     if not overwrite:
         raise FolderError(f"run directory {run_dir} exists; pass --overwrite to replace it, or --run for another directory")
-    if not made_by_tool(run_dir, "run") and not _is_convlstm_run(run_dir):
-        reason = _not_a_run(run_dir)
-        if reason:
-            raise FolderError(f"{run_dir} does not look like a run directory made by this tool (no {MARKER}, and {reason}): "
-                              f"not replacing it; choose another directory with --run")
+    reason = _why_not_a_run(run_dir)
+    if reason:
+        raise FolderError(f"{run_dir} does not look like a run directory made by this tool (no {MARKER}, and {reason}): "
+                          f"not replacing it; choose another directory with --run")
 
 
 @contextlib.contextmanager
@@ -154,7 +153,7 @@ def claim_report_root(root: Path) -> str | None:
                 return f"{index} was not written by this tool"
         else:
             foreign = [entry.name for entry in root.iterdir()
-                       if not entry.name.startswith(".") and not is_run_dir(entry) and not _is_convlstm_run(entry) and not _is_bench_output(entry)]
+                       if not entry.name.startswith(".") and not is_run_dir(entry) and not _is_bench_output(entry)]
             if foreign:
                 return f"{root} holds {foreign[0]}, which is not a run, and no {MARKER}"
     root.mkdir(parents=True, exist_ok=True)
@@ -165,7 +164,15 @@ def claim_report_root(root: Path) -> str | None:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _not_a_run(folder: Path) -> str | None:
+def _why_not_a_run(folder: Path) -> str | None:
+    """The one rule for a run directory (None: it is one, else why not): the tool's marker, or the exact
+    files of a ConvLSTM run or a training run of an earlier version."""
+    if made_by_tool(folder, "run") or _is_convlstm_run(folder):
+        return None
+    return _not_a_training_run(folder)
+
+
+def _not_a_training_run(folder: Path) -> str | None:
     """Why `folder` is not a training run directory of an earlier version (None if it is one): it must
     hold model/config.json, metrics.json and labels.json, and nothing but the files a training run,
     its report and predict's default output folder predictions/ write, by their exact names."""

@@ -85,6 +85,19 @@ def frame_positions(length: int, config: SequenceConfig) -> np.ndarray:
     return np.concatenate([np.arange(length), np.full(config.seq_len - length, -1)]).astype(np.int64)
 
 
+def fixed_length(frames: np.ndarray, config: SequenceConfig) -> tuple[np.ndarray, np.ndarray]:
+    """One video's T steps from its frame features (n, D): features (T, D) float32 and mask (T,).
+
+    Training (`SequenceSource`) and `predict` both build sequences here, so a model sees a new
+    video exactly as it saw the training videos.
+    """
+    positions = frame_positions(len(frames), config)
+    valid = positions >= 0
+    x = np.zeros((config.seq_len, frames.shape[1]), np.float32)
+    x[valid] = frames[positions[valid]]
+    return x, valid
+
+
 class SequenceSource:
     """Fixed-length sequences of a store's videos: `read(rows)` gives features (n, T, D) and mask (n, T).
 
@@ -130,11 +143,7 @@ class SequenceSource:
         mask = np.zeros((len(rows), self.config.seq_len), bool)
         for i, row in enumerate(rows):
             start = self.offsets[row]
-            frames = features[start:start + self.lengths[row]]
-            positions = frame_positions(len(frames), self.config)
-            valid = positions >= 0
-            x[i, valid] = frames[positions[valid]]
-            mask[i] = valid
+            x[i], mask[i] = fixed_length(features[start:start + self.lengths[row]], self.config)
         return x, mask
 
 

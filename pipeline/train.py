@@ -26,15 +26,17 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import report, rundir, store
+from . import rundir, store
 from .configs import Config
+from .fine_tune import load_initial, with_loaded_network
+from .metrics import accuracy, classification_metrics
 from .model_files import load_model, save_baseline
 from .models import (
     ALL_MODELS,
@@ -42,9 +44,10 @@ from .models import (
     SequenceModelConfig,
     build_baseline,
     build_sequence_model,
-    input_dim,
-    model_inputs,
+    n_classes,
+    probabilities,
 )
+from .report import write_classification_report, write_index
 from .sequences import (
     SequenceSource,
     assign_splits,
@@ -97,7 +100,7 @@ class TrainConfig(Config):
 @dataclass
 class TrainResult:
     run_dir: Path
-    metrics: dict  # model name -> metrics (see report.classification_metrics)
+    metrics: dict  # model name -> metrics (see metrics.classification_metrics)
     report: Path
 
 
@@ -123,16 +126,16 @@ def train(store_path, run_dir, config: TrainConfig = TrainConfig(), overwrite: b
     """
     store_path, run_dir = Path(store_path), Path(os.path.abspath(run_dir))  # `--run .`: the folder by its name, symlinks kept
     data = _load_data(store_path, config)
-    initial = _load_initial(config.init, data.source.dim, data.labels, config.network.inputs) if config.init else None
+    initial = load_initial(config.init, data.source.dim, data.labels, config.network.inputs) if config.init else None
     if initial is not None:
-        config = _with_loaded_network(config, initial)
+        config = with_loaded_network(config, initial)
     rundir.check_replaceable(run_dir, overwrite)
     if _in_memory(config.data, data.source):
         data.source = SequenceSource(store_path, data.videos, data.source.config, in_memory=True)
     with rundir.staged_run(run_dir, overwrite) as staging:
         metrics = _train_into(staging, store_path, data, config, initial, progress)
-        report.write_classification_report(staging, name=run_dir.name, index=False)
-    report.write_index(run_dir.parent)
+        write_classification_report(staging, name=run_dir.name, index=False)
+    write_index(run_dir.parent)
     return TrainResult(run_dir, metrics, run_dir / "index.html")
 
 
@@ -152,11 +155,11 @@ def _train_into(run_dir: Path, store_path: Path, data: _Data, config: TrainConfi
         else:
             model, history = _fit_baseline(name, data, config, model_dir), pd.DataFrame(columns=["seconds"])
         seconds = time.perf_counter() - started
-        test = predict(model, data.source, data.rows["test"], config.batch_size)
+        test = batched_probabilities(model, data.source, data.rows["test"], config.batch_size)
         metrics[name] = {
             "kind": "sequence" if name in SEQUENCE_MODELS else "order-blind",
-            **report.classification_metrics(data.y[data.rows["test"]], test, data.labels),
-            "val_accuracy": _accuracy(data.y[data.rows["val"]], predict(model, data.source, data.rows["val"], config.batch_size)),
+            **classification_metrics(data.y[data.rows["test"]], test, data.labels),
+            "val_accuracy": accuracy(data.y[data.rows["val"]], batched_probabilities(model, data.source, data.rows["val"], config.batch_size)),
             "epochs": len(history),
             "seconds": round(seconds, 2),
             "seconds_per_epoch": round(float(history["seconds"].mean()), 3) if len(history) else None,
@@ -173,15 +176,11 @@ def _train_into(run_dir: Path, store_path: Path, data: _Data, config: TrainConfi
     return metrics
 
 
-def predict(model, source: SequenceSource, rows, batch_size: int = 256) -> np.ndarray:
-    """Class probabilities (len(rows), C) of a Keras sequence model or a baseline, batch by batch."""
-    parts = []
-    for _, x, mask in source.batches(rows, batch_size):
-        if hasattr(model, "predict_proba"):
-            parts.append(model.predict_proba(x, mask))
-        else:
-            parts.append(np.asarray(model({"frames": x, "mask": mask}, training=False)))  # eager: no retracing per batch size
-    return np.concatenate(parts) if parts else np.zeros((0, _n_classes(model)))
+def batched_probabilities(model, source: SequenceSource, rows, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities (len(rows), C) of a Keras sequence model or a baseline, read and run batch by batch
+    (a split of a store larger than memory is never held whole)."""
+    parts = [probabilities(model, x, mask) for _, x, mask in source.batches(rows, batch_size)]
+    return np.concatenate(parts) if parts else np.zeros((0, n_classes(model)))
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -238,10 +237,6 @@ def _write_setup(model_dir: Path, store_path: Path, data: _Data, config: TrainCo
     }, indent=1, default=str))
 
 
-def _n_classes(model) -> int:
-    return model.n_classes if hasattr(model, "n_classes") else int(model.output_shape[-1])
-
-
 def _fit_sequence_model(name, data: _Data, stats, config: TrainConfig, model_dir: Path, initial, progress: bool):
     """Fit one LSTM / GRU; return the best checkpoint (reloaded from disk) and its history table.
 
@@ -293,45 +288,6 @@ def _lr_schedule(monitor: str, patience: int) -> list:
     return [keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=LR_FACTOR, patience=patience, min_lr=1e-5)] if patience > 0 else []
 
 
-def _load_initial(path: str, dim: int, labels: list[str], inputs: tuple[str, ...]):
-    """The model to fine-tune, checked against the store: same feature dimension, same classes."""
-    path = Path(path)
-    if not path.is_file() or path.suffix != ".keras":
-        raise FileNotFoundError(f"--init {path}: no such sequence model file (give a run's model/<name>.keras)")
-    model = load_model(path)
-    expected = input_dim(model)
-    if expected != dim:
-        raise ValueError(f"--init {path} expects {expected}-dimensional features but the store has {dim}: it was trained on "
-                         f"another backbone; extract features with the same feature config (see its config.json) or train from scratch")
-    known = path.parent / "labels.json"
-    classes = json.loads(known.read_text()) if known.is_file() else None
-    if _n_classes(model) != len(labels) or (classes is not None and classes != labels):
-        raise ValueError(f"--init {path} predicts {classes or _n_classes(model)} but the store has classes {labels}; "
-                         f"fine-tuning needs the same classes")
-    if model_inputs(model) != inputs:
-        raise ValueError(f"--init {path} reads {','.join(model_inputs(model))} but this run asks for --inputs {','.join(inputs)}; "
-                         f"give --inputs {','.join(model_inputs(model))} to fine-tune it")
-    return model
-
-
-def _with_loaded_network(config: TrainConfig, model) -> TrainConfig:
-    """`config` with the architecture of the model being fine-tuned, which is what trains: config.json
-    and the report must not claim network options that were ignored."""
-    if model.name != config.models[0]:
-        raise ValueError(f"--init {config.init} is a {model.name} model but this run asks for --model {config.models[0]}; "
-                         f"give --model {model.name} to fine-tune it")
-    recurrent = [layer for layer in model.layers if layer.name.removeprefix("bi").startswith(f"{model.name}_")]
-    dropout = [layer.rate for layer in model.layers if layer.__class__.__name__ == "Dropout"]
-    cell = getattr(recurrent[0], "forward_layer", recurrent[0])
-    loaded = replace(config.network, units=int(cell.units), layers=len(recurrent), dropout=float(dropout[0]) if dropout else config.network.dropout,
-                     bidirectional=recurrent[0].name.startswith("bi"))
-    ignored = [f"{name}={value}" for name, value in asdict(config.network).items() if getattr(loaded, name) != value]
-    if ignored:
-        log.warning("--init %s: the loaded model's architecture is used, not the network options %s (recorded: %s)",
-                    config.init, ", ".join(ignored), ", ".join(f"{name}={getattr(loaded, name)}" for name in ("units", "layers", "bidirectional", "dropout")))
-    return replace(config, network=loaded)
-
-
 def _in_memory(mode: str, source: SequenceSource) -> bool:
     if mode != "auto":
         return mode == "memory"
@@ -348,12 +304,8 @@ def _class_weights(y: np.ndarray) -> dict:
     return dict(zip(present.tolist(), compute_class_weight("balanced", classes=present, y=y).tolist()))
 
 
-def _accuracy(true: np.ndarray, probabilities: np.ndarray) -> float | None:
-    return float((probabilities.argmax(1) == true).mean()) if len(true) else None
-
-
-def _prediction_table(name: str, data: _Data, probabilities: np.ndarray) -> pd.DataFrame:
-    """predictions.csv rows of one model: video, true and predicted label, confidence, p_<class>..."""
+def _prediction_table(name: str, data: _Data, scores: np.ndarray) -> pd.DataFrame:
+    """predictions.csv rows of one model: video, true and predicted label, confidence, p_<class>... (`scores`: test probabilities)"""
     test = data.videos.iloc[data.rows["test"]]
     labels = np.asarray(data.labels, dtype=object)
     table = pd.DataFrame({
@@ -361,10 +313,10 @@ def _prediction_table(name: str, data: _Data, probabilities: np.ndarray) -> pd.D
         "video_id": test["video_id"].to_numpy(),
         "path": test["path"].to_numpy(),
         "true": labels[data.y[data.rows["test"]]],
-        "predicted": labels[probabilities.argmax(1)] if len(probabilities) else [],
-        "confidence": probabilities.max(1) if len(probabilities) else [],
+        "predicted": labels[scores.argmax(1)] if len(scores) else [],
+        "confidence": scores.max(1) if len(scores) else [],
     })
-    return pd.concat([table, pd.DataFrame(probabilities, columns=[f"p_{label}" for label in data.labels])], axis=1)
+    return pd.concat([table, pd.DataFrame(scores, columns=[f"p_{label}" for label in data.labels])], axis=1)
 
 
 def _fmt(value) -> str:

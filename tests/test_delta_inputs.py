@@ -80,7 +80,7 @@ def delta_run(tmp_path_factory):
 def test_a_delta_run_records_its_inputs_and_its_saved_model_reads_them(delta_run):
     import keras
 
-    from pipeline.train import predict
+    from pipeline.train import batched_probabilities
 
     store_path, run = delta_run
     folder = run.run_dir / "model"
@@ -93,7 +93,7 @@ def test_a_delta_run_records_its_inputs_and_its_saved_model_reads_them(delta_run
     rows = np.flatnonzero(splits["split"].to_numpy() == "test")
     source = SequenceSource(store_path, load_videos(store_path), SequenceConfig(8), in_memory=False)
     recorded = pd.read_csv(folder / "predictions.csv").query("model == 'gru'")[["p_down", "p_up"]].to_numpy()
-    np.testing.assert_allclose(predict(model, source, rows), recorded, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(batched_probabilities(model, source, rows), recorded, rtol=1e-4, atol=1e-6)
 
 
 def test_fine_tuning_with_other_inputs_is_refused(delta_run, tmp_path):

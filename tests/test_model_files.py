@@ -44,7 +44,7 @@ def test_baselines_are_plain_arrays_and_reload_to_the_recorded_probabilities(run
     import pandas as pd
 
     from pipeline.sequences import SequenceConfig, SequenceSource, load_videos
-    from pipeline.train import predict
+    from pipeline.train import batched_probabilities
 
     folder = run.run_dir / "model"
     with np.load(folder / "mean.npz", allow_pickle=False) as arrays:
@@ -55,7 +55,7 @@ def test_baselines_are_plain_arrays_and_reload_to_the_recorded_probabilities(run
     splits = pd.read_csv(folder / "splits.csv")
     recorded = pd.read_csv(folder / "predictions.csv")
     for name in ("mean", "single-frame"):
-        probabilities = predict(load_model(folder / f"{name}.npz"), source, np.flatnonzero(splits["split"] == "test"))
+        probabilities = batched_probabilities(load_model(folder / f"{name}.npz"), source, np.flatnonzero(splits["split"] == "test"))
         expected = recorded.loc[recorded["model"] == name, ["p_a", "p_b", "p_c", "p_d"]].to_numpy()
         assert expected.shape == (len(probabilities), 4) and len(expected)
         np.testing.assert_allclose(probabilities, expected, rtol=1e-6, atol=1e-9)

@@ -108,12 +108,12 @@ def test_cli_prints_top_k_and_exits_1_on_a_failed_video(shared, run_dir, tmp_pat
 
 def test_timeline_takes_labels_and_names_literally(tmp_path):
     """A `$` in a label or file name is a dollar sign in the timeline figure, not math that crashes it."""
-    from pipeline.predict import plot_timeline
+    from pipeline.figures import plot_window_track, save_figure
 
     labels = [r"$\bogus$", "a $5 tip"]
     track = pd.DataFrame({"video": [r"/videos/$\x$.mp4"] * 2, "start_s": [0.0, 1.0], "end_s": [1.0, 2.0],
                           f"smoothed:{labels[0]}": [0.7, 0.2], f"smoothed:{labels[1]}": [0.3, 0.8], "smoothed_label": labels})
-    path = plot_timeline(track, labels, tmp_path / "timeline.png")
+    path = save_figure(plot_window_track(track, labels), tmp_path / "timeline.png")
     assert path.stat().st_size > 0
 
 

@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import report, rundir
+from pipeline import figures, pages, report, rundir
 from pipeline.cli import EXIT_OK, main
+from pipeline.metrics import classification_metrics, confusion_tables, top_confusions
 from pipeline.models import SequenceModelConfig
 from pipeline.train import TrainConfig, train
 
@@ -38,6 +39,7 @@ def test_report_pages_images_and_tables_exist(run):
             assert (run / f"{name}-{suffix}").stat().st_size > 0
             assert f"{name}-{suffix}" in page and f"{name}-{suffix}" in markdown
     assert (run / "gru-curves.png").is_file() and not (run / "mean-curves.png").exists()
+    assert "<title>Run toy-run</title>" in page and markdown.startswith("# Run toy-run\n")  # the run's name, not a model's
     for text in ("Results on the test split", "Time order", "videos per class and split", "moov atom not found",
                  "Per class", "Most frequent confusions", "Misclassified test videos", "random weights, offline", "backbone"):
         assert text in page and text in markdown, text
@@ -98,14 +100,14 @@ def test_report_with_classes_missing_from_the_test_split(tmp_path):
 def test_classification_metrics_match_hand_computed_values():
     true = np.array([0, 0, 1, 1, 2])
     probabilities = np.array([[0.7, 0.2, 0.1, 0.0], [0.2, 0.5, 0.3, 0.0], [0.1, 0.8, 0.1, 0.0], [0.6, 0.3, 0.1, 0.0], [0.1, 0.1, 0.7, 0.1]])
-    metrics = report.classification_metrics(true, probabilities, LABELS)
+    metrics = classification_metrics(true, probabilities, LABELS)
     assert metrics["accuracy"] == pytest.approx(3 / 5)
     assert metrics["top3_accuracy"] == pytest.approx(1.0)
     assert metrics["per_class"]["a"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
     assert metrics["per_class"]["d"] == {"precision": None, "recall": None, "f1": None, "support": 0}
     assert metrics["macro_f1"] == pytest.approx(np.mean([0.5, 0.5, 1.0]))  # over the classes with test videos
     assert "top5_accuracy" not in metrics  # k must be below the number of classes
-    empty = report.classification_metrics(np.zeros(0, int), np.zeros((0, 4)), LABELS)
+    empty = classification_metrics(np.zeros(0, int), np.zeros((0, 4)), LABELS)
     assert empty["accuracy"] is None and empty["test_videos"] == 0
 
 
@@ -118,14 +120,14 @@ def test_confusion_matrix_of_101_classes_stays_readable(tmp_path):
     predicted = true.copy()
     predicted[rng.random(len(true)) < 0.2] = rng.choice(labels, (rng.random(len(true)) < 0.2).sum() or 1)[0]
     predicted[true == "Class007"] = "Class090"  # one pair confused all the time
-    counts, normalized = report.confusion_tables(pd.Series(true), pd.Series(predicted), labels)
+    counts, normalized = confusion_tables(pd.Series(true), pd.Series(predicted), labels)
     for frame, rates in ((counts, False), (normalized, True)):
-        image = Image.open(report.plot_confusion(frame, tmp_path / f"cm-{rates}.png", "big", normalized=rates))
+        image = Image.open(figures.save_figure(figures.plot_confusion(frame, "big", normalized=rates), tmp_path / f"cm-{rates}.png"))
         assert 1500 <= image.size[0] <= 3200 and 1500 <= image.size[1] <= 3200
-    top = report.top_confusions(counts)
+    top = top_confusions(counts)
     assert top.iloc[0][["true", "predicted", "videos"]].tolist() == ["Class007", "Class090", 5]
     assert top.iloc[0]["share of true class"] == 1.0 and len(top) <= 20
-    order = report._display_order(counts)
+    order = figures.display_order(counts)
     assert sorted(order) == labels and abs(order.index("Class007") - order.index("Class090")) == 1
 
 
@@ -205,9 +207,9 @@ def test_runs_index_escapes_every_value_of_run_json(tmp_path, caplog):
 
 
 def test_markdown_text_escapes_what_markdown_would_interpret():
-    assert report.markdown_text("a|b\nc") == "a\\|b c"
-    assert report.markdown_text("<img src=x onerror=alert(1)>") == "&lt;img src=x onerror=alert(1)&gt;"
-    assert report.markdown_text("[x](javascript:alert(1)) `c` *e* $m$ #h") == "\\[x\\](javascript:alert(1)) \\`c\\` \\*e\\* \\$m\\$ \\#h"
+    assert pages.markdown_text("a|b\nc") == "a\\|b c"
+    assert pages.markdown_text("<img src=x onerror=alert(1)>") == "&lt;img src=x onerror=alert(1)&gt;"
+    assert pages.markdown_text("[x](javascript:alert(1)) `c` *e* $m$ #h") == "\\[x\\](javascript:alert(1)) \\`c\\` \\*e\\* \\$m\\$ \\#h"
 
 
 def received_run(run, tmp_path, name="received"):
@@ -230,7 +232,7 @@ def test_model_names_that_are_not_plain_names_are_refused(run, tmp_path, caplog,
 
 
 def test_link_targets_are_quoted_in_html():
-    block = report._html_block(("links", [("csv", "a' onclick='x.csv")]))
+    block = pages.html_block(("links", [("csv", "a' onclick='x.csv")]))
     assert "href='a%27%20onclick%3D%27x.csv'" in block and "onclick='" not in block
 
 
@@ -259,3 +261,14 @@ def test_report_of_all_runs_skips_convlstm_and_broken_runs(run, tmp_path, caplog
     assert main(["report", "--reports", str(tmp_path / "reports")]) == 2
     assert capsys.readouterr().out.split() == [str(good / "index.html")]
     assert f"not reporting {broken}" in caplog.text and "1 of 2 runs could not be reported" in caplog.text
+
+
+def test_one_best_model_rule_prefers_sequence_models_by_validation_accuracy():
+    """The run's headline in the index and predict's default model come from this one rule."""
+    from pipeline.metrics import best_model
+
+    metrics = {"mean": {"kind": "order-blind", "val_accuracy": 0.9}, "lstm": {"kind": "sequence", "val_accuracy": None},
+               "gru": {"kind": "sequence", "val_accuracy": 0.6}, "gru2": {"kind": "sequence", "val_accuracy": 0.6}}
+    assert best_model(metrics) == "gru"  # a sequence model even below a baseline; the first on a tie; None counts as 0
+    assert best_model({"mean": {"kind": "order-blind", "val_accuracy": 0.4},
+                       "single-frame": {"kind": "order-blind", "val_accuracy": 0.5}}) == "single-frame"

@@ -90,7 +90,7 @@ def test_run_directory_holds_models_labels_config_history_predictions_metrics(al
 def test_saved_models_reload_and_predict_what_the_run_recorded(all_models_run, direction_store):
     from pipeline.model_files import load_model
     from pipeline.sequences import SequenceConfig, SequenceSource, load_videos
-    from pipeline.train import predict
+    from pipeline.train import batched_probabilities
 
     folder = all_models_run.run_dir / "model"
     videos = load_videos(direction_store)
@@ -101,7 +101,7 @@ def test_saved_models_reload_and_predict_what_the_run_recorded(all_models_run, d
     for name, model in (("gru", load_model(folder / "gru.keras")), ("mean", load_model(folder / "mean.npz")),
                         ("single-frame", load_model(folder / "single-frame.npz"))):
         recorded = predictions.loc[predictions["model"] == name, ["p_down", "p_up"]].to_numpy()
-        np.testing.assert_allclose(predict(model, source, rows), recorded, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(batched_probabilities(model, source, rows), recorded, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind, network", [
