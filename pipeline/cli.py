@@ -91,6 +91,9 @@ def _add_features(commands) -> None:
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="stored feature dtype (default: %(default)s)")
     p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
                    help="CNN arithmetic; auto = bfloat16 for VGG on CPUs that compute it natively, else float32 (default: %(default)s)")
+    p.add_argument("--pooling", choices=("avg", "grid2", "grid3"), default="avg",
+                   help="pool the CNN's last feature map globally (avg) or per cell of a 2x2 / 3x3 grid, which keeps where things are "
+                        "(4x / 9x the features; default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=32, help="frames per CNN batch (default: %(default)s)")
     _add_runtime(p)
     p.add_argument("--workers", type=int, default=worker_count(), help="decoder processes, at the lowest CPU priority so they use what the CNN leaves (default: one per core, %(default)s)")
@@ -116,7 +119,7 @@ def _cmd_features(args) -> int:
 
     manifest = read_manifest(args.manifest, skip_missing=args.skip_missing)
     weights = Weights.parse(args.weights)
-    config = FeatureConfig(canonical_name(args.backbone), weights.identity, args.image_size, args.crop, args.sampling, args.max_frames, args.dtype, resolve_precision(args.precision, args.backbone))
+    config = FeatureConfig(canonical_name(args.backbone), weights.identity, args.image_size, args.crop, args.sampling, args.max_frames, args.dtype, resolve_precision(args.precision, args.backbone), args.pooling)
     backbone, config, fallback = resolve_backbone(config, weights, args.batch_size, args.fallback, args.runtime)
     _make_folder(*(("--store", Path(args.store).parent) if args.store else ("--out-dir", Path(args.out_dir))))
     store_path = Path(args.store) if args.store else store_path_for(args.manifest, config, args.out_dir)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__, store
-from .backbones import Backbone, BackboneError, Weights, check_informative, load_backbone, resolve_precision
+from .backbones import POOLINGS, Backbone, BackboneError, Weights, check_informative, load_backbone, resolve_precision
 from .decode import CROPS, Sampling, decode_job
 from .decoder_pool import DecodeFailure, decode_all, worker_count
 
@@ -48,6 +48,7 @@ class FeatureConfig:
     max_frames: int = 512
     dtype: str = "float16"
     precision: str = "float32"  # CNN arithmetic (float32 or bfloat16): it changes the values, so it is part of the identity
+    pooling: str = "avg"  # backbones.POOLINGS; left out of the identity when `avg`, so stores made before it keep their names
 
     def __post_init__(self):
         Sampling.parse(self.sampling, self.max_frames)  # fail early on a bad policy
@@ -57,9 +58,14 @@ class FeatureConfig:
             raise ValueError(f"dtype {self.dtype!r} is not float16 or float32")
         if self.image_size < 32:
             raise ValueError(f"image size {self.image_size} is too small (keras.applications need >= 32)")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling {self.pooling!r} is not one of {', '.join(POOLINGS)}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        config = asdict(self)
+        if config["pooling"] == "avg":
+            del config["pooling"]
+        return config
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
@@ -117,7 +123,7 @@ def resolve_backbone(config: FeatureConfig, weights: Weights, batch_size: int, f
     printed and recorded in the store.
     """
     try:
-        return load_backbone(config.backbone, weights, config.image_size, batch_size, config.precision, runtime), config, ""
+        return load_backbone(config.backbone, weights, config.image_size, batch_size, config.precision, runtime, config.pooling), config, ""
     except BackboneError as error:
         if not (fallback and weights.kind == "imagenet"):
             raise
@@ -126,7 +132,7 @@ def resolve_backbone(config: FeatureConfig, weights: Weights, batch_size: int, f
                 f"data). Reason: {error}")
         log.warning(note)
         used = replace(config, **FALLBACK, precision=resolve_precision("auto", FALLBACK["backbone"]))
-        return load_backbone(used.backbone, Weights("none"), used.image_size, batch_size, used.precision, runtime), used, note
+        return load_backbone(used.backbone, Weights("none"), used.image_size, batch_size, used.precision, runtime, used.pooling), used, note
 
 
 def extract_features(
@@ -418,7 +424,7 @@ def _worker_backbone(config: FeatureConfig, weights: Weights, batch_size: int, r
     """Each worker process builds the backbone once (a converted model from the shared cache) and keeps it for all its tasks."""
     if weights.kind == "file" and Weights.parse(weights.path).identity != config.weights:
         raise BackboneError(f"weights file {weights.path} on this worker differs from the one the run started with ({config.weights})")
-    return load_backbone(config.backbone, weights, config.image_size, batch_size, config.precision, runtime)
+    return load_backbone(config.backbone, weights, config.image_size, batch_size, config.precision, runtime, config.pooling)
 
 
 class _FrameBatcher:

@@ -6,7 +6,8 @@ import pytest
 
 from conftest import VIDEOS
 from pipeline.decode import Sampling, decode_video, probe_video
-from pipeline.temporal_bench import FRAMES, SIZE, BenchConfig, _write_arrow_clips, build_task, real_windows, render_clutter, render_motion
+from pipeline.temporal_bench import BenchConfig, build_task
+from pipeline.temporal_tasks import FRAMES, SIZE, real_windows, render_clutter, render_motion, write_arrow_clips
 
 
 @pytest.mark.parametrize("render", [render_motion, render_clutter])
