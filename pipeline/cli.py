@@ -333,6 +333,8 @@ def _add_temporal_bench(commands) -> None:
     p.add_argument("--motion-clips", type=int, default=defaults.motion_clips, help="clips of the motion task (default: %(default)s)")
     p.add_argument("--clutter-clips", type=int, default=defaults.clutter_clips, help="clips of the clutter task (default: %(default)s)")
     p.add_argument("--windows-per-video", type=int, default=defaults.windows_per_video, help="most windows cut from one real video (default: %(default)s)")
+    p.add_argument("--pooling", choices=("avg", "grid2", "grid3"), default=defaults.pooling, help="features' pooling, synthetic tasks (default: %(default)s)")
+    p.add_argument("--real-pooling", choices=("avg", "grid2", "grid3"), default=defaults.real_pooling, help="features' pooling, arrow task (default: %(default)s)")
     p.add_argument("--seed", type=int, default=defaults.seed, help="seed of the clips, splits and training (default: %(default)s)")
     p.add_argument("--inputs", help="features, deltas or features,deltas (default: features,deltas, measured best here)")
     p.add_argument("--units", type=int, help="recurrent units (default: 128, measured best here)")
@@ -354,7 +356,7 @@ def _cmd_temporal_bench(args) -> int:
     if args.lr_patience is not None:
         train["lr_patience"] = args.lr_patience
     config = BenchConfig(args.output, args.shared_data, tuple(t.strip() for t in args.tasks.split(",") if t.strip()), args.motion_clips,
-                         args.clutter_clips, args.windows_per_video, seed=args.seed, train=train)
+                         args.clutter_clips, args.windows_per_video, pooling=args.pooling, real_pooling=args.real_pooling, seed=args.seed, train=train)
     print(markdown_table(run_benchmark(config, progress=not args.no_progress)))
     log.info("wrote %s", Path(args.output) / "results.md")
     return EXIT_OK

@@ -217,13 +217,22 @@ def _result_rows(task: str, result) -> list[dict]:
     first = predictions[predictions["model"] == predictions["model"].iloc[0]]
     chance = float(first["true"].value_counts(normalize=True).max())
     blind = max(m["accuracy"] for m in result.metrics.values() if m["kind"] == "order-blind")
+    splits = split_sizes(result.run_dir)
+    log.info("%s: %s", task, splits)
     rows = []
     for name, metrics in result.metrics.items():
         met = metrics["accuracy"] >= TARGETS[task] and (task == "arrow" or blind <= chance + BASELINE_MARGIN)
         rows.append({"task": task, "model": name, "kind": metrics["kind"], "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
                      "chance": chance, "best_order_blind": blind, "target": f">= {TARGETS[task]}" + ("" if task == "arrow" else
                      f", order-blind <= chance + {BASELINE_MARGIN}"), "met": bool(met), "test_clips": len(first),
-                     "epochs": metrics["epochs"] or None, "seconds": metrics["seconds"], "run": str(result.run_dir)})
+                     "epochs": metrics["epochs"] or None, "seconds": metrics["seconds"], "splits": splits, "run": str(result.run_dir)})
     return rows
+
+
+def split_sizes(run_dir: Path) -> str:
+    """Clips and groups (source videos, for arrow) per split of a run, e.g. `train 258 clips / 10 groups, ...`."""
+    splits = pd.read_csv(Path(run_dir) / "model" / "splits.csv")
+    sizes = splits.groupby("split").agg(clips=("video_id", "size"), groups=("group", "nunique"))
+    return ", ".join(f"{split} {row.clips} clips / {row.groups} groups" for split, row in sizes.reindex(["train", "val", "test"]).dropna().astype(int).iterrows())
 
 
