@@ -1,10 +1,12 @@
 """Frozen CNN backbones from `keras.applications`, turning frames into per-frame embeddings.
 
 Any model of `keras.applications` can be named (`mobilenet_v2`, `vgg16`, `resnet50`,
-`efficientnet_b0`, ...): it is built with `include_top=False` and global average pooling, frozen,
-and fed through its own `preprocess_input`. Weights are `imagenet` (from the Keras cache, or
-downloaded where a network exists), `none` (random but seeded, for tests: identical in every
-process), or the path of a weights file (identified by its sha256).
+`efficientnet_b0`, ...): it is built with `include_top=False`, frozen, and fed through its own
+`preprocess_input`. Its last feature map is average-pooled globally (`avg`, one vector per frame) or
+on a grid of cells (`grid2`, `grid3`: 2x2 or 3x3 vectors, concatenated), which keeps where things
+are in the frame: what a sequence model needs to see a small object move or a shape turn. Weights
+are `imagenet` (from the Keras cache, or downloaded where a network exists), `none` (random but
+seeded, for tests: identical in every process), or the path of a weights file (identified by its sha256).
 
 On CPUs with native bfloat16 (AVX512-BF16 or AMX), `precision="auto"` computes VGG16 in bfloat16
 (Keras mixed precision: float32 weights, bfloat16 maths): faster than float32 for a relative
@@ -32,6 +34,7 @@ from .errors import error_line
 
 RANDOM_WEIGHTS_SEED = 1234
 KERAS_WEIGHTS_URL = re.compile(r"https?://\S+?/([^/\s:]+\.h5)")
+POOLINGS = ("avg", "grid2", "grid3")  # global average, or averages over a 2x2 / 3x3 grid of the last feature map
 
 
 class BackboneError(ValueError):
@@ -89,10 +92,11 @@ class Backbone:
     """
 
     def __init__(self, name: str, weights: Weights, image_size: int, batch_size: int, model, preprocess, precision: str = "float32",
-                 runtime: str = "tensorflow"):
+                 runtime: str = "tensorflow", pooling: str = "avg"):
         from .runtimes import load_runtime
 
         self.name, self.weights, self.image_size, self.batch_size, self.precision = name, weights, image_size, batch_size, precision
+        self.pooling = pooling
         self.model, self.preprocess, self._graphs = model, preprocess, {}
         self.dim = int(model.output_shape[-1])
         self.runtime, self._embed = load_runtime(self, runtime)
@@ -174,11 +178,13 @@ def resolve_precision(precision: str, backbone: str) -> str:
 
 
 def load_backbone(name: str, weights: Weights, image_size: int, batch_size: int = 32, precision: str = "float32",
-                  runtime: str = "tensorflow") -> Backbone:
-    """Build the named backbone with the given weights on `runtime` (see `runtimes.RUNTIMES`; the command line's default is
-    `auto`); raise BackboneError with a fix if it can't."""
+                  runtime: str = "tensorflow", pooling: str = "avg") -> Backbone:
+    """Build the named backbone with the given weights and `pooling` (see POOLINGS) on `runtime` (see `runtimes.RUNTIMES`;
+    the command line's default is `auto`); raise BackboneError with a fix if it can't."""
     import keras
 
+    if pooling not in POOLINGS:
+        raise BackboneError(f"pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
     _allow_gpu_memory_growth()
     known = available_backbones()
     key = canonical_name(name)
@@ -194,8 +200,10 @@ def load_backbone(name: str, weights: Weights, image_size: int, batch_size: int 
                 include_top=False,
                 weights={"imagenet": "imagenet", "none": None, "file": weights.path}[weights.kind],
                 input_shape=(image_size, image_size, 3),
-                pooling="avg",
+                pooling="avg" if pooling == "avg" else None,
             )
+            if pooling != "avg":
+                model = _grid_pooled(model, int(pooling.removeprefix("grid")))
     except Exception as error:
         raise BackboneError(_weights_message(name, weights, image_size, error)) from None
     finally:
@@ -203,7 +211,20 @@ def load_backbone(name: str, weights: Weights, image_size: int, batch_size: int 
     if weights.kind == "none":
         _seeded_random_init(model, RANDOM_WEIGHTS_SEED)
     model.trainable = False
-    return Backbone(key, weights, image_size, batch_size, model, preprocess, precision, runtime)
+    return Backbone(key, weights, image_size, batch_size, model, preprocess, precision, runtime, pooling)
+
+
+def _grid_pooled(model, cells: int):
+    """`model`'s last feature map averaged over a `cells` x `cells` grid and flattened (cell by cell, channels inside).
+
+    Adaptive pooling (as PyTorch's) averages overlapping near-equal bins of a map that `cells` does not
+    divide (3x3 into 2x2: bins of 2x2 sharing the middle row and column), so every input size gives
+    cells * cells * channels features.
+    """
+    import keras
+
+    pooled = keras.layers.AdaptiveAveragePooling2D((cells, cells))(model.output)
+    return keras.Model(model.input, keras.layers.Flatten()(pooled), name=f"{model.name}_grid{cells}")
 
 
 def check_informative(frames: np.ndarray, features: np.ndarray, backbone: Backbone) -> None:

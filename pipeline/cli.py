@@ -96,8 +96,10 @@ def _add_temporal_bench(commands) -> None:
     p.add_argument("--motion-clips", type=int, default=defaults.motion_clips, help="clips of the motion task (default: %(default)s)")
     p.add_argument("--clutter-clips", type=int, default=defaults.clutter_clips, help="clips of the clutter task (default: %(default)s)")
     p.add_argument("--windows-per-video", type=int, default=defaults.windows_per_video, help="most windows cut from one real video (default: %(default)s)")
+    p.add_argument("--pooling", choices=("avg", "grid2", "grid3"), default=defaults.pooling, help="features' pooling, synthetic tasks (default: %(default)s)")
+    p.add_argument("--real-pooling", choices=("avg", "grid2", "grid3"), default=defaults.real_pooling, help="features' pooling, arrow task (default: %(default)s)")
     p.add_argument("--seed", type=int, default=defaults.seed, help="seed of the clips, splits and training (default: %(default)s)")
-    p.add_argument("--inputs", help="features, deltas or features,deltas (default: features,deltas, measured best here)")
+    p.add_argument("--inputs", help="features, deltas or features,deltas (default: deltas, measured best here)")
     p.add_argument("--units", type=int, help="recurrent units (default: 128, measured best here)")
     p.add_argument("--bidirectional", action="store_true", default=None, help="train override: bidirectional recurrent layers")
     p.add_argument("--lr-patience", type=int, help="train override: epochs before the learning rate drops, 0 constant (default: train's)")
@@ -109,15 +111,16 @@ def _cmd_temporal_bench(args) -> int:
     from dataclasses import replace
 
     from .models import parse_inputs
-    from .temporal_bench import BenchConfig, markdown_table, measured_network, run_benchmark
+    from .temporal_bench import BenchConfig, markdown_table, measured_training, run_benchmark
 
     network = {key: value for key, value in (("inputs", args.inputs and parse_inputs(args.inputs)), ("units", args.units),
                                              ("bidirectional", args.bidirectional)) if value is not None}
-    train = {"network": replace(measured_network(), **network)}
+    train = measured_training()
+    train["network"] = replace(train["network"], **network)
     if args.lr_patience is not None:
         train["lr_patience"] = args.lr_patience
     config = BenchConfig(args.output, args.shared_data, tuple(t.strip() for t in args.tasks.split(",") if t.strip()), args.motion_clips,
-                         args.clutter_clips, args.windows_per_video, seed=args.seed, train=train)
+                         args.clutter_clips, args.windows_per_video, pooling=args.pooling, real_pooling=args.real_pooling, seed=args.seed, train=train)
     print(markdown_table(run_benchmark(config, progress=not args.no_progress)))
     log.info("wrote %s", Path(args.output) / "results.md")
     return EXIT_OK

@@ -35,7 +35,7 @@ def _defaults(function) -> dict:
 
 def _add_features(commands) -> None:
     from . import extract
-    from .backbones import PRECISIONS
+    from .backbones import POOLINGS, PRECISIONS
     from .decode import CROPS
     from .decoder_pool import worker_count
     from .extract import DTYPES, FALLBACK, FeatureConfig
@@ -56,6 +56,9 @@ def _add_features(commands) -> None:
     p.add_argument("--dtype", choices=DTYPES, default=config.dtype, help="stored feature dtype (default: %(default)s)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",  # resolved per machine; a FeatureConfig holds the result
                    help="CNN arithmetic; auto = bfloat16 for VGG on CPUs that compute it natively, else float32 (default: %(default)s)")
+    p.add_argument("--pooling", choices=POOLINGS, default=config.pooling,
+                   help="pool the CNN's last feature map globally (avg) or per cell of a 2x2 / 3x3 grid, which keeps where things are "
+                        "(4x / 9x the features; default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=extract.BATCH_SIZE, help="frames per CNN batch (default: %(default)s)")
     add_runtime(p)
     p.add_argument("--workers", type=int, default=worker_count(), help="decoder processes, at the lowest CPU priority so they use what the CNN leaves (default: one per core, %(default)s)")
@@ -79,7 +82,8 @@ def _cmd_features(args) -> int:
     from . import extract
 
     config = extract.FeatureConfig(backbone=args.backbone, image_size=args.image_size, crop=args.crop, sampling=args.sampling,
-                                   max_frames=args.max_frames, dtype=args.dtype, precision=args.precision)
+                                   max_frames=args.max_frames, dtype=args.dtype, precision=args.precision,
+                                   pooling=args.pooling)
     summary = extract.extract_manifest(
         args.manifest, config, args.weights, store_path=args.store, out_dir=args.out_dir, batch_size=args.batch_size,
         runtime=args.runtime, fallback=args.fallback, skip_missing=args.skip_missing, workers=args.workers, scheduler=args.scheduler,

@@ -141,4 +141,4 @@ def _worker_backbone(config: FeatureConfig, weights: Weights, batch_size: int, r
     """Each worker process builds the backbone once (a converted model from the shared cache) and keeps it for all its tasks."""
     if weights.kind == "file" and Weights.parse(weights.path).identity != config.weights:
         raise BackboneError(f"weights file {weights.path} on this worker differs from the one the run started with ({config.weights})")
-    return load_backbone(config.backbone, weights, config.image_size, batch_size, config.precision, runtime)
+    return load_backbone(config.backbone, weights, config.image_size, batch_size, config.precision, runtime, config.pooling)

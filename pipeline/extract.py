@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import __version__, store
-from .backbones import Backbone, BackboneError, Weights, canonical_name, load_backbone, resolve_precision
+from .backbones import POOLINGS, Backbone, BackboneError, Weights, canonical_name, load_backbone, resolve_precision
 from .cluster import embed_on_dask
 from .configs import Config
 from .decode import CROPS, Sampling
@@ -49,6 +49,7 @@ class FeatureConfig(Config):
     max_frames: int = 512
     dtype: str = "float16"
     precision: str = "float32"  # CNN arithmetic (float32 or bfloat16): it changes the values, so it is part of the identity
+    pooling: str = "avg"  # backbones.POOLINGS; left out of the identity when `avg`, so stores made before it keep their names
 
     def __post_init__(self):
         Sampling.parse(self.sampling, self.max_frames)  # fail early on a bad policy
@@ -58,6 +59,14 @@ class FeatureConfig(Config):
             raise ValueError(f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
         if self.image_size < 32:
             raise ValueError(f"image size {self.image_size} is too small (keras.applications need >= 32)")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling {self.pooling!r} is not one of {', '.join(POOLINGS)}")
+
+    def to_dict(self) -> dict:
+        config = super().to_dict()
+        if config["pooling"] == "avg":
+            del config["pooling"]
+        return config
 
     def store_name(self) -> str:
         weights = self.weights.replace("sha256:", "w")[:9]
@@ -114,7 +123,7 @@ def resolve_backbone(config: FeatureConfig, weights: Weights, batch_size: int, f
     printed and recorded in the store.
     """
     try:
-        return load_backbone(config.backbone, weights, config.image_size, batch_size, config.precision, runtime), config, ""
+        return load_backbone(config.backbone, weights, config.image_size, batch_size, config.precision, runtime, config.pooling), config, ""
     except BackboneError as error:
         if not (fallback and weights.kind == "imagenet"):
             raise
@@ -123,7 +132,7 @@ def resolve_backbone(config: FeatureConfig, weights: Weights, batch_size: int, f
                 f"data). Reason: {error}")
         log.warning(note)
         used = replace(config, **FALLBACK, precision=resolve_precision("auto", FALLBACK["backbone"]))
-        return load_backbone(used.backbone, Weights("none"), used.image_size, batch_size, used.precision, runtime), used, note
+        return load_backbone(used.backbone, Weights("none"), used.image_size, batch_size, used.precision, runtime, used.pooling), used, note
 
 
 def extract_manifest(manifest_path: str | Path, config: FeatureConfig = FeatureConfig(), weights: str | None = None, *,

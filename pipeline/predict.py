@@ -114,7 +114,8 @@ def predict_videos(run: Run, inputs: list[str | Path], *, window: float | None =
     from tqdm import tqdm
 
     fc = run.feature_config
-    backbone = load_backbone(fc["backbone"], run.weights, fc["image_size"], precision=fc.get("precision", "float32"), runtime=runtime)
+    backbone = load_backbone(fc["backbone"], run.weights, fc["image_size"], precision=fc.get("precision", "float32"), runtime=runtime,
+                             pooling=fc.get("pooling", "avg"))  # runs made before pooling was an option pooled globally
     sampling = Sampling.parse(fc["sampling"], fc["max_frames"])
     paths = expand_inputs(inputs)
     pool = {"workers": workers or worker_count(), "timeout": timeout, "ahead": 2 * (workers or worker_count()) + 1}

@@ -107,7 +107,8 @@ def cache_dir() -> Path:
 def cache_key(backbone, runtime: str) -> dict:
     """Everything a converted model depends on."""
     return {"format": CACHE_FORMAT, "backbone": backbone.name, "weights": backbone.weights.identity, "image_size": backbone.image_size,
-            "precision": backbone.precision, "runtime": runtime, "versions": {name: _version(name) for name in (*NEEDS[runtime], "keras", "tensorflow")}}
+            "precision": backbone.precision, "runtime": runtime, "versions": {name: _version(name) for name in (*NEEDS[runtime], "keras", "tensorflow")},
+            **({} if backbone.pooling == "avg" else {"pooling": backbone.pooling})}  # avg left out: caches made before pooling stay valid
 
 
 def cache_entry(backbone, runtime: str) -> Path:

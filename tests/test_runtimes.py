@@ -73,8 +73,8 @@ def test_cache_hit_does_not_convert_again(shared, cache, monkeypatch):
     again = load_backbone("vgg16", Weights("none"), 32, batch_size=4, precision="float32", runtime=runtime)
     assert again.runtime == runtime
     np.testing.assert_array_equal(again.embed(noise(4, 32)), first.embed(noise(4, 32)))
-    for change in ({"image_size": 40}, {"precision": "bfloat16"}, {"weights": Weights.parse(str(WEIGHTS_FILE))}):
-        other = SimpleNamespace(**{**{k: getattr(first, k) for k in ("name", "weights", "image_size", "precision")}, **change})
+    for change in ({"image_size": 40}, {"precision": "bfloat16"}, {"weights": Weights.parse(str(WEIGHTS_FILE))}, {"pooling": "grid2"}):
+        other = SimpleNamespace(**{**{k: getattr(first, k) for k in ("name", "weights", "image_size", "precision", "pooling")}, **change})
         assert runtimes.cache_entry(other, runtime) != entry  # each is part of the key
 
 

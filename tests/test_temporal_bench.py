@@ -5,16 +5,8 @@ import pandas as pd
 import pytest
 
 from pipeline.decode import Sampling, decode_video, probe_video
-from pipeline.temporal_bench import (
-    FRAMES,
-    SIZE,
-    BenchConfig,
-    _write_arrow_clips,
-    build_task,
-    real_windows,
-    render_clutter,
-    render_motion,
-)
+from pipeline.temporal_bench import BenchConfig, build_task
+from pipeline.temporal_tasks import FRAMES, SIZE, real_windows, render_clutter, render_motion, write_arrow_clips
 
 from helpers import VIDEOS
 
@@ -58,10 +50,16 @@ def test_a_missing_shared_data_folder_is_refused_before_any_work(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_windows_fit_the_video_and_short_videos_have_none():
-    assert real_windows(914, 29.97, 12) == (3, [int(s) for s in np.linspace(0, 914 - 46, 12).round()])
-    assert real_windows(36, 30.0, 5) == (2, [0])  # too short for step 3: the step shrinks to fit one window
-    assert real_windows(6, 12.0, 5)[1] == [] and real_windows(FRAMES, 30.0, 5) == (1, [0])
+def test_windows_fit_the_video_overlap_by_at_most_half_and_short_videos_have_none():
+    windows = real_windows(914, 29.97, 12)  # 3 frames apart at speed 1, 6 at speed 2: 12 windows each
+    assert sorted({step for step, _ in windows}) == [3, 6] and len(windows) == 24
+    for step in (3, 6):
+        span = (FRAMES - 1) * step + 1
+        starts = [start for s, start in windows if s == step]
+        assert starts[0] == 0 and starts[-1] == 914 - span and min(np.diff(starts)) >= span // 2
+    assert real_windows(36, 30.0, 5) == [(2, 0)]  # too short for step 3: the step shrinks to fit one window, taken once
+    assert real_windows(6, 12.0, 5) == [] and real_windows(FRAMES, 30.0, 5) == [(1, 0)]
+    assert len(real_windows(100, 10.0, 12, speeds=(1,))) == 1 + (100 - FRAMES) // (FRAMES // 2)  # overlapping by half at most
 
 
 def test_arrow_windows_are_written_forward_and_reversed_grouped_by_source(shared, tmp_path):
@@ -70,7 +68,7 @@ def test_arrow_windows_are_written_forward_and_reversed_grouped_by_source(shared
         (videos / name).parent.mkdir(parents=True, exist_ok=True)
         (videos / name).symlink_to(VIDEOS / name)
     (tmp_path / "clips").mkdir()
-    rows = pd.DataFrame(_write_arrow_clips(tmp_path / "clips", videos, BenchConfig(windows_per_video=3, real_image_size=64)))
+    rows = pd.DataFrame(write_arrow_clips(tmp_path / "clips", videos, per_video=3, image_size=64))
     assert sorted(rows["label"]) == ["forward", "reversed"] and set(rows["group"]) == {"imageio/realshort"}
     forward, backward = (decode_video(rows.set_index("label").loc[label, "path"], 64, Sampling("all")).frames.astype(int)
                          for label in ("forward", "reversed"))

@@ -60,7 +60,7 @@ def sync_command(store_path: str | Path, attrs: dict) -> str:
     """The `features` command line that syncs this store with its manifest (same feature config)."""
     config = attrs.get("feature_config", {})
     weights = attrs.get("weights_path") or config.get("weights", "imagenet")
-    options = [f"--{name.replace('_', '-')} {config[name]}" for name in ("backbone", "image_size", "crop", "sampling", "max_frames", "dtype", "precision") if name in config]
+    options = [f"--{name.replace('_', '-')} {config[name]}" for name in ("backbone", "image_size", "crop", "sampling", "max_frames", "dtype", "precision", "pooling") if name in config]
     return f"python -m pipeline features --manifest {attrs.get('manifest', 'MANIFEST')} --store {store_path} --weights {weights} {' '.join(options)}"
 
 
