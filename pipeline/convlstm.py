@@ -35,13 +35,15 @@ import pandas as pd
 
 from . import report, rundir
 from .model_files import load_model
-from .moving_mnist import CANVAS, CONTEXT, FRAMES, model_frames, moving_mnist, split_sizes, upscale
+from .moving_mnist import CANVAS, CONTEXT, DIGIT, FRAMES, STEP, model_frames, moving_mnist, split_sizes, upscale
 
 log = logging.getLogger(__name__)
 
 EPSILON = 1e-7  # probability clipping for binary cross-entropy, as in Keras
 KERNELS = (5, 3, 1)  # the example's ConvLSTM2D kernel sizes, first layer first
-PER_FRAME_COLUMNS = ["task", "frame", "mse", "bce", "ssim", "copy_last_mse", "blank_mse", "mean_frame_mse"]
+PER_FRAME_COLUMNS = ["task", "frame", "mse", "bce", "ssim", "copy_last_mse", "blank_mse", "mean_frame_mse", "sharpness", "ink_kept"]
+CENTRE_LOGIT = 4.0  # initial head bias of the centre tap: the filter starts as mostly the pixel itself
+INK = 0.5  # a pixel brighter than this is part of a digit
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def preset(name: str, **overrides) -> ConvLSTMConfig:
 
 
 def build_model(frame_size: int = 32, filters: int = 16):
-    """The example's stack: ConvLSTM2D 5x5, 3x3, 1x1 with normalization between, and a causal 1x3x3 Conv3D head.
+    """The example's stack: ConvLSTM2D 5x5, 3x3, 1x1 with normalization between, and a causal dynamic-filter head.
 
     Input and output are `(batch, time, S, S, 1)`; output t is the predicted frame t+1. Time is
     left open, so the one model serves one-step prediction at any length; `forecaster` unrolls it.
@@ -111,8 +113,37 @@ def build_model(frame_size: int = 32, filters: int = 16):
         # return_state, unused here, lets `forecaster` carry the states from one call to the next
         x, *_ = layers.ConvLSTM2D(filters, kernel, padding="same", return_sequences=True, return_state=True, activation="tanh",
                                   name=f"convlstm_{i}")(x)
-    outputs = layers.Conv3D(1, (1, 3, 3), padding="same", activation="sigmoid", name="head")(x)  # one frame deep: causal
-    return keras.Model(inputs, outputs, name="convlstm")
+    size = filter_size(frame_size)
+    head = [layers.Conv3D(size * size, (1, 3, 3), padding="same", name="head"),  # one frame deep: causal
+            layers.Softmax(name="filter_weights"),
+            layers.Conv3D(size * size, (1, size, size), padding="same", use_bias=False, trainable=False, name="neighbourhoods"),
+            layers.Multiply(name="weighted"),
+            layers.Conv3D(1, 1, use_bias=False, trainable=False, name="blend")]
+    model = keras.Model(inputs, _dynamic_filter(head, inputs, x), name="convlstm")
+    neighbourhoods = np.eye(size * size, dtype=np.float32).reshape(1, size, size, 1, size * size)  # channel k: pixel k of the window
+    model.get_layer("neighbourhoods").set_weights([neighbourhoods])
+    model.get_layer("blend").set_weights([np.ones((1, 1, 1, size * size, 1), np.float32)])
+    kernel, bias = model.get_layer("head").get_weights()
+    bias[size * size // 2] = CENTRE_LOGIT  # start near "copy the last frame", not a box blur that greys the rollout in a few steps
+    model.get_layer("head").set_weights([kernel, bias])
+    return model
+
+
+def filter_size(frame_size: int) -> int:
+    """Side of the predicted filter: odd, reaching as far as a digit moves in one frame at this frame size."""
+    reach = int(np.ceil(STEP * (CANVAS - DIGIT) * frame_size / CANVAS))
+    return 2 * reach + 1
+
+
+def _dynamic_filter(head, frames, features):
+    """The next frames: each pixel a softmax-weighted mix of the current frame's pixels around it (De Brabandere et al. 2016).
+
+    The ConvLSTM features pick, per pixel, where in its neighbourhood the ink comes from; the
+    prediction is built from the frame's own pixels, so it cannot wash out into a grey blob unless
+    the weights spread, and its intensity stays within the frame's.
+    """
+    logits, softmax, neighbourhoods, weighted, blend = head
+    return blend(weighted([neighbourhoods(frames), softmax(logits(features))]))
 
 
 def forecaster(model, context: int = CONTEXT, steps: int = FRAMES - CONTEXT):
@@ -129,7 +160,7 @@ def forecaster(model, context: int = CONTEXT, steps: int = FRAMES - CONTEXT):
 
     cells = [model.get_layer(f"convlstm_{i}").cell for i in range(len(KERNELS))]
     norms = [None] + [model.get_layer(f"norm_{i}") for i in range(1, len(KERNELS))]
-    head = model.get_layer("head")
+    head = [model.get_layer(name) for name in ("head", "filter_weights", "neighbourhoods", "weighted", "blend")]
 
     def step(frame, states):
         """Frame t through the stack: the prediction of frame t+1 and the cells' states after t."""
@@ -137,7 +168,7 @@ def forecaster(model, context: int = CONTEXT, steps: int = FRAMES - CONTEXT):
         for norm, cell, state in zip(norms, cells, states):
             x, state = cell(norm(x) if norm else x, state)
             carried.append(state)
-        return head(x[:, None])[:, 0], carried
+        return _dynamic_filter(head, frame[:, None], x[:, None])[:, 0], carried
 
     class Forecaster(keras.Model):
         def __init__(self):
@@ -233,7 +264,23 @@ def frame_scores(task: str, first: int, truth: np.ndarray, predicted: np.ndarray
         "task": task, "frame": np.arange(first, first + truth.shape[1]), "mse": mse(predicted),
         "bce": _bce(truth, predicted).mean(axis=(0, 2, 3, 4)), "ssim": ssim(truth, predicted).mean(axis=0),
         "copy_last_mse": mse(copy_last), "blank_mse": mse(0), "mean_frame_mse": mse(mean_frame),
+        **visibility(truth, predicted),
     }, columns=PER_FRAME_COLUMNS)
+
+
+def visibility(truth: np.ndarray, predicted: np.ndarray) -> dict:
+    """Whether the digits are still there, per frame of `(N, T, S, S, 1)` arrays: not measured by MSE, which a grey blob scores well.
+
+    `sharpness`: the predicted frames' edge energy (squared differences between neighbouring
+    pixels, summed) over the true frames' (1 for sharp digits, near 0 for a blur); `ink_kept`: the
+    share of the true digit pixels (above INK) that the prediction also draws above INK.
+    """
+    def edges(frames):
+        return (np.diff(frames, axis=2) ** 2).sum(axis=(0, 2, 3, 4)) + (np.diff(frames, axis=3) ** 2).sum(axis=(0, 2, 3, 4))
+
+    ink = truth > INK
+    return {"sharpness": edges(predicted) / np.maximum(edges(truth), EPSILON),
+            "ink_kept": (ink & (predicted > INK)).sum(axis=(0, 2, 3, 4)) / np.maximum(ink.sum(axis=(0, 2, 3, 4)), 1)}
 
 
 def paper_scores(truth: np.ndarray, predicted: np.ndarray) -> dict:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from . import report
 from .convlstm import EPSILON, ConvLSTMConfig
@@ -51,10 +52,10 @@ def write_report(run_dir: Path, name: str, config: ConvLSTMConfig, source: str, 
     every Markdown cell, title and note Markdown-escaped (`report.markdown_text`).
     """
     report.plot_curves(history, run_dir / "curves.png", metrics=("loss", "mse"))
-    _plot_per_frame(per_frame, run_dir / "per_frame.png")
+    _save(_plot_tasks(per_frame), run_dir / "per_frame.png")
     examples = []
     for i in range(len(truth)):
-        _strip(truth[i], one_step[i], rolled[i], run_dir / f"example_{i}.png")
+        _save(plot_strip(truth[i], one_step[i], rolled[i]), run_dir / f"example_{i}.png")
         _gif(truth[i], one_step[i], rolled[i], run_dir / f"example_{i}.gif")
         examples.append(f"example_{i}")
 
@@ -115,60 +116,61 @@ def write_report(run_dir: Path, name: str, config: ConvLSTMConfig, source: str, 
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    """A Markdown table, floats to 6 significant digits (the scores are small), every cell Markdown-escaped."""
-    def cell(value) -> str:
-        if isinstance(value, float):
-            return "" if np.isnan(value) else f"{value:.6g}"
-        return report.markdown_text(value)
+    """`report`'s Markdown table with floats to 6 significant digits (the scores are small)."""
+    return report._markdown_table(frame.map(lambda value: f"{value:.6g}" if isinstance(value, float) and not np.isnan(value) else value))
 
-    lines = ["| " + " | ".join(map(cell, frame.columns)) + " |", "|" + " --- |" * len(frame.columns)]
-    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
+
+def _save(figure, path: Path) -> Path:
+    figure.savefig(path, dpi=100)
+    return path
 
 
 @report.literal_text  # figure text is never parsed as math
-def _plot_per_frame(per_frame: pd.DataFrame, path: Path) -> None:
-    """MSE per predicted frame, one panel per task, the model against the three baselines."""
-    plt = _pyplot()
-    tasks = list(per_frame["task"].unique())
-    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 3.5), squeeze=False)
+def plot_per_frame(rows: pd.DataFrame, ax=None):
+    """MSE per predicted frame of one task's `rows`, the model against the three baselines, on `ax` (or a new figure's)."""
+    if ax is None:
+        ax = Figure(figsize=(6, 3.5)).subplots()
     lines = (("mse", "ConvLSTM", "-", "o"), ("copy_last_mse", "copy last frame", "--", None), ("blank_mse", "blank", ":", None),
              ("mean_frame_mse", "mean of context", "-.", None))
-    for axis, task in zip(axes[0], tasks):
-        rows = per_frame[per_frame["task"] == task]
-        for column, label, style, marker in lines:
-            axis.plot(rows["frame"], rows[column], linestyle=style, marker=marker, label=label)
-        axis.set_title(task)
-        axis.set_xlabel("predicted frame")
-        axis.set_ylabel("MSE")
-        axis.set_ylim(bottom=0)
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    for column, label, style, marker in lines:
+        ax.plot(rows["frame"], rows[column], linestyle=style, marker=marker, label=label)
+    ax.set_title(str(rows["task"].iloc[0]))
+    ax.set_xlabel("predicted frame")
+    ax.set_ylabel("MSE")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return ax.figure
+
+
+def _plot_tasks(per_frame: pd.DataFrame):
+    """One `plot_per_frame` panel per task, side by side."""
+    tasks = list(per_frame["task"].unique())
+    figure = Figure(figsize=(6 * len(tasks), 3.5), layout="tight")
+    for ax, task in zip(figure.subplots(1, len(tasks), squeeze=False)[0], tasks):
+        plot_per_frame(per_frame[per_frame["task"] == task], ax)
+    return figure
 
 
 @report.literal_text
-def _strip(truth: np.ndarray, one_step: np.ndarray, rolled: np.ndarray, path: Path) -> None:
-    """A PNG grid: true frames 0..19 over one-step predictions (1..19) over the rollout (10..19)."""
-    plt = _pyplot()
+def plot_strip(truth: np.ndarray, one_step: np.ndarray, rolled: np.ndarray):
+    """A grid: true frames 0..19 over one-step predictions (1..19) over the rollout (10..19)."""
     rows = (("true", 0, truth), ("one-step", 1, one_step), ("rollout", CONTEXT, rolled))
-    fig, axes = plt.subplots(len(rows), FRAMES, figsize=(FRAMES * 0.75, len(rows) * 0.85), squeeze=False)
+    figure = Figure(figsize=(FRAMES * 0.75, len(rows) * 0.85))
+    axes = figure.subplots(len(rows), FRAMES, squeeze=False)
     for r, (label, first, frames) in enumerate(rows):
-        for t, axis in enumerate(axes[r]):
-            axis.set_xticks([])
-            axis.set_yticks([])
+        for t, ax in enumerate(axes[r]):
+            ax.set_xticks([])
+            ax.set_yticks([])
             if t >= first:
-                axis.imshow(frames[t - first, ..., 0], cmap="gray", vmin=0, vmax=1)
+                ax.imshow(frames[t - first, ..., 0], cmap="gray", vmin=0, vmax=1)
             else:
-                axis.set_frame_on(False)  # not axis("off"): that would hide the row label too
+                ax.set_frame_on(False)  # not axis("off"): that would hide the row label too
         axes[r, 0].set_ylabel(label, fontsize=8)
-    for t, axis in enumerate(axes[0]):
-        axis.set_title(str(t), fontsize=8)
-    fig.subplots_adjust(left=0.05, right=0.995, top=0.85, bottom=0.02, wspace=0.05, hspace=0.1)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    for t, ax in enumerate(axes[0]):
+        ax.set_title(str(t), fontsize=8)
+    figure.subplots_adjust(left=0.05, right=0.995, top=0.85, bottom=0.02, wspace=0.05, hspace=0.1)
+    return figure
 
 
 def _gif(truth: np.ndarray, one_step: np.ndarray, rolled: np.ndarray, path: Path, height: int = 128) -> None:
@@ -182,13 +184,3 @@ def _gif(truth: np.ndarray, one_step: np.ndarray, rolled: np.ndarray, path: Path
     movie = np.concatenate([pixels[0], gap, pixels[1], gap, pixels[2]], axis=2)
     images = [Image.fromarray(frame) for frame in movie]
     images[0].save(path, save_all=True, append_images=images[1:], duration=200, loop=0)
-
-
-def _pyplot():
-    """matplotlib's pyplot on the file-only backend, so reports render without a display."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt

@@ -15,7 +15,7 @@ from conftest import DIGITS
 from pipeline import convlstm as cl
 from pipeline import moving_mnist as mm
 from pipeline import report, rundir
-from pipeline.convlstm_report import _plot_per_frame
+from pipeline.convlstm_report import plot_per_frame
 from pipeline.cli import main
 
 
@@ -136,6 +136,18 @@ def test_per_frame_scores_put_three_baselines_beside_the_model():
     assert summary.loc[0, "mse_to_blank"] == 0 and summary.loc[0, "mse_to_best_baseline"] == 0
 
 
+def test_visibility_tells_sharp_digits_from_a_grey_blob():
+    truth = np.zeros((2, 3, 16, 16, 1), np.float32)
+    truth[:, :, 4:8, 4:12] = 1  # a bar
+    blob = np.full_like(truth, truth.mean())  # the right mass spread evenly: no edges, no ink
+    shifted = np.roll(truth, 2, axis=3)  # sharp, but a quarter of it in the wrong place
+    assert np.allclose(cl.visibility(truth, truth)["sharpness"], 1) and np.allclose(cl.visibility(truth, truth)["ink_kept"], 1)
+    assert np.allclose(cl.visibility(truth, blob)["sharpness"], 0) and np.allclose(cl.visibility(truth, blob)["ink_kept"], 0)
+    assert np.allclose(cl.visibility(truth, shifted)["sharpness"], 1) and np.allclose(cl.visibility(truth, shifted)["ink_kept"], 0.75)
+    faint = cl.visibility(truth, truth * 0.5)  # the shapes, at half the contrast: a quarter of the edge energy, no pixel above INK
+    assert np.allclose(faint["sharpness"], 0.25) and np.allclose(faint["ink_kept"], 0)
+
+
 def test_papers_metrics_sum_over_pixels_and_frames():
     truth = np.zeros((2, 10, 64, 64, 1), np.float32)
     truth[:, :, :8, :8] = 1
@@ -212,7 +224,8 @@ def test_a_tiny_run_writes_the_model_the_report_and_honest_baselines(tiny_run):
     assert metrics["rollout_mse_per_frame_64"] > 0 and 0 <= metrics["intensity_ratio_last_frame"]
 
     per_frame = pd.read_csv(run_dir / "model" / "per_frame.csv")
-    assert list(per_frame.columns) == ["task", "frame", "mse", "bce", "ssim", "copy_last_mse", "blank_mse", "mean_frame_mse"]
+    assert list(per_frame.columns) == ["task", "frame", "mse", "bce", "ssim", "copy_last_mse", "blank_mse", "mean_frame_mse",
+                                       "sharpness", "ink_kept"]  # the columns, then whether the digits are still visible
     assert per_frame.groupby("task").size().to_dict() == {"one-step": 19, "rollout": 10}
     frames, _ = mm.moving_mnist(str(data), 10, 0)  # the run's held-out sequence, rebuilt here
     test = mm.model_frames(frames, 16)[-1]
@@ -255,8 +268,9 @@ def test_hostile_run_and_data_names_produce_no_raw_markup(tiny_run):
 
 def test_figure_text_is_never_parsed_as_math(tmp_path):
     frames = pd.DataFrame({"task": "$\\bogus$", "frame": [1, 2], "mse": 0.1, "copy_last_mse": 0.2, "blank_mse": 0.3, "mean_frame_mse": 0.4})
-    _plot_per_frame(frames, tmp_path / "per_frame.png")
-    assert (tmp_path / "per_frame.png").stat().st_size > 0
+    figure = plot_per_frame(frames)
+    figure.savefig(tmp_path / "per_frame.png")  # parsed as math, the undefined command would raise
+    assert figure.axes[0].get_title() == "$\\bogus$" and (tmp_path / "per_frame.png").stat().st_size > 0
 
 
 def test_an_existing_run_is_replaced_only_whole_and_only_with_overwrite(tiny_run, monkeypatch):
