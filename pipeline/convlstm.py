@@ -34,16 +34,14 @@ import numpy as np
 import pandas as pd
 
 from . import report, rundir
+from .convlstm_scores import frame_scores, paper_scores, summarise, targets
 from .model_files import load_model
 from .moving_mnist import CANVAS, CONTEXT, DIGIT, FRAMES, STEP, model_frames, moving_mnist, split_sizes, upscale
 
 log = logging.getLogger(__name__)
 
-EPSILON = 1e-7  # probability clipping for binary cross-entropy, as in Keras
 KERNELS = (5, 3, 1)  # the example's ConvLSTM2D kernel sizes, first layer first
-PER_FRAME_COLUMNS = ["task", "frame", "mse", "bce", "ssim", "copy_last_mse", "blank_mse", "mean_frame_mse", "sharpness", "ink_kept"]
 CENTRE_LOGIT = 4.0  # initial head bias of the centre tap: the filter starts as mostly the pixel itself
-INK = 0.5  # a pixel brighter than this is part of a digit
 
 
 @dataclass(frozen=True)
@@ -60,6 +58,7 @@ class ConvLSTMConfig:
     patience: int = 3  # epochs without val_loss improvement before stopping (the example: 10)
     lr_patience: int = 2  # epochs without improvement before the learning rate drops tenfold (the example: 5)
     learning_rate: float = 1e-3
+    teacher_epochs: int = 0  # epochs over which true frames fed to the forecast give way to its own predictions (scheduled sampling)
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     examples: int = 3  # held-out sequences drawn as PNG strips and GIFs
@@ -174,13 +173,19 @@ def forecaster(model, context: int = CONTEXT, steps: int = FRAMES - CONTEXT):
         def __init__(self):
             super().__init__(name="convlstm_forecaster")
             self.stack = model  # tracked: training it trains `model`'s weights
+            self.teacher = keras.Variable(0.0, trainable=False, name="teacher")  # see `train`
+            self.coin = keras.random.SeedGenerator(0)
 
-        def call(self, frames):
+        def call(self, frames, training=None):
             batch_frame = (ops.shape(frames)[0],) + tuple(frames.shape[2:4])
             states = [[ops.zeros(batch_frame + (cell.filters,))] * 2 for cell in cells]  # as ConvLSTM2D starts: zeros
             predicted = []
             for t in range(context + steps - 1):
-                frame, states = step(frames[:, t] if t < context else predicted[-1], states)
+                frame = frames[:, t] if t < context else predicted[-1]
+                if training and context <= t < frames.shape[1]:  # given true frames past the context: feed some back
+                    true = keras.random.uniform((ops.shape(frames)[0], 1, 1, 1), seed=self.coin) < self.teacher
+                    frame = ops.where(true, frames[:, t], frame)
+                frame, states = step(frame, states)
                 predicted.append(frame)
             return ops.stack(predicted, axis=1)
 
@@ -190,7 +195,11 @@ def forecaster(model, context: int = CONTEXT, steps: int = FRAMES - CONTEXT):
 def train(model, train_sequences: np.ndarray, val_sequences: np.ndarray, config: ConvLSTMConfig, checkpoint: str | Path) -> pd.DataFrame:
     """Fit the forecaster (frames 0..9 in, 1..19 out); save the best epoch's `model` (lowest val_loss) to `checkpoint`.
 
-    Returns the history, with each epoch's wall time in `seconds`.
+    Scheduled sampling (Bengio et al. 2015): in training, each forecast step of a sequence is fed
+    the true frame instead of the model's own prediction with a probability that falls linearly
+    from 1 to 0 over the first `config.teacher_epochs` epochs, so the model first learns the motion
+    from clean inputs and then to continue from its own. Validation always feeds predictions back:
+    the best epoch is the best rollout. Returns the history, with each epoch's wall time in `seconds`.
     """
     import keras
 
@@ -204,11 +213,12 @@ def train(model, train_sequences: np.ndarray, val_sequences: np.ndarray, config:
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", patience=config.lr_patience),
         keras.callbacks.ModelCheckpoint(weights, monitor="val_loss", save_best_only=True, save_weights_only=True),
         keras.callbacks.LambdaCallback(
-            on_epoch_begin=lambda epoch, logs: started.update(time=time.perf_counter()),
+            on_epoch_begin=lambda epoch, logs: (started.update(time=time.perf_counter()),
+                                                rollout.teacher.assign(max(0.0, 1 - epoch / config.teacher_epochs) if config.teacher_epochs else 0.0)),
             on_epoch_end=lambda epoch, logs: (logs.update(seconds=time.perf_counter() - started["time"]), log.info(  # stderr: stdout is for results
                 "epoch %d/%d: %s", epoch + 1, config.epochs, ", ".join(f"{name} {value:.4g}" for name, value in logs.items())))),
     ]
-    fitted = rollout.fit(train_sequences[:, :CONTEXT], train_sequences[:, 1:], validation_data=(val_sequences[:, :CONTEXT], val_sequences[:, 1:]),
+    fitted = rollout.fit(train_sequences[:, :-1], train_sequences[:, 1:], validation_data=(val_sequences[:, :CONTEXT], val_sequences[:, 1:]),
                          batch_size=config.batch_size, epochs=config.epochs, callbacks=callbacks, verbose=0)
     rollout.load_weights(weights)  # the best epoch, into the layers `model` shares
     model.save(checkpoint)
@@ -249,89 +259,6 @@ def evaluate(model, sequences: np.ndarray, originals: np.ndarray, batch_size: in
     papers = pd.DataFrame([{"predictor": name, **paper_scores(truth[:, CONTEXT:], predicted)} for name, predicted in candidates.items()])
     intensity_ratio = float(rolled[:, -1].sum() / sequences[:, -1].sum())
     return {"per_frame": per_frame, "papers": papers, "intensity_ratio": intensity_ratio, "one_step": one_step, "rolled": rolled}
-
-
-def frame_scores(task: str, first: int, truth: np.ndarray, predicted: np.ndarray, copy_last: np.ndarray, mean_frame: np.ndarray) -> pd.DataFrame:
-    """Per predicted frame: the model's MSE, BCE and SSIM, and the MSE of the three trivial predictors.
-
-    All arrays are `(N, T, S, S, 1)` (baselines may have T = 1); scores are means over sequences and
-    pixels in 0..1. The blank prediction (all zeros) scores the mean squared truth.
-    """
-    def mse(guess):
-        return ((np.broadcast_to(guess, truth.shape) - truth) ** 2).mean(axis=(0, 2, 3, 4))
-
-    return pd.DataFrame({
-        "task": task, "frame": np.arange(first, first + truth.shape[1]), "mse": mse(predicted),
-        "bce": _bce(truth, predicted).mean(axis=(0, 2, 3, 4)), "ssim": ssim(truth, predicted).mean(axis=0),
-        "copy_last_mse": mse(copy_last), "blank_mse": mse(0), "mean_frame_mse": mse(mean_frame),
-        **visibility(truth, predicted),
-    }, columns=PER_FRAME_COLUMNS)
-
-
-def visibility(truth: np.ndarray, predicted: np.ndarray) -> dict:
-    """Whether the digits are still there, per frame of `(N, T, S, S, 1)` arrays: not measured by MSE, which a grey blob scores well.
-
-    `sharpness`: the predicted frames' edge energy (squared differences between neighbouring
-    pixels, summed) over the true frames' (1 for sharp digits, near 0 for a blur); `ink_kept`: the
-    share of the true digit pixels (above INK) that the prediction also draws above INK.
-    """
-    def edges(frames):
-        return (np.diff(frames, axis=2) ** 2).sum(axis=(0, 2, 3, 4)) + (np.diff(frames, axis=3) ** 2).sum(axis=(0, 2, 3, 4))
-
-    ink = truth > INK
-    return {"sharpness": edges(predicted) / np.maximum(edges(truth), EPSILON),
-            "ink_kept": (ink & (predicted > INK)).sum(axis=(0, 2, 3, 4)) / np.maximum(ink.sum(axis=(0, 2, 3, 4)), 1)}
-
-
-def paper_scores(truth: np.ndarray, predicted: np.ndarray) -> dict:
-    """The published Moving MNIST metrics of a forecast `(N, 10, 64, 64, 1)`, values 0..1.
-
-    `mse_per_frame`: squared error summed over a frame's pixels, averaged over frames and sequences
-    (PredRNN, OpenSTL); `ssim`: mean SSIM per frame; `cross_entropy_per_sequence`: binary
-    cross-entropy summed over the ten frames' pixels, averaged over sequences (Shi et al. 2015).
-    """
-    predicted = np.broadcast_to(predicted, truth.shape)
-    return {"mse_per_frame": float(((predicted - truth) ** 2).sum(axis=(2, 3, 4)).mean()),
-            "ssim": float(ssim(truth, predicted).mean()),
-            "cross_entropy_per_sequence": float(_bce(truth, predicted).sum(axis=(1, 2, 3, 4)).mean())}
-
-
-def ssim(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """SSIM `(N, T)` of each frame of `(N, T, S, S, 1)` arrays in 0..1 (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5)."""
-    import tensorflow as tf
-
-    shape = np.broadcast_shapes(truth.shape, predicted.shape)
-    frames = [np.broadcast_to(x, shape).reshape((-1,) + shape[2:]) for x in (truth, predicted)]
-    values = tf.image.ssim(*frames, max_val=1.0, filter_size=min(11, shape[2])).numpy()
-    return values.reshape(shape[:2])
-
-
-def _bce(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    p = np.clip(predicted, EPSILON, 1 - EPSILON)
-    return -(truth * np.log(p) + (1 - truth) * np.log(1 - p))
-
-
-def summarise(per_frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per task: scores averaged over its frames, and the model's MSE as a share of the best baseline's."""
-    summary = per_frame.drop(columns="frame").groupby("task", sort=False).mean().reset_index()
-    summary["mse_to_blank"] = summary["mse"] / summary["blank_mse"]
-    summary["mse_to_best_baseline"] = summary["mse"] / summary[["copy_last_mse", "blank_mse", "mean_frame_mse"]].min(axis=1)
-    return summary
-
-
-def targets(per_frame: pd.DataFrame, intensity_ratio: float) -> pd.DataFrame:
-    """The issue's targets for the rollout, each with its measured value and whether it is met."""
-    rolled = per_frame[per_frame["task"] == "rollout"]
-    below_blank = int((rolled["mse"] < rolled["blank_mse"]).sum())
-    below_copy = int((rolled["mse"] < rolled["copy_last_mse"]).sum())
-    to_blank = rolled["mse"].mean() / rolled["blank_mse"].mean()
-    horizon = len(rolled)
-    return pd.DataFrame([
-        ("rollout MSE below blank at every horizon", f"{below_blank} of {horizon} frames", below_blank == horizon),
-        ("rollout MSE below copy-last at every horizon", f"{below_copy} of {horizon} frames", below_copy == horizon),
-        ("mean rollout MSE <= 0.7 x blank", f"{to_blank:.2f} x blank", to_blank <= 0.7),
-        (f"predicted / true intensity at frame {FRAMES - 1} in 0.5..1.5", f"{intensity_ratio:.2f}", 0.5 <= intensity_ratio <= 1.5),
-    ], columns=["target", "measured", "met"])
 
 
 # --- the whole run ---------------------------------------------------------------------------
@@ -393,13 +320,8 @@ def _run_into(run_dir: Path, name: str, config: ConvLSTMConfig) -> dict:
     summary = summarise(per_frame)
     goals = targets(per_frame, scores["intensity_ratio"])
 
-    by_task = summary.set_index("task")
-    metrics = {f"{task.replace('-', '_')}_{name}": float(by_task.loc[task, name]) for task in by_task.index
-               for name in ("mse", "bce", "ssim", "copy_last_mse", "blank_mse", "mean_frame_mse")}
-    model_papers = papers.iloc[0]
-    metrics.update({f"rollout_{name}_64": float(model_papers[name]) for name in ("mse_per_frame", "ssim", "cross_entropy_per_sequence")})
-    metrics.update(intensity_ratio_last_frame=round(scores["intensity_ratio"], 4), targets_met=int(goals["met"].sum()), targets=len(goals),
-                   train_seconds=round(train_seconds, 1), seconds_per_epoch=round(float(history["seconds"].mean()), 1),
+    metrics = _metrics(summary, papers, per_frame, goals, scores["intensity_ratio"])
+    metrics.update(train_seconds=round(train_seconds, 1), seconds_per_epoch=round(float(history["seconds"].mean()), 1),
                    load_average=round((load_before + os.getloadavg()[0]) / 2, 1), cores=os.cpu_count(),
                    epochs_run=len(history), best_epoch=int(history["val_loss"].idxmin()) + 1, parameters=best.count_params())
     (model_dir / "config.json").write_text(json.dumps({**config.to_dict(), "digest": config.digest(), "source": source}, indent=1))
@@ -414,8 +336,21 @@ def _run_into(run_dir: Path, name: str, config: ConvLSTMConfig) -> dict:
     shown = slice(0, min(config.examples, n_test))
     write_report(run_dir, name, config, source, (n_train, n_val, n_test), history, per_frame, summary, papers, goals, metrics,
                  test_set[shown], scores["one_step"][shown], scores["rolled"][shown])
-    headline = ("rollout_mse", "rollout_blank_mse", "rollout_copy_last_mse", "rollout_ssim_64", "intensity_ratio_last_frame", "train_seconds")
+    headline = ("rollout_mse", "rollout_blank_mse", "rollout_copy_last_mse", "rollout_ssim_64", "intensity_ratio_last_frame",
+                "sharpness_last_frame", "train_seconds")
     report.write_run_summary(run_dir, kind="convlstm", dataset=f"Moving MNIST ({data_name(config)}), {config.sequences} sequences",
                              source=source, model=f"ConvLSTM {config.filters} filters, {config.frame_size}px, 10 -> 10",
                              metrics={k: metrics[k] for k in headline}, config=config.to_dict())
+    return metrics
+
+
+def _metrics(summary: pd.DataFrame, papers: pd.DataFrame, per_frame: pd.DataFrame, goals: pd.DataFrame, intensity_ratio: float) -> dict:
+    """metrics.json's scores: each task's means, the rollout in the papers' metrics, the last frame's visibility, the targets."""
+    by_task = summary.set_index("task")
+    metrics = {f"{task.replace('-', '_')}_{name}": float(by_task.loc[task, name]) for task in by_task.index
+               for name in ("mse", "bce", "ssim", "copy_last_mse", "blank_mse", "mean_frame_mse", "sharpness", "ink_kept")}
+    metrics.update({f"rollout_{name}_64": float(papers.iloc[0][name]) for name in ("mse_per_frame", "ssim", "cross_entropy_per_sequence")})
+    last = per_frame[per_frame["task"] == "rollout"].iloc[-1]
+    metrics.update(sharpness_last_frame=round(float(last["sharpness"]), 4), ink_kept_last_frame=round(float(last["ink_kept"]), 4),
+                   intensity_ratio_last_frame=round(intensity_ratio, 4), targets_met=int(goals["met"].sum()), targets=len(goals))
     return metrics
