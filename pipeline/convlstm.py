@@ -58,7 +58,7 @@ class ConvLSTMConfig:
     patience: int = 3  # epochs without val_loss improvement before stopping (the example: 10)
     lr_patience: int = 2  # epochs without improvement before the learning rate drops tenfold (the example: 5)
     learning_rate: float = 1e-3
-    teacher_epochs: int = 0  # epochs over which true frames fed to the forecast give way to its own predictions (scheduled sampling)
+    teacher_share: float = 0.5  # share of the epochs over which true frames fed to the forecast give way to its own predictions
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     examples: int = 3  # held-out sequences drawn as PNG strips and GIFs
@@ -66,6 +66,8 @@ class ConvLSTMConfig:
     def __post_init__(self):
         if self.frame_size < 8 or CANVAS % self.frame_size:
             raise ValueError(f"frame size {self.frame_size} must be at least 8 and divide {CANVAS}")
+        if not 0 <= self.teacher_share <= 1:
+            raise ValueError(f"teacher share {self.teacher_share} must lie between 0 and 1")
         if not 0 < self.val_fraction < 1 or not 0 < self.test_fraction < 1:
             raise ValueError("val and test fractions must lie between 0 and 1")
         split_sizes(self.sequences, self.val_fraction, self.test_fraction)  # fail early on too few sequences
@@ -197,7 +199,7 @@ def train(model, train_sequences: np.ndarray, val_sequences: np.ndarray, config:
 
     Scheduled sampling (Bengio et al. 2015): in training, each forecast step of a sequence is fed
     the true frame instead of the model's own prediction with a probability that falls linearly
-    from 1 to 0 over the first `config.teacher_epochs` epochs, so the model first learns the motion
+    from 1 to 0 over the first `config.teacher_share` of the epochs, so the model first learns the motion
     from clean inputs and then to continue from its own. Validation always feeds predictions back:
     the best epoch is the best rollout. Returns the history, with each epoch's wall time in `seconds`.
     """
@@ -214,7 +216,7 @@ def train(model, train_sequences: np.ndarray, val_sequences: np.ndarray, config:
         keras.callbacks.ModelCheckpoint(weights, monitor="val_loss", save_best_only=True, save_weights_only=True),
         keras.callbacks.LambdaCallback(
             on_epoch_begin=lambda epoch, logs: (started.update(time=time.perf_counter()),
-                                                rollout.teacher.assign(max(0.0, 1 - epoch / config.teacher_epochs) if config.teacher_epochs else 0.0)),
+                                                rollout.teacher.assign(teacher_probability(epoch, config))),
             on_epoch_end=lambda epoch, logs: (logs.update(seconds=time.perf_counter() - started["time"]), log.info(  # stderr: stdout is for results
                 "epoch %d/%d: %s", epoch + 1, config.epochs, ", ".join(f"{name} {value:.4g}" for name, value in logs.items())))),
     ]
@@ -226,6 +228,12 @@ def train(model, train_sequences: np.ndarray, val_sequences: np.ndarray, config:
     history = pd.DataFrame(fitted.history)
     history.insert(0, "epoch", fitted.epoch)
     return history
+
+
+def teacher_probability(epoch: int, config: ConvLSTMConfig) -> float:
+    """Scheduled sampling's chance, in epoch `epoch` (from 0), that a forecast step is fed the true frame."""
+    ramp = config.epochs * config.teacher_share
+    return max(0.0, 1 - epoch / ramp) if ramp else 0.0
 
 
 # --- evaluation ------------------------------------------------------------------------------
@@ -324,11 +332,8 @@ def _run_into(run_dir: Path, name: str, config: ConvLSTMConfig) -> dict:
     metrics.update(train_seconds=round(train_seconds, 1), seconds_per_epoch=round(float(history["seconds"].mean()), 1),
                    load_average=round((load_before + os.getloadavg()[0]) / 2, 1), cores=os.cpu_count(),
                    epochs_run=len(history), best_epoch=int(history["val_loss"].idxmin()) + 1, parameters=best.count_params())
-    (model_dir / "config.json").write_text(json.dumps({**config.to_dict(), "digest": config.digest(), "source": source}, indent=1))
-    (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    history.to_csv(model_dir / "history.csv", index=False)
-    per_frame.to_csv(model_dir / "per_frame.csv", index=False)
-    papers.to_csv(model_dir / "papers.csv", index=False)
+    _write_tables(model_dir, {**config.to_dict(), "digest": config.digest(), "source": source}, metrics,
+                  history=history, per_frame=per_frame, papers=papers)
     log.info("rollout MSE %.5f (blank %.5f, copy last %.5f, context mean %.5f); %d of %d targets met; trained in %.0fs",
              metrics["rollout_mse"], metrics["rollout_blank_mse"], metrics["rollout_copy_last_mse"], metrics["rollout_mean_frame_mse"],
              metrics["targets_met"], metrics["targets"], train_seconds)
@@ -342,6 +347,14 @@ def _run_into(run_dir: Path, name: str, config: ConvLSTMConfig) -> dict:
                              source=source, model=f"ConvLSTM {config.filters} filters, {config.frame_size}px, 10 -> 10",
                              metrics={k: metrics[k] for k in headline}, config=config.to_dict())
     return metrics
+
+
+def _write_tables(model_dir: Path, config: dict, metrics: dict, **tables: pd.DataFrame) -> None:
+    """`model/`'s machine-readable results: config.json, metrics.json and one CSV per table."""
+    (model_dir / "config.json").write_text(json.dumps(config, indent=1))
+    (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    for name, table in tables.items():
+        table.to_csv(model_dir / f"{name}.csv", index=False)
 
 
 def _metrics(summary: pd.DataFrame, papers: pd.DataFrame, per_frame: pd.DataFrame, goals: pd.DataFrame, intensity_ratio: float) -> dict:

@@ -14,6 +14,7 @@ from .moving_mnist import FRAMES
 
 EPSILON = 1e-7  # probability clipping for binary cross-entropy, as in Keras
 INK = 0.5  # a pixel brighter than this is part of a digit
+VISIBLE = 0.5  # sharpness and ink kept from which the digits count as visible (judged against the strips)
 PER_FRAME_COLUMNS = ["task", "frame", "mse", "bce", "ssim", "copy_last_mse", "blank_mse", "mean_frame_mse", "sharpness", "ink_kept"]
 
 
@@ -91,10 +92,13 @@ def targets(per_frame: pd.DataFrame, intensity_ratio: float) -> pd.DataFrame:
     below_blank = int((rolled["mse"] < rolled["blank_mse"]).sum())
     below_copy = int((rolled["mse"] < rolled["copy_last_mse"]).sum())
     to_blank = rolled["mse"].mean() / rolled["blank_mse"].mean()
-    horizon = len(rolled)
+    horizon, last = len(rolled), rolled.iloc[-1]
+    visible = last["sharpness"] >= VISIBLE and last["ink_kept"] >= VISIBLE
     return pd.DataFrame([
         ("rollout MSE below blank at every horizon", f"{below_blank} of {horizon} frames", below_blank == horizon),
         ("rollout MSE below copy-last at every horizon", f"{below_copy} of {horizon} frames", below_copy == horizon),
         ("mean rollout MSE <= 0.7 x blank", f"{to_blank:.2f} x blank", to_blank <= 0.7),
         (f"predicted / true intensity at frame {FRAMES - 1} in 0.5..1.5", f"{intensity_ratio:.2f}", 0.5 <= intensity_ratio <= 1.5),
+        (f"digits visible at frame {FRAMES - 1}: sharpness and ink kept >= {VISIBLE}",
+         f"sharpness {last['sharpness']:.2f}, ink kept {last['ink_kept']:.2f}", visible),
     ], columns=["target", "measured", "met"])

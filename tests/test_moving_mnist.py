@@ -119,6 +119,11 @@ def test_splits_config_validation_and_presets():
     assert cl.preset("paper", filters=8, epochs=None).filters == 8 and cl.preset("paper", epochs=None).epochs == paper.epochs
     with pytest.raises(ValueError, match="unknown preset"):
         cl.preset("gpu")
+    ramp = [cl.teacher_probability(epoch, cl.ConvLSTMConfig(epochs=6)) for epoch in range(6)]
+    assert ramp == pytest.approx([1, 2 / 3, 1 / 3, 0, 0, 0])  # true frames for the first half of the epochs, fewer and fewer
+    assert cl.teacher_probability(0, cl.ConvLSTMConfig(teacher_share=0)) == 0  # no scheduled sampling: own predictions from the start
+    with pytest.raises(ValueError, match="teacher share"):
+        cl.ConvLSTMConfig(teacher_share=1.5)
 
 
 def test_per_frame_scores_put_three_baselines_beside_the_model():
@@ -159,11 +164,14 @@ def test_papers_metrics_sum_over_pixels_and_frames():
 
 
 def test_targets_are_checked_per_horizon():
-    frames = pd.DataFrame({"task": "rollout", "frame": range(10, 20), "mse": 0.01, "copy_last_mse": 0.05, "blank_mse": 0.04})
+    frames = pd.DataFrame({"task": "rollout", "frame": range(10, 20), "mse": 0.01, "copy_last_mse": 0.05, "blank_mse": 0.04,
+                           "sharpness": 0.8, "ink_kept": 0.6})
     assert cs.targets(frames, 1.0)["met"].all()
     frames.loc[9, "mse"] = 0.045  # the last horizon loses to blank (0.04), still beats copy-last
+    frames.loc[9, "ink_kept"] = 0.3  # and keeps too little of the digits
     missed = cs.targets(frames, 1.7)
-    assert list(missed["met"]) == [False, True, True, False] and missed.loc[0, "measured"] == "9 of 10 frames"
+    assert list(missed["met"]) == [False, True, True, False, False] and missed.loc[0, "measured"] == "9 of 10 frames"
+    assert missed.loc[4, "measured"] == "sharpness 0.80, ink kept 0.30"
 
 
 def test_the_model_is_causal_and_the_forecaster_feeds_its_predictions_back():
@@ -246,7 +254,7 @@ def test_a_tiny_run_writes_the_model_the_report_and_honest_baselines(tiny_run):
     assert not list((run_dir / "model").glob("*.h5"))  # the best epoch's weights went into model.keras
     assert rundir.made_by_tool(run_dir, "run") and not list(run_dir.parent.glob(".*partial*"))
     metrics = json.loads((run_dir / "model" / "metrics.json").read_text())
-    assert metrics["epochs_run"] == 2 and metrics["seconds_per_epoch"] > 0 and metrics["targets"] == 4
+    assert metrics["epochs_run"] == 2 and metrics["seconds_per_epoch"] > 0 and metrics["targets"] == 5
     assert metrics["rollout_mse_per_frame_64"] > 0 and 0 <= metrics["intensity_ratio_last_frame"]
 
     per_frame = pd.read_csv(run_dir / "model" / "per_frame.csv")
