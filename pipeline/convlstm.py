@@ -1,23 +1,25 @@
 """A ConvLSTM that forecasts Moving MNIST 10 -> 10, after the Keras ConvLSTM example, scored as the papers score it.
 
 The layers are the keras-io example's ("Next-frame video prediction with convolutional LSTMs"):
-three ConvLSTM2D layers (5x5, 3x3 and 1x1 kernels) with normalization between and a Conv3D
-sigmoid head, mapping frames 0..t to frame t+1. That stack is the saved `model.keras`, and one-step
-prediction uses it as it is. Training is for the forecast: the same layers are stepped frame by
-frame in one graph (`forecaster`) that reads frames 0..9 and then feeds each predicted frame back as the next
-input, carrying the ConvLSTM states, for frames 10..19; binary cross-entropy over all 19 predicted
-frames is minimised (Shi et al. 2015 also train 10 -> 10 with cross-entropy). The model so learns
-from its own blurred predictions, the inputs it gets in a rollout; trained on true frames only it
-drifts, fading to black or swelling into grey blobs after a few frames.
+three ConvLSTM2D layers (5x5, 3x3 and 1x1 kernels) with normalization between, mapping frames
+0..t to frame t+1. That stack is the saved `model.keras`, and one-step prediction uses it as it
+is. Training is for the forecast: the same layers are stepped frame by frame in one graph
+(`forecaster`) that reads frames 0..9 and then feeds each predicted frame back as the next input,
+carrying the ConvLSTM states, for frames 10..19; binary cross-entropy over all 19 predicted frames
+is minimised (Shi et al. 2015 also train 10 -> 10 with cross-entropy), with scheduled sampling
+(`train`). Trained on true frames only, the model drifts in a rollout, fading to black or swelling
+into grey blobs after a few frames.
 
 Departures from the example:
-- The Conv3D head is 1x3x3: the example's 3x3x3 head pads time "same", so its output for frame
-  t+1 also sees frame t+1 itself, which rewards copying. (A ZeroPadding3D time shift is not safe:
-  TensorFlow 2.21's graph optimizer silently drops it once the model has trained.)
+- The head is a dynamic filter (De Brabandere et al. 2016), not a 3x3x3 Conv3D sigmoid: per pixel,
+  a 1x3x3 convolution of the ConvLSTM features gives softmax weights over the pixel's
+  neighbourhood in the current frame, and the prediction is that weighted mix of the frame's own
+  pixels. Moving MNIST is ink that moves: this head can only move it, so intensity is kept and,
+  where the model knows the motion, the shapes too. It is causal (the example's 3x3x3 head pads
+  time "same", so its output for frame t+1 also sees frame t+1, which rewards copying).
 - tanh rather than ReLU in the ConvLSTM cells, as in Shi et al.: fed-back states stay bounded.
 - Layer normalization (over each frame's pixels and channels) where the example has batch
-  normalization: batch statistics of true context frames and of fed-back predictions differ, and
-  a prototype trained that way predicted 1.5 to 3 times the true intensity at frame 19.
+  normalization: batch statistics of true context frames and of fed-back predictions differ.
 - CPU-sized defaults (32x32 frames, 16 filters); `--preset paper` is the 64x64, 64-filter version.
 """
 
@@ -34,9 +36,9 @@ import numpy as np
 import pandas as pd
 
 from . import report, rundir
-from .convlstm_scores import frame_scores, paper_scores, summarise, targets
+from .convlstm_scores import evaluate, summarise, targets
 from .model_files import load_model
-from .moving_mnist import CANVAS, CONTEXT, DIGIT, FRAMES, STEP, model_frames, moving_mnist, split_sizes, upscale
+from .moving_mnist import CANVAS, CONTEXT, DIGIT, FRAMES, STEP, model_frames, moving_mnist, split_sizes
 
 log = logging.getLogger(__name__)
 
@@ -239,34 +241,11 @@ def teacher_probability(epoch: int, config: ConvLSTMConfig) -> float:
 # --- evaluation ------------------------------------------------------------------------------
 
 
-def evaluate(model, sequences: np.ndarray, originals: np.ndarray, batch_size: int = 8) -> dict:
-    """Score `model` on held-out `sequences` `(N, 20, S, S, 1)`, whose 64x64 `originals` are `(N, 20, 64, 64)` uint8.
-
-    Returns `per_frame` (task `one-step`: frames 1..19, each from the true frames before it; task
-    `rollout`: frames 10..19 from frames 0..9 alone) with the three baselines beside the model,
-    `papers` (the rollout in the published metrics, at 64x64), the `intensity_ratio` of the
-    predicted to the true last frame, and both predictions.
-    """
+def predict(model, sequences: np.ndarray, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """`model`'s one-step predictions of frames 1..19 of `sequences` `(N, 20, S, S, 1)`, and its rollout of frames 10..19."""
     one_step = model.predict(sequences[:, :-1], batch_size=batch_size, verbose=0)
     rolled = forecaster(model).predict(sequences[:, :CONTEXT], batch_size=batch_size, verbose=0)[:, CONTEXT - 1:]
-    seen = np.arange(1, FRAMES)[None, :, None, None, None]
-    per_frame = pd.concat([
-        frame_scores("one-step", 1, sequences[:, 1:], one_step, copy_last=sequences[:, :-1],
-                     mean_frame=np.cumsum(sequences[:, :-1], axis=1) / seen),  # the mean of all frames before each
-        frame_scores("rollout", CONTEXT, sequences[:, CONTEXT:], rolled, copy_last=sequences[:, CONTEXT - 1:CONTEXT],
-                     mean_frame=sequences[:, :CONTEXT].mean(axis=1, keepdims=True)),
-    ], ignore_index=True)
-    truth = originals[..., None].astype(np.float32) / 255
-    candidates = {
-        "ConvLSTM (upscaled)": upscale(rolled),
-        "copy last frame": truth[:, CONTEXT - 1:CONTEXT],
-        "blank": np.zeros_like(truth[:, :1]),
-        "mean of the context frames": truth[:, :CONTEXT].mean(axis=1, keepdims=True),
-        "true frames at model size (resolution floor)": upscale(sequences[:, CONTEXT:]),
-    }
-    papers = pd.DataFrame([{"predictor": name, **paper_scores(truth[:, CONTEXT:], predicted)} for name, predicted in candidates.items()])
-    intensity_ratio = float(rolled[:, -1].sum() / sequences[:, -1].sum())
-    return {"per_frame": per_frame, "papers": papers, "intensity_ratio": intensity_ratio, "one_step": one_step, "rolled": rolled}
+    return one_step, rolled
 
 
 # --- the whole run ---------------------------------------------------------------------------
@@ -323,7 +302,7 @@ def _run_into(run_dir: Path, name: str, config: ConvLSTMConfig) -> dict:
     history = train(model, train_set, val_set, config, checkpoint)
     train_seconds = time.perf_counter() - started
     best = load_model(checkpoint)  # safe_mode=True: a checkpoint never runs code when loaded
-    scores = evaluate(best, test_set, test_originals, config.batch_size)
+    scores = evaluate(*predict(best, test_set, config.batch_size), test_set, test_originals)
     per_frame, papers = scores["per_frame"], scores["papers"]
     summary = summarise(per_frame)
     goals = targets(per_frame, scores["intensity_ratio"])

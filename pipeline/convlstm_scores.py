@@ -10,12 +10,40 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .moving_mnist import FRAMES
+from .moving_mnist import CONTEXT, FRAMES, upscale
 
 EPSILON = 1e-7  # probability clipping for binary cross-entropy, as in Keras
 INK = 0.5  # a pixel brighter than this is part of a digit
 VISIBLE = 0.5  # sharpness and ink kept from which the digits count as visible (judged against the strips)
 PER_FRAME_COLUMNS = ["task", "frame", "mse", "bce", "ssim", "copy_last_mse", "blank_mse", "mean_frame_mse", "sharpness", "ink_kept"]
+
+
+def evaluate(one_step: np.ndarray, rolled: np.ndarray, sequences: np.ndarray, originals: np.ndarray) -> dict:
+    """Score the predictions of held-out `sequences` `(N, 20, S, S, 1)`, whose 64x64 `originals` are `(N, 20, 64, 64)` uint8:
+    `one_step`, frames 1..19 each from the true frames before it, and `rolled`, frames 10..19 from frames 0..9 alone.
+
+    Returns `per_frame` (tasks `one-step` and `rollout`) with the three baselines beside the model,
+    `papers` (the rollout in the published metrics, at 64x64), the `intensity_ratio` of the
+    predicted to the true last frame, and both predictions.
+    """
+    seen = np.arange(1, FRAMES)[None, :, None, None, None]
+    per_frame = pd.concat([
+        frame_scores("one-step", 1, sequences[:, 1:], one_step, copy_last=sequences[:, :-1],
+                     mean_frame=np.cumsum(sequences[:, :-1], axis=1) / seen),  # the mean of all frames before each
+        frame_scores("rollout", CONTEXT, sequences[:, CONTEXT:], rolled, copy_last=sequences[:, CONTEXT - 1:CONTEXT],
+                     mean_frame=sequences[:, :CONTEXT].mean(axis=1, keepdims=True)),
+    ], ignore_index=True)
+    truth = originals[..., None].astype(np.float32) / 255
+    candidates = {
+        "ConvLSTM (upscaled)": upscale(rolled),
+        "copy last frame": truth[:, CONTEXT - 1:CONTEXT],
+        "blank": np.zeros_like(truth[:, :1]),
+        "mean of the context frames": truth[:, :CONTEXT].mean(axis=1, keepdims=True),
+        "true frames at model size (resolution floor)": upscale(sequences[:, CONTEXT:]),
+    }
+    papers = pd.DataFrame([{"predictor": name, **paper_scores(truth[:, CONTEXT:], predicted)} for name, predicted in candidates.items()])
+    intensity_ratio = float(rolled[:, -1].sum() / sequences[:, -1].sum())
+    return {"per_frame": per_frame, "papers": papers, "intensity_ratio": intensity_ratio, "one_step": one_step, "rolled": rolled}
 
 
 def frame_scores(task: str, first: int, truth: np.ndarray, predicted: np.ndarray, copy_last: np.ndarray, mean_frame: np.ndarray) -> pd.DataFrame:
