@@ -1,23 +1,25 @@
 """A ConvLSTM that forecasts Moving MNIST 10 -> 10, after the Keras ConvLSTM example, scored as the papers score it.
 
 The layers are the keras-io example's ("Next-frame video prediction with convolutional LSTMs"):
-three ConvLSTM2D layers (5x5, 3x3 and 1x1 kernels) with normalization between and a Conv3D
-sigmoid head, mapping frames 0..t to frame t+1. That stack is the saved `model.keras`, and one-step
-prediction uses it as it is. Training is for the forecast: the same layers are stepped frame by
-frame in one graph (`forecaster`) that reads frames 0..9 and then feeds each predicted frame back as the next
-input, carrying the ConvLSTM states, for frames 10..19; binary cross-entropy over all 19 predicted
-frames is minimised (Shi et al. 2015 also train 10 -> 10 with cross-entropy). The model so learns
-from its own blurred predictions, the inputs it gets in a rollout; trained on true frames only it
-drifts, fading to black or swelling into grey blobs after a few frames.
+three ConvLSTM2D layers (5x5, 3x3 and 1x1 kernels) with normalization between, mapping frames
+0..t to frame t+1. That stack is the saved `model.keras`, and one-step prediction uses it as it
+is. Training is for the forecast: the same layers are stepped frame by frame in one graph
+(`forecaster`) that reads frames 0..9 and then feeds each predicted frame back as the next input,
+carrying the ConvLSTM states, for frames 10..19; binary cross-entropy over all 19 predicted frames
+is minimised (Shi et al. 2015 also train 10 -> 10 with cross-entropy), with scheduled sampling
+(`train`). Trained on true frames only, the model drifts in a rollout, fading to black or swelling
+into grey blobs after a few frames.
 
 Departures from the example:
-- The Conv3D head is 1x3x3: the example's 3x3x3 head pads time "same", so its output for frame
-  t+1 also sees frame t+1 itself, which rewards copying. (A ZeroPadding3D time shift is not safe:
-  TensorFlow 2.21's graph optimizer silently drops it once the model has trained.)
+- The head is a dynamic filter (De Brabandere et al. 2016), not a 3x3x3 Conv3D sigmoid: per pixel,
+  a 1x3x3 convolution of the ConvLSTM features gives softmax weights over the pixel's
+  neighbourhood in the current frame, and the prediction is that weighted mix of the frame's own
+  pixels. Moving MNIST is ink that moves: this head can only move it, so intensity is kept and,
+  where the model knows the motion, the shapes too. It is causal (the example's 3x3x3 head pads
+  time "same", so its output for frame t+1 also sees frame t+1, which rewards copying).
 - tanh rather than ReLU in the ConvLSTM cells, as in Shi et al.: fed-back states stay bounded.
 - Layer normalization (over each frame's pixels and channels) where the example has batch
-  normalization: batch statistics of true context frames and of fed-back predictions differ, and
-  a prototype trained that way predicted 1.5 to 3 times the true intensity at frame 19.
+  normalization: batch statistics of true context frames and of fed-back predictions differ.
 - CPU-sized defaults (32x32 frames, 16 filters); `--preset paper` is the 64x64, 64-filter version.
 """
 
@@ -34,14 +36,14 @@ import pandas as pd
 
 from . import report, rundir
 from .configs import Config
+from .convlstm_scores import evaluate, summarise, targets
 from .model_files import load_model
-from .moving_mnist import CANVAS, CONTEXT, FRAMES, model_frames, moving_mnist, split_sizes, upscale
+from .moving_mnist import CANVAS, CONTEXT, DIGIT, FRAMES, STEP, model_frames, moving_mnist, split_sizes
 
 log = logging.getLogger(__name__)
 
-EPSILON = 1e-7  # probability clipping for binary cross-entropy, as in Keras
 KERNELS = (5, 3, 1)  # the example's ConvLSTM2D kernel sizes, first layer first
-PER_FRAME_COLUMNS = ["task", "frame", "mse", "bce", "ssim", "copy_last_mse", "blank_mse", "mean_frame_mse"]
+CENTRE_LOGIT = 4.0  # initial head bias of the centre tap: the filter starts as mostly the pixel itself
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class ConvLSTMConfig(Config):
     patience: int = 3  # epochs without val_loss improvement before stopping (the example: 10)
     lr_patience: int = 2  # epochs without improvement before the learning rate drops tenfold (the example: 5)
     learning_rate: float = 1e-3
+    teacher_share: float = 0.5  # share of the epochs over which true frames fed to the forecast give way to its own predictions
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     examples: int = 3  # held-out sequences drawn as PNG strips and GIFs
@@ -65,6 +68,8 @@ class ConvLSTMConfig(Config):
     def __post_init__(self):
         if self.frame_size < 8 or CANVAS % self.frame_size:
             raise ValueError(f"frame size {self.frame_size} must be at least 8 and divide {CANVAS}")
+        if not 0 <= self.teacher_share <= 1:
+            raise ValueError(f"teacher share {self.teacher_share} must lie between 0 and 1")
         if not 0 < self.val_fraction < 1 or not 0 < self.test_fraction < 1:
             raise ValueError("val and test fractions must lie between 0 and 1")
         split_sizes(self.sequences, self.val_fraction, self.test_fraction)  # fail early on too few sequences
@@ -89,7 +94,7 @@ def preset(name: str, **overrides) -> ConvLSTMConfig:
 
 
 def build_model(frame_size: int = 32, filters: int = 16):
-    """The example's stack: ConvLSTM2D 5x5, 3x3, 1x1 with normalization between, and a causal 1x3x3 Conv3D head.
+    """The example's stack: ConvLSTM2D 5x5, 3x3, 1x1 with normalization between, and a causal dynamic-filter head.
 
     Input and output are `(batch, time, S, S, 1)`; output t is the predicted frame t+1. Time is
     left open, so the one model serves one-step prediction at any length; `forecaster` unrolls it.
@@ -105,8 +110,37 @@ def build_model(frame_size: int = 32, filters: int = 16):
         # return_state, unused here, lets `forecaster` carry the states from one call to the next
         x, *_ = layers.ConvLSTM2D(filters, kernel, padding="same", return_sequences=True, return_state=True, activation="tanh",
                                   name=f"convlstm_{i}")(x)
-    outputs = layers.Conv3D(1, (1, 3, 3), padding="same", activation="sigmoid", name="head")(x)  # one frame deep: causal
-    return keras.Model(inputs, outputs, name="convlstm")
+    size = filter_size(frame_size)
+    head = [layers.Conv3D(size * size, (1, 3, 3), padding="same", name="head"),  # one frame deep: causal
+            layers.Softmax(name="filter_weights"),
+            layers.Conv3D(size * size, (1, size, size), padding="same", use_bias=False, trainable=False, name="neighbourhoods"),
+            layers.Multiply(name="weighted"),
+            layers.Conv3D(1, 1, use_bias=False, trainable=False, name="blend")]
+    model = keras.Model(inputs, _dynamic_filter(head, inputs, x), name="convlstm")
+    neighbourhoods = np.eye(size * size, dtype=np.float32).reshape(1, size, size, 1, size * size)  # channel k: pixel k of the window
+    model.get_layer("neighbourhoods").set_weights([neighbourhoods])
+    model.get_layer("blend").set_weights([np.ones((1, 1, 1, size * size, 1), np.float32)])
+    kernel, bias = model.get_layer("head").get_weights()
+    bias[size * size // 2] = CENTRE_LOGIT  # start near "copy the last frame", not a box blur that greys the rollout in a few steps
+    model.get_layer("head").set_weights([kernel, bias])
+    return model
+
+
+def filter_size(frame_size: int) -> int:
+    """Side of the predicted filter: odd, reaching as far as a digit moves in one frame at this frame size."""
+    reach = int(np.ceil(STEP * (CANVAS - DIGIT) * frame_size / CANVAS))
+    return 2 * reach + 1
+
+
+def _dynamic_filter(head, frames, features):
+    """The next frames: each pixel a softmax-weighted mix of the current frame's pixels around it (De Brabandere et al. 2016).
+
+    The ConvLSTM features pick, per pixel, where in its neighbourhood the ink comes from; the
+    prediction is built from the frame's own pixels, so it cannot wash out into a grey blob unless
+    the weights spread, and its intensity stays within the frame's.
+    """
+    logits, softmax, neighbourhoods, weighted, blend = head
+    return blend(weighted([neighbourhoods(frames), softmax(logits(features))]))
 
 
 def forecaster(model, context: int = CONTEXT, steps: int = FRAMES - CONTEXT):
@@ -123,7 +157,7 @@ def forecaster(model, context: int = CONTEXT, steps: int = FRAMES - CONTEXT):
 
     cells = [model.get_layer(f"convlstm_{i}").cell for i in range(len(KERNELS))]
     norms = [None] + [model.get_layer(f"norm_{i}") for i in range(1, len(KERNELS))]
-    head = model.get_layer("head")
+    head = [model.get_layer(name) for name in ("head", "filter_weights", "neighbourhoods", "weighted", "blend")]
 
     def step(frame, states):
         """Frame t through the stack: the prediction of frame t+1 and the cells' states after t."""
@@ -131,19 +165,25 @@ def forecaster(model, context: int = CONTEXT, steps: int = FRAMES - CONTEXT):
         for norm, cell, state in zip(norms, cells, states):
             x, state = cell(norm(x) if norm else x, state)
             carried.append(state)
-        return head(x[:, None])[:, 0], carried
+        return _dynamic_filter(head, frame[:, None], x[:, None])[:, 0], carried
 
     class Forecaster(keras.Model):
         def __init__(self):
             super().__init__(name="convlstm_forecaster")
             self.stack = model  # tracked: training it trains `model`'s weights
+            self.teacher = keras.Variable(0.0, trainable=False, name="teacher")  # see `train`
+            self.coin = keras.random.SeedGenerator(0)
 
-        def call(self, frames):
+        def call(self, frames, training=None):
             batch_frame = (ops.shape(frames)[0],) + tuple(frames.shape[2:4])
             states = [[ops.zeros(batch_frame + (cell.filters,))] * 2 for cell in cells]  # as ConvLSTM2D starts: zeros
             predicted = []
             for t in range(context + steps - 1):
-                frame, states = step(frames[:, t] if t < context else predicted[-1], states)
+                frame = frames[:, t] if t < context else predicted[-1]
+                if training and context <= t < frames.shape[1]:  # given true frames past the context: feed some back
+                    true = keras.random.uniform((ops.shape(frames)[0], 1, 1, 1), seed=self.coin) < self.teacher
+                    frame = ops.where(true, frames[:, t], frame)
+                frame, states = step(frame, states)
                 predicted.append(frame)
             return ops.stack(predicted, axis=1)
 
@@ -153,7 +193,11 @@ def forecaster(model, context: int = CONTEXT, steps: int = FRAMES - CONTEXT):
 def train(model, train_sequences: np.ndarray, val_sequences: np.ndarray, config: ConvLSTMConfig, checkpoint: str | Path) -> pd.DataFrame:
     """Fit the forecaster (frames 0..9 in, 1..19 out); save the best epoch's `model` (lowest val_loss) to `checkpoint`.
 
-    Returns the history, with each epoch's wall time in `seconds`.
+    Scheduled sampling (Bengio et al. 2015): in training, each forecast step of a sequence is fed
+    the true frame instead of the model's own prediction with a probability that falls linearly
+    from 1 to 0 over the first `config.teacher_share` of the epochs, so the model first learns the motion
+    from clean inputs and then to continue from its own. Validation always feeds predictions back:
+    the best epoch is the best rollout. Returns the history, with each epoch's wall time in `seconds`.
     """
     import keras
 
@@ -167,11 +211,12 @@ def train(model, train_sequences: np.ndarray, val_sequences: np.ndarray, config:
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", patience=config.lr_patience),
         keras.callbacks.ModelCheckpoint(weights, monitor="val_loss", save_best_only=True, save_weights_only=True),
         keras.callbacks.LambdaCallback(
-            on_epoch_begin=lambda epoch, logs: started.update(time=time.perf_counter()),
+            on_epoch_begin=lambda epoch, logs: (started.update(time=time.perf_counter()),
+                                                rollout.teacher.assign(teacher_probability(epoch, config))),
             on_epoch_end=lambda epoch, logs: (logs.update(seconds=time.perf_counter() - started["time"]), log.info(  # stderr: stdout is for results
                 "epoch %d/%d: %s", epoch + 1, config.epochs, ", ".join(f"{name} {value:.4g}" for name, value in logs.items())))),
     ]
-    fitted = rollout.fit(train_sequences[:, :CONTEXT], train_sequences[:, 1:], validation_data=(val_sequences[:, :CONTEXT], val_sequences[:, 1:]),
+    fitted = rollout.fit(train_sequences[:, :-1], train_sequences[:, 1:], validation_data=(val_sequences[:, :CONTEXT], val_sequences[:, 1:]),
                          batch_size=config.batch_size, epochs=config.epochs, callbacks=callbacks, verbose=0)
     rollout.load_weights(weights)  # the best epoch, into the layers `model` shares
     model.save(checkpoint)
@@ -181,104 +226,20 @@ def train(model, train_sequences: np.ndarray, val_sequences: np.ndarray, config:
     return history
 
 
+def teacher_probability(epoch: int, config: ConvLSTMConfig) -> float:
+    """Scheduled sampling's chance, in epoch `epoch` (from 0), that a forecast step is fed the true frame."""
+    ramp = config.epochs * config.teacher_share
+    return max(0.0, 1 - epoch / ramp) if ramp else 0.0
+
+
 # --- evaluation ------------------------------------------------------------------------------
 
 
-def evaluate(model, sequences: np.ndarray, originals: np.ndarray, batch_size: int = 8) -> dict:
-    """Score `model` on held-out `sequences` `(N, 20, S, S, 1)`, whose 64x64 `originals` are `(N, 20, 64, 64)` uint8.
-
-    Returns `per_frame` (task `one-step`: frames 1..19, each from the true frames before it; task
-    `rollout`: frames 10..19 from frames 0..9 alone) with the three baselines beside the model,
-    `papers` (the rollout in the published metrics, at 64x64), the `intensity_ratio` of the
-    predicted to the true last frame, and both predictions.
-    """
+def predict(model, sequences: np.ndarray, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """`model`'s one-step predictions of frames 1..19 of `sequences` `(N, 20, S, S, 1)`, and its rollout of frames 10..19."""
     one_step = model.predict(sequences[:, :-1], batch_size=batch_size, verbose=0)
     rolled = forecaster(model).predict(sequences[:, :CONTEXT], batch_size=batch_size, verbose=0)[:, CONTEXT - 1:]
-    seen = np.arange(1, FRAMES)[None, :, None, None, None]
-    per_frame = pd.concat([
-        frame_scores("one-step", 1, sequences[:, 1:], one_step, copy_last=sequences[:, :-1],
-                     mean_frame=np.cumsum(sequences[:, :-1], axis=1) / seen),  # the mean of all frames before each
-        frame_scores("rollout", CONTEXT, sequences[:, CONTEXT:], rolled, copy_last=sequences[:, CONTEXT - 1:CONTEXT],
-                     mean_frame=sequences[:, :CONTEXT].mean(axis=1, keepdims=True)),
-    ], ignore_index=True)
-    truth = originals[..., None].astype(np.float32) / 255
-    candidates = {
-        "ConvLSTM (upscaled)": upscale(rolled),
-        "copy last frame": truth[:, CONTEXT - 1:CONTEXT],
-        "blank": np.zeros_like(truth[:, :1]),
-        "mean of the context frames": truth[:, :CONTEXT].mean(axis=1, keepdims=True),
-        "true frames at model size (resolution floor)": upscale(sequences[:, CONTEXT:]),
-    }
-    papers = pd.DataFrame([{"predictor": name, **paper_scores(truth[:, CONTEXT:], predicted)} for name, predicted in candidates.items()])
-    intensity_ratio = float(rolled[:, -1].sum() / sequences[:, -1].sum())
-    return {"per_frame": per_frame, "papers": papers, "intensity_ratio": intensity_ratio, "one_step": one_step, "rolled": rolled}
-
-
-def frame_scores(task: str, first: int, truth: np.ndarray, predicted: np.ndarray, copy_last: np.ndarray, mean_frame: np.ndarray) -> pd.DataFrame:
-    """Per predicted frame: the model's MSE, BCE and SSIM, and the MSE of the three trivial predictors.
-
-    All arrays are `(N, T, S, S, 1)` (baselines may have T = 1); scores are means over sequences and
-    pixels in 0..1. The blank prediction (all zeros) scores the mean squared truth.
-    """
-    def mse(guess):
-        return ((np.broadcast_to(guess, truth.shape) - truth) ** 2).mean(axis=(0, 2, 3, 4))
-
-    return pd.DataFrame({
-        "task": task, "frame": np.arange(first, first + truth.shape[1]), "mse": mse(predicted),
-        "bce": _bce(truth, predicted).mean(axis=(0, 2, 3, 4)), "ssim": ssim(truth, predicted).mean(axis=0),
-        "copy_last_mse": mse(copy_last), "blank_mse": mse(0), "mean_frame_mse": mse(mean_frame),
-    }, columns=PER_FRAME_COLUMNS)
-
-
-def paper_scores(truth: np.ndarray, predicted: np.ndarray) -> dict:
-    """The published Moving MNIST metrics of a forecast `(N, 10, 64, 64, 1)`, values 0..1.
-
-    `mse_per_frame`: squared error summed over a frame's pixels, averaged over frames and sequences
-    (PredRNN, OpenSTL); `ssim`: mean SSIM per frame; `cross_entropy_per_sequence`: binary
-    cross-entropy summed over the ten frames' pixels, averaged over sequences (Shi et al. 2015).
-    """
-    predicted = np.broadcast_to(predicted, truth.shape)
-    return {"mse_per_frame": float(((predicted - truth) ** 2).sum(axis=(2, 3, 4)).mean()),
-            "ssim": float(ssim(truth, predicted).mean()),
-            "cross_entropy_per_sequence": float(_bce(truth, predicted).sum(axis=(1, 2, 3, 4)).mean())}
-
-
-def ssim(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """SSIM `(N, T)` of each frame of `(N, T, S, S, 1)` arrays in 0..1 (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5)."""
-    import tensorflow as tf
-
-    shape = np.broadcast_shapes(truth.shape, predicted.shape)
-    frames = [np.broadcast_to(x, shape).reshape((-1,) + shape[2:]) for x in (truth, predicted)]
-    values = tf.image.ssim(*frames, max_val=1.0, filter_size=min(11, shape[2])).numpy()
-    return values.reshape(shape[:2])
-
-
-def _bce(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    p = np.clip(predicted, EPSILON, 1 - EPSILON)
-    return -(truth * np.log(p) + (1 - truth) * np.log(1 - p))
-
-
-def summarise(per_frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per task: scores averaged over its frames, and the model's MSE as a share of the best baseline's."""
-    summary = per_frame.drop(columns="frame").groupby("task", sort=False).mean().reset_index()
-    summary["mse_to_blank"] = summary["mse"] / summary["blank_mse"]
-    summary["mse_to_best_baseline"] = summary["mse"] / summary[["copy_last_mse", "blank_mse", "mean_frame_mse"]].min(axis=1)
-    return summary
-
-
-def targets(per_frame: pd.DataFrame, intensity_ratio: float) -> pd.DataFrame:
-    """The issue's targets for the rollout, each with its measured value and whether it is met."""
-    rolled = per_frame[per_frame["task"] == "rollout"]
-    below_blank = int((rolled["mse"] < rolled["blank_mse"]).sum())
-    below_copy = int((rolled["mse"] < rolled["copy_last_mse"]).sum())
-    to_blank = rolled["mse"].mean() / rolled["blank_mse"].mean()
-    horizon = len(rolled)
-    return pd.DataFrame([
-        ("rollout MSE below blank at every horizon", f"{below_blank} of {horizon} frames", below_blank == horizon),
-        ("rollout MSE below copy-last at every horizon", f"{below_copy} of {horizon} frames", below_copy == horizon),
-        ("mean rollout MSE <= 0.7 x blank", f"{to_blank:.2f} x blank", to_blank <= 0.7),
-        (f"predicted / true intensity at frame {FRAMES - 1} in 0.5..1.5", f"{intensity_ratio:.2f}", 0.5 <= intensity_ratio <= 1.5),
-    ], columns=["target", "measured", "met"])
+    return one_step, rolled
 
 
 # --- the whole run ---------------------------------------------------------------------------
@@ -335,25 +296,17 @@ def _run_into(run_dir: Path, name: str, config: ConvLSTMConfig) -> dict:
     history = train(model, train_set, val_set, config, checkpoint)
     train_seconds = time.perf_counter() - started
     best = load_model(checkpoint)  # safe_mode=True: a checkpoint never runs code when loaded
-    scores = evaluate(best, test_set, test_originals, config.batch_size)
+    scores = evaluate(*predict(best, test_set, config.batch_size), test_set, test_originals)
     per_frame, papers = scores["per_frame"], scores["papers"]
     summary = summarise(per_frame)
     goals = targets(per_frame, scores["intensity_ratio"])
 
-    by_task = summary.set_index("task")
-    metrics = {f"{task.replace('-', '_')}_{name}": float(by_task.loc[task, name]) for task in by_task.index
-               for name in ("mse", "bce", "ssim", "copy_last_mse", "blank_mse", "mean_frame_mse")}
-    model_papers = papers.iloc[0]
-    metrics.update({f"rollout_{name}_64": float(model_papers[name]) for name in ("mse_per_frame", "ssim", "cross_entropy_per_sequence")})
-    metrics.update(intensity_ratio_last_frame=round(scores["intensity_ratio"], 4), targets_met=int(goals["met"].sum()), targets=len(goals),
-                   train_seconds=round(train_seconds, 1), seconds_per_epoch=round(float(history["seconds"].mean()), 1),
+    metrics = _metrics(summary, papers, per_frame, goals, scores["intensity_ratio"])
+    metrics.update(train_seconds=round(train_seconds, 1), seconds_per_epoch=round(float(history["seconds"].mean()), 1),
                    load_average=round((load_before + os.getloadavg()[0]) / 2, 1), cores=os.cpu_count(),
                    epochs_run=len(history), best_epoch=int(history["val_loss"].idxmin()) + 1, parameters=best.count_params())
-    (model_dir / "config.json").write_text(json.dumps({**config.to_dict(), "digest": config.digest(), "source": source}, indent=1))
-    (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    history.to_csv(model_dir / "history.csv", index=False)
-    per_frame.to_csv(model_dir / "per_frame.csv", index=False)
-    papers.to_csv(model_dir / "papers.csv", index=False)
+    _write_tables(model_dir, {**config.to_dict(), "digest": config.digest(), "source": source}, metrics,
+                  history=history, per_frame=per_frame, papers=papers)
     log.info("rollout MSE %.5f (blank %.5f, copy last %.5f, context mean %.5f); %d of %d targets met; trained in %.0fs",
              metrics["rollout_mse"], metrics["rollout_blank_mse"], metrics["rollout_copy_last_mse"], metrics["rollout_mean_frame_mse"],
              metrics["targets_met"], metrics["targets"], train_seconds)
@@ -361,8 +314,29 @@ def _run_into(run_dir: Path, name: str, config: ConvLSTMConfig) -> dict:
     shown = slice(0, min(config.examples, n_test))
     write_report(run_dir, name, config, source, (n_train, n_val, n_test), history, per_frame, summary, papers, goals, metrics,
                  test_set[shown], scores["one_step"][shown], scores["rolled"][shown])
-    headline = ("rollout_mse", "rollout_blank_mse", "rollout_copy_last_mse", "rollout_ssim_64", "intensity_ratio_last_frame", "train_seconds")
+    headline = ("rollout_mse", "rollout_blank_mse", "rollout_copy_last_mse", "rollout_ssim_64", "intensity_ratio_last_frame",
+                "sharpness_last_frame", "train_seconds")
     report.write_run_summary(run_dir, kind="convlstm", dataset=f"Moving MNIST ({data_name(config)}), {config.sequences} sequences",
                              source=source, model=f"ConvLSTM {config.filters} filters, {config.frame_size}px, 10 -> 10",
                              metrics={k: metrics[k] for k in headline}, config=config.to_dict())
+    return metrics
+
+
+def _write_tables(model_dir: Path, config: dict, metrics: dict, **tables: pd.DataFrame) -> None:
+    """`model/`'s machine-readable results: config.json, metrics.json and one CSV per table."""
+    (model_dir / "config.json").write_text(json.dumps(config, indent=1))
+    (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    for name, table in tables.items():
+        table.to_csv(model_dir / f"{name}.csv", index=False)
+
+
+def _metrics(summary: pd.DataFrame, papers: pd.DataFrame, per_frame: pd.DataFrame, goals: pd.DataFrame, intensity_ratio: float) -> dict:
+    """metrics.json's scores: each task's means, the rollout in the papers' metrics, the last frame's visibility, the targets."""
+    by_task = summary.set_index("task")
+    metrics = {f"{task.replace('-', '_')}_{name}": float(by_task.loc[task, name]) for task in by_task.index
+               for name in ("mse", "bce", "ssim", "copy_last_mse", "blank_mse", "mean_frame_mse", "sharpness", "ink_kept")}
+    metrics.update({f"rollout_{name}_64": float(papers.iloc[0][name]) for name in ("mse_per_frame", "ssim", "cross_entropy_per_sequence")})
+    last = per_frame[per_frame["task"] == "rollout"].iloc[-1]
+    metrics.update(sharpness_last_frame=round(float(last["sharpness"]), 4), ink_kept_last_frame=round(float(last["ink_kept"]), 4),
+                   intensity_ratio_last_frame=round(intensity_ratio, 4), targets_met=int(goals["met"].sum()), targets=len(goals))
     return metrics

@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 
 from pipeline import convlstm as cl
+from pipeline import convlstm_scores as cs
 from pipeline import moving_mnist as mm
 from pipeline import report, rundir
 from pipeline.cli import main
-from pipeline.convlstm_report import _plot_per_frame
+from pipeline.convlstm_report import plot_per_frame
 
 from helpers import DIGITS
 
@@ -119,6 +120,11 @@ def test_splits_config_validation_and_presets():
     assert cl.preset("paper", filters=8, epochs=None).filters == 8 and cl.preset("paper", epochs=None).epochs == paper.epochs
     with pytest.raises(ValueError, match="unknown preset"):
         cl.preset("gpu")
+    ramp = [cl.teacher_probability(epoch, cl.ConvLSTMConfig(epochs=6)) for epoch in range(6)]
+    assert ramp == pytest.approx([1, 2 / 3, 1 / 3, 0, 0, 0])  # true frames for the first half of the epochs, fewer and fewer
+    assert cl.teacher_probability(0, cl.ConvLSTMConfig(teacher_share=0)) == 0  # no scheduled sampling: own predictions from the start
+    with pytest.raises(ValueError, match="teacher share"):
+        cl.ConvLSTMConfig(teacher_share=1.5)
 
 
 def test_per_frame_scores_put_three_baselines_beside_the_model():
@@ -126,32 +132,47 @@ def test_per_frame_scores_put_three_baselines_beside_the_model():
     truth = rng.random((3, 10, 12, 12, 1)).astype(np.float32)
     last = rng.random((3, 1, 12, 12, 1)).astype(np.float32)
     mean = truth.mean(axis=1, keepdims=True)
-    scores = cl.frame_scores("rollout", 10, truth, truth, copy_last=last, mean_frame=mean)
-    assert list(scores.columns) == cl.PER_FRAME_COLUMNS and list(scores["frame"]) == list(range(10, 20))
+    scores = cs.frame_scores("rollout", 10, truth, truth, copy_last=last, mean_frame=mean)
+    assert list(scores.columns) == cs.PER_FRAME_COLUMNS and list(scores["frame"]) == list(range(10, 20))
     assert (scores["mse"] == 0).all() and np.allclose(scores["ssim"], 1)
     for t in range(10):  # each baseline's error, frame by frame, computed here directly
         assert scores.loc[t, "blank_mse"] == pytest.approx(float((truth[:, t] ** 2).mean()), rel=1e-6)
         assert scores.loc[t, "copy_last_mse"] == pytest.approx(float(((truth[:, t] - last[:, 0]) ** 2).mean()), rel=1e-6)
         assert scores.loc[t, "mean_frame_mse"] == pytest.approx(float(((truth[:, t] - mean[:, 0]) ** 2).mean()), rel=1e-6)
-    summary = cl.summarise(scores)
+    summary = cs.summarise(scores)
     assert summary.loc[0, "mse_to_blank"] == 0 and summary.loc[0, "mse_to_best_baseline"] == 0
+
+
+def test_visibility_tells_sharp_digits_from_a_grey_blob():
+    truth = np.zeros((2, 3, 16, 16, 1), np.float32)
+    truth[:, :, 4:8, 4:12] = 1  # a bar
+    blob = np.full_like(truth, truth.mean())  # the right mass spread evenly: no edges, no ink
+    shifted = np.roll(truth, 2, axis=3)  # sharp, but a quarter of it in the wrong place
+    assert np.allclose(cs.visibility(truth, truth)["sharpness"], 1) and np.allclose(cs.visibility(truth, truth)["ink_kept"], 1)
+    assert np.allclose(cs.visibility(truth, blob)["sharpness"], 0) and np.allclose(cs.visibility(truth, blob)["ink_kept"], 0)
+    assert np.allclose(cs.visibility(truth, shifted)["sharpness"], 1) and np.allclose(cs.visibility(truth, shifted)["ink_kept"], 0.75)
+    faint = cs.visibility(truth, truth * 0.5)  # the shapes, at half the contrast: a quarter of the edge energy, no pixel above INK
+    assert np.allclose(faint["sharpness"], 0.25) and np.allclose(faint["ink_kept"], 0)
 
 
 def test_papers_metrics_sum_over_pixels_and_frames():
     truth = np.zeros((2, 10, 64, 64, 1), np.float32)
     truth[:, :, :8, :8] = 1
-    scores = cl.paper_scores(truth, np.zeros((2, 1, 64, 64, 1), np.float32))
+    scores = cs.paper_scores(truth, np.zeros((2, 1, 64, 64, 1), np.float32))
     assert scores["mse_per_frame"] == pytest.approx(64)  # 64 lit pixels missed per frame, summed, not averaged
-    assert scores["cross_entropy_per_sequence"] == pytest.approx(10 * 64 * -np.log(cl.EPSILON), rel=1e-4)
-    assert cl.paper_scores(truth, truth)["ssim"] == pytest.approx(1)
+    assert scores["cross_entropy_per_sequence"] == pytest.approx(10 * 64 * -np.log(cs.EPSILON), rel=1e-4)
+    assert cs.paper_scores(truth, truth)["ssim"] == pytest.approx(1)
 
 
 def test_targets_are_checked_per_horizon():
-    frames = pd.DataFrame({"task": "rollout", "frame": range(10, 20), "mse": 0.01, "copy_last_mse": 0.05, "blank_mse": 0.04})
-    assert cl.targets(frames, 1.0)["met"].all()
+    frames = pd.DataFrame({"task": "rollout", "frame": range(10, 20), "mse": 0.01, "copy_last_mse": 0.05, "blank_mse": 0.04,
+                           "sharpness": 0.8, "ink_kept": 0.6})
+    assert cs.targets(frames, 1.0)["met"].all()
     frames.loc[9, "mse"] = 0.045  # the last horizon loses to blank (0.04), still beats copy-last
-    missed = cl.targets(frames, 1.7)
-    assert list(missed["met"]) == [False, True, True, False] and missed.loc[0, "measured"] == "9 of 10 frames"
+    frames.loc[9, "ink_kept"] = 0.3  # and keeps too little of the digits
+    missed = cs.targets(frames, 1.7)
+    assert list(missed["met"]) == [False, True, True, False, False] and missed.loc[0, "measured"] == "9 of 10 frames"
+    assert missed.loc[4, "measured"] == "sharpness 0.80, ink kept 0.30"
 
 
 def test_the_model_is_causal_and_the_forecaster_feeds_its_predictions_back():
@@ -178,6 +199,31 @@ def test_the_model_is_causal_and_the_forecaster_feeds_its_predictions_back():
     for _ in range(3):  # the same forecast the slow way: rerun the whole sequence with each prediction appended
         fed_back = np.concatenate([fed_back, model.predict(fed_back, verbose=0)[:, -1:]], axis=1)
     np.testing.assert_allclose(forecast[:, 2:], fed_back[:, 3:], atol=1e-5)
+
+    rollout = cl.forecaster(model, context=3, steps=3)
+    rollout(frames, training=True)  # builds it
+    rollout.teacher.assign(1.0)  # scheduled sampling's start: every forecast step is given the true frame ...
+    np.testing.assert_allclose(rollout(frames, training=True), before, atol=1e-5)
+    rollout.teacher.assign(0.0)  # ... and its end: every step is given the model's own prediction, as in use
+    np.testing.assert_allclose(rollout(frames, training=True), forecast, atol=1e-5)
+
+
+def test_the_head_builds_the_next_frame_from_the_current_frames_pixels():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    assert cl.filter_size(32) == 5 and cl.filter_size(64) == 9  # as far as a digit moves in a frame: 1.8 and 3.6 px
+    model = cl.build_model(frame_size=16, filters=4)
+    flat = np.full((1, 3, 16, 16, 1), 0.7, np.float32)
+    inner = model.predict(flat, verbose=0)[:, :, 2:-2, 2:-2]  # a mix of the pixels around each: a flat frame stays flat
+    np.testing.assert_allclose(inner, 0.7, rtol=1e-5)
+    dot = np.zeros((1, 1, 16, 16, 1), np.float32)
+    dot[0, 0, 8, 8] = 1
+    predicted = model.predict(dot, verbose=0)[0, 0, ..., 0]
+    assert predicted.max() > 0.5 and predicted[8, 8] == predicted.max()  # untrained, it mostly copies the frame
+    reach = cl.filter_size(16) // 2
+    predicted[8 - reach:9 + reach, 8 - reach:9 + reach] = 0
+    assert not predicted.any()  # ink only moves to the pixels within reach, never appears from nowhere
 
 
 HOSTILE = "<img src=x onerror=alert(1)>|a$\\bogus$\nb"  # a run name and a data folder name from someone else
@@ -209,11 +255,12 @@ def test_a_tiny_run_writes_the_model_the_report_and_honest_baselines(tiny_run):
     assert not list((run_dir / "model").glob("*.h5"))  # the best epoch's weights went into model.keras
     assert rundir.made_by_tool(run_dir, "run") and not list(run_dir.parent.glob(".*partial*"))
     metrics = json.loads((run_dir / "model" / "metrics.json").read_text())
-    assert metrics["epochs_run"] == 2 and metrics["seconds_per_epoch"] > 0 and metrics["targets"] == 4
+    assert metrics["epochs_run"] == 2 and metrics["seconds_per_epoch"] > 0 and metrics["targets"] == 5
     assert metrics["rollout_mse_per_frame_64"] > 0 and 0 <= metrics["intensity_ratio_last_frame"]
 
     per_frame = pd.read_csv(run_dir / "model" / "per_frame.csv")
-    assert list(per_frame.columns) == ["task", "frame", "mse", "bce", "ssim", "copy_last_mse", "blank_mse", "mean_frame_mse"]
+    assert list(per_frame.columns) == ["task", "frame", "mse", "bce", "ssim", "copy_last_mse", "blank_mse", "mean_frame_mse",
+                                       "sharpness", "ink_kept"]  # the columns, then whether the digits are still visible
     assert per_frame.groupby("task").size().to_dict() == {"one-step": 19, "rollout": 10}
     frames, _ = mm.moving_mnist(str(data), 10, 0)  # the run's held-out sequence, rebuilt here
     test = mm.model_frames(frames, 16)[-1]
@@ -256,8 +303,9 @@ def test_hostile_run_and_data_names_produce_no_raw_markup(tiny_run):
 
 def test_figure_text_is_never_parsed_as_math(tmp_path):
     frames = pd.DataFrame({"task": "$\\bogus$", "frame": [1, 2], "mse": 0.1, "copy_last_mse": 0.2, "blank_mse": 0.3, "mean_frame_mse": 0.4})
-    _plot_per_frame(frames, tmp_path / "per_frame.png")
-    assert (tmp_path / "per_frame.png").stat().st_size > 0
+    figure = plot_per_frame(frames)
+    figure.savefig(tmp_path / "per_frame.png")  # parsed as math, the undefined command would raise
+    assert figure.axes[0].get_title() == "$\\bogus$" and (tmp_path / "per_frame.png").stat().st_size > 0
 
 
 def test_an_existing_run_is_replaced_only_whole_and_only_with_overwrite(tiny_run, monkeypatch):
