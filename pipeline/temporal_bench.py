@@ -155,10 +155,10 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 def _shared_data(config: BenchConfig) -> str:
-    """The shared data folder: the option, else $SHARED_DATA, else ../shared/data beside the checkout."""
+    """The shared data folder: the option, else $SHARED_DATA (`make temporal-bench` passes ../shared/data)."""
     import os
 
-    return config.shared_data or os.environ.get("SHARED_DATA") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    return config.shared_data or os.environ.get("SHARED_DATA", "")
 
 
 def _is_earlier_output(output: Path) -> bool:

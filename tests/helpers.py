@@ -36,6 +36,12 @@ def manifest_of(tmp_path, make_video, names):
     return read_manifest(csv)
 
 
+def manifest_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    """A path,label manifest of `rows` at `path`."""
+    pd.DataFrame(rows, columns=["path", "label"]).to_csv(path, index=False)
+    return path
+
+
 def gradient_clip(frames: int = 12, width: int = 64, height: int = 48, seed: int = 0) -> np.ndarray:
     """A small moving-gradient clip whose frames all differ."""
     rng = np.random.default_rng(seed)

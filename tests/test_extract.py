@@ -18,7 +18,7 @@ from pipeline.backbones import Weights, load_backbone
 from pipeline.extract import FeatureConfig, extract_features, store_path_for
 from pipeline.manifest import read_manifest
 
-from helpers import BROKEN, VIDEOS
+from helpers import BROKEN, VIDEOS, manifest_csv
 
 CONFIG = FeatureConfig(backbone="vgg16", weights="none", image_size=32, sampling="uniform:4", precision="float32")
 GOOD = ["mmaction2/test.avi", "decord/video_90.mov", "mdn_flower/flower.webm", "mdn_flower/flower.ogg",
@@ -29,11 +29,6 @@ BROKEN_FILES = ["Megamind_is_html.avi", "imageio_test.webm", "opencv_output_trun
 @pytest.fixture(scope="module")
 def backbone():
     return load_backbone(CONFIG.backbone, Weights("none"), CONFIG.image_size, batch_size=16, precision="float32")
-
-
-def manifest_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
-    pd.DataFrame(rows, columns=["path", "label"]).to_csv(path, index=False)
-    return path
 
 
 def run(manifest, store_path, backbone, **options):

@@ -3,14 +3,14 @@
 import h5py
 import numpy as np
 import pytest
-from conftest import gradient_clip
-from test_extract import manifest_csv
 
 from pipeline import store
 from pipeline.backbones import BackboneError, Weights, load_backbone
 from pipeline.cli import EXIT_OK, main
 from pipeline.extract import FeatureConfig, extract_features
 from pipeline.manifest import read_manifest
+
+from helpers import gradient_clip, manifest_csv
 
 
 @pytest.fixture(scope="module")
