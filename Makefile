@@ -88,7 +88,7 @@ convlstm: $(STAMP) ## ConvLSTM next-frame prediction on Moving MNIST (MOVING_MNI
 	$(PY) -m pipeline convlstm --data $(MOVING_MNIST) --overwrite
 
 test: $(STAMP) ## run the test suite (needs SHARED_DATA, default ../shared/data beside the checkout)
-	SHARED_DATA=$(SHARED_DATA) $(PY) -m pytest -q -ra
+	SHARED_DATA=$(abspath $(SHARED_DATA)) $(PY) -m pytest -q -ra
 
 lint: $(STAMP) ## check the code with ruff (pyflakes, isort; the rules are in pyproject.toml)
 	$(VENV)/bin/ruff check .

@@ -14,7 +14,7 @@ from pipeline.backbones import Weights, load_backbone
 from pipeline.extract import FeatureConfig
 from pipeline.manifest import read_manifest
 
-SHARED = Path(os.environ.get("SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+SHARED = Path(os.environ.get("SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")).resolve()  # tests chdir
 VIDEOS = SHARED / "videos"
 BROKEN = VIDEOS / "broken"
 WEIGHTS_FILE = SHARED / "weights" / "mobilenet_v2_1.0_no_top_dogbreeds.weights.h5"
