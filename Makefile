@@ -78,11 +78,11 @@ predict: $(STAMP) ## classify VIDEOS (files or folders) with a trained RUN; prin
 
 bench: manifests/demo.csv ## measure stage one (CNN, decode, end to end, naive baseline, memory) into reports/bench/
 	@mkdir -p reports/bench
-	set -o pipefail; $(PY) -m pipeline bench --videos $(SHARED_DATA)/videos \
-		--weights $(SHARED_DATA)/weights/mobilenet_v2_1.0_no_top_dogbreeds.weights.h5 --output reports/bench/bench.json | tee reports/bench/bench.md
+	set -o pipefail; $(PY) -m pipeline bench --videos $(abspath $(SHARED_DATA))/videos \
+		--weights $(abspath $(SHARED_DATA))/weights/mobilenet_v2_1.0_no_top_dogbreeds.weights.h5 --output reports/bench/bench.json | tee reports/bench/bench.md
 
 temporal-bench: $(STAMP) ## sequence models on temporal tasks (motion, clutter, arrow of time on ../shared/data) into reports/temporal-bench/
-	$(PY) -m pipeline temporal-bench --output reports/temporal-bench --shared-data $(SHARED_DATA)
+	$(PY) -m pipeline temporal-bench --output reports/temporal-bench --shared-data $(abspath $(SHARED_DATA))
 
 convlstm: $(STAMP) ## ConvLSTM next-frame prediction on Moving MNIST (MOVING_MNIST) into reports/convlstm-*/
 	$(PY) -m pipeline convlstm --data $(MOVING_MNIST) --overwrite

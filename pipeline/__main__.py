@@ -13,9 +13,21 @@ import sys
 from .cli import EXIT_INTERRUPTED, main
 
 
+def run() -> None:
+    """The `python -m pipeline` and `video-pipeline` entry point."""
+    stop_on_second_interrupt()
+    status = main()
+    gc.freeze()  # the interpreter's last collections would walk TensorFlow's objects again: seconds on a loaded machine
+    sys.exit(status)
+
+
 def stop_on_second_interrupt() -> None:
-    """Make Ctrl-C raise KeyboardInterrupt once, and end the process at once the second time."""
-    signal.signal(signal.SIGINT, _first_interrupt)
+    """Make Ctrl-C raise KeyboardInterrupt once, and end the process at once the second time.
+
+    Left alone when Ctrl-C is not Python's default (a parent that made us ignore it, e.g. `cmd &`).
+    """
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _first_interrupt)
 
 
 def _first_interrupt(signum, frame):
@@ -29,7 +41,4 @@ def _second_interrupt(signum, frame):
 
 
 if __name__ == "__main__":
-    stop_on_second_interrupt()
-    status = main()
-    gc.freeze()  # the interpreter's last collections would walk TensorFlow's objects again: seconds on a loaded machine
-    sys.exit(status)
+    run()

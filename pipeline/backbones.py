@@ -203,7 +203,9 @@ def load_backbone(name: str, weights: Weights, image_size: int, batch_size: int 
                 pooling="avg" if pooling == "avg" else None,
             )
             if pooling != "avg":
-                model = _grid_pooled(model, int(pooling.removeprefix("grid")))
+                model = _grid_pooled(model, int(pooling.removeprefix("grid")), image_size)
+    except BackboneError:
+        raise
     except Exception as error:
         raise BackboneError(_weights_message(name, weights, image_size, error)) from None
     finally:
@@ -214,7 +216,7 @@ def load_backbone(name: str, weights: Weights, image_size: int, batch_size: int 
     return Backbone(key, weights, image_size, batch_size, model, preprocess, precision, runtime, pooling)
 
 
-def _grid_pooled(model, cells: int):
+def _grid_pooled(model, cells: int, image_size: int):
     """`model`'s last feature map averaged over a `cells` x `cells` grid and flattened (cell by cell, channels inside).
 
     Adaptive pooling (as PyTorch's) averages overlapping near-equal bins of a map that `cells` does not
@@ -223,6 +225,10 @@ def _grid_pooled(model, cells: int):
     """
     import keras
 
+    height, width = model.output.shape[1:3]
+    if min(height, width) < cells:
+        raise BackboneError(f"--pooling grid{cells} needs a last feature map of at least {cells}x{cells}; {model.name} at {image_size} px "
+                            f"gives {height}x{width}: raise --image-size or use a smaller grid (or --pooling avg)")
     pooled = keras.layers.AdaptiveAveragePooling2D((cells, cells))(model.output)
     return keras.Model(model.input, keras.layers.Flatten()(pooled), name=f"{model.name}_grid{cells}")
 

@@ -268,7 +268,9 @@ def _part_naive(manifest: str, weights: str, scratch: str) -> dict:
 
     from .decode import Sampling
 
-    model = keras.applications.MobileNetV2(include_top=False, weights=_weights(weights).path or None, input_shape=(SIZE, SIZE, 3), pooling="avg")
+    chosen = _weights(weights)
+    keras_weights = {"imagenet": "imagenet", "none": None}.get(chosen.kind, chosen.path)  # the same weights as the pipeline rows
+    model = keras.applications.MobileNetV2(include_top=False, weights=keras_weights, input_shape=(SIZE, SIZE, 3), pooling="avg")
     out = Path(tempfile.mkdtemp(dir=scratch))
     started, frames = time.perf_counter(), 0
     for number, path in enumerate(_videos(manifest)):

@@ -255,7 +255,7 @@ def _cmd_bench(args) -> int:
 
     only = tuple(filter(None, args.only.split(",")))
     folder = Path(args.videos or "")
-    videos = sorted(str(p) for p in folder.glob("*/*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.parent.name != "broken") if args.videos else []
+    videos = sorted(str(p.resolve()) for p in folder.glob("*/*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.parent.name != "broken") if args.videos else []
     if not videos and not store_only(only):
         raise FileNotFoundError(f"no videos under {args.videos or '(none given)'}; pass --videos DIR (one level of sub-folders)")
     if not Path(args.demo_manifest).is_file() and not store_only(only):

@@ -25,9 +25,9 @@ def grid2():
 
 def test_grid_cells_are_local_averages_of_the_map_that_avg_pools_globally(frames, grid2):
     """VGG16 at 64 px ends in a 2x2 map: grid2 keeps its four cells, their mean is the global average."""
-    pooled = {pooling: load_backbone("vgg16", Weights("none"), 64, batch_size=4, pooling=pooling).embed(frames)
-              for pooling in ("avg", "grid3")} | {"grid2": grid2.embed(frames)}
-    assert {name: f.shape for name, f in pooled.items()} == {"avg": (4, 512), "grid2": (4, 2048), "grid3": (4, 4608)}
+    pooled = {"avg": load_backbone("vgg16", Weights("none"), 64, batch_size=4).embed(frames), "grid2": grid2.embed(frames),
+              "grid3": load_backbone("vgg16", Weights("none"), 96, batch_size=4, pooling="grid3").embed(gradient_clip(4, 96, 96))}
+    assert {name: f.shape for name, f in pooled.items()} == {"avg": (4, 512), "grid2": (4, 2048), "grid3": (4, 4608)}  # grid3: 96 px, a 3x3 map
     cells = pooled["grid2"].reshape(4, 2, 2, 512)
     np.testing.assert_allclose(cells.mean(axis=(1, 2)), pooled["avg"], rtol=1e-4, atol=1e-6)
     assert np.abs(cells - cells.mean(axis=(1, 2), keepdims=True)).mean() > 1e-3 * np.abs(cells).mean()  # cells differ: where things are
@@ -71,3 +71,12 @@ def test_predict_pools_as_the_run_recorded(tmp_path, make_video, grid2):
     assert run.feature_config["pooling"] == "grid2"
     predictions = predict_videos(run, videos[:2], top_k=1, progress=False).videos
     assert list(predictions["status"]) == ["ok", "ok"]  # avg features (512) would not fit the model's 2048 inputs
+
+
+def test_a_grid_finer_than_the_feature_map_is_refused_in_one_line(tmp_path, make_video, caplog):
+    csv = manifest_csv(tmp_path / "m.csv", [(str(make_video()), "a")])
+    code = main(["features", "--manifest", str(csv), "--backbone", "vgg16", "--weights", "none", "--image-size", "64", "--pooling", "grid3",
+                 "--no-progress", "--out-dir", str(tmp_path / "features")])
+    assert code == 2
+    assert "--pooling grid3 needs a last feature map of at least 3x3; vgg16 at 64 px gives 2x2" in caplog.text
+    assert "Traceback" not in caplog.text and not (tmp_path / "features").exists()
