@@ -297,7 +297,7 @@ def _cmd_predict(args) -> int:
     run = load_run(args.run, args.model, args.weights)
     output = prepare_output(args.output or Path(args.run) / "predictions")
     log.info("run %s: model %s, features %s", args.run, run.model_name,
-             ", ".join(f"{k}={run.feature_config[k]}" for k in ("backbone", "weights", "image_size", "sampling")))
+             ", ".join(f"{k}={run.feature_config[k]}" for k in ("backbone", "weights", "image_size", "sampling", "pooling") if k in run.feature_config))
     predictions = predict_videos(run, args.videos, window=args.window, stride=args.stride, top_k=args.top_k, smooth=args.smooth,
                                  progress=not args.no_progress, workers=args.workers, timeout=args.timeout,
                                  runtime=args.runtime)

@@ -88,7 +88,7 @@ def _index_row(summary: Path) -> dict | None:
         "kind": data.get("kind", ""),
         "dataset": data.get("dataset", ""),
         "model": data.get("model", ""),
-        "features": " ".join(f"{config[k]}" for k in ("backbone", "weights", "image_size", "sampling") if k in config),
+        "features": " ".join(f"{config[k]}" for k in ("backbone", "weights", "image_size", "sampling", "pooling") if k in config),
         "accuracy": _score(metrics.get("accuracy"), "{:.3f}"),
         "macro-F1": _score(metrics.get("macro_f1"), "{:.3f}"),
         "other": ", ".join(f"{k} {_score(v, '{:.4g}')}" for k, v in metrics.items() if k not in ("accuracy", "macro_f1") and is_number(v)),

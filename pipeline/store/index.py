@@ -116,5 +116,13 @@ def check_owner_attrs(store_path: Path, stored: dict, attrs: dict) -> None:
         raise StoreError(f"the feature store {store_path} belongs to the manifest {stored['manifest']}, not to {attrs['manifest']}; "
                          f"two manifests never share a store: leave out --store (each manifest gets its own), or pass another path")
     if stored.get("config_hash") and attrs.get("config_hash") and stored["config_hash"] != attrs["config_hash"]:
-        raise StoreError(f"the feature store {store_path} holds features of another config ({stored['feature_config']}); "
+        raise StoreError(f"the feature store {store_path} holds features of another config ({_differences(stored, attrs)}); "
                          f"leave out --store so that this config gets its own store, or pass another path")
+
+
+def _differences(stored: dict, attrs: dict) -> str:
+    """The feature-config keys that differ, as `key: stored -> asked` (a key left out means its default, e.g. pooling avg)."""
+    old, new = stored.get("feature_config") or {}, attrs.get("feature_config") or {}
+    changed = [f"{key}: {old.get(key, 'default')} in the store, {new.get(key, 'default')} asked" for key in sorted(set(old) | set(new))
+               if old.get(key) != new.get(key)]
+    return "; ".join(changed) or f"config {stored['config_hash']} in the store, {attrs['config_hash']} asked"
