@@ -54,7 +54,7 @@ def test_cli_records_the_pooling_and_refuses_a_store_of_another(tmp_path, make_v
     with h5py.File(tmp_path / "s.h5") as handle:
         assert handle["features"].shape == (8, 2048)
     config = FeatureConfig(backbone="vgg16", weights="none", image_size=64, sampling="uniform:4")  # avg into the grid2 store
-    with pytest.raises(store.StoreError, match=r"holds features of another config \(pooling: grid2 in the store, default asked;"):
+    with pytest.raises(store.StoreError, match=r"holds features of another config \(pooling: grid2 in the store, the default asked;"):
         extract_features(read_manifest(csv), tmp_path / "s.h5", load_backbone("vgg16", Weights("none"), 64), config, progress=False)
 
 

@@ -121,8 +121,11 @@ def check_owner_attrs(store_path: Path, stored: dict, attrs: dict) -> None:
 
 
 def _differences(stored: dict, attrs: dict) -> str:
-    """The feature-config keys that differ, as `key: stored -> asked` (a key left out means its default, e.g. pooling avg)."""
+    """The feature-config keys that differ, or the two config hashes when the store records no config.
+
+    A key left out of a config has its default (pooling avg is left out, so old stores keep their names).
+    """
     old, new = stored.get("feature_config") or {}, attrs.get("feature_config") or {}
-    changed = [f"{key}: {old.get(key, 'default')} in the store, {new.get(key, 'default')} asked" for key in sorted(set(old) | set(new))
-               if old.get(key) != new.get(key)]
+    changed = [f"{key}: {old.get(key, 'the default')} in the store, {new.get(key, 'the default')} asked"
+               for key in sorted(set(old) | set(new)) if old and old.get(key) != new.get(key)]
     return "; ".join(changed) or f"config {stored['config_hash']} in the store, {attrs['config_hash']} asked"
