@@ -36,20 +36,25 @@ import numpy as np
 import pandas as pd
 
 from .atomic import replacing
-from .bench_store import STORE_KEYS, part_store
+from .bench_store import STORE_KEYS, STORE_VIDEOS, part_store
 
 SIZE, SAMPLING, BATCH = 224, "uniform:16", 32
 TARGET_PARTS = ("cnn_tensorflow", "cnn_auto", "decode_auto", "features", "naive")  # the parts of the speed targets: median of REPEATS rounds
 REPEATS = 3
 
 
-def run_all(videos: list[str], demo_manifest: str, weights: str, output: Path, only: tuple[str, ...] = ()) -> dict:
-    """Run every measurement (or those whose names match a pattern of `only`) in a subprocess; write `output` (JSON) and return the results."""
+def run_all(videos: list[str], demo_manifest: str, weights: str, output: Path, only: tuple[str, ...] = (),
+            store_sizes: str = STORE_VIDEOS) -> dict:
+    """Run every measurement (or those whose names match a pattern of `only`) in a subprocess; write `output` (JSON) and return the results.
+
+    `store_sizes`: the two store sizes of the store rows (smaller ones make a quick check of the part).
+    """
     from .runtimes import CPU_PREFERENCE, missing_modules
 
     results = {}
     if not only or _selected(STORE_KEYS, only):
-        results.update(_run_part("store", [os.environ.get("BENCH_SCRATCH", ""), str(REPEATS)]))
+        store_rows = _run_part("store", [os.environ.get("BENCH_SCRATCH", ""), str(REPEATS), store_sizes])
+        results.update({name: row for name, row in store_rows.items() if name.startswith("store_")})  # not its peak_mb
         if store_only(only):
             return _write_results(results, output)
     installed = [name for name in CPU_PREFERENCE if not missing_modules(name)]

@@ -1,7 +1,7 @@
 """The feature store's part of `make bench`: its bookkeeping timed through its own write and merge path.
 
-Run as `python -m pipeline.bench store SCRATCH ROUNDS` (every part runs in its own process); the rows
-are STORE_KEYS of bench.json.
+Run as `python -m pipeline.bench store SCRATCH ROUNDS [SIZES]` (every part runs in its own process);
+the rows are STORE_KEYS of bench.json (named by SIZES, the two store sizes, default STORE_VIDEOS).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from .atomic import replacing
 from .store import VIDEO_COLUMNS
 from .store.tables import append_frames, read_table, write_table
 
-STORE_VIDEOS, STORE_FRAMES, STORE_DIM, STORE_ADDED, BATCH = (1_000, 50_000), 16, 1280, 10, 32
+STORE_VIDEOS, STORE_FRAMES, STORE_DIM, STORE_ADDED, BATCH = "1000,50000", 16, 1280, 10, 32
 STORE_KEYS = ("store_add10_1k_s", "store_add10_50k_s", "store_noop_50k_s", "store_copy_merge_1k_s", "store_copy_merge_50k_s")
 
 
-def part_store(scratch: str, rounds: str) -> dict:
+def part_store(scratch: str, rounds: str, sizes: str = STORE_VIDEOS) -> dict:
     """Store bookkeeping through the store's own write and merge path, in interleaved rounds.
 
     Two stores (1,000 and 50,000 videos of 16 x 1280 float16 synthetic frames, each built by one
@@ -33,10 +33,11 @@ def part_store(scratch: str, rounds: str) -> dict:
     manifest is timed as `features` does it: read and validate the manifest, key every file, read
     the store's keys, sync the metadata.
     """
-    largest = max(STORE_VIDEOS)
-    times = {f"store_{kind}_{size // 1000}k_s": [] for size in STORE_VIDEOS for kind in ("add10", "copy_merge")}
+    sizes = tuple(int(size) for size in sizes.split(","))
+    largest = max(sizes)
+    times = {f"store_{kind}_{size // 1000}k_s": [] for size in sizes for kind in ("add10", "copy_merge")}
     with tempfile.TemporaryDirectory(dir=scratch or None) as folder:
-        built = {size: _bench_store(Path(folder) / f"s{size}", size) for size in STORE_VIDEOS}
+        built = {size: _bench_store(Path(folder) / f"s{size}", size) for size in sizes}
         for round_number in range(int(rounds)):
             for size, (path, manifest, rows) in built.items():
                 new = _bench_rows(Path(folder) / f"s{size}", size + round_number * STORE_ADDED, STORE_ADDED)
