@@ -11,6 +11,8 @@ seeded, for tests: identical in every process), or the path of a weights file (i
 On CPUs with native bfloat16 (AVX512-BF16 or AMX), `precision="auto"` computes VGG16 in bfloat16
 (Keras mixed precision: float32 weights, bfloat16 maths): faster than float32 for a relative
 feature error well under 1%. MobileNetV2 stays float32, where it is faster (README: *Measured design choices*).
+On GPUs with tensor cores (compute capability 7.0 and up) `auto` computes every backbone in mixed
+float16, the case TensorFlow's mixed-precision guide documents as faster.
 
 Frames go through the network in fixed-size batches (the last one padded), so the graph is traced
 and frozen once, and a video's features do not depend on which other videos shared its batch. The
@@ -148,14 +150,17 @@ def _frozen(graph):
     return lambda batch: frozen(tf.convert_to_tensor(batch))[0].numpy()
 
 
-PRECISIONS = ("auto", "float32", "bfloat16")
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}  # Keras dtype policy per precision
+TENSOR_CORES = (7, 0)  # the first compute capability with float16 tensor cores (Volta)
 
 
 BFLOAT16_FASTER = ("vgg16", "vgg19")  # measured faster in bfloat16 (README); MobileNetV2 is slower in it (depthwise convs)
 
 
 def resolve_precision(precision: str, backbone: str) -> str:
-    """`auto`: bfloat16 for backbones measured faster in it, on a CPU-only machine that computes it natively.
+    """`auto`: float16 on GPUs that all have tensor cores; on a CPU-only machine that computes bfloat16 natively,
+    bfloat16 for backbones measured faster in it; else float32.
 
     A fixed rule rather than a timing at start-up, because precision is part of the feature config:
     a rerun must pick the same store.
@@ -164,11 +169,13 @@ def resolve_precision(precision: str, backbone: str) -> str:
         raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
-    if canonical_name(backbone) not in BFLOAT16_FASTER:
-        return "float32"
     import tensorflow as tf
 
-    if tf.config.list_physical_devices("GPU"):
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        capabilities = [tf.config.experimental.get_device_details(gpu).get("compute_capability") or (0, 0) for gpu in gpus]
+        return "float16" if min(capabilities) >= TENSOR_CORES else "float32"
+    if canonical_name(backbone) not in BFLOAT16_FASTER:
         return "float32"
     try:
         flags = Path("/proc/cpuinfo").read_text()
@@ -193,7 +200,7 @@ def load_backbone(name: str, weights: Weights, image_size: int, batch_size: int 
     constructor = getattr(keras.applications, known[key])
     preprocess = importlib.import_module(constructor.__module__).preprocess_input
     precision = resolve_precision(precision, name)
-    keras.config.set_dtype_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
+    keras.config.set_dtype_policy(POLICIES[precision])
     try:
         with contextlib.redirect_stdout(sys.stderr):  # Keras prints download notes; stdout is for results
             model = constructor(

@@ -48,7 +48,7 @@ class FeatureConfig(Config):
     sampling: str = "uniform:16"
     max_frames: int = 512
     dtype: str = "float16"
-    precision: str = "float32"  # CNN arithmetic (float32 or bfloat16): it changes the values, so it is part of the identity
+    precision: str = "float32"  # CNN arithmetic (float32, bfloat16 or float16): it changes the values, so it is part of the identity
     pooling: str = "avg"  # backbones.POOLINGS; left out of the identity when `avg`, so stores made before it keep their names
 
     def __post_init__(self):
