@@ -92,7 +92,8 @@ def dask_client(scheduler: str, n_workers: int | None = None):
 
 
 def _fold(summary: ExtractSummary, part: ExtractSummary, advance) -> None:
-    """Add a dask task's counts and timings to the run's."""
+    """Add a dask task's counts, timings and runtime (workers resolve `auto` each on its own machine) to the run's."""
+    summary.runtime = "+".join(sorted({*summary.runtime.split("+"), part.runtime} - {""}))
     summary.new += part.new
     summary.failed += part.failed
     summary.frames += part.frames
@@ -133,6 +134,7 @@ def _shard_task(rows, run_dir: str, config: FeatureConfig, weights: Weights, bat
     backbone = _worker_backbone(config, weights, batch_size, runtime)
     embed_videos(rows, Path(run_dir), backbone, config, summary, workers=cores, timeout=timeout,
                  shard_size=len(rows), decode_hook=decode_hook)
+    summary.runtime = backbone.runtime
     return summary
 
 

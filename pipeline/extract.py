@@ -88,7 +88,7 @@ class ExtractSummary:
     unaccounted: int = 0  # manifest rows the merge left neither stored nor failed: a bug or a race, never silent
     frames: int = 0
     seconds: float = 0.0
-    runtime: str = ""  # where the CNN ran (extract_manifest)
+    runtime: str = ""  # where the CNN ran (extract_manifest); on dask the workers' runtimes, joined by "+" if they differ
     fallback: str = ""  # the offline fallback's note, "" when none (extract_manifest)
     timings: dict = field(default_factory=lambda: {"decode": 0.0, "wait_decode": 0.0, "cnn": 0.0, "write": 0.0})
 
@@ -158,7 +158,7 @@ def extract_manifest(manifest_path: str | Path, config: FeatureConfig = FeatureC
     attrs = {"weights_path": weights.path, "fallback": note, "runtime": backbone.runtime}
     summary = extract_features(manifest, store_path, backbone, config, weights=Weights("none") if note else weights, attrs=attrs,
                                runtime=runtime, workers=worker_count() if workers is None else workers, **options)
-    summary.runtime, summary.fallback = backbone.runtime, note
+    summary.runtime, summary.fallback = summary.runtime or backbone.runtime, note
     return summary
 
 
@@ -207,6 +207,7 @@ def extract_features(manifest: pd.DataFrame, store_path: str | Path, backbone: B
             if scheduler and todo:
                 embed_on_dask(todo, run_dir, config, weights or backbone.weights, backbone, summary, advance, scheduler=scheduler,
                               dask_workers=dask_workers, runtime=runtime, timeout=timeout, shard_size=shard_size, decode_hook=decode_hook)
+                store_attrs["runtime"] = summary.runtime or store_attrs.get("runtime")  # what the workers ran, not this process
             else:
                 embed_videos(todo, run_dir, backbone, config, summary, workers=workers, timeout=timeout,
                              shard_size=shard_size, on_video=advance, decode_hook=decode_hook)

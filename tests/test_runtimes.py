@@ -147,20 +147,23 @@ def test_explicit_runtime_unavailable_exits_2_with_the_install_command(make_vide
 
 
 @needs_runtime
-def test_stores_of_two_runtimes_agree_within_float16_rounding(make_video, tmp_path):
+def test_stores_of_two_runtimes_and_of_dask_workers_agree_within_float16_rounding(make_video, tmp_path):
     videos = [make_video(f"v{i}.mp4", frames=10, seed=i) for i in range(3)]
     manifest = tmp_path / "m.csv"
     manifest.write_text("path,label\n" + "".join(f"{v},c{i % 2}\n" for i, v in enumerate(videos)))
+    runs = {"tensorflow": ["--runtime", "tensorflow"], INSTALLED[0]: ["--runtime", INSTALLED[0]],
+            "dask": ["--runtime", INSTALLED[0], "--scheduler", "local", "--dask-workers", "1"]}  # the workers convert or load it
     stores = {}
-    for runtime in ("tensorflow", INSTALLED[0]):
-        store = tmp_path / runtime / "store.h5"
+    for name, options in runs.items():
+        store = tmp_path / name / "store.h5"
         code = main(["features", "--manifest", str(manifest), "--backbone", "vgg16", "--weights", "none", "--image-size", "32",
-                     "--precision", "float32", "--sampling", "uniform:4", "--batch-size", "8", "--runtime", runtime,
-                     "--store", str(store), "--workers", "1", "--no-progress"])
+                     "--precision", "float32", "--sampling", "uniform:4", "--batch-size", "8", "--store", str(store),
+                     "--workers", "1", "--no-progress", *options])
         assert code == 0
         with h5py.File(store, "r") as f:
-            stores[runtime] = (f.attrs["runtime"], f.attrs["feature_config"], f["features"][:].astype(np.float32))
-    (tf_runtime, tf_config, tf_features), (other_runtime, other_config, other_features) = stores.values()
-    assert (tf_runtime, other_runtime) == ("tensorflow", INSTALLED[0])
-    assert tf_config == other_config  # the runtime is not part of the feature identity
-    np.testing.assert_allclose(other_features, tf_features, rtol=2 ** -10, atol=1e-3 * np.abs(tf_features).max())
+            stores[name] = (f.attrs["runtime"], f.attrs["feature_config"], f["features"][:].astype(np.float32))
+    assert [runtime for runtime, _, _ in stores.values()] == ["tensorflow", INSTALLED[0], INSTALLED[0]]  # dask: what the workers ran
+    _, tf_config, tf_features = stores.pop("tensorflow")
+    for _, config, features in stores.values():
+        assert config == tf_config  # the runtime is not part of the feature identity
+        np.testing.assert_allclose(features, tf_features, rtol=2 ** -10, atol=1e-3 * np.abs(tf_features).max())

@@ -55,6 +55,7 @@ def test_local_cluster_store_equals_in_process_store(tmp_path, make_video, backb
     cluster = extract_features(manifest, tmp_path / "cluster.h5", backbone, CONFIG, weights=Weights("none"), scheduler="local",
                                dask_workers=2, shard_size=3, progress=False, decode_hook=fault_hooks.inject)
     assert (cluster.new, cluster.failed) == (local.new, local.failed) == (10, 1)
+    assert cluster.runtime == store.read_attrs(tmp_path / "cluster.h5")["runtime"] == "tensorflow"  # what the workers ran
     pd.testing.assert_frame_equal(store.read_videos(tmp_path / "local.h5"), store.read_videos(tmp_path / "cluster.h5"))
     pd.testing.assert_frame_equal(store.read_failures(tmp_path / "local.h5"), store.read_failures(tmp_path / "cluster.h5"))
     with h5py.File(tmp_path / "local.h5", "r") as a, h5py.File(tmp_path / "cluster.h5", "r") as b:
