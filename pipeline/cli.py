@@ -52,10 +52,20 @@ def _where(error: BaseException) -> str:
     return f"{frame.tb_frame.f_code.co_filename}:{frame.tb_lineno}" if frame else "?"
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse without prefix matching: `--run` must not quietly mean `--runtime`, nor a typo another option.
+
+    Subcommand parsers are made of the same class, so the rule holds for every command.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import cli_stage_one  # it imports this module
 
-    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_stage_one.add_commands(commands)  # features, inspect, compact, manifest, demo-data, bench

@@ -84,3 +84,11 @@ def test_a_huge_header_is_refused_fast_and_not_echoed_whole(tmp_path):
     assert time.perf_counter() - start < 10  # was minutes: header.count in a loop
     assert "(100001 columns)" in str(error.value) and len(str(error.value)) < 2000
     assert "column 'c1': appears more than once" in str(error.value)
+
+
+@pytest.mark.parametrize("argv", [["predict", "run", "v.mp4", "--run", "x"], ["manifest", "folders", "root", "-o", "m.csv", "--ro", "x"]])
+def test_an_abbreviated_option_is_refused_not_taken_for_another(argv, capsys):
+    """`--run` is not `--runtime`: a typo or a half-remembered option must not quietly set another one."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == EXIT_BAD_INPUT and f"unrecognized arguments: {argv[-2]}" in capsys.readouterr().err
