@@ -239,7 +239,7 @@ def _add_bench(commands) -> None:
     p = commands.add_parser("bench", help="measure stage one: CNN-only, decode-only, end to end, naive baseline, memory",
                             description="Benchmarks of stage one on real videos and demo clips; writes JSON and prints a Markdown table. "
                                         "`make bench` passes the videos and weights of the shared data.")
-    p.add_argument("--videos", help="folder of real videos, one level of sub-folders (needed unless --only selects the store rows)")
+    p.add_argument("--videos", help="folder of real videos, and those of its sub-folders except broken/ (needed unless --only selects the store rows)")
     p.add_argument("--demo-manifest", default="manifests/demo.csv", help="demo manifest (make demo-data) (default: %(default)s)")
     p.add_argument("--weights", default="imagenet", help="MobileNetV2 weights: a file, or imagenet (default: %(default)s)")
     p.add_argument("--output", default="reports/bench/bench.json", help="JSON results (default: %(default)s)")
@@ -255,9 +255,10 @@ def _cmd_bench(args) -> int:
 
     only = tuple(filter(None, args.only.split(",")))
     folder = Path(args.videos or "")
-    videos = sorted(str(p.resolve()) for p in folder.glob("*/*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.parent.name != "broken") if args.videos else []
+    found = [*folder.glob("*"), *folder.glob("*/*")] if args.videos else []
+    videos = sorted(str(p.resolve()) for p in found if p.suffix.lower() in VIDEO_EXTENSIONS and p.parent.name != "broken")
     if not videos and not store_only(only):
-        raise FileNotFoundError(f"no videos under {args.videos or '(none given)'}; pass --videos DIR (one level of sub-folders)")
+        raise FileNotFoundError(f"no videos in or under {args.videos or '(none given)'}; pass --videos DIR (its videos and its sub-folders')")
     if not Path(args.demo_manifest).is_file() and not store_only(only):
         raise FileNotFoundError(f"{args.demo_manifest} not found; run `make demo-data` first")
     results = run_all(videos, args.demo_manifest, args.weights, Path(args.output), only)
