@@ -11,8 +11,9 @@ seeded, for tests: identical in every process), or the path of a weights file (i
 On CPUs with native bfloat16 (AVX512-BF16 or AMX), `precision="auto"` computes VGG16 in bfloat16
 (Keras mixed precision: float32 weights, bfloat16 maths): faster than float32 for a relative
 feature error well under 1%. MobileNetV2 stays float32, where it is faster (README: *Measured design choices*).
-On GPUs with tensor cores (compute capability 7.0 and up) `auto` computes every backbone in mixed
-float16, the case TensorFlow's mixed-precision guide documents as faster.
+On GPUs with tensor cores (compute capability 7.0 and up) `auto` computes VGG16 in mixed float16,
+the case TensorFlow's mixed-precision guide documents as faster; MobileNetV2 stays float32 there too
+(its features move several times further in float16 than VGG16's: README, *Precision*).
 
 Frames go through the network in fixed-size batches (the last one padded), so the graph is traced
 and frozen once, and a video's features do not depend on which other videos shared its batch. The
@@ -155,12 +156,13 @@ POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixe
 TENSOR_CORES = (7, 0)  # the first compute capability with float16 tensor cores (Volta)
 
 
-BFLOAT16_FASTER = ("vgg16", "vgg19")  # measured faster in bfloat16 (README); MobileNetV2 is slower in it (depthwise convs)
+# measured faster in bfloat16 on the CPU (README); MobileNetV2 is slower in it (depthwise convs), and further off in float16
+REDUCED_PRECISION = ("vgg16", "vgg19")
 
 
 def resolve_precision(precision: str, backbone: str) -> str:
-    """`auto`: float16 on GPUs that all have tensor cores; on a CPU-only machine that computes bfloat16 natively,
-    bfloat16 for backbones measured faster in it; else float32.
+    """`auto`: for the REDUCED_PRECISION backbones, float16 on GPUs that all have tensor cores, bfloat16 on a
+    CPU-only machine that computes it natively; else float32.
 
     A fixed rule rather than a timing at start-up, because precision is part of the feature config:
     a rerun must pick the same store.
@@ -169,14 +171,14 @@ def resolve_precision(precision: str, backbone: str) -> str:
         raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
+    if canonical_name(backbone) not in REDUCED_PRECISION:
+        return "float32"
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         capabilities = [tf.config.experimental.get_device_details(gpu).get("compute_capability") or (0, 0) for gpu in gpus]
         return "float16" if min(capabilities) >= TENSOR_CORES else "float32"
-    if canonical_name(backbone) not in BFLOAT16_FASTER:
-        return "float32"
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:

@@ -48,7 +48,7 @@ def run_all(videos: list[str], demo_manifest: str, weights: str, output: Path, o
             store_sizes: str = STORE_VIDEOS) -> dict:
     """Run every measurement (or those whose names match a pattern of `only`) in a subprocess; write `output` (JSON) and return the results.
 
-    `store_sizes`: the two store sizes of the store rows (smaller ones make a quick check of the part).
+    `store_sizes`: the store sizes of the store rows, distinct multiples of 1,000 (smaller ones make a quick check of the part).
     """
     from .runtimes import CPU_PREFERENCE, missing_modules
 
@@ -89,7 +89,10 @@ def run_all(videos: list[str], demo_manifest: str, weights: str, output: Path, o
             "vgg16_bfloat16": ["cnn_vgg16", str(manifest), "bfloat16", "tensorflow"],
         }
         if only:
-            jobs = {name: job for name, job in jobs.items() if _selected((name,), only)}
+            selected = {name: job for name, job in jobs.items() if _selected((name,), only)}
+            if not selected and not results:
+                raise ValueError(f"--only {','.join(only)} matches no row; the rows: {', '.join([*STORE_KEYS, *jobs])}")
+            jobs = selected
         # the target parts in interleaved rounds, so that a slower spell of a shared machine hits them alike
         order = [name for _ in range(REPEATS) for name in TARGET_PARTS if name in jobs] + [name for name in jobs if name not in TARGET_PARTS]
         runs = {name: [] for name in jobs}
@@ -113,8 +116,8 @@ def _write_results(results: dict, output: Path) -> dict:
 
 
 def store_only(only: tuple[str, ...]) -> bool:
-    """Whether the patterns of `only` select the store part alone (it needs no videos)."""
-    return bool(only) and all(_selected(STORE_KEYS, (pattern,)) for pattern in only)
+    """Whether the patterns of `only` select the store part alone (it needs no videos): all of them name store rows."""
+    return bool(only) and all(pattern.startswith("store_") for pattern in only)
 
 
 def _selected(names, only: tuple[str, ...]) -> bool:
@@ -178,7 +181,7 @@ def store_table(results: dict) -> list[str]:
     for name, part in results.items():
         if name.startswith("store_"):
             rows.append(f"| {name} | {part['seconds']:.3f} | {', '.join(f'{x:.3f}' for x in part['runs'])} | {part['note']} |")
-    if "store_add10_50k_s" in results:
+    if {"store_add10_50k_s", "store_add10_1k_s", "store_noop_50k_s"} <= set(results):
         ratio = results["store_add10_50k_s"]["seconds"] / results["store_add10_1k_s"]["seconds"]
         rows += ["", f"add 10 videos at 50,000 / at 1,000 = {ratio:.2f} (target <= 2); no-op sync of 50,000 rows "
                      f"{results['store_noop_50k_s']['seconds']:.1f}s (target <= 10)"]

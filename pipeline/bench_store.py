@@ -34,6 +34,8 @@ def part_store(scratch: str, rounds: str, sizes: str = STORE_VIDEOS) -> dict:
     the store's keys, sync the metadata.
     """
     sizes = tuple(int(size) for size in sizes.split(","))
+    if len(set(sizes)) != len(sizes) or any(size <= 0 or size % 1000 for size in sizes):
+        raise ValueError(f"store sizes {sizes}: distinct positive multiples of 1,000 (the rows are named by thousands)")
     largest = max(sizes)
     times = {f"store_{kind}_{size // 1000}k_s": [] for size in sizes for kind in ("add10", "copy_merge")}
     with tempfile.TemporaryDirectory(dir=scratch or None) as folder:

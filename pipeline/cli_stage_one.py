@@ -249,14 +249,28 @@ def _add_bench(commands) -> None:
     p.set_defaults(func=_cmd_bench)
 
 
+def _bench_videos(folder: Path) -> list[str]:
+    """The videos in `folder` and in its sub-folders, each file once (links resolved), leaving out hidden files and broken/."""
+    from .manifest import VIDEO_EXTENSIONS
+
+    found = set()
+    for path in [*folder.glob("*"), *folder.glob("*/*")]:
+        target = path.resolve()
+        if path.name.startswith(".") or "broken" in (path.parent.name, target.parent.name):
+            continue
+        if target.is_file() and target.suffix.lower() in VIDEO_EXTENSIONS:
+            found.add(str(target))
+    return sorted(found)
+
+
 def _cmd_bench(args) -> int:
     from .bench import run_all, store_only, table
-    from .manifest import VIDEO_EXTENSIONS
 
     only = tuple(filter(None, args.only.split(",")))
     folder = Path(args.videos or "")
-    found = [*folder.glob("*"), *folder.glob("*/*")] if args.videos else []
-    videos = sorted(str(p.resolve()) for p in found if p.suffix.lower() in VIDEO_EXTENSIONS and p.parent.name != "broken")
+    if args.videos and not folder.is_dir():
+        raise FileNotFoundError(f"--videos {args.videos}: not a folder; pass the folder that holds the videos")
+    videos = _bench_videos(folder) if args.videos else []
     if not videos and not store_only(only):
         raise FileNotFoundError(f"no videos in or under {args.videos or '(none given)'}; pass --videos DIR (its videos and its sub-folders')")
     if not Path(args.demo_manifest).is_file() and not store_only(only):

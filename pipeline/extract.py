@@ -119,9 +119,11 @@ def resolve_backbone(config: FeatureConfig, weights: Weights, batch_size: int, f
                      runtime: str = "tensorflow") -> tuple[Backbone, FeatureConfig, str]:
     """Load the backbone before any decoding; with `fallback`, replace unavailable ImageNet weights.
 
-    Returns the backbone, the config actually used, and the fallback note ("" when none) that is
-    printed and recorded in the store.
+    `config.precision` may be `auto`, resolved for the backbone actually used. Returns the backbone,
+    the config actually used, and the fallback note ("" when none) that is printed and recorded in the store.
     """
+    requested = config.precision
+    config = replace(config, precision=resolve_precision(requested, config.backbone))
     try:
         return load_backbone(config.backbone, weights, config.image_size, batch_size, config.precision, runtime, config.pooling), config, ""
     except BackboneError as error:
@@ -131,7 +133,7 @@ def resolve_backbone(config: FeatureConfig, weights: Weights, batch_size: int, f
                 f"random frozen {FALLBACK['backbone']} at {FALLBACK['image_size']} px (informative for the demo, not for real "
                 f"data). Reason: {error}")
         log.warning(note)
-        used = replace(config, **FALLBACK, precision=resolve_precision("auto", FALLBACK["backbone"]))
+        used = replace(config, **FALLBACK, precision=resolve_precision(requested, FALLBACK["backbone"]))  # float32 asked stays float32
         return load_backbone(used.backbone, Weights("none"), used.image_size, batch_size, used.precision, runtime, used.pooling), used, note
 
 
@@ -150,8 +152,7 @@ def extract_manifest(manifest_path: str | Path, config: FeatureConfig = FeatureC
     """
     manifest = read_manifest(manifest_path, skip_missing=skip_missing)
     weights = Weights.parse(weights or config.weights)
-    config = replace(config, backbone=canonical_name(config.backbone), weights=weights.identity,
-                     precision=resolve_precision(config.precision, config.backbone))
+    config = replace(config, backbone=canonical_name(config.backbone), weights=weights.identity)
     backbone, config, note = resolve_backbone(config, weights, batch_size, fallback, runtime)
     _make_folder(*(("--store", Path(store_path).parent) if store_path else ("--out-dir", Path(out_dir))))
     store_path = Path(store_path) if store_path else store_path_for(manifest_path, config, out_dir)
@@ -207,7 +208,6 @@ def extract_features(manifest: pd.DataFrame, store_path: str | Path, backbone: B
             if scheduler and todo:
                 embed_on_dask(todo, run_dir, config, weights or backbone.weights, backbone, summary, advance, scheduler=scheduler,
                               dask_workers=dask_workers, runtime=runtime, timeout=timeout, shard_size=shard_size, decode_hook=decode_hook)
-                store_attrs["runtime"] = summary.runtime or store_attrs.get("runtime")  # what the workers ran, not this process
             else:
                 embed_videos(todo, run_dir, backbone, config, summary, workers=workers, timeout=timeout,
                              shard_size=shard_size, on_video=advance, decode_hook=decode_hook)
@@ -217,6 +217,8 @@ def extract_features(manifest: pd.DataFrame, store_path: str | Path, backbone: B
         finally:  # also on Ctrl-C or another error: every finished shard is merged
             bar.close()
             if not aborted:
+                # the runtime that embedded this run's videos (on dask: the workers'); a run that embedded none keeps the store's
+                store_attrs["runtime"] = (summary.runtime or store_attrs.get("runtime")) if summary.new else None
                 t = time.perf_counter()
                 report = store.merge_shards(store_path, store_attrs, rows, missing, dim_dtype=(backbone.dim, config.dtype),
                                             lock_timeout=lock_timeout, own_run=run_dir)

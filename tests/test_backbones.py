@@ -92,23 +92,27 @@ def test_bfloat16_stays_close_to_float32(frames):
     assert relative < 0.05
 
 
-def test_float16_stays_close_to_float32(frames):
-    """The GPU's mixed float16, computed here on the CPU: the same features within float16 rounding."""
-    full = load_backbone("vgg16", Weights("none"), 64, batch_size=8, precision="float32").embed(frames)
-    half = load_backbone("vgg16", Weights("none"), 64, batch_size=8, precision="float16")
+@pytest.mark.parametrize("name, weights, tolerance", [("vgg16", "none", 0.01), ("mobilenet_v2", str(WEIGHTS_FILE), 0.06)])
+def test_float16_stays_close_to_float32(frames, name, weights, tolerance):
+    """The GPU's mixed float16, computed here on the CPU: the same features within float16 rounding.
+
+    Trained MobileNetV2 loses more than random VGG16 (its depthwise layers and batch norms): the README gives both.
+    """
+    full = load_backbone(name, Weights.parse(weights), 64, batch_size=8, precision="float32").embed(frames)
+    half = load_backbone(name, Weights.parse(weights), 64, batch_size=8, precision="float16")
     assert half.runtime == "tensorflow"  # the CPU runtimes compute float32 only
     relative = np.linalg.norm(half.embed(frames) - full) / np.linalg.norm(full)
-    assert 0 < relative < 0.01  # not 0: the maths did run in float16
+    assert 0 < relative < tolerance  # not 0: the maths did run in float16
 
 
 @pytest.mark.parametrize("capabilities, expected", [(((8, 6),), "float16"), (((7, 0), (8, 0)), "float16"), (((6, 1),), "float32"),
                                                     (((8, 6), (6, 1)), "float32"), ((None,), "float32")])
-def test_auto_precision_is_float16_only_when_every_gpu_has_tensor_cores(monkeypatch, capabilities, expected):
+def test_auto_precision_is_float16_for_vgg_only_when_every_gpu_has_tensor_cores(monkeypatch, capabilities, expected):
     import tensorflow as tf
 
     gpus = [f"GPU:{index}" for index in range(len(capabilities))]
     details = dict(zip(gpus, ({"compute_capability": capability} if capability else {} for capability in capabilities)))
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: gpus if kind == "GPU" else [])
     monkeypatch.setattr(tf.config.experimental, "get_device_details", details.__getitem__)
-    assert resolve_precision("auto", "mobilenet_v2") == resolve_precision("auto", "vgg16") == expected
-    assert resolve_precision("float32", "vgg16") == "float32"
+    assert resolve_precision("auto", "vgg16") == expected
+    assert resolve_precision("auto", "mobilenet_v2") == resolve_precision("float32", "vgg16") == "float32"

@@ -86,7 +86,7 @@ def test_a_huge_header_is_refused_fast_and_not_echoed_whole(tmp_path):
     assert "column 'c1': appears more than once" in str(error.value)
 
 
-@pytest.mark.parametrize("argv", [["predict", "run", "v.mp4", "--run", "x"], ["manifest", "folders", "root", "-o", "m.csv", "--ro", "x"]])
+@pytest.mark.parametrize("argv", [["predict", "run", "v.mp4", "--run", "x"], ["manifest", "list", "l.txt", "-o", "m.csv", "--ro", "x"]])
 def test_an_abbreviated_option_is_refused_not_taken_for_another(argv, capsys):
     """`--run` is not `--runtime`: a typo or a half-remembered option must not quietly set another one."""
     with pytest.raises(SystemExit) as exit_info:

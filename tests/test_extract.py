@@ -213,13 +213,14 @@ def test_cli_exit_codes_summary_and_inspect(shared, tmp_path, make_video):
 def test_offline_fallback_is_announced_and_recorded(tmp_path, make_video, monkeypatch):
     csv = manifest_csv(tmp_path / "m.csv", [(str(make_video(f"v{i}.mp4", seed=i)), "a") for i in range(2)])
     env = {**os.environ, "KERAS_HOME": str(tmp_path / "keras"), "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
-    result = cli("features", "--manifest", str(csv), "--fallback", "--sampling", "uniform:2", "--no-progress",
+    result = cli("features", "--manifest", str(csv), "--fallback", "--sampling", "uniform:2", "--precision", "float32", "--no-progress",
                  "--out-dir", str(tmp_path / "f"), env=env)
     assert result.returncode == 0, result.stderr
     assert "offline fallback" in result.stderr
     attrs = store.read_attrs(result.stdout.strip())
     assert attrs["feature_config"]["backbone"] == "vgg16" and attrs["feature_config"]["weights"] == "none"
     assert attrs["feature_config"]["image_size"] == 112 and "ImageNet weights" in attrs["fallback"]
+    assert attrs["feature_config"]["precision"] == "float32"  # as asked: the fallback backbone does not re-resolve it as `auto`
 
 
 def test_two_concurrent_runs_on_one_store_both_store_every_video(tmp_path, make_video):

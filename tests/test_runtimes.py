@@ -154,15 +154,21 @@ def test_stores_of_two_runtimes_and_of_dask_workers_agree_within_float16_roundin
     runs = {"tensorflow": ["--runtime", "tensorflow"], INSTALLED[0]: ["--runtime", INSTALLED[0]],
             "dask": ["--runtime", INSTALLED[0], "--scheduler", "local", "--dask-workers", "1"]}  # the workers convert or load it
     stores = {}
-    for name, options in runs.items():
+
+    def features(name, *options):
         store = tmp_path / name / "store.h5"
         code = main(["features", "--manifest", str(manifest), "--backbone", "vgg16", "--weights", "none", "--image-size", "32",
                      "--precision", "float32", "--sampling", "uniform:4", "--batch-size", "8", "--store", str(store),
                      "--workers", "1", "--no-progress", *options])
         assert code == 0
         with h5py.File(store, "r") as f:
-            stores[name] = (f.attrs["runtime"], f.attrs["feature_config"], f["features"][:].astype(np.float32))
+            return f.attrs["runtime"], f.attrs["feature_config"], f["features"][:].astype(np.float32)
+
+    for name, options in runs.items():
+        stores[name] = features(name, *options)
     assert [runtime for runtime, _, _ in stores.values()] == ["tensorflow", INSTALLED[0], INSTALLED[0]]  # dask: what the workers ran
+    manifest.write_text(manifest.read_text().replace(",c0", ",relabelled"))
+    assert features(INSTALLED[0], "--runtime", "tensorflow")[0] == INSTALLED[0]  # a rerun that embeds nothing names no runtime
     _, tf_config, tf_features = stores.pop("tensorflow")
     for _, config, features in stores.values():
         assert config == tf_config  # the runtime is not part of the feature identity
