@@ -101,7 +101,7 @@ def _add_temporal_bench(commands) -> None:
     p.add_argument("--seed", type=int, default=defaults.seed, help="seed of the clips, splits and training (default: %(default)s)")
     p.add_argument("--inputs", help="features, deltas or features,deltas (default: deltas, measured best here)")
     p.add_argument("--units", type=int, help="recurrent units (default: 128, measured best here)")
-    p.add_argument("--cell-units", type=int, help="train override: units of the Dense shared by the grid cells, 0 off (default: measured here)")
+    p.add_argument("--cell-units", type=int, help="units of the Dense shared by the grid cells, 0 off (default: 32, measured best here)")
     p.add_argument("--bidirectional", action="store_true", default=None, help="train override: bidirectional recurrent layers")
     p.add_argument("--lr-patience", type=int, help="train override: epochs before the learning rate drops, 0 constant (default: train's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
