@@ -152,3 +152,11 @@ def test_predict_builds_the_inputs_the_run_was_trained_with(tmp_path):
     for row, (_, expected) in zip(predictions.to_dict("records"), recorded.iterrows()):
         for k in range(1, len(run.labels) + 1):
             assert row[f"probability_{k}"] == pytest.approx(expected[f"p_{row[f'label_{k}']}"], abs=1e-4)
+
+
+def test_train_cli_records_the_cell_units(delta_run, tmp_path):
+    store_path, _ = delta_run
+    args = ["train", "--store", str(store_path), "--model", "gru", "--seq-len", "8", "--epochs", "1", "--no-progress", "--cell-units"]
+    assert main([*args, "2", "--run", str(tmp_path / "run")]) == 0
+    assert json.loads((tmp_path / "run/model/config.json").read_text())["train"]["network"]["cell_units"] == 2
+    assert main([*args, "-1", "--run", str(tmp_path / "bad")]) == EXIT_BAD_INPUT and not (tmp_path / "bad").exists()
