@@ -111,6 +111,7 @@ def _add_temporal_bench(commands) -> None:
     p.add_argument("--seed", type=int, default=defaults.seed, help="seed of the clips, splits and training (default: %(default)s)")
     p.add_argument("--inputs", help="features, deltas or features,deltas (default: deltas, measured best here)")
     p.add_argument("--units", type=int, help="recurrent units (default: 128, measured best here)")
+    p.add_argument("--cell-units", type=int, help="units of the Dense shared by the grid cells, 0 off (default: 32, measured best here)")
     p.add_argument("--bidirectional", action="store_true", default=None, help="train override: bidirectional recurrent layers")
     p.add_argument("--lr-patience", type=int, help="train override: epochs before the learning rate drops, 0 constant (default: train's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -124,7 +125,7 @@ def _cmd_temporal_bench(args) -> int:
     from .temporal_bench import BenchConfig, markdown_table, measured_training, run_benchmark
 
     network = {key: value for key, value in (("inputs", args.inputs and parse_inputs(args.inputs)), ("units", args.units),
-                                             ("bidirectional", args.bidirectional)) if value is not None}
+                                             ("cell_units", args.cell_units), ("bidirectional", args.bidirectional)) if value is not None}
     train = measured_training()
     train["network"] = replace(train["network"], **network)
     if args.lr_patience is not None:
@@ -164,6 +165,9 @@ def _add_train(commands) -> None:
     p.add_argument("--inputs", default=",".join(network.inputs),
                    help="what each step shows the sequence models: features, deltas (difference from the previous frame's "
                         "features) or features,deltas; recorded in the run, baselines always see features (default: %(default)s)")
+    p.add_argument("--cell-units", type=int, default=network.cell_units,
+                   help="units of one Dense shared by every grid cell of the store's pooling (grid2, grid3), applied to each cell's "
+                        "features before the recurrent layer; recorded in the run; 0: off (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=defaults.epochs, help="most epochs; early stopping usually ends sooner (default: %(default)s)")
     p.add_argument("--patience", type=int, default=defaults.patience, help="epochs without a better validation loss before stopping (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="videos per batch (default: %(default)s)")
@@ -186,7 +190,8 @@ def _cmd_train(args) -> int:
     from .train import TrainConfig, default_run_dir, parse_models, train
 
     models = parse_models(args.model)
-    network = SequenceModelConfig(args.units, args.layers, args.bidirectional, args.dropout, not args.no_masking, parse_inputs(args.inputs))
+    network = SequenceModelConfig(args.units, args.layers, args.bidirectional, args.dropout, not args.no_masking, parse_inputs(args.inputs),
+                                  args.cell_units)
     config = TrainConfig(models, args.seq_len, args.policy, network, args.epochs, args.batch_size, args.learning_rate, args.patience,
                          args.class_weights, args.seed, args.test_size, args.val_size, args.data, args.init or "", lr_patience=args.lr_patience)
     result = train(args.store, args.run or default_run_dir(args.store, models), config, overwrite=args.overwrite, progress=not args.no_progress)

@@ -32,24 +32,26 @@ class SequenceModelConfig(Config):
     dropout: float = 0.3
     masking: bool = True  # padded steps are skipped by the recurrent layers
     inputs: tuple[str, ...] = ("features",)  # and/or deltas (frame-to-frame differences); see the temporal benchmark
+    cell_units: int = 0  # > 0: one Dense of this many units shared by every grid cell (and step) before the recurrent layer
 
     def __post_init__(self):
         object.__setattr__(self, "inputs", tuple(self.inputs))  # a list from config.json is the same config
         if not self.inputs or not set(self.inputs) <= set(INPUTS) or len(set(self.inputs)) != len(self.inputs):
             raise ValueError(f"model inputs {','.join(self.inputs) or '(none)'} must be one or both of {', '.join(INPUTS)}")
-        if self.units < 1 or self.layers < 1:
-            raise ValueError(f"units ({self.units}) and layers ({self.layers}) must be at least 1")
+        if self.units < 1 or self.layers < 1 or self.cell_units < 0:
+            raise ValueError(f"units ({self.units}) and layers ({self.layers}) must be at least 1, cell units ({self.cell_units}) at least 0")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout {self.dropout} must be in [0, 1)")
 
 
 def build_sequence_model(kind: str, dim: int, n_classes: int, mean: np.ndarray, std: np.ndarray,
-                         config: SequenceModelConfig = SequenceModelConfig(), delta_std: np.ndarray | None = None):
+                         config: SequenceModelConfig = SequenceModelConfig(), delta_std: np.ndarray | None = None, cells: int = 1):
     """An uncompiled Keras model with inputs {"frames": (None, T, dim), "mask": (None, T)}.
 
     T is left open, so one model reads sequences of any length. `mean` and `std` (per feature,
     from the training split) standardize the features inside the model; `delta_std` (per feature,
     the training split's root-mean-square delta; None: 1) scales the deltas, keeping a zero delta zero.
+    `cells` is the number of grid cells a frame's features hold (`grid_cells`), which `config.cell_units` projects alike.
     """
     import keras
 
@@ -63,8 +65,15 @@ def build_sequence_model(kind: str, dim: int, n_classes: int, mean: np.ndarray, 
     if "deltas" in config.inputs:
         scale = np.ones(dim, np.float32) if delta_std is None else delta_std
         steps.append(keras.layers.Normalization(mean=np.zeros_like(scale), variance=np.square(scale), name="standardize_deltas")(frame_deltas(frames, mask)))
+    if config.cell_units:
+        if dim % cells:
+            raise ValueError(f"{dim} features cannot be split into {cells} grid cells")
+        steps = [keras.layers.Reshape((-1, cells, dim // cells))(step) for step in steps]  # (n, T, cells, channels)
     x = steps[0] if len(steps) == 1 else keras.layers.Concatenate(name="inputs")(steps)
     x = keras.layers.Dropout(config.dropout)(x)
+    if config.cell_units:  # the same weights in every cell: a direction learned in one cell holds in all
+        x = keras.layers.Dense(config.cell_units, activation="relu", name="cells")(x)
+        x = keras.layers.Reshape((-1, cells * config.cell_units))(x)
     cell = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[kind]
     for layer in range(config.layers):
         recurrent = cell(config.units, return_sequences=layer < config.layers - 1, name=f"{kind}_{layer + 1}")
@@ -105,6 +114,11 @@ def n_classes(model) -> int:
     return model.n_classes if hasattr(model, "n_classes") else int(model.output_shape[-1])
 
 
+def grid_cells(pooling: str) -> int:
+    """How many cells a frame's features hold under a feature config's pooling (`backbones.POOLINGS`): 9 for grid3, 1 for avg."""
+    return int(pooling.removeprefix("grid")) ** 2 if pooling.startswith("grid") else 1
+
+
 def parse_inputs(text: str) -> tuple[str, ...]:
     """`features`, `deltas` or `features,deltas`, as `--inputs` takes them."""
     inputs = tuple(name.strip() for name in text.split(",") if name.strip())
@@ -129,8 +143,9 @@ def loaded_architecture(model, config: SequenceModelConfig) -> SequenceModelConf
     recurrent = [layer for layer in model.layers if layer.name.removeprefix("bi").startswith(f"{model.name}_")]
     dropout = [layer.rate for layer in model.layers if layer.__class__.__name__ == "Dropout"]
     cell = getattr(recurrent[0], "forward_layer", recurrent[0])
+    cells = [layer.units for layer in model.layers if layer.name == "cells"]
     return replace(config, units=int(cell.units), layers=len(recurrent), dropout=float(dropout[0]) if dropout else config.dropout,
-                   bidirectional=recurrent[0].name.startswith("bi"))
+                   bidirectional=recurrent[0].name.startswith("bi"), cell_units=int(cells[0]) if cells else 0)
 
 
 class MeanPoolBaseline:

@@ -44,6 +44,7 @@ from .models import (
     SequenceModelConfig,
     build_baseline,
     build_sequence_model,
+    grid_cells,
     n_classes,
     probabilities,
 )
@@ -195,6 +196,7 @@ class _Data:
     labels: list[str]
     y: np.ndarray  # class index per video
     rows: dict  # split name -> positions in `videos`
+    cells: int = 1  # grid cells per frame's features (the store's pooling), for `--cell-units`
 
 
 def _load_data(store_path: Path, config: TrainConfig) -> _Data:
@@ -215,7 +217,8 @@ def _load_data(store_path: Path, config: TrainConfig) -> _Data:
         if missing:
             log.warning("%s split has no videos of %d class(es): %s", split, len(missing), ", ".join(missing[:10]))
     y = videos["label"].map({label: index for index, label in enumerate(labels)}).to_numpy(np.int32)
-    return _Data(SequenceSource(store_path, videos, sequences, in_memory=False), videos, labels, y, rows)
+    pooling = store.read_attrs(store_path).get("feature_config", {}).get("pooling", "avg")
+    return _Data(SequenceSource(store_path, videos, sequences, in_memory=False), videos, labels, y, rows, grid_cells(pooling))
 
 
 def _write_setup(model_dir: Path, store_path: Path, data: _Data, config: TrainConfig) -> None:
@@ -246,7 +249,7 @@ def _fit_sequence_model(name, data: _Data, stats, config: TrainConfig, model_dir
 
     keras.utils.set_random_seed(config.seed)
     mean, std, deltas = stats
-    model = initial or build_sequence_model(name, data.source.dim, len(data.labels), mean, std, config.network, deltas)
+    model = initial or build_sequence_model(name, data.source.dim, len(data.labels), mean, std, config.network, deltas, data.cells)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     train_rows, val_rows = data.rows["train"], data.rows["val"]
     monitor = "val_loss" if len(val_rows) else "loss"

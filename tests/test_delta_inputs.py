@@ -1,4 +1,5 @@
-"""Delta inputs (`--inputs features,deltas`): what the sequence model sees, masking, the run's record and predict."""
+"""Delta inputs (`--inputs features,deltas`) and grid cells projected alike (`--cell-units`): what the sequence model
+sees, masking, the run's record and predict (predict of a cell model: test_pooling)."""
 
 import json
 
@@ -11,7 +12,9 @@ from pipeline.models import (
     SequenceModelConfig,
     build_sequence_model,
     frame_deltas,
+    grid_cells,
     input_dim,
+    loaded_architecture,
     model_inputs,
     parse_inputs,
 )
@@ -47,10 +50,11 @@ def test_delta_scale_reads_only_valid_step_pairs(tmp_path):
 @pytest.mark.parametrize("kind, network", [
     ("gru", SequenceModelConfig(units=4, inputs=("features", "deltas"))),
     ("lstm", SequenceModelConfig(units=4, bidirectional=True, inputs=("deltas",))),
+    ("gru", SequenceModelConfig(units=4, inputs=("features", "deltas"), cell_units=2)),  # 3 cells of one channel each
 ])
 def test_padded_steps_change_no_prediction_of_a_delta_model(kind, network):
     rng = np.random.default_rng(1)
-    model = build_sequence_model(kind, 3, 2, np.zeros(3, np.float32), np.ones(3, np.float32), network, np.full(3, 0.5, np.float32))
+    model = build_sequence_model(kind, 3, 2, np.zeros(3, np.float32), np.ones(3, np.float32), network, np.full(3, 0.5, np.float32), cells=3)
     frames = rng.normal(size=(1, 5, 3)).astype(np.float32)
     garbage = rng.normal(size=(1, 3, 3)).astype(np.float32)  # padded steps with values: the mask must hide them and their deltas
     short = np.asarray(model({"frames": frames, "mask": np.ones((1, 5), bool)}))
@@ -59,6 +63,29 @@ def test_padded_steps_change_no_prediction_of_a_delta_model(kind, network):
     assert input_dim(model) == 3 and model_inputs(model) == network.inputs
     reversed_order = np.asarray(model({"frames": frames[:, ::-1], "mask": np.ones((1, 5), bool)}))
     assert not np.allclose(reversed_order, short)
+
+
+def test_one_projection_serves_every_grid_cell():
+    """4 cells of 3 channels, features and deltas: one Dense (6 -> 5) for all cells, so equal cells project equally."""
+    import keras
+
+    network = SequenceModelConfig(units=4, inputs=("features", "deltas"), cell_units=5)
+    model = build_sequence_model("gru", 12, 2, np.zeros(12, np.float32), np.ones(12, np.float32), network, np.ones(12, np.float32), cells=4)
+    projection = model.get_layer("cells")
+    assert tuple(projection.kernel.shape) == (6, 5)  # parameters independent of the number of cells
+    cell = np.random.default_rng(2).normal(size=(1, 3, 1, 3)).astype(np.float32)
+    frames = np.concatenate([cell, cell, -cell, cell], axis=2).reshape(1, 3, 12)
+    projected = np.asarray(keras.Model(model.inputs, projection.output)({"frames": frames, "mask": np.ones((1, 3), bool)}))
+    assert projected.shape == (1, 3, 4, 5)
+    np.testing.assert_allclose(projected[:, :, 0], projected[:, :, 1], rtol=1e-6)
+    np.testing.assert_allclose(projected[:, :, 0], projected[:, :, 3], rtol=1e-6)
+    assert not np.allclose(projected[:, :, 0], projected[:, :, 2])
+    assert loaded_architecture(model, SequenceModelConfig()).cell_units == 5  # what fine-tuning keeps
+    assert [grid_cells(pooling) for pooling in ("avg", "grid2", "grid3")] == [1, 4, 9]
+    with pytest.raises(ValueError, match="12 features cannot be split into 5 grid cells"):
+        build_sequence_model("gru", 12, 2, np.zeros(12, np.float32), np.ones(12, np.float32), network, cells=5)
+    with pytest.raises(ValueError, match="cell units"):
+        SequenceModelConfig(cell_units=-1)
 
 
 def test_inputs_are_validated():
@@ -125,3 +152,11 @@ def test_predict_builds_the_inputs_the_run_was_trained_with(tmp_path):
     for row, (_, expected) in zip(predictions.to_dict("records"), recorded.iterrows()):
         for k in range(1, len(run.labels) + 1):
             assert row[f"probability_{k}"] == pytest.approx(expected[f"p_{row[f'label_{k}']}"], abs=1e-4)
+
+
+def test_train_cli_records_the_cell_units(delta_run, tmp_path):
+    store_path, _ = delta_run
+    args = ["train", "--store", str(store_path), "--model", "gru", "--seq-len", "8", "--epochs", "1", "--no-progress", "--cell-units"]
+    assert main([*args, "2", "--run", str(tmp_path / "run")]) == 0
+    assert json.loads((tmp_path / "run/model/config.json").read_text())["train"]["network"]["cell_units"] == 2
+    assert main([*args, "-1", "--run", str(tmp_path / "bad")]) == EXIT_BAD_INPUT and not (tmp_path / "bad").exists()

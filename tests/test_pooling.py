@@ -59,18 +59,30 @@ def test_cli_records_the_pooling_and_refuses_a_store_of_another(tmp_path, make_v
 
 
 def test_predict_pools_as_the_run_recorded(tmp_path, make_video, grid2):
+    """... and a model that projects each grid cell alike (`--cell-units`) is recorded and predicts as it was evaluated."""
+    import json
+
+    import pandas as pd
+
+    from pipeline.models import SequenceModelConfig
     from pipeline.predict import load_run, predict_videos
     from pipeline.train import TrainConfig, train
 
     videos = [str(make_video(f"v{i}.mp4", frames=6, seed=i)) for i in range(6)]
     manifest = read_manifest(manifest_csv(tmp_path / "m.csv", [(video, "ab"[i % 2]) for i, video in enumerate(videos)]))
-    config = FeatureConfig(backbone="vgg16", weights="none", image_size=64, sampling="uniform:4", pooling="grid2")
-    extract_features(manifest, tmp_path / "store.h5", grid2, config, progress=False)
-    train(tmp_path / "store.h5", tmp_path / "run", TrainConfig(models=("gru",), epochs=1, seq_len=4, test_size=0.34), progress=False)
+    config = FeatureConfig(backbone="vgg16", weights="none", image_size=64, sampling="uniform:4", pooling="grid2", dtype="float32")
+    extract_features(manifest, tmp_path / "store.h5", grid2, config, progress=False)  # float32: predict's features are the stored ones
+    network = SequenceModelConfig(units=8, inputs=("features", "deltas"), cell_units=3)
+    train(tmp_path / "store.h5", tmp_path / "run", TrainConfig(models=("gru",), epochs=1, seq_len=4, test_size=0.34, network=network), progress=False)
     run = load_run(tmp_path / "run")
     assert run.feature_config["pooling"] == "grid2"
-    predictions = predict_videos(run, videos[:2], top_k=1, progress=False).videos
-    assert list(predictions["status"]) == ["ok", "ok"]  # avg features (512) would not fit the model's 2048 inputs
+    assert json.loads((tmp_path / "run/model/config.json").read_text())["train"]["network"]["cell_units"] == 3
+    assert run.model.get_layer("cells").output.shape[2:] == (4, 3)  # grid2: 4 cells of 512 channels (and 512 deltas) -> 3 each
+    recorded = pd.read_csv(tmp_path / "run/model/predictions.csv")
+    predictions = predict_videos(run, list(recorded["path"]), top_k=2, progress=False).videos
+    assert list(predictions["status"]) == ["ok"] * len(recorded)  # avg features (512) would not fit the model's 2048 inputs
+    for row, (_, expected) in zip(predictions.to_dict("records"), recorded.iterrows()):
+        assert row["probability_1"] == pytest.approx(expected[f"p_{row['label_1']}"], abs=1e-4)
 
 
 def test_a_grid_finer_than_the_feature_map_is_refused_in_one_line(tmp_path, make_video, caplog):
