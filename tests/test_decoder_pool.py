@@ -75,7 +75,15 @@ def features_process(tmp_path, csv, *options):
                "--image-size", "32", "--sampling", "uniform:4", "--precision", "float32", "--batch-size", "4", "--shard-size", "1",
                "--no-progress", "--out-dir", str(tmp_path / "features"), *options]
     with open(tmp_path / "stdout", "w") as out, open(tmp_path / "stderr", "w") as err:  # files: a leftover decoder holds no pipe open
-        return subprocess.Popen(command, stdout=out, stderr=err, env=env)
+        return subprocess.Popen(command, stdout=out, stderr=err, env=env, preexec_fn=default_ctrl_c)
+
+
+def default_ctrl_c() -> None:
+    """In the child: Ctrl-C as in a terminal, even when pytest itself was started with it ignored (`pytest &` in a script).
+
+    A command that inherits an ignored Ctrl-C keeps ignoring it, on purpose (`pipeline.__main__`).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(path: Path, process, seconds=120):
@@ -141,7 +149,7 @@ def test_a_second_ctrl_c_ends_the_command_at_once(tmp_path):
               "    os.kill(os.getpid(), signal.SIGINT)\n"
               "    time.sleep(60)  # a cleanup that hangs\n")
     env = {**os.environ, "PYTHONPATH": str(TESTS.parent)}
-    done = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True, timeout=50, env=env)
+    done = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True, timeout=50, env=env, preexec_fn=default_ctrl_c)
     assert done.returncode == 130, done.stderr
     assert done.stdout == "cleaning up\n" and "second Ctrl-C: stopping now" in done.stderr
 
