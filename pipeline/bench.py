@@ -40,7 +40,7 @@ from .atomic import replacing
 from .bench_store import STORE_KEYS, STORE_VIDEOS, part_store
 
 SIZE, SAMPLING, BATCH = 224, "uniform:16", 32
-TARGET_PARTS = ("cnn_tensorflow", "cnn_auto", "decode_auto", "features", "naive")  # the parts of the speed targets: median of REPEATS rounds
+TARGET_PARTS = ("cnn_tensorflow", "cnn_auto", "cnn_tensorflow_avx2", "cnn_auto_avx2", "decode_auto", "features", "naive")  # the parts of the speed targets: median of REPEATS rounds
 REPEATS = 3
 
 
