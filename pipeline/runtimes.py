@@ -1,8 +1,8 @@
 """Where the frozen backbone runs: TensorFlow, or a CPU inference runtime (OpenVINO, ONNX Runtime).
 
-On a nearly idle CPU, OpenVINO and ONNX Runtime ran MobileNetV2 1.7-2.2x faster than TensorFlow's
-frozen graph (see the README's benchmark), with embeddings equal to TensorFlow's within 1e-5
-relative. The runtime is therefore not part of a store's feature identity; the store records which
+On a nearly idle CPU, OpenVINO and ONNX Runtime run MobileNetV2 faster than TensorFlow's frozen
+graph (the README's benchmark has the measured ratios), with embeddings equal to TensorFlow's within
+a tolerance the tests check. The runtime is therefore not part of a store's feature identity; the store records which
 runtime made it.
 
   auto         TensorFlow when it sees a GPU; on a CPU the fastest installed runtime
@@ -209,8 +209,8 @@ def _convert_openvino(backbone, folder: Path) -> None:
 def _run_openvino(folder: Path, backbone):
     """A compiled OpenVINO model at the backbone's fixed batch size, float32 maths (not bf16, its default on AMX CPUs).
 
-    The LATENCY hint (one stream using every thread) with a static batch measured fastest here:
-    296-321 frames/s, against 281 with a dynamic batch and 294-309 for 2 streams of 16 frames.
+    The LATENCY hint (one stream using every thread) with a static batch measured fastest here, ahead
+    of a dynamic batch and of two streams of half batches (README, *Measured design choices*).
     """
     import openvino as ov
 
