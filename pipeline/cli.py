@@ -166,8 +166,9 @@ def _add_train(commands) -> None:
                    help="what each step shows the sequence models: features, deltas (difference from the previous frame's "
                         "features) or features,deltas; recorded in the run, baselines always see features (default: %(default)s)")
     p.add_argument("--cell-units", type=int, default=network.cell_units,
-                   help="units of one Dense shared by every grid cell of the store's pooling (grid2, grid3), applied to each cell's "
-                        "features before the recurrent layer; recorded in the run; 0: off (default: %(default)s)")
+                   help="units of one Dense (ReLU) shared by every grid cell of the store's pooling (grid2: 4 cells, grid3: 9; "
+                        "avg: one cell, a bottleneck), applied to each cell's inputs before the recurrent layer; at most a cell's "
+                        "input width; recorded in the run; 0: off (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=defaults.epochs, help="most epochs; early stopping usually ends sooner (default: %(default)s)")
     p.add_argument("--patience", type=int, default=defaults.patience, help="epochs without a better validation loss before stopping (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="videos per batch (default: %(default)s)")

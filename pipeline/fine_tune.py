@@ -51,8 +51,9 @@ def with_loaded_network(config: TrainConfig, model) -> TrainConfig:
         raise ValueError(f"--init {config.init} is a {model.name} model but this run asks for --model {config.models[0]}; "
                          f"give --model {model.name} to fine-tune it")
     loaded = loaded_architecture(model, config.network)
-    ignored = [f"{name}={value}" for name, value in asdict(config.network).items() if getattr(loaded, name) != value]
-    if ignored:
-        log.warning("--init %s: the loaded model's architecture is used, not the network options %s (recorded: %s)",
-                    config.init, ", ".join(ignored), ", ".join(f"{name}={getattr(loaded, name)}" for name in ("units", "layers", "bidirectional", "dropout")))
+    differing = [name for name, value in asdict(config.network).items() if getattr(loaded, name) != value]
+    if differing:
+        log.warning("--init %s: the loaded model's architecture is used, not the network options %s (the model's, recorded: %s)",
+                    config.init, ", ".join(f"{name}={getattr(config.network, name)}" for name in differing),
+                    ", ".join(f"{name}={getattr(loaded, name)}" for name in differing))
     return replace(config, network=loaded)

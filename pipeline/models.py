@@ -68,6 +68,10 @@ def build_sequence_model(kind: str, dim: int, n_classes: int, mean: np.ndarray, 
     if config.cell_units:
         if dim % cells:
             raise ValueError(f"{dim} features cannot be split into {cells} grid cells")
+        width = len(steps) * dim // cells  # a cell's channels, of its features and/or deltas
+        if config.cell_units > width:
+            raise ValueError(f"--cell-units {config.cell_units} is more than a grid cell's {width} inputs: the shared layer "
+                             f"would widen the inputs, not shrink them; give at most {width}")
         steps = [keras.layers.Reshape((-1, cells, dim // cells))(step) for step in steps]  # (n, T, cells, channels)
     x = steps[0] if len(steps) == 1 else keras.layers.Concatenate(name="inputs")(steps)
     x = keras.layers.Dropout(config.dropout)(x)

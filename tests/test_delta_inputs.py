@@ -86,6 +86,9 @@ def test_one_projection_serves_every_grid_cell():
         build_sequence_model("gru", 12, 2, np.zeros(12, np.float32), np.ones(12, np.float32), network, cells=5)
     with pytest.raises(ValueError, match="cell units"):
         SequenceModelConfig(cell_units=-1)
+    wide = SequenceModelConfig(units=4, inputs=("features", "deltas"), cell_units=7)  # a cell has 3 channels, twice
+    with pytest.raises(ValueError, match="--cell-units 7 is more than a grid cell's 6 inputs"):
+        build_sequence_model("gru", 12, 2, np.zeros(12, np.float32), np.ones(12, np.float32), wide, cells=4)
 
 
 def test_inputs_are_validated():
