@@ -40,6 +40,11 @@ KERAS_WEIGHTS_URL = re.compile(r"https?://\S+?/([^/\s:]+\.h5)")
 POOLINGS = ("avg", "grid2", "grid3")  # global average, or averages over a 2x2 / 3x3 grid of the last feature map
 
 
+def grid_side(pooling: str) -> int:
+    """The side of a pooling's grid of cells (see POOLINGS): 3 for grid3, 1 for avg (one cell, the whole map)."""
+    return int(pooling.removeprefix("grid")) if pooling.startswith("grid") else 1
+
+
 class BackboneError(ValueError):
     """The backbone cannot be built or produces unusable features; the message says what to do."""
 
@@ -212,7 +217,7 @@ def load_backbone(name: str, weights: Weights, image_size: int, batch_size: int 
                 pooling="avg" if pooling == "avg" else None,
             )
             if pooling != "avg":
-                model = _grid_pooled(model, int(pooling.removeprefix("grid")), image_size)
+                model = _grid_pooled(model, grid_side(pooling), image_size)
     except BackboneError:
         raise
     except Exception as error:

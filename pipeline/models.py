@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .backbones import grid_side
 from .configs import Config
 
 SEQUENCE_MODELS = ("lstm", "gru")
@@ -120,7 +121,7 @@ def n_classes(model) -> int:
 
 def grid_cells(pooling: str) -> int:
     """How many cells a frame's features hold under a feature config's pooling (`backbones.POOLINGS`): 9 for grid3, 1 for avg."""
-    return int(pooling.removeprefix("grid")) ** 2 if pooling.startswith("grid") else 1
+    return grid_side(pooling) ** 2
 
 
 def parse_inputs(text: str) -> tuple[str, ...]:

@@ -196,7 +196,12 @@ class _Data:
     labels: list[str]
     y: np.ndarray  # class index per video
     rows: dict  # split name -> positions in `videos`
-    cells: int = 1  # grid cells per frame's features (the store's pooling), for `--cell-units`
+    attrs: dict  # the store's attributes (feature config, fallback note...), read once
+
+    @property
+    def cells(self) -> int:
+        """Grid cells per frame's features (the store's pooling), for `--cell-units`."""
+        return grid_cells(self.attrs.get("feature_config", {}).get("pooling", "avg"))
 
 
 def _load_data(store_path: Path, config: TrainConfig) -> _Data:
@@ -217,13 +222,12 @@ def _load_data(store_path: Path, config: TrainConfig) -> _Data:
         if missing:
             log.warning("%s split has no videos of %d class(es): %s", split, len(missing), ", ".join(missing[:10]))
     y = videos["label"].map({label: index for index, label in enumerate(labels)}).to_numpy(np.int32)
-    pooling = store.read_attrs(store_path).get("feature_config", {}).get("pooling", "avg")
-    return _Data(SequenceSource(store_path, videos, sequences, in_memory=False), videos, labels, y, rows, grid_cells(pooling))
+    return _Data(SequenceSource(store_path, videos, sequences, in_memory=False), videos, labels, y, rows, store.read_attrs(store_path))
 
 
 def _write_setup(model_dir: Path, store_path: Path, data: _Data, config: TrainConfig) -> None:
     """labels.json, splits.csv and config.json: written before training, so even a crashed run says what it was."""
-    attrs = store.read_attrs(store_path)
+    attrs = data.attrs
     (model_dir / "labels.json").write_text(json.dumps(data.labels, indent=1))
     data.videos[["video_id", "label", "group", "split"]].to_csv(model_dir / "splits.csv", index=False)
     (model_dir / "config.json").write_text(json.dumps({
