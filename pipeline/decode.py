@@ -219,7 +219,8 @@ def _read_frames(decord, path: Path, out_w: int, out_h: int, unique: np.ndarray,
         except Exception as error:
             if "from_size == to_size" in str(error):
                 raise _OutputSizeBug() from None
-            raise DecodeError("decode", _decode_reason(reader, chunk, total), error_line(error, limit=500)) from None
+            reason = _decode_reason(decord.VideoReader(str(path), width=out_w, height=out_h, num_threads=1), chunk, total)
+            raise DecodeError("decode", reason, error_line(error, limit=500)) from None
         if batch.shape[1:] != (out_h, out_w, 3):  # the same decord bug, seen through next()
             raise _OutputSizeBug()
         frames[start:start + len(chunk)] = _center_crop(batch, size)
@@ -264,7 +265,11 @@ def _open_reason(path: Path, error: Exception) -> str:
 
 
 def _decode_reason(reader, chunk: np.ndarray, total: int) -> str:
-    """Find the first sampled frame that fails, for a message a person can act on."""
+    """Find the first sampled frame that fails, for a message a person can act on.
+
+    `reader` is a fresh single-threaded one: the reader that failed, frame-threaded and left
+    mid-error, named an earlier frame on some runs than on others.
+    """
     for index in chunk.tolist():
         try:
             reader[index]
