@@ -10,7 +10,8 @@ import os
 import signal
 import sys
 
-from .cli import EXIT_INTERRUPTED, main
+from pipeline.cli import main
+from pipeline.cli.common import EXIT_INTERRUPTED
 
 
 def run() -> None:

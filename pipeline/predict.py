@@ -23,17 +23,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import rundir, store
-from .backbones import Backbone, Weights, load_backbone
-from .decode import Sampling, decode_job, decode_video, probe_video
-from .decoder_pool import DecodeFailure, decode_all, with_hook, worker_count
-from .figures import plot_window_track, save_figure
-from .manifest import VIDEO_EXTENSIONS
-from .metrics import best_model
-from .model_files import ModelFileError, find_model, load_model
-from .models import probabilities
-from .report import read_json, read_metrics
-from .sequences import SequenceConfig, fixed_length
+from pipeline import store
+from pipeline.classify.model_files import ModelFileError, find_model, load_model
+from pipeline.classify.models import probabilities
+from pipeline.classify.sequences import SequenceConfig, fixed_length
+from pipeline.core.errors import PipelineError
+from pipeline.dataset.importers import VIDEO_EXTENSIONS
+from pipeline.extract.backbones import Backbone, Weights, load_backbone
+from pipeline.extract.decode import Sampling, decode_job, decode_video, probe_video
+from pipeline.extract.decoder_pool import DecodeFailure, decode_all, with_hook, worker_count
+from pipeline.report.figures import plot_window_track, save_figure
+from pipeline.runs import folders
+from pipeline.runs.files import best_model, read_json, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ FEATURE_KEYS = ("backbone", "weights", "image_size", "sampling", "max_frames", "
 PREDICTIONS_HEADER = re.compile(r"video,status(,label_\d+,probability_\d+)*,error")  # write_outputs' predictions.csv
 
 
-class RunError(ValueError):
+class RunError(PipelineError, ValueError):
     """The run cannot be used for prediction; the message says why and what to do."""
 
 
@@ -170,10 +171,10 @@ def prepare_output(out_dir: str | Path) -> Path:
     """Claim `out_dir` for predict's outputs and clear a previous prediction's from it.
 
     It must be a predictions folder of the tool's, or new or empty: a folder of someone else's is
-    refused (rundir.FolderError) before anything is decoded or written.
+    refused (folders.FolderError) before anything is decoded or written.
     """
     out_dir = Path(out_dir)
-    rundir.claim_folder(out_dir, "predictions", recognised=_holds_only_outputs(out_dir))
+    folders.claim_folder(out_dir, "predictions", recognised=_holds_only_outputs(out_dir))
     for old in [*out_dir.glob("predictions.*"), *out_dir.glob("windows.csv"), *out_dir.glob("timeline-*.png")]:
         old.unlink()  # a previous prediction's timelines would otherwise sit beside this one's
     return out_dir

@@ -19,7 +19,7 @@ def shared():
 @pytest.fixture
 def make_video(tmp_path):
     """Write a tiny real video with PyAV: make_video(name, frames=12, width=64, height=48, seed=0)."""
-    from pipeline.demo_data import write_clip
+    from pipeline.dataset.demo import write_clip
 
     def make(name="clip.mp4", frames=12, width=64, height=48, seed=0, codec="libx264", options=None):
         path = tmp_path / name

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline import store
-from pipeline.backbones import Weights, load_backbone
-from pipeline.extract import FeatureConfig
-from pipeline.manifest import read_manifest
+from pipeline.dataset.manifest import read_manifest
+from pipeline.extract.backbones import Weights, load_backbone
+from pipeline.extract.config import FeatureConfig
 
 SHARED = Path(os.environ.get("SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")).resolve()  # tests chdir
 VIDEOS = SHARED / "videos"

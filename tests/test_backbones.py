@@ -3,15 +3,9 @@
 import numpy as np
 import pytest
 
-from pipeline.backbones import (
-    BackboneError,
-    Weights,
-    canonical_name,
-    check_informative,
-    load_backbone,
-    resolve_precision,
-)
-from pipeline.decode import Sampling, decode_video
+from pipeline.core.errors import BackboneError
+from pipeline.extract.backbones import Weights, canonical_name, check_informative, load_backbone, resolve_precision
+from pipeline.extract.decode import Sampling, decode_video
 
 from helpers import VIDEOS, WEIGHTS_FILE
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pipeline import bench
+from pipeline.bench import stage_one as bench
 
 
 def test_store_rows_of_a_store_only_bench_are_written_and_tabled(tmp_path):
@@ -21,7 +21,7 @@ def test_store_rows_of_a_store_only_bench_are_written_and_tabled(tmp_path):
 
 
 def test_bench_videos_are_each_file_once_without_broken_or_hidden_ones(tmp_path):
-    from pipeline.cli_stage_one import _bench_videos
+    from pipeline.cli.stage_one import _bench_videos
 
     (tmp_path / "a" / "deeper").mkdir(parents=True)
     (tmp_path / "broken").mkdir()

@@ -2,10 +2,10 @@
 
 from dataclasses import replace
 
-from pipeline.configs import Config
-from pipeline.convlstm import ConvLSTMConfig
-from pipeline.extract import FeatureConfig
-from pipeline.train import TrainConfig
+from pipeline.classify.config import TrainConfig
+from pipeline.core.config import Config
+from pipeline.extract.config import FeatureConfig
+from pipeline.nextframe.config import ConvLSTMConfig
 
 
 def test_digests_are_pinned():

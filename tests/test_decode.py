@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline.decode import DecodeError, Sampling, decode_video
+from pipeline.extract.decode import DecodeError, Sampling, decode_video
 
 from helpers import BROKEN, VIDEOS
 

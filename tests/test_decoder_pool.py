@@ -14,9 +14,9 @@ import psutil
 import pytest
 
 from pipeline import store
-from pipeline.decode import Sampling, decode_job
-from pipeline.decoder_pool import DecodeFailure, decode_all
-from pipeline.extract import extract_features
+from pipeline.extract.decode import Sampling, decode_job
+from pipeline.extract.decoder_pool import DecodeFailure, decode_all
+from pipeline.extract.run import extract_features
 
 import fault_hooks
 from helpers import TINY_CONFIG as CONFIG

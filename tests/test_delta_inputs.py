@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.cli import EXIT_BAD_INPUT, main
-from pipeline.models import (
+from pipeline.classify.config import TrainConfig
+from pipeline.classify.models import (
     SequenceModelConfig,
     build_sequence_model,
     frame_deltas,
@@ -18,8 +18,10 @@ from pipeline.models import (
     model_inputs,
     parse_inputs,
 )
-from pipeline.sequences import SequenceConfig, SequenceSource, delta_scale, load_videos
-from pipeline.train import TrainConfig, train
+from pipeline.classify.sequences import SequenceConfig, SequenceSource, delta_scale, load_videos
+from pipeline.classify.train import train
+from pipeline.cli import main
+from pipeline.cli.common import EXIT_BAD_INPUT
 
 from helpers import write_store
 
@@ -110,7 +112,7 @@ def delta_run(tmp_path_factory):
 def test_a_delta_run_records_its_inputs_and_its_saved_model_reads_them(delta_run):
     import keras
 
-    from pipeline.train import batched_probabilities
+    from pipeline.classify.train import batched_probabilities
 
     store_path, run = delta_run
     folder = run.run_dir / "model"
@@ -137,10 +139,11 @@ def test_fine_tuning_with_other_inputs_is_refused(delta_run, tmp_path):
 
 def test_predict_builds_the_inputs_the_run_was_trained_with(tmp_path):
     """predict on the test clips of a delta run gives the probabilities training recorded for them."""
-    from pipeline.backbones import Weights, load_backbone
-    from pipeline.demo_data import write_demo_dataset
-    from pipeline.extract import FeatureConfig, extract_features
-    from pipeline.manifest import read_manifest
+    from pipeline.dataset.demo import write_demo_dataset
+    from pipeline.dataset.manifest import read_manifest
+    from pipeline.extract.backbones import Weights, load_backbone
+    from pipeline.extract.config import FeatureConfig
+    from pipeline.extract.run import extract_features
     from pipeline.predict import load_run, predict_videos
 
     manifest = write_demo_dataset(tmp_path / "clips", tmp_path / "demo.csv", per_class=7)

@@ -6,8 +6,9 @@ import time
 import pandas as pd
 import pytest
 
-from pipeline import manifest
-from pipeline.cli import EXIT_BAD_INPUT, EXIT_OK, main
+from pipeline.cli import main
+from pipeline.cli.common import EXIT_BAD_INPUT, EXIT_OK
+from pipeline.dataset import manifest
 
 
 def demo_argv(folder, manifest_path, *extra):

@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 
 from pipeline import store
-from pipeline.backbones import Weights, load_backbone
-from pipeline.extract import FeatureConfig, extract_features, store_path_for
-from pipeline.manifest import read_manifest
+from pipeline.dataset.manifest import read_manifest
+from pipeline.extract.backbones import Weights, load_backbone
+from pipeline.extract.config import FeatureConfig
+from pipeline.extract.run import extract_features, store_path_for
 
 from helpers import BROKEN, VIDEOS, manifest_csv
 
@@ -96,7 +97,8 @@ def test_changed_config_writes_a_different_store(tmp_path):
 
 
 def test_relabel_move_retire_sync_without_extracting_then_train(tmp_path, make_video, backbone):
-    from pipeline.train import TrainConfig, train
+    from pipeline.classify.config import TrainConfig
+    from pipeline.classify.train import train
 
     clips = [make_video(f"v{i}.mp4", seed=i) for i in range(12)]
     rows = [(str(c), f"c{i % 2}", "test" if i >= 9 else "train") for i, c in enumerate(clips)]
@@ -262,7 +264,7 @@ def test_truncated_store_is_named_and_recovered(tmp_path, make_video):
 
 def test_an_unexpected_error_exits_3_with_one_line(tmp_path, make_video, monkeypatch, caplog):
     from pipeline import cli as command_line
-    from pipeline import extract
+    from pipeline.extract import run as extract
 
     def broken(*args, **kwargs):
         raise RuntimeError("something nobody expected")

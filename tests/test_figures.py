@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pipeline.figures import plot_confusion, plot_curves, plot_window_track, save_figure
+from pipeline.report.figures import plot_confusion, plot_curves, plot_window_track, save_figure
 
 LABELS = ["up", "a $5 tip"]
 
@@ -46,7 +46,10 @@ def test_drawing_and_saving_keep_the_users_backend_and_never_load_pyplot(tmp_pat
 import sys, matplotlib
 matplotlib.use("svg")
 import pandas as pd
-from pipeline import figures, predict, report, train
+from pipeline import predict
+from pipeline.report import figures
+from pipeline.report import classification as report
+from pipeline.classify import train
 matrix = pd.DataFrame([[1, 0], [2, 3]], index=["x", "y"], columns=["x", "y"])
 figures.save_figure(figures.plot_confusion(matrix, "t", normalized=True), {str(tmp_path / "cm.png")!r})
 report.plot_curves(pd.DataFrame({{"loss": [1.0, 0.5]}}), {str(tmp_path / "curves.png")!r})

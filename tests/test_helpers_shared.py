@@ -2,8 +2,8 @@
 
 import pytest
 
-from pipeline.atomic import replacing, write_text
-from pipeline.errors import error_line
+from pipeline.core.atomic import replacing, write_text
+from pipeline.core.errors import error_line
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):

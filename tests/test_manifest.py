@@ -3,7 +3,8 @@
 import pandas as pd
 import pytest
 
-from pipeline import manifest as m
+from pipeline.dataset import importers
+from pipeline.dataset import manifest as m
 
 
 def write(path, text):
@@ -73,7 +74,7 @@ def test_class_folders_importer_round_trip(tmp_path, make_video):
     make_video("data/run/sub/b.avi", codec="mpeg4")
     make_video("data/jump/c.mkv")
     (tmp_path / "data/jump/notes.txt").write_text("not a video")
-    frame = m.from_class_folders(tmp_path / "data")
+    frame = importers.from_class_folders(tmp_path / "data")
     assert sorted(frame["label"]) == ["jump", "run", "run"]
     out = m.write_manifest(frame, tmp_path / "data/manifest.csv")
     assert "jump/c.mkv" in out.read_text()  # relative to the manifest
@@ -86,7 +87,7 @@ def test_ucf101_importer_takes_group_from_name(tmp_path):
     write(splits / "classInd.txt", "1 ApplyEyeMakeup\n2 Archery\n")
     write(splits / "trainlist01.txt", "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\nArchery/v_Archery_g09_c02.avi 2\n")
     write(splits / "testlist01.txt", "Archery/v_Archery_g01_c01.avi\n")
-    frame = m.from_ucf101(splits, tmp_path / "UCF-101", split=1)
+    frame = importers.from_ucf101(splits, tmp_path / "UCF-101", split=1)
     assert list(frame["split"]) == ["train", "train", "test"]
     assert list(frame["group"]) == ["g08", "g09", "g01"]
     assert list(frame["label"]) == ["ApplyEyeMakeup", "Archery", "Archery"]
@@ -96,12 +97,12 @@ def test_ucf101_importer_takes_group_from_name(tmp_path):
 def test_path_label_list_with_class_names(tmp_path):
     write(tmp_path / "classes.txt", "run\njump\n")
     write(tmp_path / "train.txt", "clips/a.mp4 1\nclips/with space.mp4 0\n")
-    frame = m.from_path_label_list(tmp_path / "train.txt", classes=tmp_path / "classes.txt", split="train")
+    frame = importers.from_path_label_list(tmp_path / "train.txt", classes=tmp_path / "classes.txt", split="train")
     assert list(frame["label"]) == ["jump", "run"]
     assert frame["path"][1].endswith("clips/with space.mp4")
     write(tmp_path / "bad.txt", "clips/a.mp4 7\n")
     with pytest.raises(m.ManifestError, match="line 1, column 'label': label '7' is not an index"):
-        m.from_path_label_list(tmp_path / "bad.txt", classes=tmp_path / "classes.txt")
+        importers.from_path_label_list(tmp_path / "bad.txt", classes=tmp_path / "classes.txt")
 
 
 def test_kinetics_importer_finds_files_and_counts_missing(tmp_path, make_video, caplog):
@@ -109,7 +110,7 @@ def test_kinetics_importer_finds_files_and_counts_missing(tmp_path, make_video, 
     make_video("k400/val/xyz789.mp4")
     write(tmp_path / "k.csv", "label,youtube_id,time_start,time_end,split\n"
           "abseiling,abc123,10,20,train\nair drumming,xyz789,0,10,validate\nabseiling,gone00,5,15,train\n")
-    frame = m.from_kinetics_csv(tmp_path / "k.csv", tmp_path / "k400")
+    frame = importers.from_kinetics_csv(tmp_path / "k.csv", tmp_path / "k400")
     assert list(frame["split"]) == ["train", "val"]
     assert list(frame["label"]) == ["abseiling", "air drumming"]
     assert "1 of 3 annotated videos have no file" in caplog.text

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import manifest as m
+from pipeline.dataset import importers
+from pipeline.dataset import manifest as m
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 PROBLEM = re.compile(r"line [1-9]\d*, column '[^']*': |header, column '[^']*': (required column is missing|appears more than once|"
@@ -88,7 +89,7 @@ def test_kinetics_importer(folder, data):
     (folder / "k400").mkdir(exist_ok=True)
     (folder / "k400/abc_000001_000002.mp4").write_bytes(b"")
     try:
-        frame = parsed_or_refused(lambda: m.from_kinetics_csv(path, folder / "k400"), path)
+        frame = parsed_or_refused(lambda: importers.from_kinetics_csv(path, folder / "k400"), path)
     except ValueError as error:  # not a problem of one line: no annotated video has a file
         assert not isinstance(error, m.ManifestError) and str(error).startswith("none of the") and str(path) in str(error)
         return
@@ -104,7 +105,7 @@ def test_path_label_list_importer(folder, lines, classes):
     if classes is not None:
         class_file.write_bytes(classes)
     try:
-        frame = m.from_path_label_list(list_file, classes=class_file if classes is not None else None)
+        frame = importers.from_path_label_list(list_file, classes=class_file if classes is not None else None)
     except m.ManifestError as error:
         assert all(PROBLEM.match(str(problem)) for problem in error.problems) and error.path in (str(list_file), str(class_file))
         return
@@ -119,7 +120,7 @@ def test_ucf101_importer(folder, class_ind, train, test):
     for name, data in (("classInd.txt", class_ind), ("trainlist01.txt", train), ("testlist01.txt", test)):
         (splits / name).write_bytes(data)
     try:
-        frame = m.from_ucf101(splits, folder / "UCF-101", split=1)
+        frame = importers.from_ucf101(splits, folder / "UCF-101", split=1)
     except m.ManifestError as error:
         assert all(PROBLEM.match(str(problem)) for problem in error.problems) and Path(error.path).parent == splits
         return
@@ -139,7 +140,7 @@ def test_class_folders_importer_round_trip(names):
         for number, name in enumerate(names):
             (root / name).mkdir(parents=True)
             (root / name / f"v{number}.mp4").write_bytes(b"")
-        path = m.write_manifest(m.from_class_folders(root), root / "manifest.csv")
+        path = m.write_manifest(importers.from_class_folders(root), root / "manifest.csv")
         frame = parsed_or_refused(lambda: m.read_manifest(path), path)
         if frame is not None:
             assert sorted(frame["label"]) == sorted(name.strip() for name in names)

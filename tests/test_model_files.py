@@ -7,11 +7,13 @@ import shutil
 import numpy as np
 import pytest
 
-from pipeline.cli import EXIT_BAD_INPUT, main
-from pipeline.model_files import ModelFileError, load_model
-from pipeline.models import SequenceModelConfig
+from pipeline.classify.config import TrainConfig
+from pipeline.classify.model_files import ModelFileError, load_model
+from pipeline.classify.models import SequenceModelConfig
+from pipeline.classify.train import train
+from pipeline.cli import main
+from pipeline.cli.common import EXIT_BAD_INPUT
 from pipeline.predict import RunError, load_run
-from pipeline.train import TrainConfig, train
 
 from helpers import write_store
 
@@ -43,8 +45,8 @@ def run(tmp_path_factory):
 def test_baselines_are_plain_arrays_and_reload_to_the_recorded_probabilities(run):
     import pandas as pd
 
-    from pipeline.sequences import SequenceConfig, SequenceSource, load_videos
-    from pipeline.train import batched_probabilities
+    from pipeline.classify.sequences import SequenceConfig, SequenceSource, load_videos
+    from pipeline.classify.train import batched_probabilities
 
     folder = run.run_dir / "model"
     with np.load(folder / "mean.npz", allow_pickle=False) as arrays:

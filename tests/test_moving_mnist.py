@@ -11,12 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import convlstm as cl
-from pipeline import convlstm_scores as cs
-from pipeline import moving_mnist as mm
-from pipeline import report, rundir
 from pipeline.cli import main
-from pipeline.convlstm_report import plot_per_frame
+from pipeline.nextframe import config as nf_config
+from pipeline.nextframe import model as nf_model
+from pipeline.nextframe import moving_mnist as mm
+from pipeline.nextframe import run as cl
+from pipeline.nextframe import scores as cs
+from pipeline.nextframe.report import plot_per_frame
+from pipeline.report import pages
+from pipeline.runs import folders
 
 from helpers import DIGITS
 
@@ -112,19 +115,19 @@ def test_splits_config_validation_and_presets():
     assert mm.split_sizes(100) == (80, 10, 10)
     assert mm.split_sizes(3) == (1, 1, 1)
     with pytest.raises(ValueError, match="too few"):
-        cl.ConvLSTMConfig(sequences=2)
+        nf_config.ConvLSTMConfig(sequences=2)
     with pytest.raises(ValueError, match="frame size"):
-        cl.ConvLSTMConfig(frame_size=24)
-    paper = cl.preset("paper")
+        nf_config.ConvLSTMConfig(frame_size=24)
+    paper = nf_config.preset("paper")
     assert (paper.frame_size, paper.filters, mm.split_sizes(paper.sequences)[0]) == (64, 64, 10000)
-    assert cl.preset("paper", filters=8, epochs=None).filters == 8 and cl.preset("paper", epochs=None).epochs == paper.epochs
+    assert nf_config.preset("paper", filters=8, epochs=None).filters == 8 and nf_config.preset("paper", epochs=None).epochs == paper.epochs
     with pytest.raises(ValueError, match="unknown preset"):
-        cl.preset("gpu")
-    ramp = [cl.teacher_probability(epoch, cl.ConvLSTMConfig(epochs=6)) for epoch in range(6)]
+        nf_config.preset("gpu")
+    ramp = [nf_model.teacher_probability(epoch, nf_config.ConvLSTMConfig(epochs=6)) for epoch in range(6)]
     assert ramp == pytest.approx([1, 2 / 3, 1 / 3, 0, 0, 0])  # true frames for the first half of the epochs, fewer and fewer
-    assert cl.teacher_probability(0, cl.ConvLSTMConfig(teacher_share=0)) == 0  # no scheduled sampling: own predictions from the start
+    assert nf_model.teacher_probability(0, nf_config.ConvLSTMConfig(teacher_share=0)) == 0  # no scheduled sampling: own predictions from the start
     with pytest.raises(ValueError, match="teacher share"):
-        cl.ConvLSTMConfig(teacher_share=1.5)
+        nf_config.ConvLSTMConfig(teacher_share=1.5)
 
 
 def test_per_frame_scores_put_three_baselines_beside_the_model():
@@ -179,7 +182,7 @@ def test_the_model_is_causal_and_the_forecaster_feeds_its_predictions_back():
     import keras
 
     keras.utils.set_random_seed(0)
-    model = cl.build_model(frame_size=8, filters=4)
+    model = nf_model.build_model(frame_size=8, filters=4)
     frames = np.random.default_rng(0).random((2, 5, 8, 8, 1)).astype(np.float32)
     model.compile(optimizer="adam", loss="binary_crossentropy")
     model.fit(frames, frames, epochs=1, verbose=0)  # TensorFlow rewrites the graph once trained: test that graph
@@ -192,7 +195,7 @@ def test_the_model_is_causal_and_the_forecaster_feeds_its_predictions_back():
         np.testing.assert_allclose(before[:, :t], after[:, :t], atol=1e-6)  # output t-1 (frame t) never sees frame t
         assert not np.allclose(before[:, t], after[:, t])  # ... and output t does, the last one included
 
-    forecast = cl.forecaster(model, context=3, steps=3).predict(frames[:, :3], verbose=0)
+    forecast = nf_model.forecaster(model, context=3, steps=3).predict(frames[:, :3], verbose=0)
     assert forecast.shape == (2, 5, 8, 8, 1)
     np.testing.assert_allclose(forecast[:, :3], before[:, :3], atol=1e-5)  # one-step over the context
     fed_back = frames[:, :3]
@@ -200,7 +203,7 @@ def test_the_model_is_causal_and_the_forecaster_feeds_its_predictions_back():
         fed_back = np.concatenate([fed_back, model.predict(fed_back, verbose=0)[:, -1:]], axis=1)
     np.testing.assert_allclose(forecast[:, 2:], fed_back[:, 3:], atol=1e-5)
 
-    rollout = cl.forecaster(model, context=3, steps=3)
+    rollout = nf_model.forecaster(model, context=3, steps=3)
     rollout(frames, training=True)  # builds it
     rollout.teacher.assign(1.0)  # scheduled sampling's start: every forecast step is given the true frame ...
     np.testing.assert_allclose(rollout(frames, training=True), before, atol=1e-5)
@@ -212,8 +215,8 @@ def test_the_head_builds_the_next_frame_from_the_current_frames_pixels():
     import keras
 
     keras.utils.set_random_seed(0)
-    assert cl.filter_size(32) == 5 and cl.filter_size(64) == 9  # as far as a digit moves in a frame: 1.8 and 3.6 px
-    model = cl.build_model(frame_size=16, filters=4)
+    assert nf_model.filter_size(32) == 5 and nf_model.filter_size(64) == 9  # as far as a digit moves in a frame: 1.8 and 3.6 px
+    model = nf_model.build_model(frame_size=16, filters=4)
     flat = np.full((1, 3, 16, 16, 1), 0.7, np.float32)
     inner = model.predict(flat, verbose=0)[:, :, 2:-2, 2:-2]  # a mix of the pixels around each: a flat frame stays flat
     np.testing.assert_allclose(inner, 0.7, rtol=1e-5)
@@ -221,7 +224,7 @@ def test_the_head_builds_the_next_frame_from_the_current_frames_pixels():
     dot[0, 0, 8, 8] = 1
     predicted = model.predict(dot, verbose=0)[0, 0, ..., 0]
     assert predicted.max() > 0.5 and predicted[8, 8] == predicted.max()  # untrained, it mostly copies the frame
-    reach = cl.filter_size(16) // 2
+    reach = nf_model.filter_size(16) // 2
     predicted[8 - reach:9 + reach, 8 - reach:9 + reach] = 0
     assert not predicted.any()  # ink only moves to the pixels within reach, never appears from nowhere
 
@@ -253,7 +256,7 @@ def test_a_tiny_run_writes_the_model_the_report_and_honest_baselines(tiny_run):
                  "model/model.keras", "model/config.json", "model/history.csv", "model/per_frame.csv", "model/papers.csv", "model/metrics.json"):
         assert (run_dir / name).is_file(), name
     assert not list((run_dir / "model").glob("*.h5"))  # the best epoch's weights went into model.keras
-    assert rundir.made_by_tool(run_dir, "run") and not list(run_dir.parent.glob(".*partial*"))
+    assert folders.made_by_tool(run_dir, "run") and not list(run_dir.parent.glob(".*partial*"))
     metrics = json.loads((run_dir / "model" / "metrics.json").read_text())
     assert metrics["epochs_run"] == 2 and metrics["seconds_per_epoch"] > 0 and metrics["targets"] == 5
     assert metrics["rollout_mse_per_frame_64"] > 0 and 0 <= metrics["intensity_ratio_last_frame"]
@@ -293,7 +296,7 @@ def test_hostile_run_and_data_names_produce_no_raw_markup(tiny_run):
         text = page.read_text()
         assert "<img src=x" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text, page
     markdown = (run_dir / "report.md").read_text()
-    assert markdown.startswith(f"# ConvLSTM forecast: {report.markdown_text(HOSTILE)}\n")
+    assert markdown.startswith(f"# ConvLSTM forecast: {pages.markdown_text(HOSTILE)}\n")
     assert str(data.parent) in markdown.replace("\\", "")  # the data source is shown, escaped
     assert "<" not in markdown and not re.search(r"(?<!\\)[$|]a", markdown)  # no tag, no math, no cell break
     for table in re.findall(r"(?:^\|.*\n)+", markdown, flags=re.MULTILINE):  # no cell split by a `|` in a name or path
@@ -323,12 +326,12 @@ def test_an_existing_run_is_replaced_only_whole_and_only_with_overwrite(tiny_run
     assert not list(run_dir.parent.glob(".*partial*"))
     monkeypatch.undo()
 
-    marker = run_dir / rundir.MARKER
+    marker = run_dir / folders.MARKER
     marker.unlink()  # a run of the previous version (no marker) is recognised by its exact files ...
-    rundir.check_replaceable(run_dir, overwrite=True)
+    folders.check_replaceable(run_dir, overwrite=True)
     (run_dir / "notes.txt").write_text("mine")  # ... and one holding anything else is not
-    with pytest.raises(rundir.FolderError, match="does not look like a run directory"):
-        rundir.check_replaceable(run_dir, overwrite=True)
+    with pytest.raises(folders.FolderError, match="does not look like a run directory"):
+        folders.check_replaceable(run_dir, overwrite=True)
     (run_dir / "notes.txt").unlink()
 
     assert main(argv + ["--epochs", "1", "--overwrite"]) == 0  # the last of a repeated option counts
@@ -345,6 +348,6 @@ def test_bad_data_presets_and_foreign_folders_are_refused_before_any_work(tmp_pa
     for name in ("run.json", "notes.txt", "model/config.json"):  # looks like a run at a glance; is not one
         (folder / name).write_text("{}")
     assert main(["convlstm", "--sequences", "10", "--run", str(folder), "--overwrite"]) == 2
-    with pytest.raises(rundir.FolderError, match="does not look like a run directory"):
-        cl.run_convlstm(cl.ConvLSTMConfig(), folder, overwrite=True)
+    with pytest.raises(folders.FolderError, match="does not look like a run directory"):
+        cl.run_convlstm(nf_config.ConvLSTMConfig(), folder, overwrite=True)
     assert sorted(path.name for path in folder.rglob("*")) == ["config.json", "model", "notes.txt", "run.json"]

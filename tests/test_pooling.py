@@ -5,10 +5,13 @@ import numpy as np
 import pytest
 
 from pipeline import store
-from pipeline.backbones import BackboneError, Weights, load_backbone
-from pipeline.cli import EXIT_OK, main
-from pipeline.extract import FeatureConfig, extract_features
-from pipeline.manifest import read_manifest
+from pipeline.cli import main
+from pipeline.cli.common import EXIT_OK
+from pipeline.core.errors import BackboneError
+from pipeline.dataset.manifest import read_manifest
+from pipeline.extract.backbones import Weights, load_backbone
+from pipeline.extract.config import FeatureConfig
+from pipeline.extract.run import extract_features
 
 from helpers import gradient_clip, manifest_csv
 
@@ -64,9 +67,10 @@ def test_predict_pools_as_the_run_recorded(tmp_path, make_video, grid2):
 
     import pandas as pd
 
-    from pipeline.models import SequenceModelConfig
+    from pipeline.classify.config import TrainConfig
+    from pipeline.classify.models import SequenceModelConfig
+    from pipeline.classify.train import train
     from pipeline.predict import load_run, predict_videos
-    from pipeline.train import TrainConfig, train
 
     videos = [str(make_video(f"v{i}.mp4", frames=6, seed=i)) for i in range(6)]
     manifest = read_manifest(manifest_csv(tmp_path / "m.csv", [(video, "ab"[i % 2]) for i, video in enumerate(videos)]))

@@ -9,12 +9,14 @@ import sys
 import pandas as pd
 import pytest
 
-from pipeline.backbones import Weights, load_backbone
-from pipeline.demo_data import write_demo_dataset
-from pipeline.extract import FeatureConfig, extract_features
-from pipeline.manifest import read_manifest
+from pipeline.classify.config import TrainConfig
+from pipeline.classify.train import train
+from pipeline.dataset.demo import write_demo_dataset
+from pipeline.dataset.manifest import read_manifest
+from pipeline.extract.backbones import Weights, load_backbone
+from pipeline.extract.config import FeatureConfig
+from pipeline.extract.run import extract_features
 from pipeline.predict import RunError, load_run, predict_videos, write_outputs
-from pipeline.train import TrainConfig, train
 
 import fault_hooks
 from helpers import BROKEN, VIDEOS, WEIGHTS_FILE
@@ -108,7 +110,7 @@ def test_cli_prints_top_k_and_exits_1_on_a_failed_video(shared, run_dir, tmp_pat
 
 def test_timeline_takes_labels_and_names_literally(tmp_path):
     """A `$` in a label or file name is a dollar sign in the timeline figure, not math that crashes it."""
-    from pipeline.figures import plot_window_track, save_figure
+    from pipeline.report.figures import plot_window_track, save_figure
 
     labels = [r"$\bogus$", "a $5 tip"]
     track = pd.DataFrame({"video": [r"/videos/$\x$.mp4"] * 2, "start_s": [0.0, 1.0], "end_s": [1.0, 2.0],
@@ -144,7 +146,7 @@ def received_run(run_dir, tmp_path):
 
 def test_output_folders_predict_did_not_write_are_refused(tmp_path):
     from pipeline.predict import prepare_output
-    from pipeline.rundir import FolderError
+    from pipeline.runs.folders import FolderError
 
     spreadsheet = tmp_path / "mine"
     spreadsheet.mkdir()

@@ -7,11 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import figures, pages, report, rundir
-from pipeline.cli import EXIT_OK, main
-from pipeline.metrics import classification_metrics, confusion_tables, top_confusions
-from pipeline.models import SequenceModelConfig
-from pipeline.train import TrainConfig, train
+from pipeline.classify.config import TrainConfig
+from pipeline.classify.metrics import classification_metrics
+from pipeline.classify.models import SequenceModelConfig
+from pipeline.classify.train import train
+from pipeline.cli import main
+from pipeline.cli.common import EXIT_OK
+from pipeline.report import figures, index, pages
+from pipeline.report.confusion import confusion_tables, top_confusions
+from pipeline.runs import folders
 
 from helpers import write_store
 
@@ -199,8 +203,8 @@ def test_runs_index_escapes_every_value_of_run_json(tmp_path, caplog):
     (root / "broken" / "run.json").write_text("{not json")
     (root / ".run.partial-x").mkdir()  # a run still being written
     (root / ".run.partial-x" / "run.json").write_text(json.dumps({"dataset": "unfinished"}))
-    rundir.mark(root, "reports")  # these folders are no runs, so the root must say it is one
-    page = report.write_index(root).read_text()
+    folders.mark(root, "reports")  # these folders are no runs, so the root must say it is one
+    page = index.write_index(root).read_text()
     assert_no_markup_injected(page)
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;u&gt;other&lt;/u&gt; 2" in page and "&lt;i&gt;1&lt;/i&gt;" in page
     assert "broken" not in page and "unfinished" not in page and "broken/run.json is not listed in the runs index" in caplog.text
@@ -257,7 +261,7 @@ def test_report_of_all_runs_skips_convlstm_and_broken_runs(run, tmp_path, caplog
     convlstm = tmp_path / "reports" / "convlstm-mnist" / "model"
     convlstm.mkdir(parents=True)
     (convlstm / "metrics.json").write_text(json.dumps({"mse": 0.1}))
-    assert report.training_runs(tmp_path / "reports") == [broken, good]
+    assert index.training_runs(tmp_path / "reports") == [broken, good]
     assert main(["report", "--reports", str(tmp_path / "reports")]) == 2
     assert capsys.readouterr().out.split() == [str(good / "index.html")]
     assert f"not reporting {broken}" in caplog.text and "1 of 2 runs could not be reported" in caplog.text
@@ -265,7 +269,7 @@ def test_report_of_all_runs_skips_convlstm_and_broken_runs(run, tmp_path, caplog
 
 def test_one_best_model_rule_prefers_sequence_models_by_validation_accuracy():
     """The run's headline in the index and predict's default model come from this one rule."""
-    from pipeline.metrics import best_model
+    from pipeline.runs.files import best_model
 
     metrics = {"mean": {"kind": "order-blind", "val_accuracy": 0.9}, "lstm": {"kind": "sequence", "val_accuracy": None},
                "gru": {"kind": "sequence", "val_accuracy": 0.6}, "gru2": {"kind": "sequence", "val_accuracy": 0.6}}

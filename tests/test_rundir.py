@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import rundir
-from pipeline.cli import EXIT_BAD_INPUT, EXIT_OK, main
-from pipeline.models import SequenceModelConfig
-from pipeline.train import TrainConfig, train
+from pipeline.classify.config import TrainConfig
+from pipeline.classify.models import SequenceModelConfig
+from pipeline.classify.train import train
+from pipeline.cli import main
+from pipeline.cli.common import EXIT_BAD_INPUT, EXIT_OK
+from pipeline.runs import folders
 
 from helpers import write_store
 
@@ -48,16 +50,16 @@ def test_a_foreign_folder_with_model_inside_survives_overwrite(store_path, tmp_p
 
 def test_runs_of_an_earlier_version_are_recognised_by_their_exact_files(store_path, tmp_path):
     run = train(store_path, tmp_path / "reports" / "old", TrainConfig(models=("mean",), **FAST), progress=False).run_dir
-    (run / rundir.MARKER).unlink()  # what the previous version wrote: no marker
+    (run / folders.MARKER).unlink()  # what the previous version wrote: no marker
     (run / "predictions").mkdir()
     (run / "predictions" / "predictions.csv").write_text("video,status\n")
-    assert rundir.is_run_dir(run)
+    assert folders.is_run_dir(run)
     train(store_path, run, TrainConfig(models=("mean",), **FAST), overwrite=True, progress=False)
-    assert rundir.made_by_tool(run, "run") and not (run / "predictions").exists()
-    (run / rundir.MARKER).unlink()
+    assert folders.made_by_tool(run, "run") and not (run / "predictions").exists()
+    (run / folders.MARKER).unlink()
     (run / "notes.txt").write_text("mine")
-    assert not rundir.is_run_dir(run)
-    with pytest.raises(rundir.FolderError, match="it holds notes.txt, which a run never has"):
+    assert not folders.is_run_dir(run)
+    with pytest.raises(folders.FolderError, match="it holds notes.txt, which a run never has"):
         train(store_path, run, TrainConfig(models=("mean",), **FAST), overwrite=True, progress=False)
     assert (run / "notes.txt").read_text() == "mine"
 
@@ -69,15 +71,15 @@ def test_a_refused_or_crashed_run_keeps_the_old_run(store_path, tmp_path, monkey
     assert main(train_args(store_path, run, "--overwrite", "--seq-len", "99")) == EXIT_BAD_INPUT  # refused input
     assert snapshot(run) == before
 
-    import pipeline.train
+    import pipeline.classify.train
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt  # Ctrl-C halfway through the new run
 
-    monkeypatch.setattr(pipeline.train, "_fit_baseline", crash)
+    monkeypatch.setattr(pipeline.classify.train, "_fit_baseline", crash)
     assert main(train_args(store_path, run, "--overwrite")) == 130
     assert snapshot(run) == before
-    assert sorted(path.name for path in run.parent.iterdir()) == [rundir.MARKER, "index.html", "run"]
+    assert sorted(path.name for path in run.parent.iterdir()) == [folders.MARKER, "index.html", "run"]
 
 
 def test_a_killed_run_keeps_the_old_run_and_the_next_run_clears_its_leftovers(store_path, tmp_path):
@@ -99,11 +101,11 @@ def test_a_killed_run_keeps_the_old_run_and_the_next_run_clears_its_leftovers(st
     partial, = run.parent.glob(".run.partial-*")
     assert snapshot(run) == before
     holding = tmp_path / "reports" / ".run.partial-live"  # a partial whose writer is alive is left alone
-    with rundir.staged_run(tmp_path / "elsewhere" / "run", overwrite=False) as live:
+    with folders.staged_run(tmp_path / "elsewhere" / "run", overwrite=False) as live:
         live.rename(holding)
         train(store_path, run, TrainConfig(models=("mean",), **FAST), overwrite=True, progress=False)
         holding.rename(live)
-    assert not partial.exists() and rundir.made_by_tool(run, "run")
+    assert not partial.exists() and folders.made_by_tool(run, "run")
 
 
 def test_a_users_index_html_beside_a_run_survives(store_path, tmp_path, caplog):
@@ -115,7 +117,7 @@ def test_a_users_index_html_beside_a_run_survives(store_path, tmp_path, caplog):
     assert (site / "index.html").read_text() == "<h1>my page</h1>"
     assert f"not writing the runs index {site / 'index.html'}" in caplog.text
     assert main(["report", str(run)]) == EXIT_OK
-    assert (site / "index.html").read_text() == "<h1>my page</h1>" and not (site / rundir.MARKER).exists()
+    assert (site / "index.html").read_text() == "<h1>my page</h1>" and not (site / folders.MARKER).exists()
     notes = tmp_path / "notes"  # a folder of other things gets no index.html at all
     notes.mkdir()
     (notes / "todo.txt").write_text("x")
@@ -132,7 +134,7 @@ def test_a_users_index_html_beside_a_run_survives(store_path, tmp_path, caplog):
     (old_root / "index.html").write_text("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Runs</title>...")
     (old_root / "bench").mkdir()
     train(store_path, old_root / "run", TrainConfig(models=("mean",), **FAST), progress=False)
-    assert "run/index.html" in (old_root / "index.html").read_text() and rundir.made_by_tool(old_root, "reports")
+    assert "run/index.html" in (old_root / "index.html").read_text() and folders.made_by_tool(old_root, "reports")
 
 
 def test_demo_data_writes_only_into_its_own_folders(tmp_path, caplog):
@@ -147,24 +149,24 @@ def test_demo_data_writes_only_into_its_own_folders(tmp_path, caplog):
     demo = tmp_path / "demo"
     assert main([*argv[:2], str(demo), *argv[3:]]) == EXIT_OK
     clips = snapshot(demo)
-    assert len([name for name in clips if name.endswith(".mp4")]) == 6 and rundir.made_by_tool(demo, "demo")
+    assert len([name for name in clips if name.endswith(".mp4")]) == 6 and folders.made_by_tool(demo, "demo")
     assert main([*argv[:2], str(demo), *argv[3:]]) == EXIT_OK and snapshot(demo).keys() == clips.keys()
-    (demo / rundir.MARKER).unlink()  # a demo folder of an earlier version: its render stamp, no marker
+    (demo / folders.MARKER).unlink()  # a demo folder of an earlier version: its render stamp, no marker
     assert main([*argv[:2], str(demo), *argv[3:], "--seed", "1"]) == EXIT_OK
-    assert rundir.made_by_tool(demo, "demo") and snapshot(demo)["grow_000.mp4"] != clips["grow_000.mp4"]
+    assert folders.made_by_tool(demo, "demo") and snapshot(demo)["grow_000.mp4"] != clips["grow_000.mp4"]
 
 
 def test_a_folder_that_appears_during_training_is_not_replaced(tmp_path):
     run = tmp_path / "run"
-    with pytest.raises(rundir.FolderError, match="exists; pass --overwrite .* The finished run is kept in .*run.finished-"):
-        with rundir.staged_run(run, overwrite=False) as staging:
+    with pytest.raises(folders.FolderError, match="exists; pass --overwrite .* The finished run is kept in .*run.finished-"):
+        with folders.staged_run(run, overwrite=False) as staging:
             (staging / "model").mkdir()
             (staging / "model" / "config.json").write_text("{}")
             run.mkdir()  # another command wrote there while this run trained
             (run / "notes.txt").write_text("mine")
     assert [path.name for path in run.iterdir()] == ["notes.txt"]
     kept, = tmp_path.glob("run.finished-*")
-    assert (kept / "model" / "config.json").is_file() and rundir.made_by_tool(kept, "run")
+    assert (kept / "model" / "config.json").is_file() and folders.made_by_tool(kept, "run")
 
 
 @pytest.mark.parametrize("files, reason", [
@@ -182,7 +184,7 @@ def test_a_project_folder_that_resembles_a_run_survives_overwrite(store_path, tm
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         (project / name).write_text(text)
     before = snapshot(project)
-    with pytest.raises(rundir.FolderError, match=reason):
+    with pytest.raises(folders.FolderError, match=reason):
         train(store_path, project, TrainConfig(models=("mean",), **FAST), overwrite=True, progress=False)
     assert snapshot(project) == before
 
@@ -190,7 +192,7 @@ def test_a_project_folder_that_resembles_a_run_survives_overwrite(store_path, tm
 def test_a_run_directory_gets_the_modes_of_the_umask(tmp_path):
     previous = os.umask(0o022)
     try:
-        with rundir.staged_run(tmp_path / "run", overwrite=False) as staging:
+        with folders.staged_run(tmp_path / "run", overwrite=False) as staging:
             (staging / "model").mkdir()
     finally:
         os.umask(previous)
@@ -200,23 +202,23 @@ def test_a_run_directory_gets_the_modes_of_the_umask(tmp_path):
 @pytest.mark.parametrize("spelling", [".", "sub/.."])
 def test_a_run_named_by_the_current_folder_is_replaced_in_place(tmp_path, monkeypatch, spelling):
     run = tmp_path / "run"
-    with rundir.staged_run(run, overwrite=False) as staging:
+    with folders.staged_run(run, overwrite=False) as staging:
         (staging / "old.txt").write_text("old")
     (run / "sub").mkdir()
     monkeypatch.chdir(run)
-    with rundir.staged_run(Path(spelling), overwrite=True) as staging:
+    with folders.staged_run(Path(spelling), overwrite=True) as staging:
         (staging / "new.txt").write_text("new")
-    assert sorted(path.name for path in run.iterdir()) == [rundir.MARKER, "new.txt"]
+    assert sorted(path.name for path in run.iterdir()) == [folders.MARKER, "new.txt"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]
 
 
 def test_claim_folder_refuses_a_symbolic_link(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    rundir.mark(elsewhere, "predictions")  # even one of the tool's folders is not written through a link
+    folders.mark(elsewhere, "predictions")  # even one of the tool's folders is not written through a link
     (tmp_path / "link").symlink_to(elsewhere)
-    with pytest.raises(rundir.FolderError, match="is a symbolic link"):
-        rundir.claim_folder(tmp_path / "link", "predictions")
+    with pytest.raises(folders.FolderError, match="is a symbolic link"):
+        folders.claim_folder(tmp_path / "link", "predictions")
 
 
 def test_train_into_the_current_folder_replaces_it_and_indexes_its_parent(store_path, tmp_path, monkeypatch):

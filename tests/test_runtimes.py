@@ -8,10 +8,11 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline import runtimes
-from pipeline.backbones import Weights, load_backbone
-from pipeline.cli import EXIT_BAD_INPUT, main
-from pipeline.decode import Sampling, decode_video
+from pipeline.cli import main
+from pipeline.cli.common import EXIT_BAD_INPUT
+from pipeline.extract import runtimes
+from pipeline.extract.backbones import Weights, load_backbone
+from pipeline.extract.decode import Sampling, decode_video
 
 from helpers import VIDEOS, WEIGHTS_FILE
 
@@ -102,7 +103,7 @@ def test_missing_runtime_falls_back_to_tensorflow_with_one_line(monkeypatch, cap
     with caplog.at_level(logging.INFO):
         backbone = load_backbone("vgg16", Weights("none"), 32, batch_size=4, precision="float32", runtime="auto")
     assert backbone.runtime == "tensorflow"
-    lines = [r.getMessage() for r in caplog.records if r.name == "pipeline.runtimes"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "pipeline.extract.run.runtimes"]
     assert len(lines) == 1 and "no CPU inference runtime is installed" in lines[0] and "pip install" in lines[0]
 
 

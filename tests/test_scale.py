@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from pipeline import store
-from pipeline.backbones import Weights
-from pipeline.extract import extract_features
+from pipeline.extract.backbones import Weights
+from pipeline.extract.run import extract_features
 
 import fault_hooks
 from helpers import TINY_CONFIG, manifest_of, tiny_backbone

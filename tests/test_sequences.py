@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from pipeline import store
-from pipeline.sequences import (
+from pipeline.classify.sequences import (
     SequenceConfig,
     SequenceSource,
     assign_splits,

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from pipeline import store
-from pipeline.backbones import file_sha256
+from pipeline.core.hashing import file_sha256
 from pipeline.store.tables import write_table
 
 DIM, FRAMES = 8, 3

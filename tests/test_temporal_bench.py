@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.decode import Sampling, decode_video, probe_video
-from pipeline.temporal_bench import BenchConfig, build_task
-from pipeline.temporal_tasks import FRAMES, SIZE, real_windows, render_clutter, render_motion, write_arrow_clips
+from pipeline.bench.temporal import BenchConfig, build_task
+from pipeline.bench.temporal_tasks import FRAMES, SIZE, real_windows, render_clutter, render_motion, write_arrow_clips
+from pipeline.extract.decode import Sampling, decode_video, probe_video
 
 from helpers import VIDEOS
 
@@ -44,7 +44,8 @@ def test_motion_task_writes_balanced_clips_a_manifest_and_what_each_clip_shows(t
 
 
 def test_a_missing_shared_data_folder_is_refused_before_any_work(tmp_path):
-    from pipeline.cli import EXIT_BAD_INPUT, main
+    from pipeline.cli import main
+    from pipeline.cli.common import EXIT_BAD_INPUT
 
     assert main(["temporal-bench", "--output", str(tmp_path / "out"), "--shared-data", str(tmp_path / "nowhere")]) == EXIT_BAD_INPUT
     assert not (tmp_path / "out").exists()
@@ -76,9 +77,11 @@ def test_arrow_windows_are_written_forward_and_reversed_grouped_by_source(shared
 
 
 def test_the_output_folder_must_be_the_benchmarks(tmp_path, caplog, monkeypatch):
-    from pipeline import rundir, temporal_bench
-    from pipeline.cli import EXIT_BAD_INPUT, main
-    from pipeline.temporal_bench import claim_output
+    from pipeline.bench import temporal as temporal_bench
+    from pipeline.bench.temporal import claim_output
+    from pipeline.cli import main
+    from pipeline.cli.common import EXIT_BAD_INPUT
+    from pipeline.runs import folders
 
     monkeypatch.setattr(temporal_bench, "build_task", lambda *args: pytest.fail("the benchmark started in a folder it does not own"))
     mine = tmp_path / "mine"
@@ -96,4 +99,4 @@ def test_the_output_folder_must_be_the_benchmarks(tmp_path, caplog, monkeypatch)
     (earlier / "motion" / "clips" / ".render-version").write_text("1 motion seed=0 size=96")
     claim_output(earlier)
     claim_output(tmp_path / "new")
-    assert rundir.made_by_tool(earlier, "reports") and rundir.made_by_tool(tmp_path / "new", "reports")
+    assert folders.made_by_tool(earlier, "reports") and folders.made_by_tool(tmp_path / "new", "reports")

@@ -6,9 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.cli import EXIT_BAD_INPUT, EXIT_OK, main
-from pipeline.models import ALL_MODELS, SequenceModelConfig
-from pipeline.train import TrainConfig, train
+from pipeline.classify.config import TrainConfig
+from pipeline.classify.models import SequenceModelConfig
+from pipeline.classify.train import train
+from pipeline.cli import main
+from pipeline.cli.common import EXIT_BAD_INPUT, EXIT_OK
+from pipeline.runs.layout import ALL_MODELS
 
 from helpers import write_store
 
@@ -42,10 +45,11 @@ def test_sequence_models_learn_the_order_the_baselines_cannot_see(all_models_run
 def test_on_small_demo_data_sequence_models_learn_time_order_and_baselines_stay_near_chance(tmp_path):
     """The demo classes come in time-reversed pairs: an order-blind model can at best tell the pairs
     apart (about 0.5 accuracy), so GRU and LSTM at >= 0.95 show that frame order is learned."""
-    from pipeline.backbones import Weights, load_backbone, resolve_precision
-    from pipeline.demo_data import write_demo_dataset
-    from pipeline.extract import FeatureConfig, extract_features
-    from pipeline.manifest import read_manifest
+    from pipeline.dataset.demo import write_demo_dataset
+    from pipeline.dataset.manifest import read_manifest
+    from pipeline.extract.backbones import Weights, load_backbone, resolve_precision
+    from pipeline.extract.config import FeatureConfig
+    from pipeline.extract.run import extract_features
 
     manifest = write_demo_dataset(tmp_path / "clips", tmp_path / "demo.csv", per_class=16)
     config = FeatureConfig(backbone="vgg16", weights="none", image_size=64, sampling="uniform:8", precision=resolve_precision("auto", "vgg16"))
@@ -88,9 +92,9 @@ def test_run_directory_holds_models_labels_config_history_predictions_metrics(al
 
 
 def test_saved_models_reload_and_predict_what_the_run_recorded(all_models_run, direction_store):
-    from pipeline.model_files import load_model
-    from pipeline.sequences import SequenceConfig, SequenceSource, load_videos
-    from pipeline.train import batched_probabilities
+    from pipeline.classify.model_files import load_model
+    from pipeline.classify.sequences import SequenceConfig, SequenceSource, load_videos
+    from pipeline.classify.train import batched_probabilities
 
     folder = all_models_run.run_dir / "model"
     videos = load_videos(direction_store)
@@ -109,7 +113,7 @@ def test_saved_models_reload_and_predict_what_the_run_recorded(all_models_run, d
     ("lstm", SequenceModelConfig(units=4, layers=2, bidirectional=True)),
 ])
 def test_masked_padding_does_not_change_a_prediction(kind, network):
-    from pipeline.models import build_sequence_model, input_dim
+    from pipeline.classify.models import build_sequence_model, input_dim
 
     rng = np.random.default_rng(0)
     model = build_sequence_model(kind, 3, 2, np.zeros(3, np.float32), np.ones(3, np.float32), network)

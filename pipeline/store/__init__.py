@@ -38,8 +38,8 @@ Modules: `layout` (schema constants, row types, file locations), `tables` (HDF5 
 `recover`). `pipeline.store` re-exports the public names below.
 """
 
-from .index import read_attrs, read_failures, read_videos, stored_keys
-from .layout import (
+from pipeline.store.index import read_attrs, read_failures, read_videos, stored_keys
+from pipeline.store.layout import (
     FAILURE_COLUMNS,
     FRAME_DATASETS,
     GARBAGE_SHARE,
@@ -57,10 +57,10 @@ from .layout import (
     segments_dir,
     video_key,
 )
-from .locks import store_lock
-from .maintenance import compact, recover
-from .shards import Shard, shard_keys, shard_run, write_shard
-from .status import (
+from pipeline.store.locks import store_lock
+from pipeline.store.maintenance import compact, recover
+from pipeline.store.shards import Shard, shard_keys, shard_run, write_shard
+from pipeline.store.status import (
     check_owner,
     missing_segments,
     require_in_sync,
@@ -69,7 +69,7 @@ from .status import (
     sync_command,
     write_failures_csv,
 )
-from .sync import SyncReport, merge_shards
+from pipeline.store.sync import SyncReport, merge_shards
 
 __all__ = [
     "FAILURE_COLUMNS", "FRAME_DATASETS", "GARBAGE_SHARE", "MAX_SEGMENTS", "SCHEMA_VERSION", "TRANSIENT_STAGES", "VIDEO_COLUMNS",

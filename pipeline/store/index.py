@@ -11,8 +11,15 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from .layout import FAILURE_COLUMNS, SCHEMA_VERSION, TRANSIENT_STAGES, VIDEO_COLUMNS, StoreError, segments_dir
-from .tables import read_table, read_text
+from pipeline.store.layout import (
+    FAILURE_COLUMNS,
+    SCHEMA_VERSION,
+    TRANSIENT_STAGES,
+    VIDEO_COLUMNS,
+    StoreError,
+    segments_dir,
+)
+from pipeline.store.tables import read_table, read_text
 
 
 def read_videos(store_path: str | Path) -> pd.DataFrame:

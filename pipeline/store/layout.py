@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.core.errors import PipelineError
+
 SCHEMA_VERSION = 2
 VIDEO_TEXT = ("video_id", "key", "path", "label", "split", "group")
 VIDEO_INTS = ("total_frames", "width", "height", "offset", "length")
@@ -27,7 +29,15 @@ CHANGE_KINDS = ("relabelled", "moved", "regrouped", "retired", "replaced")
 ROW_TEXT, ROW_KEY = operator.attrgetter(*VIDEO_TEXT), operator.attrgetter("key")
 
 
-class StoreError(Exception):
+POOLINGS = ("avg", "grid2", "grid3")  # global average, or averages over a 2x2 / 3x3 grid of the last feature map
+
+
+def grid_side(pooling: str) -> int:
+    """The side of a pooling's grid of cells (see POOLINGS): 3 for grid3, 1 for avg (one cell, the whole map)."""
+    return int(pooling.removeprefix("grid")) if pooling.startswith("grid") else 1
+
+
+class StoreError(PipelineError):
     """The store cannot be used as asked; the message names it and says what to do."""
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from .layout import StoreError
+from pipeline.store.layout import StoreError
 
 log = logging.getLogger(__name__)
 

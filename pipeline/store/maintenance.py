@@ -12,8 +12,8 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from .index import Index, decode_attrs, load_index, read_attrs, refuse_foreign, schema_version
-from .layout import (
+from pipeline.store.index import Index, decode_attrs, load_index, read_attrs, refuse_foreign, schema_version
+from pipeline.store.layout import (
     FAILURE_COLUMNS,
     FRAME_COLUMNS,
     SCHEMA_VERSION,
@@ -24,11 +24,11 @@ from .layout import (
     StoreError,
     segments_dir,
 )
-from .locks import store_lock
-from .segments import compact_frames, remove_unreferenced, stored_frames, with_offsets, write_index
-from .status import missing_segments
-from .sync import sync_videos
-from .tables import read_table
+from pipeline.store.locks import store_lock
+from pipeline.store.segments import compact_frames, remove_unreferenced, stored_frames, with_offsets, write_index
+from pipeline.store.status import missing_segments
+from pipeline.store.sync import sync_videos
+from pipeline.store.tables import read_table
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,17 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from ..atomic import fsync_file, replacing
-from .index import Index
-from .layout import APPEND_ROWS, FAILURE_COLUMNS, FRAME_COLUMNS, FRAME_DATASETS, VIDEO_COLUMNS, segments_dir
-from .tables import append_frames, column_values, create_frame_datasets, write_attrs, write_table
+from pipeline.core.atomic import fsync_file, replacing
+from pipeline.store.index import Index
+from pipeline.store.layout import (
+    APPEND_ROWS,
+    FAILURE_COLUMNS,
+    FRAME_COLUMNS,
+    FRAME_DATASETS,
+    VIDEO_COLUMNS,
+    segments_dir,
+)
+from pipeline.store.tables import append_frames, column_values, create_frame_datasets, write_attrs, write_table
 
 
 def stored_frames(store_path: Path, index: Index) -> pd.DataFrame:

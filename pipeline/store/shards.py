@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from ..atomic import replacing
-from .layout import (
+from pipeline.core.atomic import replacing
+from pipeline.store.layout import (
     FAILURE_COLUMNS,
     FRAME_COLUMNS,
     ROW_KEY,
@@ -24,8 +24,8 @@ from .layout import (
     VideoRow,
     parts_dir,
 )
-from .locks import run_is_live
-from .tables import append_frames, create_frame_datasets, read_table, read_text, write_table
+from pipeline.store.locks import run_is_live
+from pipeline.store.tables import append_frames, create_frame_datasets, read_table, read_text, write_table
 
 
 @dataclass

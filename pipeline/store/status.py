@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..atomic import replacing
-from ..backbones import file_sha256  # backbones imports TensorFlow only inside functions
-from .index import check_owner_attrs, index_segments, open_index, read_attrs, read_failures, read_videos
-from .layout import CHANGE_KINDS, StoreError, segments_dir
+from pipeline.core.atomic import replacing
+from pipeline.core.hashing import file_sha256  # backbones imports TensorFlow only inside functions
+from pipeline.store.index import check_owner_attrs, index_segments, open_index, read_attrs, read_failures, read_videos
+from pipeline.store.layout import CHANGE_KINDS, StoreError, segments_dir
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .index import Index, check_owner_attrs, load_index, refuse_foreign
-from .layout import (
+from pipeline.store.index import Index, check_owner_attrs, load_index, refuse_foreign
+from pipeline.store.layout import (
     CHANGE_LIST,
     FAILURE_COLUMNS,
     FRAME_COLUMNS,
@@ -24,8 +24,8 @@ from .layout import (
     VIDEO_TEXT,
     VideoRow,
 )
-from .locks import store_lock
-from .segments import (
+from pipeline.store.locks import store_lock
+from pipeline.store.segments import (
     append_index,
     compact_frames,
     live_rows,
@@ -35,8 +35,8 @@ from .segments import (
     with_offsets,
     write_index,
 )
-from .shards import complete_shards, foreign_shards, remove_dead_runs, shard_tables
-from .status import write_failures_csv
+from pipeline.store.shards import complete_shards, foreign_shards, remove_dead_runs, shard_tables
+from pipeline.store.status import write_failures_csv
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from .layout import SCHEMA_VERSION, VIDEO_FLOATS, VIDEO_INTS
+from pipeline.store.layout import SCHEMA_VERSION, VIDEO_FLOATS, VIDEO_INTS
 
 TEXT = h5py.string_dtype()
 TABLE_CHUNK = 4096  # rows per chunk of the index's table columns (extendable, for merges that append)

@@ -1,0 +1,25 @@
+"""What every command shares: exit codes, the parser class, and options used by more than one command."""
+
+from __future__ import annotations
+
+import argparse
+
+EXIT_OK, EXIT_FAILED_VIDEOS, EXIT_BAD_INPUT, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse without prefix matching: `--run` must not quietly mean `--runtime`, nor a typo another option.
+
+    Subcommand parsers are made of the same class, so the rule holds for every command.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+
+
+def add_runtime(p) -> None:
+    from pipeline.extract.runtimes import RUNTIMES
+
+    p.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                   help="where the CNN runs: auto = TensorFlow on a GPU, else the fastest installed CPU runtime (OpenVINO, then ONNX "
+                        "Runtime), else TensorFlow; same features either way (default: %(default)s)")

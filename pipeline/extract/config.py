@@ -1,0 +1,92 @@
+"""Stage one's configuration: what decides a stored feature's meaning (`FeatureConfig`), and what a run did.
+
+`FeatureConfig` is the one carrier of feature identity: the store records it, `load_backbone`,
+`predict` and `bench` take it, and its digest names the store file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.core.config import Config
+from pipeline.core.errors import InputError
+from pipeline.extract.decode import CROPS, Sampling
+from pipeline.store.layout import POOLINGS
+
+FALLBACK = {"backbone": "vgg16", "weights": "none", "image_size": 112}
+DTYPES = ("float16", "float32")  # stored feature dtypes
+BATCH_SIZE = 32  # frames per CNN batch
+DECODE_TIMEOUT_S = 120.0  # one video's decoding, before it fails as `timeout`
+SHARD_SIZE = 64  # videos per shard file: a killed run loses at most this many
+LOCK_TIMEOUT_S = 600.0  # waiting for another run's merge into the same store
+STORES_DIR = "features"  # root folder of the stores
+
+
+@dataclass(frozen=True)
+class FeatureConfig(Config):
+    """Everything that decides what a stored feature means; its hash names the store file."""
+
+    backbone: str = "mobilenet_v2"
+    weights: str = "imagenet"  # identity: imagenet, none, or sha256:<hex> of a weights file
+    image_size: int = 224
+    crop: str = "center"
+    sampling: str = "uniform:16"
+    max_frames: int = 512
+    dtype: str = "float16"
+    precision: str = "float32"  # CNN arithmetic (float32, bfloat16 or float16): it changes the values, so it is part of the identity
+    pooling: str = "avg"  # backbones.POOLINGS; left out of the identity when `avg`, so stores made before it keep their names
+
+    def __post_init__(self):
+        Sampling.parse(self.sampling, self.max_frames)  # fail early on a bad policy
+        if self.crop not in CROPS:
+            raise InputError(f"crop {self.crop!r} is not one of {', '.join(CROPS)}")
+        if self.dtype not in DTYPES:
+            raise InputError(f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        if self.image_size < 32:
+            raise InputError(f"image size {self.image_size} is too small (keras.applications need >= 32)")
+        if self.pooling not in POOLINGS:
+            raise InputError(f"pooling {self.pooling!r} is not one of {', '.join(POOLINGS)}")
+
+    def to_dict(self) -> dict:
+        config = super().to_dict()
+        if config["pooling"] == "avg":
+            del config["pooling"]
+        return config
+
+    def store_name(self) -> str:
+        weights = self.weights.replace("sha256:", "w")[:9]
+        return f"{self.backbone}-{weights}-{self.image_size}px-{self.digest()}.h5"
+
+
+@dataclass
+class ExtractSummary:
+    """What a run did; `exit_code` is 0 when every video of the manifest is in the store."""
+
+    store_path: Path
+    total: int = 0
+    new: int = 0
+    failed: int = 0
+    skipped: int = 0
+    known_failures: int = 0
+    lost: int = 0  # videos of dask tasks that failed for good: neither stored nor failed
+    missing: int = 0  # rows --skip-missing left out: in the failure table as stage `missing`
+    unaccounted: int = 0  # manifest rows the merge left neither stored nor failed: a bug or a race, never silent
+    frames: int = 0
+    seconds: float = 0.0
+    runtime: str = ""  # where the CNN ran (extract_manifest); on dask the workers' runtimes, joined by "+" if they differ
+    fallback: str = ""  # the offline fallback's note, "" when none (extract_manifest)
+    timings: dict = field(default_factory=lambda: {"decode": 0.0, "wait_decode": 0.0, "cnn": 0.0, "write": 0.0})
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed or self.known_failures or self.lost or self.missing or self.unaccounted else 0
+
+    def line(self) -> str:
+        rate = self.frames / self.seconds if self.seconds else 0.0
+        known = f" ({self.known_failures} known failures not retried; --retry-failed retries them)" if self.known_failures else ""
+        lost = f", {self.lost} not processed (cluster task failed; rerun)" if self.lost else ""
+        missing = f", {self.missing} missing files (--skip-missing)" if self.missing else ""
+        missing += f", {self.unaccounted} neither stored nor failed (rerun)" if self.unaccounted else ""
+        return (f"{self.new} new videos ok, {self.failed} failed, {self.skipped} already stored{known}{lost}{missing}; "
+                f"{self.frames} frames in {self.seconds:.1f}s ({rate:.1f} frames/s) -> {self.store_path}")
