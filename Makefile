@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the package with its test tools and the OpenVINO CPU runtime
 
-manifests/demo.csv: $(STAMP) pipeline/demo_data.py
+manifests/demo.csv: $(STAMP) pipeline/dataset/demo.py
 	$(PY) -m pipeline demo-data --output manifests/demo --manifest $@
 
 demo-data: $(STAMP) ## write the synthetic demo clips and manifests/demo.csv

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real files in ../shared/data (by reference, never copied) and tiny videos (helpers in helpers.py)."""
+"""Shared fixtures: the real files in ../shared/data (by reference, never copied) and tiny videos (helpers in
+helpers.py)."""
 
 import os
 
@@ -12,7 +13,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 @pytest.fixture(scope="session")
 def shared():
     if not VIDEOS.is_dir():
-        pytest.fail(f"shared test data not found at {SHARED}; check out ../shared beside the repository or set SHARED_DATA")
+        pytest.fail(
+            f"shared test data not found at {SHARED}; check out ../shared beside the repository or set SHARED_DATA"
+        )
     return SHARED
 
 
@@ -24,7 +27,13 @@ def make_video(tmp_path):
     def make(name="clip.mp4", frames=12, width=64, height=48, seed=0, codec="libx264", options=None):
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_clip(path, gradient_clip(frames, width, height, seed), fps=10, codec=codec, options=options if options is not None else {})
+        write_clip(
+            path,
+            gradient_clip(frames, width, height, seed),
+            fps=10,
+            codec=codec,
+            options=options if options is not None else {},
+        )
         return path
 
     return make

@@ -14,7 +14,9 @@ from pipeline.dataset.manifest import read_manifest
 from pipeline.extract.backbones import Weights, load_backbone
 from pipeline.extract.config import FeatureConfig
 
-SHARED = Path(os.environ.get("SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")).resolve()  # tests chdir
+SHARED = Path(
+    os.environ.get("SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
+).resolve()  # tests chdir
 VIDEOS = SHARED / "videos"
 BROKEN = VIDEOS / "broken"
 WEIGHTS_FILE = SHARED / "weights" / "mobilenet_v2_1.0_no_top_dogbreeds.weights.h5"
@@ -25,14 +27,18 @@ TINY_CONFIG = FeatureConfig(backbone="vgg16", weights="none", image_size=32, sam
 
 
 def tiny_backbone():
-    return load_backbone(TINY_CONFIG.backbone, Weights("none"), TINY_CONFIG.image_size, batch_size=16, precision="float32")
+    return load_backbone(
+        TINY_CONFIG.backbone, Weights("none"), TINY_CONFIG.image_size, batch_size=16, precision="float32"
+    )
 
 
 def manifest_of(tmp_path, make_video, names):
     """A read manifest of tiny videos named `names` (made with the `make_video` fixture), two labels."""
     paths = [make_video(name, seed=i) for i, name in enumerate(names)]
     csv = tmp_path / "m.csv"
-    pd.DataFrame({"path": [str(p) for p in paths], "label": [f"c{i % 2}" for i in range(len(paths))]}).to_csv(csv, index=False)
+    pd.DataFrame({"path": [str(p) for p in paths], "label": [f"c{i % 2}" for i in range(len(paths))]}).to_csv(
+        csv, index=False
+    )
     return read_manifest(csv)
 
 
@@ -47,10 +53,14 @@ def gradient_clip(frames: int = 12, width: int = 64, height: int = 48, seed: int
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width]
     base = rng.uniform(0, 255, 3)
-    return np.stack([
-        np.clip(base + 60 * np.sin((xx + 4 * i) / 7.0)[..., None] + 40 * np.cos((yy - 3 * i) / 5.0)[..., None], 0, 255).astype(np.uint8)
-        for i in range(frames)
-    ])
+    return np.stack(
+        [
+            np.clip(
+                base + 60 * np.sin((xx + 4 * i) / 7.0)[..., None] + 40 * np.cos((yy - 3 * i) / 5.0)[..., None], 0, 255
+            ).astype(np.uint8)
+            for i in range(frames)
+        ]
+    )
 
 
 FEATURE_CONFIG = {"backbone": "toy", "weights": "none", "image_size": 32, "sampling": "all"}
@@ -68,15 +78,24 @@ def write_store(path, labels, lengths=None, splits=None, groups=None, dim=6, see
     lengths = lengths or [8] * len(labels)
     shard, rows = store.Shard(), []
     for i, label in enumerate(labels):
-        row = store.VideoRow(f"v{i:03d}", f"key{i}", f"/videos/v{i:03d}.mp4", label, (splits or [""] * len(labels))[i],
-                             (groups or [""] * len(labels))[i], order=i)
+        row = store.VideoRow(
+            f"v{i:03d}",
+            f"key{i}",
+            f"/videos/v{i:03d}.mp4",
+            label,
+            (splits or [""] * len(labels))[i],
+            (groups or [""] * len(labels))[i],
+            order=i,
+        )
         rows.append(row)
         steps = lengths[i]
         ramp = np.linspace(-1, 1, steps) * (1 if classes.index(label) % 2 == 0 else -1)
         features = rng.normal(0, 1, dim) + rng.normal(0, 0.1, (steps, dim))
         features[:, 0] += 2 * ramp
         features[:, 1] += classes.index(label) // 2  # pairs of classes differ in appearance, like the demo
-        shard.add_video(row, features.astype(np.float32), np.arange(steps), np.arange(steps) / 10.0, steps, 10.0, 32, 32)
+        shard.add_video(
+            row, features.astype(np.float32), np.arange(steps), np.arange(steps) / 10.0, steps, 10.0, 32, 32
+        )
     for i, message in enumerate(failures):
         rows.append(store.VideoRow(f"bad{i}", f"badkey{i}", f"/videos/bad{i}.mp4", "?", order=len(labels) + i))
         shard.add_failure(rows[-1], "open", "DecodeError", message)

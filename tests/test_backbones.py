@@ -86,7 +86,9 @@ def test_bfloat16_stays_close_to_float32(frames):
     assert relative < 0.05
 
 
-@pytest.mark.parametrize("name, weights, tolerance", [("vgg16", "none", 0.01), ("mobilenet_v2", str(WEIGHTS_FILE), 0.06)])
+@pytest.mark.parametrize(
+    "name, weights, tolerance", [("vgg16", "none", 0.01), ("mobilenet_v2", str(WEIGHTS_FILE), 0.06)]
+)
 def test_float16_stays_close_to_float32(frames, name, weights, tolerance):
     """The GPU's mixed float16, computed here on the CPU: the same features within float16 rounding.
 
@@ -99,8 +101,16 @@ def test_float16_stays_close_to_float32(frames, name, weights, tolerance):
     assert 0 < relative < tolerance  # not 0: the maths did run in float16
 
 
-@pytest.mark.parametrize("capabilities, expected", [(((8, 6),), "float16"), (((7, 0), (8, 0)), "float16"), (((6, 1),), "float32"),
-                                                    (((8, 6), (6, 1)), "float32"), ((None,), "float32")])
+@pytest.mark.parametrize(
+    "capabilities, expected",
+    [
+        (((8, 6),), "float16"),
+        (((7, 0), (8, 0)), "float16"),
+        (((6, 1),), "float32"),
+        (((8, 6), (6, 1)), "float32"),
+        ((None,), "float32"),
+    ],
+)
 def test_auto_precision_is_float16_for_vgg_only_when_every_gpu_has_tensor_cores(monkeypatch, capabilities, expected):
     import tensorflow as tf
 

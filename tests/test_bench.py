@@ -1,4 +1,5 @@
-"""`bench`: the store rows run through the real part (in its own process) and land in bench.json and the README table."""
+"""`bench`: the store rows run through the real part (in its own process) and land in bench.json and the
+README table."""
 
 import json
 
@@ -12,16 +13,22 @@ def test_store_rows_of_a_store_only_bench_are_written_and_tabled(tmp_path):
     results = bench.run_all([], "", "", output, only=("store_*",), store_sizes="1000,2000")
     written = json.loads(output.read_text())
     assert written == results
-    assert set(written) == {f"store_{kind}_{size}k_s" for kind in ("add10", "copy_merge") for size in (1, 2)} | {"store_noop_2k_s"}
+    assert set(written) == {f"store_{kind}_{size}k_s" for kind in ("add10", "copy_merge") for size in (1, 2)} | {
+        "store_noop_2k_s"
+    }
     for row in written.values():
-        assert row["seconds"] > 0 and len(row["runs"]) == bench.REPEATS and row["note"].startswith(f"median of {bench.REPEATS}")
+        assert (
+            row["seconds"] > 0
+            and len(row["runs"]) == bench.REPEATS
+            and row["note"].startswith(f"median of {bench.REPEATS}")
+        )
     assert "2,000 videos" in written["store_add10_2k_s"]["note"]
     table = bench.table(written)
     assert "| store_add10_1k_s |" in table and "| store_noop_2k_s |" in table
 
 
 def test_bench_videos_are_each_file_once_without_broken_or_hidden_ones(tmp_path):
-    from pipeline.cli.stage_one import _bench_videos
+    from pipeline.cli.bench import _bench_videos
 
     (tmp_path / "a" / "deeper").mkdir(parents=True)
     (tmp_path / "broken").mkdir()
@@ -36,7 +43,9 @@ def test_bench_videos_are_each_file_once_without_broken_or_hidden_ones(tmp_path)
 
 
 def test_only_patterns_that_match_no_row_are_refused(tmp_path):
-    assert bench.store_only(("store_*",)) and not bench.store_only(("*",)) and not bench.store_only(("store_*", "cnn_*"))
+    assert (
+        bench.store_only(("store_*",)) and not bench.store_only(("*",)) and not bench.store_only(("store_*", "cnn_*"))
+    )
     demo = tmp_path / "demo.csv"
     demo.write_text("path,label\nv.mp4,a\n")
     with pytest.raises(ValueError, match="matches no row.*cnn_tensorflow"):

@@ -10,16 +10,27 @@ from pipeline.nextframe.config import ConvLSTMConfig
 
 def test_digests_are_pinned():
     assert FeatureConfig().digest() == "7dd06d61d3"
-    assert FeatureConfig(backbone="vgg16", weights="none", image_size=112, precision="bfloat16").digest() == "d8885600c2"
+    assert (
+        FeatureConfig(backbone="vgg16", weights="none", image_size=112, precision="bfloat16").digest() == "d8885600c2"
+    )
     assert FeatureConfig().store_name() == "mobilenet_v2-imagenet-224px-7dd06d61d3.h5"
     assert ConvLSTMConfig().digest() == "93834bc1a3"  # changed on purpose: batch 4 (issue 15; was bd1910595c)
-    assert TrainConfig().digest() == "36f60d8bbc"  # changed on purpose by the network's cell_units (issue 17); names no file
+    assert (
+        TrainConfig().digest() == "36f60d8bbc"
+    )  # changed on purpose by the network's cell_units (issue 17); names no file
 
 
 def test_to_dict_nests_and_digest_follows_every_field():
     config = TrainConfig()
     assert isinstance(config, Config)
-    assert config.to_dict()["network"] == {"units": 64, "layers": 1, "bidirectional": False, "dropout": 0.3, "masking": True,
-                                           "inputs": ("features",), "cell_units": 0}
+    assert config.to_dict()["network"] == {
+        "units": 64,
+        "layers": 1,
+        "bidirectional": False,
+        "dropout": 0.3,
+        "masking": True,
+        "inputs": ("features",),
+        "cell_units": 0,
+    }
     assert replace(config, network=replace(config.network, units=65)).digest() != config.digest()
     assert replace(FeatureConfig(), crop="squash").digest() != FeatureConfig().digest()

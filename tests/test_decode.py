@@ -69,12 +69,15 @@ def test_unordered_pts_decodes(shared):
     assert video.total_frames == 4 and video.frames.min() > 200  # every frame is white
 
 
-@pytest.mark.parametrize("name, stage, reason", [
-    ("Megamind_is_html.avi", "open", "HTML"),
-    ("imageio_test.webm", "open", "metadata is broken"),
-    ("opencv_output_truncated_xvid.avi", "open", "metadata is broken"),
-    ("decord_corrupted.mp4", "decode", "frame 29 of 50 cannot be decoded"),
-])
+@pytest.mark.parametrize(
+    "name, stage, reason",
+    [
+        ("Megamind_is_html.avi", "open", "HTML"),
+        ("imageio_test.webm", "open", "metadata is broken"),
+        ("opencv_output_truncated_xvid.avi", "open", "metadata is broken"),
+        ("decord_corrupted.mp4", "decode", "frame 29 of 50 cannot be decoded"),
+    ],
+)
 def test_broken_shared_files_fail_with_a_reason(shared, name, stage, reason):
     with pytest.raises(DecodeError) as caught:
         decode_video(BROKEN / name, 32, Sampling.parse("uniform:16"))

@@ -29,18 +29,29 @@ TESTS = Path(__file__).resolve().parent
 def backbone():
     return tiny_backbone()
 
+
 # `features` with the fault hooks in its decoders: the real command line, signals and exit codes
-DRIVER = ("import functools, runpy, fault_hooks\n"
-          "from pipeline import extract\n"
-          "extract.extract_features = functools.partial(extract.extract_features, decode_hook=fault_hooks.inject)\n"
-          "runpy.run_module('pipeline', run_name='__main__')\n")
+DRIVER = (
+    "import functools, runpy, fault_hooks\n"
+    "from pipeline import extract\n"
+    "extract.extract_features = functools.partial(extract.extract_features, decode_hook=fault_hooks.inject)\n"
+    "runpy.run_module('pipeline', run_name='__main__')\n"
+)
 
 
 def test_sigkill_is_retried_in_a_new_process_and_reported_honestly_if_it_repeats(tmp_path, make_video, backbone):
     names = ["a.mp4", "oom-once.mp4", "b.mp4", "oom.mp4", "c.mp4"]
     manifest = manifest_of(tmp_path, make_video, names)
-    summary = extract_features(manifest, tmp_path / "s.h5", backbone, CONFIG, workers=2, timeout=30, progress=False,
-                               decode_hook=fault_hooks.inject)
+    summary = extract_features(
+        manifest,
+        tmp_path / "s.h5",
+        backbone,
+        CONFIG,
+        workers=2,
+        timeout=30,
+        progress=False,
+        decode_hook=fault_hooks.inject,
+    )
     assert (tmp_path / "oom-once.killed").exists(), "the first decoder was not killed"
     assert (summary.new, summary.failed, summary.exit_code) == (4, 1, 1)
     stored = store.read_videos(tmp_path / "s.h5")["video_id"]
@@ -58,7 +69,9 @@ def test_a_broken_pool_is_replaced_and_costs_no_video(tmp_path, make_video):
     def jobs():
         for number, path in enumerate(paths):
             if number == 1:  # the first video is done and no video is running: kill the idle decoder
-                decoders = [p for p in psutil.Process().children(recursive=True) if p.ppid() != os.getpid()]  # the forkserver's children
+                decoders = [
+                    p for p in psutil.Process().children(recursive=True) if p.ppid() != os.getpid()
+                ]  # the forkserver's children
                 assert len(decoders) == 1
                 decoders[0].kill()
                 time.sleep(1)
@@ -71,15 +84,42 @@ def test_a_broken_pool_is_replaced_and_costs_no_video(tmp_path, make_video):
 
 def features_process(tmp_path, csv, *options):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
-    command = [sys.executable, "-c", DRIVER, "features", "--manifest", str(csv), "--backbone", "vgg16", "--weights", "none",
-               "--image-size", "32", "--sampling", "uniform:4", "--precision", "float32", "--batch-size", "4", "--shard-size", "1",
-               "--no-progress", "--out-dir", str(tmp_path / "features"), *options]
-    with open(tmp_path / "stdout", "w") as out, open(tmp_path / "stderr", "w") as err:  # files: a leftover decoder holds no pipe open
+    command = [
+        sys.executable,
+        "-c",
+        DRIVER,
+        "features",
+        "--manifest",
+        str(csv),
+        "--backbone",
+        "vgg16",
+        "--weights",
+        "none",
+        "--image-size",
+        "32",
+        "--sampling",
+        "uniform:4",
+        "--precision",
+        "float32",
+        "--batch-size",
+        "4",
+        "--shard-size",
+        "1",
+        "--no-progress",
+        "--out-dir",
+        str(tmp_path / "features"),
+        *options,
+    ]
+    with (
+        open(tmp_path / "stdout", "w") as out,
+        open(tmp_path / "stderr", "w") as err,
+    ):  # files: a leftover decoder holds no pipe open
         return subprocess.Popen(command, stdout=out, stderr=err, env=env, preexec_fn=default_ctrl_c)
 
 
 def default_ctrl_c() -> None:
-    """In the child: Ctrl-C as in a terminal, even when pytest itself was started with it ignored (`pytest &` in a script).
+    """In the child: Ctrl-C as in a terminal, even when pytest itself was started with it ignored (`pytest &` in a
+    script).
 
     A command that inherits an ignored Ctrl-C keeps ignoring it, on purpose (`pipeline.__main__`).
     """
@@ -118,15 +158,21 @@ def assert_gone_within(processes, seconds: float) -> None:
 
 
 def test_no_decoder_outlives_kill_9_of_its_parent(tmp_path):
-    driver = ("import functools, sys, fault_hooks\n"
-              "from pipeline.decoder_pool import decode_all\n"
-              "jobs = ((path, functools.partial(fault_hooks.inject, path)) for path in sys.argv[1:])\n"
-              "for path, outcome in decode_all(jobs, workers=2, timeout=600, ahead=2):\n"
-              "    print(path, outcome, flush=True)\n")
+    driver = (
+        "import functools, sys, fault_hooks\n"
+        "from pipeline.decoder_pool import decode_all\n"
+        "jobs = ((path, functools.partial(fault_hooks.inject, path)) for path in sys.argv[1:])\n"
+        "for path, outcome in decode_all(jobs, workers=2, timeout=600, ahead=2):\n"
+        "    print(path, outcome, flush=True)\n"
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
     with open(tmp_path / "stderr", "w") as err:
-        process = subprocess.Popen([sys.executable, "-c", driver, str(tmp_path / "a.mp4"), str(tmp_path / "hang.mp4")],
-                                   stdout=err, stderr=err, env=env)
+        process = subprocess.Popen(
+            [sys.executable, "-c", driver, str(tmp_path / "a.mp4"), str(tmp_path / "hang.mp4")],
+            stdout=err,
+            stderr=err,
+            env=env,
+        )
     wait_for(tmp_path / "hang.hanging", process)
     family = psutil.Process(process.pid).children(recursive=True)
     names = " ".join(" ".join(p.cmdline()) for p in family)
@@ -138,18 +184,22 @@ def test_no_decoder_outlives_kill_9_of_its_parent(tmp_path):
 
 def test_a_second_ctrl_c_ends_the_command_at_once(tmp_path):
     """For a cleanup too slow for the user: the second Ctrl-C leaves without waiting for it."""
-    driver = ("import os, signal, time\n"
-              "from pipeline.__main__ import stop_on_second_interrupt\n"
-              "stop_on_second_interrupt()\n"
-              "try:\n"
-              "    os.kill(os.getpid(), signal.SIGINT)\n"
-              "    time.sleep(60)\n"
-              "except KeyboardInterrupt:\n"
-              "    print('cleaning up', flush=True)\n"
-              "    os.kill(os.getpid(), signal.SIGINT)\n"
-              "    time.sleep(60)  # a cleanup that hangs\n")
+    driver = (
+        "import os, signal, time\n"
+        "from pipeline.__main__ import stop_on_second_interrupt\n"
+        "stop_on_second_interrupt()\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(60)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('cleaning up', flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(60)  # a cleanup that hangs\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(TESTS.parent)}
-    done = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True, timeout=50, env=env, preexec_fn=default_ctrl_c)
+    done = subprocess.run(
+        [sys.executable, "-c", driver], capture_output=True, text=True, timeout=50, env=env, preexec_fn=default_ctrl_c
+    )
     assert done.returncode == 130, done.stderr
     assert done.stdout == "cleaning up\n" and "second Ctrl-C: stopping now" in done.stderr
 

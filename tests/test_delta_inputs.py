@@ -46,21 +46,37 @@ def test_delta_scale_reads_only_valid_step_pairs(tmp_path):
     source = SequenceSource(path, videos, SequenceConfig(8), in_memory=True)
     x, mask = source.read(np.arange(len(videos)))
     pairs = np.concatenate([np.diff(x[i, :n], axis=0) for i, n in enumerate(videos["length"])])
-    np.testing.assert_allclose(delta_scale(source, np.arange(len(videos)), batch_size=4), np.sqrt((pairs.astype(np.float64) ** 2).mean(0)), rtol=1e-5)
+    np.testing.assert_allclose(
+        delta_scale(source, np.arange(len(videos)), batch_size=4),
+        np.sqrt((pairs.astype(np.float64) ** 2).mean(0)),
+        rtol=1e-5,
+    )
 
 
-@pytest.mark.parametrize("kind, network", [
-    ("gru", SequenceModelConfig(units=4, inputs=("features", "deltas"))),
-    ("lstm", SequenceModelConfig(units=4, bidirectional=True, inputs=("deltas",))),
-    ("gru", SequenceModelConfig(units=4, inputs=("features", "deltas"), cell_units=2)),  # 3 cells of one channel each
-])
+@pytest.mark.parametrize(
+    "kind, network",
+    [
+        ("gru", SequenceModelConfig(units=4, inputs=("features", "deltas"))),
+        ("lstm", SequenceModelConfig(units=4, bidirectional=True, inputs=("deltas",))),
+        (
+            "gru",
+            SequenceModelConfig(units=4, inputs=("features", "deltas"), cell_units=2),
+        ),  # 3 cells of one channel each
+    ],
+)
 def test_padded_steps_change_no_prediction_of_a_delta_model(kind, network):
     rng = np.random.default_rng(1)
-    model = build_sequence_model(kind, 3, 2, np.zeros(3, np.float32), np.ones(3, np.float32), network, np.full(3, 0.5, np.float32), cells=3)
+    model = build_sequence_model(
+        kind, 3, 2, np.zeros(3, np.float32), np.ones(3, np.float32), network, np.full(3, 0.5, np.float32), cells=3
+    )
     frames = rng.normal(size=(1, 5, 3)).astype(np.float32)
-    garbage = rng.normal(size=(1, 3, 3)).astype(np.float32)  # padded steps with values: the mask must hide them and their deltas
+    garbage = rng.normal(size=(1, 3, 3)).astype(
+        np.float32
+    )  # padded steps with values: the mask must hide them and their deltas
     short = np.asarray(model({"frames": frames, "mask": np.ones((1, 5), bool)}))
-    padded = np.asarray(model({"frames": np.concatenate([frames, garbage], 1), "mask": np.array([[True] * 5 + [False] * 3])}))
+    padded = np.asarray(
+        model({"frames": np.concatenate([frames, garbage], 1), "mask": np.array([[True] * 5 + [False] * 3])})
+    )
     np.testing.assert_allclose(padded, short, rtol=1e-5, atol=1e-6)
     assert input_dim(model) == 3 and model_inputs(model) == network.inputs
     reversed_order = np.asarray(model({"frames": frames[:, ::-1], "mask": np.ones((1, 5), bool)}))
@@ -72,12 +88,16 @@ def test_one_projection_serves_every_grid_cell():
     import keras
 
     network = SequenceModelConfig(units=4, inputs=("features", "deltas"), cell_units=5)
-    model = build_sequence_model("gru", 12, 2, np.zeros(12, np.float32), np.ones(12, np.float32), network, np.ones(12, np.float32), cells=4)
+    model = build_sequence_model(
+        "gru", 12, 2, np.zeros(12, np.float32), np.ones(12, np.float32), network, np.ones(12, np.float32), cells=4
+    )
     projection = model.get_layer("cells")
     assert tuple(projection.kernel.shape) == (6, 5)  # parameters independent of the number of cells
     cell = np.random.default_rng(2).normal(size=(1, 3, 1, 3)).astype(np.float32)
     frames = np.concatenate([cell, cell, -cell, cell], axis=2).reshape(1, 3, 12)
-    projected = np.asarray(keras.Model(model.inputs, projection.output)({"frames": frames, "mask": np.ones((1, 3), bool)}))
+    projected = np.asarray(
+        keras.Model(model.inputs, projection.output)({"frames": frames, "mask": np.ones((1, 3), bool)})
+    )
     assert projected.shape == (1, 3, 4, 5)
     np.testing.assert_allclose(projected[:, :, 0], projected[:, :, 1], rtol=1e-6)
     np.testing.assert_allclose(projected[:, :, 0], projected[:, :, 3], rtol=1e-6)
@@ -105,7 +125,16 @@ def delta_run(tmp_path_factory):
     """A GRU reading features and deltas, beside the mean baseline, on stores whose classes differ only in order."""
     root = tmp_path_factory.mktemp("deltas")
     store_path = write_store(root / "features" / "toy" / "toy.h5", ["up", "down"] * 30, lengths=[8, 10, 12] * 20)
-    config = TrainConfig(models=("gru", "mean"), network=DELTAS, epochs=20, patience=10, batch_size=8, learning_rate=1e-2, seq_len=8, lr_patience=3)
+    config = TrainConfig(
+        models=("gru", "mean"),
+        network=DELTAS,
+        epochs=20,
+        patience=10,
+        batch_size=8,
+        learning_rate=1e-2,
+        seq_len=8,
+        lr_patience=3,
+    )
     return store_path, train(store_path, root / "run", config, progress=False)
 
 
@@ -134,7 +163,22 @@ def test_fine_tuning_with_other_inputs_is_refused(delta_run, tmp_path):
     with pytest.raises(ValueError, match="--inputs features,deltas"):
         train(store_path, tmp_path / "tuned", config, progress=False)
     assert not (tmp_path / "tuned").exists()
-    assert main(["train", "--store", str(store_path), "--model", "gru", "--inputs", "features,flow", "--run", str(tmp_path / "x")]) == EXIT_BAD_INPUT
+    assert (
+        main(
+            [
+                "train",
+                "--store",
+                str(store_path),
+                "--model",
+                "gru",
+                "--inputs",
+                "features,flow",
+                "--run",
+                str(tmp_path / "x"),
+            ]
+        )
+        == EXIT_BAD_INPUT
+    )
 
 
 def test_predict_builds_the_inputs_the_run_was_trained_with(tmp_path):
@@ -144,15 +188,25 @@ def test_predict_builds_the_inputs_the_run_was_trained_with(tmp_path):
     from pipeline.extract.backbones import Weights, load_backbone
     from pipeline.extract.config import FeatureConfig
     from pipeline.extract.run import extract_features
-    from pipeline.predict import load_run, predict_videos
+    from pipeline.predict.run import load_run
+    from pipeline.predict.videos import predict_videos
 
     manifest = write_demo_dataset(tmp_path / "clips", tmp_path / "demo.csv", per_class=7)
-    feature_config = FeatureConfig(backbone="vgg16", weights="none", image_size=32, sampling="uniform:8", precision="float32", dtype="float32")
+    feature_config = FeatureConfig(
+        backbone="vgg16", weights="none", image_size=32, sampling="uniform:8", precision="float32", dtype="float32"
+    )
     backbone = load_backbone("vgg16", Weights("none"), 32, precision="float32")
     extract_features(read_manifest(manifest), tmp_path / "store.h5", backbone, feature_config, progress=False)
-    train(tmp_path / "store.h5", tmp_path / "run", TrainConfig(models=("gru",), network=DELTAS, epochs=2, patience=2), progress=False)
+    train(
+        tmp_path / "store.h5",
+        tmp_path / "run",
+        TrainConfig(models=("gru",), network=DELTAS, epochs=2, patience=2),
+        progress=False,
+    )
     run = load_run(tmp_path / "run")
-    assert model_inputs(run.model) == tuple(json.loads((tmp_path / "run" / "model" / "config.json").read_text())["train"]["network"]["inputs"])
+    assert model_inputs(run.model) == tuple(
+        json.loads((tmp_path / "run" / "model" / "config.json").read_text())["train"]["network"]["inputs"]
+    )
     recorded = pd.read_csv(tmp_path / "run" / "model" / "predictions.csv")
     predictions = predict_videos(run, list(recorded["path"]), top_k=len(run.labels), progress=False).videos
     for row, (_, expected) in zip(predictions.to_dict("records"), recorded.iterrows()):
@@ -162,7 +216,19 @@ def test_predict_builds_the_inputs_the_run_was_trained_with(tmp_path):
 
 def test_train_cli_records_the_cell_units(delta_run, tmp_path):
     store_path, _ = delta_run
-    args = ["train", "--store", str(store_path), "--model", "gru", "--seq-len", "8", "--epochs", "1", "--no-progress", "--cell-units"]
+    args = [
+        "train",
+        "--store",
+        str(store_path),
+        "--model",
+        "gru",
+        "--seq-len",
+        "8",
+        "--epochs",
+        "1",
+        "--no-progress",
+        "--cell-units",
+    ]
     assert main([*args, "2", "--run", str(tmp_path / "run")]) == 0
     assert json.loads((tmp_path / "run/model/config.json").read_text())["train"]["network"]["cell_units"] == 2
     assert main([*args, "-1", "--run", str(tmp_path / "bad")]) == EXIT_BAD_INPUT and not (tmp_path / "bad").exists()

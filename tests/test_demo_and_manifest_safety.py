@@ -19,7 +19,9 @@ def test_demo_data_deletes_only_its_own_clips(tmp_path):
     demo = tmp_path / "demo"
     assert main(demo_argv(demo, tmp_path / "demo.csv")) == EXIT_OK
     (demo / "my_holiday.mp4").write_bytes(b"mine")  # a user's clip copied into the demo folder
-    assert main(demo_argv(demo, tmp_path / "demo.csv", "--seed", "1")) == EXIT_OK  # another seed: the demo's clips are rewritten
+    assert (
+        main(demo_argv(demo, tmp_path / "demo.csv", "--seed", "1")) == EXIT_OK
+    )  # another seed: the demo's clips are rewritten
     assert (demo / "my_holiday.mp4").read_bytes() == b"mine"
     assert len(list(demo.glob("grow_*.mp4"))) == 1
 
@@ -87,7 +89,9 @@ def test_a_huge_header_is_refused_fast_and_not_echoed_whole(tmp_path):
     assert "column 'c1': appears more than once" in str(error.value)
 
 
-@pytest.mark.parametrize("argv", [["predict", "run", "v.mp4", "--run", "x"], ["manifest", "list", "l.txt", "-o", "m.csv", "--ro", "x"]])
+@pytest.mark.parametrize(
+    "argv", [["predict", "run", "v.mp4", "--run", "x"], ["manifest", "list", "l.txt", "-o", "m.csv", "--ro", "x"]]
+)
 def test_an_abbreviated_option_is_refused_not_taken_for_another(argv, capsys):
     """`--run` is not `--runtime`: a typo or a half-remembered option must not quietly set another one."""
     with pytest.raises(SystemExit) as exit_info:

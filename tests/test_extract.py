@@ -22,8 +22,16 @@ from pipeline.extract.run import extract_features, store_path_for
 from helpers import BROKEN, VIDEOS, manifest_csv
 
 CONFIG = FeatureConfig(backbone="vgg16", weights="none", image_size=32, sampling="uniform:4", precision="float32")
-GOOD = ["mmaction2/test.avi", "decord/video_90.mov", "mdn_flower/flower.webm", "mdn_flower/flower.ogg",
-        "decord/flipping_a_pancake.mkv", "imageio/cockatoo.mp4", "mmaction2/demo_skeleton.mp4", "misc/pfrazee_test.mov"]
+GOOD = [
+    "mmaction2/test.avi",
+    "decord/video_90.mov",
+    "mdn_flower/flower.webm",
+    "mdn_flower/flower.ogg",
+    "decord/flipping_a_pancake.mkv",
+    "imageio/cockatoo.mp4",
+    "mmaction2/demo_skeleton.mp4",
+    "misc/pfrazee_test.mov",
+]
 BROKEN_FILES = ["Megamind_is_html.avi", "imageio_test.webm", "opencv_output_truncated_xvid.avi", "decord_corrupted.mp4"]
 
 
@@ -38,7 +46,10 @@ def run(manifest, store_path, backbone, **options):
 
 def test_good_and_broken_shared_files(shared, tmp_path, backbone):
     rows = [(str(VIDEOS / p), "good") for p in GOOD] + [(str(BROKEN / p), "bad") for p in BROKEN_FILES]
-    rows += [(str(BROKEN / "sxplayer_test_h264_444_16x16.mkv"), "edge"), (str(BROKEN / "decord_unordered_pts.mov"), "edge")]
+    rows += [
+        (str(BROKEN / "sxplayer_test_h264_444_16x16.mkv"), "edge"),
+        (str(BROKEN / "decord_unordered_pts.mov"), "edge"),
+    ]
     csv = manifest_csv(tmp_path / "mixed.csv", rows)
     path = store_path_for(csv, CONFIG, tmp_path / "features")
     summary = run(csv, path, backbone, workers=2)
@@ -91,7 +102,9 @@ def test_incremental_rerun_and_changed_video(tmp_path, make_video, backbone):
 def test_changed_config_writes_a_different_store(tmp_path):
     other = FeatureConfig(backbone="vgg16", weights="none", image_size=32, sampling="uniform:8", precision="float32")
     assert store_path_for("m.csv", CONFIG, tmp_path) != store_path_for("m.csv", other, tmp_path)
-    assert store_path_for("m.csv", CONFIG, tmp_path) == store_path_for("m.csv", FeatureConfig(**CONFIG.to_dict()), tmp_path)
+    assert store_path_for("m.csv", CONFIG, tmp_path) == store_path_for(
+        "m.csv", FeatureConfig(**CONFIG.to_dict()), tmp_path
+    )
     with pytest.raises(ValueError, match="sampling"):
         FeatureConfig(sampling="uniform:x")
 
@@ -110,7 +123,9 @@ def test_relabel_move_retire_sync_without_extracting_then_train(tmp_path, make_v
     rows[1] = (rows[1][0], "c1", "test")  # moved from train to test
     del rows[2]  # retired (e.g. a clip that leaks into test)
     pd.DataFrame(rows, columns=["path", "label", "split"]).to_csv(csv, index=False)
-    with pytest.raises(store.StoreError, match="changed since the feature store .* was last synced.*nothing is re-extracted"):
+    with pytest.raises(
+        store.StoreError, match="changed since the feature store .* was last synced.*nothing is re-extracted"
+    ):
         train(path, tmp_path / "refused", TrainConfig(models=("mean",)), progress=False)
     assert not (tmp_path / "refused").exists()
 
@@ -128,8 +143,12 @@ def test_relabel_move_retire_sync_without_extracting_then_train(tmp_path, make_v
 
 
 def test_two_manifests_with_one_name_never_share_a_store(tmp_path, make_video, backbone):
-    a = manifest_csv((tmp_path / "projA").mkdir() or tmp_path / "projA" / "train.csv", [(str(make_video("a.mp4", seed=1)), "x")])
-    b = manifest_csv((tmp_path / "projB").mkdir() or tmp_path / "projB" / "train.csv", [(str(make_video("b.mp4", seed=2)), "y")])
+    a = manifest_csv(
+        (tmp_path / "projA").mkdir() or tmp_path / "projA" / "train.csv", [(str(make_video("a.mp4", seed=1)), "x")]
+    )
+    b = manifest_csv(
+        (tmp_path / "projB").mkdir() or tmp_path / "projB" / "train.csv", [(str(make_video("b.mp4", seed=2)), "y")]
+    )
     path_a, path_b = store_path_for(a, CONFIG, tmp_path / "features"), store_path_for(b, CONFIG, tmp_path / "features")
     assert path_a != path_b and path_a.parent.name == path_b.parent.name == "train"
     run(a, path_a, backbone)
@@ -143,9 +162,16 @@ def test_two_manifests_with_one_name_never_share_a_store(tmp_path, make_video, b
 def test_same_file_twice_and_skipped_missing_rows_are_all_accounted_for(tmp_path, make_video, backbone):
     one, two = make_video("one.mp4", seed=1), make_video("two.mp4", seed=2)
     csv = tmp_path / "m.csv"
-    pd.DataFrame({"path": [str(one), str(two), str(one), str(tmp_path / "gone.mp4")], "label": ["a", "b", "c", "a"],
-                  "video_id": ["one", "two", "one-again", "gone"]}).to_csv(csv, index=False)
-    summary = extract_features(read_manifest(csv, skip_missing=True), tmp_path / "s.h5", backbone, CONFIG, progress=False)
+    pd.DataFrame(
+        {
+            "path": [str(one), str(two), str(one), str(tmp_path / "gone.mp4")],
+            "label": ["a", "b", "c", "a"],
+            "video_id": ["one", "two", "one-again", "gone"],
+        }
+    ).to_csv(csv, index=False)
+    summary = extract_features(
+        read_manifest(csv, skip_missing=True), tmp_path / "s.h5", backbone, CONFIG, progress=False
+    )
     assert (summary.new, summary.failed, summary.missing, summary.exit_code) == (3, 0, 1, 1)
     assert "3 new videos ok" in summary.line() and "1 missing files" in summary.line()
     videos = store.read_videos(tmp_path / "s.h5")
@@ -163,11 +189,31 @@ def cli(*args, **kwargs):
 def test_kill_9_then_rerun_equals_an_unbroken_run(tmp_path, make_video):
     clips = [make_video(f"v{i:02d}.mp4", frames=24, width=96, height=72, seed=i) for i in range(24)]
     csv = manifest_csv(tmp_path / "m.csv", [(str(c), f"c{i % 3}") for i, c in enumerate(clips)])
-    options = ["--manifest", str(csv), "--backbone", "vgg16", "--weights", "none", "--image-size", "32", "--sampling", "uniform:4",
-               "--precision", "float32", "--shard-size", "1", "--workers", "1", "--no-progress"]
+    options = [
+        "--manifest",
+        str(csv),
+        "--backbone",
+        "vgg16",
+        "--weights",
+        "none",
+        "--image-size",
+        "32",
+        "--sampling",
+        "uniform:4",
+        "--precision",
+        "float32",
+        "--shard-size",
+        "1",
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
     killed_dir = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "pipeline", "features", *options, "--out-dir", str(killed_dir)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "features", *options, "--out-dir", str(killed_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and len(list(killed_dir.glob("m/*.parts/run-*/*.h5"))) < 3:
         time.sleep(0.05)
@@ -191,8 +237,20 @@ def test_kill_9_then_rerun_equals_an_unbroken_run(tmp_path, make_video):
 
 
 def test_cli_exit_codes_summary_and_inspect(shared, tmp_path, make_video):
-    csv = manifest_csv(tmp_path / "m.csv", [(str(make_video("ok.mp4")), "a"), (str(BROKEN / "Megamind_is_html.avi"), "b")])
-    options = ["--backbone", "vgg16", "--weights", "none", "--image-size", "32", "--no-progress", "--out-dir", str(tmp_path / "f")]
+    csv = manifest_csv(
+        tmp_path / "m.csv", [(str(make_video("ok.mp4")), "a"), (str(BROKEN / "Megamind_is_html.avi"), "b")]
+    )
+    options = [
+        "--backbone",
+        "vgg16",
+        "--weights",
+        "none",
+        "--image-size",
+        "32",
+        "--no-progress",
+        "--out-dir",
+        str(tmp_path / "f"),
+    ]
     result = cli("features", "--manifest", str(csv), *options)
     assert result.returncode == 1
     assert "1 new videos ok, 1 failed" in result.stderr and "frames/s" in result.stderr
@@ -205,8 +263,20 @@ def test_cli_exit_codes_summary_and_inspect(shared, tmp_path, make_video):
     refused = cli("features", "--manifest", str(bad), *options)
     assert refused.returncode == 2 and "line 2, column 'path': file not found" in refused.stderr
 
-    constant = cli("features", "--manifest", str(csv), "--backbone", "mobilenet_v2", "--weights", "none", "--image-size", "32",
-                   "--no-progress", "--out-dir", str(tmp_path / "g"))
+    constant = cli(
+        "features",
+        "--manifest",
+        str(csv),
+        "--backbone",
+        "mobilenet_v2",
+        "--weights",
+        "none",
+        "--image-size",
+        "32",
+        "--no-progress",
+        "--out-dir",
+        str(tmp_path / "g"),
+    )
     assert constant.returncode == 2 and "same features for different frames" in constant.stderr
     assert not list((tmp_path / "g").glob("*/*.h5"))
     assert cli("features", "--help").returncode == 0 and cli("inspect", str(tmp_path / "none.h5")).returncode == 2
@@ -214,30 +284,76 @@ def test_cli_exit_codes_summary_and_inspect(shared, tmp_path, make_video):
 
 def test_offline_fallback_is_announced_and_recorded(tmp_path, make_video, monkeypatch):
     csv = manifest_csv(tmp_path / "m.csv", [(str(make_video(f"v{i}.mp4", seed=i)), "a") for i in range(2)])
-    env = {**os.environ, "KERAS_HOME": str(tmp_path / "keras"), "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
-    result = cli("features", "--manifest", str(csv), "--fallback", "--sampling", "uniform:2", "--precision", "float32", "--no-progress",
-                 "--out-dir", str(tmp_path / "f"), env=env)
+    env = {
+        **os.environ,
+        "KERAS_HOME": str(tmp_path / "keras"),
+        "https_proxy": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+    }
+    result = cli(
+        "features",
+        "--manifest",
+        str(csv),
+        "--fallback",
+        "--sampling",
+        "uniform:2",
+        "--precision",
+        "float32",
+        "--no-progress",
+        "--out-dir",
+        str(tmp_path / "f"),
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     assert "offline fallback" in result.stderr
     attrs = store.read_attrs(result.stdout.strip())
     assert attrs["feature_config"]["backbone"] == "vgg16" and attrs["feature_config"]["weights"] == "none"
     assert attrs["feature_config"]["image_size"] == 112 and "ImageNet weights" in attrs["fallback"]
-    assert attrs["feature_config"]["precision"] == "float32"  # as asked: the fallback backbone does not re-resolve it as `auto`
+    assert (
+        attrs["feature_config"]["precision"] == "float32"
+    )  # as asked: the fallback backbone does not re-resolve it as `auto`
 
 
 def test_two_concurrent_runs_on_one_store_both_store_every_video(tmp_path, make_video):
     csv = manifest_csv(tmp_path / "m.csv", [(str(make_video(f"v{i}.mp4", seed=i)), f"c{i % 2}") for i in range(8)])
-    options = ["features", "--manifest", str(csv), "--backbone", "vgg16", "--weights", "none", "--image-size", "32", "--sampling", "uniform:4",
-               "--precision", "float32", "--shard-size", "1", "--workers", "1", "--no-progress", "--out-dir", str(tmp_path / "f")]
-    runs = [subprocess.Popen([sys.executable, "-m", "pipeline", *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]
+    options = [
+        "features",
+        "--manifest",
+        str(csv),
+        "--backbone",
+        "vgg16",
+        "--weights",
+        "none",
+        "--image-size",
+        "32",
+        "--sampling",
+        "uniform:4",
+        "--precision",
+        "float32",
+        "--shard-size",
+        "1",
+        "--workers",
+        "1",
+        "--no-progress",
+        "--out-dir",
+        str(tmp_path / "f"),
+    ]
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pipeline", *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outputs = [process.communicate(timeout=300) for process in runs]
     for process, (out, err) in zip(runs, outputs):
         assert process.returncode == 0, err
     assert outputs[0][0] == outputs[1][0]
     path = Path(outputs[0][0].strip())
     videos = store.read_videos(path)
-    assert sorted(videos["video_id"]) == sorted(str(tmp_path / f"v{i}.mp4") for i in range(8)) and videos["video_id"].is_unique
+    assert (
+        sorted(videos["video_id"]) == sorted(str(tmp_path / f"v{i}.mp4") for i in range(8))
+        and videos["video_id"].is_unique
+    )
     assert not store.parts_dir(path).exists()  # nothing of either run left behind
     with h5py.File(path, "r") as f:
         assert np.isfinite(f["features"][:].astype(np.float32)).all() and f["features"].shape[0] >= 32
@@ -245,8 +361,23 @@ def test_two_concurrent_runs_on_one_store_both_store_every_video(tmp_path, make_
 
 def test_truncated_store_is_named_and_recovered(tmp_path, make_video):
     csv = manifest_csv(tmp_path / "m.csv", [(str(make_video(f"v{i}.mp4", seed=i)), f"c{i % 2}") for i in range(3)])
-    options = ["--manifest", str(csv), "--backbone", "vgg16", "--weights", "none", "--image-size", "32", "--sampling", "uniform:4",
-               "--precision", "float32", "--no-progress", "--out-dir", str(tmp_path / "f")]
+    options = [
+        "--manifest",
+        str(csv),
+        "--backbone",
+        "vgg16",
+        "--weights",
+        "none",
+        "--image-size",
+        "32",
+        "--sampling",
+        "uniform:4",
+        "--precision",
+        "float32",
+        "--no-progress",
+        "--out-dir",
+        str(tmp_path / "f"),
+    ]
     first = cli("features", *options)
     assert first.returncode == 0, first.stderr
     path = Path(first.stdout.strip())
@@ -271,8 +402,22 @@ def test_an_unexpected_error_exits_3_with_one_line(tmp_path, make_video, monkeyp
 
     monkeypatch.setattr(extract, "extract_features", broken)
     csv = manifest_csv(tmp_path / "m.csv", [(str(make_video("v.mp4")), "a")])
-    code = command_line.main(["features", "--manifest", str(csv), "--backbone", "vgg16", "--weights", "none", "--image-size", "32",
-                              "--no-progress", "--out-dir", str(tmp_path / "f")])
+    code = command_line.main(
+        [
+            "features",
+            "--manifest",
+            str(csv),
+            "--backbone",
+            "vgg16",
+            "--weights",
+            "none",
+            "--image-size",
+            "32",
+            "--no-progress",
+            "--out-dir",
+            str(tmp_path / "f"),
+        ]
+    )
     assert code == command_line.EXIT_UNEXPECTED == 3
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "RuntimeError: something nobody expected" in errors[0] and "--verbose" in errors[0]
@@ -308,5 +453,7 @@ def test_features_refuses_a_store_missing_a_segment_naming_it(tmp_path, make_vid
 def test_an_out_dir_that_is_a_file_is_refused_naming_the_option(tmp_path, make_video):
     csv = manifest_csv(tmp_path / "m.csv", [(str(make_video("v.mp4")), "a")])
     (tmp_path / "taken").write_text("a file\n")
-    result = cli("features", "--manifest", str(csv), "--weights", "none", "--out-dir", str(tmp_path / "taken"), "--no-progress")
+    result = cli(
+        "features", "--manifest", str(csv), "--weights", "none", "--out-dir", str(tmp_path / "taken"), "--no-progress"
+    )
     assert result.returncode == 2 and f"--out-dir: {tmp_path / 'taken'} is not a folder" in result.stderr, result.stderr

@@ -13,8 +13,16 @@ LABELS = ["up", "a $5 tip"]
 
 
 def window_track() -> pd.DataFrame:
-    return pd.DataFrame({"video": ["/videos/clip.mp4"] * 3, "start_s": [0.0, 1.0, 2.0], "end_s": [1.0, 2.0, 3.0],
-                         "smoothed:up": [0.9, 0.6, 0.2], "smoothed:a $5 tip": [0.1, 0.4, 0.8], "smoothed_label": ["up", "up", "a $5 tip"]})
+    return pd.DataFrame(
+        {
+            "video": ["/videos/clip.mp4"] * 3,
+            "start_s": [0.0, 1.0, 2.0],
+            "end_s": [1.0, 2.0, 3.0],
+            "smoothed:up": [0.9, 0.6, 0.2],
+            "smoothed:a $5 tip": [0.1, 0.4, 0.8],
+            "smoothed_label": ["up", "up", "a $5 tip"],
+        }
+    )
 
 
 def test_plots_draw_on_the_axes_they_are_given_and_return_that_figure(tmp_path):
@@ -26,16 +34,22 @@ def test_plots_draw_on_the_axes_they_are_given_and_return_that_figure(tmp_path):
     assert plot_curves(history, ("loss", "accuracy"), axes=axes[0, 1:]) is fig
     assert plot_window_track(window_track(), LABELS, axes=axes[1, :2]) is fig
     assert len(axes[0, 0].images) == 1 and [t.get_text() for t in axes[0, 0].texts] == ["3", "1", "0", "4"]
-    assert [line.get_label() for line in axes[0, 1].lines] == ["train", "validation"] and axes[0, 2].get_title() == "accuracy"
+    assert [line.get_label() for line in axes[0, 1].lines] == ["train", "validation"] and axes[
+        0, 2
+    ].get_title() == "accuracy"
     assert len(axes[1, 0].lines) == 2 and len(axes[1, 1].patches) == 3 and not axes[1, 2].has_data()
     assert save_figure(fig, tmp_path / "all.png").stat().st_size > 0
 
 
 def test_plots_without_axes_make_their_own_figure():
-    matrix = pd.DataFrame(np.eye(40, dtype=int) * 2, index=[f"c{i}" for i in range(40)], columns=[f"c{i}" for i in range(40)])
+    matrix = pd.DataFrame(
+        np.eye(40, dtype=int) * 2, index=[f"c{i}" for i in range(40)], columns=[f"c{i}" for i in range(40)]
+    )
     first, second = plot_confusion(matrix, "big"), plot_confusion(matrix, "big")
     assert first is not second and isinstance(first, Figure)
-    assert first.get_size_inches()[1] == 10.5 and not first.axes[0].texts  # 0.2 * 40 + 2.5 inches; too many classes to annotate
+    assert (
+        first.get_size_inches()[1] == 10.5 and not first.axes[0].texts
+    )  # 0.2 * 40 + 2.5 inches; too many classes to annotate
     assert len(plot_curves(pd.DataFrame({"loss": [1.0, 0.5]})).axes) == 1
     assert len(plot_window_track(window_track(), LABELS).axes) == 2
 
@@ -46,7 +60,7 @@ def test_drawing_and_saving_keep_the_users_backend_and_never_load_pyplot(tmp_pat
 import sys, matplotlib
 matplotlib.use("svg")
 import pandas as pd
-from pipeline import predict
+from pipeline.predict import videos
 from pipeline.report import figures
 from pipeline.report import classification as report
 from pipeline.classify import train

@@ -26,12 +26,15 @@ def test_valid_manifest_resolves_relative_paths(tmp_path, make_video):
 
 def test_every_problem_is_reported_with_its_line(tmp_path, make_video):
     make_video("a.mp4")
-    csv = write(tmp_path / "m.csv", "path,label,split,video_id\n"
-                "a.mp4,run,train,x\n"
-                "missing.mp4,run,train,y\n"
-                "a.mp4,,train,z\n"
-                "a.mp4,run,holdout,w\n"
-                "a.mp4,run,train,x\n")
+    csv = write(
+        tmp_path / "m.csv",
+        "path,label,split,video_id\n"
+        "a.mp4,run,train,x\n"
+        "missing.mp4,run,train,y\n"
+        "a.mp4,,train,z\n"
+        "a.mp4,run,holdout,w\n"
+        "a.mp4,run,train,x\n",
+    )
     with pytest.raises(m.ManifestError) as caught:
         m.read_manifest(csv)
     text = str(caught.value)
@@ -49,12 +52,15 @@ def test_skip_missing_drops_rows_instead(tmp_path, make_video):
     assert list(frame["line"]) == [2]
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("video,label\nx.mp4,a\n", "column 'path': required column is missing"),
-    ("", "the file is empty"),
-    ("path,label\n", "has no video rows"),
-    ("path,label\na.mp4,b,c\n", "line 2, column '-': has 3 fields"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("video,label\nx.mp4,a\n", "column 'path': required column is missing"),
+        ("", "the file is empty"),
+        ("path,label\n", "has no video rows"),
+        ("path,label\na.mp4,b,c\n", "line 2, column '-': has 3 fields"),
+    ],
+)
 def test_structural_problems(tmp_path, text, expected):
     with pytest.raises(m.ManifestError, match=expected.replace("(", r"\(").replace(")", r"\)")):
         m.read_manifest(write(tmp_path / "m.csv", text))
@@ -63,7 +69,9 @@ def test_structural_problems(tmp_path, text, expected):
 def test_unreadable_csv(tmp_path):
     binary = tmp_path / "m.csv"
     binary.write_bytes(b"path,label\na.mp4,b\n\xff\xfe\x00\x81garbage\x00")
-    with pytest.raises(m.ManifestError, match="line 3, column '-': is not UTF-8 \\(byte 0xff\\); save the file as UTF-8"):
+    with pytest.raises(
+        m.ManifestError, match="line 3, column '-': is not UTF-8 \\(byte 0xff\\); save the file as UTF-8"
+    ):
         m.read_manifest(binary)
     with pytest.raises(m.ManifestError, match="cannot read the file \\(No such file or directory\\)"):
         m.read_manifest(tmp_path / "absent.csv")
@@ -85,7 +93,9 @@ def test_ucf101_importer_takes_group_from_name(tmp_path):
     splits = tmp_path / "splits"
     splits.mkdir()
     write(splits / "classInd.txt", "1 ApplyEyeMakeup\n2 Archery\n")
-    write(splits / "trainlist01.txt", "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\nArchery/v_Archery_g09_c02.avi 2\n")
+    write(
+        splits / "trainlist01.txt", "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\nArchery/v_Archery_g09_c02.avi 2\n"
+    )
     write(splits / "testlist01.txt", "Archery/v_Archery_g01_c01.avi\n")
     frame = importers.from_ucf101(splits, tmp_path / "UCF-101", split=1)
     assert list(frame["split"]) == ["train", "train", "test"]
@@ -108,8 +118,11 @@ def test_path_label_list_with_class_names(tmp_path):
 def test_kinetics_importer_finds_files_and_counts_missing(tmp_path, make_video, caplog):
     make_video("k400/train/abseiling/abc123_000010_000020.mp4")
     make_video("k400/val/xyz789.mp4")
-    write(tmp_path / "k.csv", "label,youtube_id,time_start,time_end,split\n"
-          "abseiling,abc123,10,20,train\nair drumming,xyz789,0,10,validate\nabseiling,gone00,5,15,train\n")
+    write(
+        tmp_path / "k.csv",
+        "label,youtube_id,time_start,time_end,split\n"
+        "abseiling,abc123,10,20,train\nair drumming,xyz789,0,10,validate\nabseiling,gone00,5,15,train\n",
+    )
     frame = importers.from_kinetics_csv(tmp_path / "k.csv", tmp_path / "k400")
     assert list(frame["split"]) == ["train", "val"]
     assert list(frame["label"]) == ["abseiling", "air drumming"]

@@ -15,23 +15,68 @@ from hypothesis import strategies as st
 from pipeline.dataset import importers
 from pipeline.dataset import manifest as m
 
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-PROBLEM = re.compile(r"line [1-9]\d*, column '[^']*': |header, column '[^']*': (required column is missing|appears more than once|"
-                     r"the file is empty|has no video rows|cannot read the file)")  # only problems of the whole file have no line
+FUZZ = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+PROBLEM = re.compile(
+    r"line [1-9]\d*, column '[^']*': |header, column '[^']*': (required column is missing|appears more than once|"
+    r"the file is empty|has no video rows|cannot read the file)"
+)  # only problems of the whole file have no line
 
 CELLS = st.one_of(
-    st.sampled_from(["a.mp4", "sub/b.mp4", "missing.mp4", "run", "train", "TEST", "val", "holdout", "", " ", '"', '""', "x,y",
-                     "\x00", "a.mp4\x00", "\r", "\n", "\ufeff", "é", "1", "1e400", "nan", "-5", "abc", "abc_000001_000002"]),
+    st.sampled_from(
+        [
+            "a.mp4",
+            "sub/b.mp4",
+            "missing.mp4",
+            "run",
+            "train",
+            "TEST",
+            "val",
+            "holdout",
+            "",
+            " ",
+            '"',
+            '""',
+            "x,y",
+            "\x00",
+            "a.mp4\x00",
+            "\r",
+            "\n",
+            "\ufeff",
+            "é",
+            "1",
+            "1e400",
+            "nan",
+            "-5",
+            "abc",
+            "abc_000001_000002",
+        ]
+    ),
     st.text(max_size=20),
     st.integers(130_000, 140_000).map(lambda n: "x" * n),  # past the csv module's field size limit
 )
-KNOWN = ["path", "label", "split", "group", "video_id", "Path", " LABEL ", "line", "", "extra",
-         "youtube_id", "time_start", "time_end"]
+KNOWN = [
+    "path",
+    "label",
+    "split",
+    "group",
+    "video_id",
+    "Path",
+    " LABEL ",
+    "line",
+    "",
+    "extra",
+    "youtube_id",
+    "time_start",
+    "time_end",
+]
 
 
 @st.composite
 def csv_bytes(draw):
-    """A CSV-like file: known and random header names (repeated too), quoted and raw cells, any line ending, BOM, encoding."""
+    """A CSV-like file: known and random header names (repeated too), quoted and raw cells, any line ending, BOM,
+    encoding."""
     newline = draw(st.sampled_from(["\n", "\r\n", "\r"]))
 
     def cell(text):
@@ -91,14 +136,19 @@ def test_kinetics_importer(folder, data):
     try:
         frame = parsed_or_refused(lambda: importers.from_kinetics_csv(path, folder / "k400"), path)
     except ValueError as error:  # not a problem of one line: no annotated video has a file
-        assert not isinstance(error, m.ManifestError) and str(error).startswith("none of the") and str(path) in str(error)
+        assert (
+            not isinstance(error, m.ManifestError) and str(error).startswith("none of the") and str(path) in str(error)
+        )
         return
     if frame is not None:
         assert list(frame["video_id"]) == ["abc_000001_000002"] * len(frame)
 
 
 @FUZZ
-@given(lines=st.one_of(st.binary(max_size=300), csv_bytes()), classes=st.one_of(st.none(), st.binary(max_size=100), csv_bytes()))
+@given(
+    lines=st.one_of(st.binary(max_size=300), csv_bytes()),
+    classes=st.one_of(st.none(), st.binary(max_size=100), csv_bytes()),
+)
 def test_path_label_list_importer(folder, lines, classes):
     list_file, class_file = folder / "list.txt", folder / "classes.txt"
     list_file.write_bytes(lines)
@@ -107,7 +157,10 @@ def test_path_label_list_importer(folder, lines, classes):
     try:
         frame = importers.from_path_label_list(list_file, classes=class_file if classes is not None else None)
     except m.ManifestError as error:
-        assert all(PROBLEM.match(str(problem)) for problem in error.problems) and error.path in (str(list_file), str(class_file))
+        assert all(PROBLEM.match(str(problem)) for problem in error.problems) and error.path in (
+            str(list_file),
+            str(class_file),
+        )
         return
     assert isinstance(frame, pd.DataFrame)
 
@@ -127,14 +180,16 @@ def test_ucf101_importer(folder, class_ind, train, test):
     assert set(frame.get("split", pd.Series(dtype=str))) <= {"train", "test"}
 
 
-NAMES = st.text(st.characters(blacklist_characters="/\x00", blacklist_categories=("Cs",)), min_size=1, max_size=30).filter(
-    lambda name: name not in (".", "..") and len(name.encode()) < 200)
+NAMES = st.text(
+    st.characters(blacklist_characters="/\x00", blacklist_categories=("Cs",)), min_size=1, max_size=30
+).filter(lambda name: name not in (".", "..") and len(name.encode()) < 200)
 
 
 @settings(max_examples=30, deadline=None)
 @given(names=st.lists(NAMES, min_size=1, max_size=4, unique=True))
 def test_class_folders_importer_round_trip(names):
-    """Any folder names (commas, quotes, newlines, BOMs, spaces) write a manifest that reads back or is refused by line."""
+    """Any folder names (commas, quotes, newlines, BOMs, spaces) write a manifest that reads back or is refused by
+    line."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "data"
         for number, name in enumerate(names):
@@ -146,14 +201,22 @@ def test_class_folders_importer_round_trip(names):
             assert sorted(frame["label"]) == sorted(name.strip() for name in names)
 
 
-@pytest.mark.parametrize("data, where", [
-    (b"path,label\na.mp4,run\n\xe9t\xe9.mp4,run\n", "line 3, column '-': is not UTF-8"),
-    (b"path,label,label\na.mp4,run,walk\n", "header, column 'label': appears more than once"),
-    (b"path,label\na.mp4\x00,run\n", "line 2, column 'path': contains a NUL byte"),
-    (b"path,label\na.mp4,\"" + b"x" * 200_000 + b"\"\n", "line 2, column '-': is not valid CSV (field larger than field limit"),
-])
+@pytest.mark.parametrize(
+    "data, where",
+    [
+        (b"path,label\na.mp4,run\n\xe9t\xe9.mp4,run\n", "line 3, column '-': is not UTF-8"),
+        (b"path,label,label\na.mp4,run,walk\n", "header, column 'label': appears more than once"),
+        (b"path,label\na.mp4\x00,run\n", "line 2, column 'path': contains a NUL byte"),
+        (
+            b'path,label\na.mp4,"' + b"x" * 200_000 + b'"\n',
+            "line 2, column '-': is not valid CSV (field larger than field limit",
+        ),
+    ],
+)
 def test_cli_refuses_with_the_line_and_exit_2(tmp_path, data, where):
     (tmp_path / "a.mp4").write_bytes(b"")
     (tmp_path / "m.csv").write_bytes(data)
-    result = subprocess.run([sys.executable, "-m", "pipeline", "manifest", "check", str(tmp_path / "m.csv")], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "manifest", "check", str(tmp_path / "m.csv")], capture_output=True, text=True
+    )
     assert result.returncode == 2 and where in result.stderr and "Traceback" not in result.stderr, result.stderr

@@ -13,7 +13,7 @@ from pipeline.classify.models import SequenceModelConfig
 from pipeline.classify.train import train
 from pipeline.cli import main
 from pipeline.cli.common import EXIT_BAD_INPUT
-from pipeline.predict import RunError, load_run
+from pipeline.predict.run import RunError, load_run
 
 from helpers import write_store
 
@@ -33,9 +33,13 @@ def run(tmp_path_factory):
     """A run with a GRU and both baselines on four classes (the baselines' multinomial case)."""
     root = tmp_path_factory.mktemp("models")
     store_path = write_store(root / "features" / "toy" / "toy.h5", ["a", "b", "c", "d"] * 8)
-    config = TrainConfig(models=("gru", "mean", "single-frame"), seq_len=8, epochs=1, network=SequenceModelConfig(units=4))
+    config = TrainConfig(
+        models=("gru", "mean", "single-frame"), seq_len=8, epochs=1, network=SequenceModelConfig(units=4)
+    )
     result = train(store_path, root / "reports" / "toy", config, progress=False)
-    recorded = result.run_dir / "model" / "config.json"  # the toy store's feature config lacks what predict reads of a real one
+    recorded = (
+        result.run_dir / "model" / "config.json"
+    )  # the toy store's feature config lacks what predict reads of a real one
     settings = json.loads(recorded.read_text())
     settings["feature_config"].update(max_frames=512, crop="center")
     recorded.write_text(json.dumps(settings))
@@ -57,7 +61,9 @@ def test_baselines_are_plain_arrays_and_reload_to_the_recorded_probabilities(run
     splits = pd.read_csv(folder / "splits.csv")
     recorded = pd.read_csv(folder / "predictions.csv")
     for name in ("mean", "single-frame"):
-        probabilities = batched_probabilities(load_model(folder / f"{name}.npz"), source, np.flatnonzero(splits["split"] == "test"))
+        probabilities = batched_probabilities(
+            load_model(folder / f"{name}.npz"), source, np.flatnonzero(splits["split"] == "test")
+        )
         expected = recorded.loc[recorded["model"] == name, ["p_a", "p_b", "p_c", "p_d"]].to_numpy()
         assert expected.shape == (len(probabilities), 4) and len(expected)
         np.testing.assert_allclose(probabilities, expected, rtol=1e-6, atol=1e-9)
@@ -123,8 +129,27 @@ def test_a_planted_model_file_never_runs(run, tmp_path, filename, name, kind):
         load_model(planted)
     assert main(["predict", str(shared), str(tmp_path / "video.mp4"), "--model", name]) == EXIT_BAD_INPUT
     store_path = json.loads((folder / "config.json").read_text())["store"]
-    assert main(["train", "--store", store_path, "--model", "gru", "--init", str(planted), "--run", str(tmp_path / "tuned"),
-                 "--seq-len", "8", "--epochs", "1", "--no-progress"]) == EXIT_BAD_INPUT
+    assert (
+        main(
+            [
+                "train",
+                "--store",
+                store_path,
+                "--model",
+                "gru",
+                "--init",
+                str(planted),
+                "--run",
+                str(tmp_path / "tuned"),
+                "--seq-len",
+                "8",
+                "--epochs",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == EXIT_BAD_INPUT
+    )
     assert not marker.exists()
     assert not (tmp_path / "tuned").exists()
 

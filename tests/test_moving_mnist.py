@@ -120,12 +120,19 @@ def test_splits_config_validation_and_presets():
         nf_config.ConvLSTMConfig(frame_size=24)
     paper = nf_config.preset("paper")
     assert (paper.frame_size, paper.filters, mm.split_sizes(paper.sequences)[0]) == (64, 64, 10000)
-    assert nf_config.preset("paper", filters=8, epochs=None).filters == 8 and nf_config.preset("paper", epochs=None).epochs == paper.epochs
+    assert (
+        nf_config.preset("paper", filters=8, epochs=None).filters == 8
+        and nf_config.preset("paper", epochs=None).epochs == paper.epochs
+    )
     with pytest.raises(ValueError, match="unknown preset"):
         nf_config.preset("gpu")
     ramp = [nf_model.teacher_probability(epoch, nf_config.ConvLSTMConfig(epochs=6)) for epoch in range(6)]
-    assert ramp == pytest.approx([1, 2 / 3, 1 / 3, 0, 0, 0])  # true frames for the first half of the epochs, fewer and fewer
-    assert nf_model.teacher_probability(0, nf_config.ConvLSTMConfig(teacher_share=0)) == 0  # no scheduled sampling: own predictions from the start
+    assert ramp == pytest.approx(
+        [1, 2 / 3, 1 / 3, 0, 0, 0]
+    )  # true frames for the first half of the epochs, fewer and fewer
+    assert (
+        nf_model.teacher_probability(0, nf_config.ConvLSTMConfig(teacher_share=0)) == 0
+    )  # no scheduled sampling: own predictions from the start
     with pytest.raises(ValueError, match="teacher share"):
         nf_config.ConvLSTMConfig(teacher_share=1.5)
 
@@ -140,8 +147,12 @@ def test_per_frame_scores_put_three_baselines_beside_the_model():
     assert (scores["mse"] == 0).all() and np.allclose(scores["ssim"], 1)
     for t in range(10):  # each baseline's error, frame by frame, computed here directly
         assert scores.loc[t, "blank_mse"] == pytest.approx(float((truth[:, t] ** 2).mean()), rel=1e-6)
-        assert scores.loc[t, "copy_last_mse"] == pytest.approx(float(((truth[:, t] - last[:, 0]) ** 2).mean()), rel=1e-6)
-        assert scores.loc[t, "mean_frame_mse"] == pytest.approx(float(((truth[:, t] - mean[:, 0]) ** 2).mean()), rel=1e-6)
+        assert scores.loc[t, "copy_last_mse"] == pytest.approx(
+            float(((truth[:, t] - last[:, 0]) ** 2).mean()), rel=1e-6
+        )
+        assert scores.loc[t, "mean_frame_mse"] == pytest.approx(
+            float(((truth[:, t] - mean[:, 0]) ** 2).mean()), rel=1e-6
+        )
     summary = cs.summarise(scores)
     assert summary.loc[0, "mse_to_blank"] == 0 and summary.loc[0, "mse_to_best_baseline"] == 0
 
@@ -151,10 +162,18 @@ def test_visibility_tells_sharp_digits_from_a_grey_blob():
     truth[:, :, 4:8, 4:12] = 1  # a bar
     blob = np.full_like(truth, truth.mean())  # the right mass spread evenly: no edges, no ink
     shifted = np.roll(truth, 2, axis=3)  # sharp, but a quarter of it in the wrong place
-    assert np.allclose(cs.visibility(truth, truth)["sharpness"], 1) and np.allclose(cs.visibility(truth, truth)["ink_kept"], 1)
-    assert np.allclose(cs.visibility(truth, blob)["sharpness"], 0) and np.allclose(cs.visibility(truth, blob)["ink_kept"], 0)
-    assert np.allclose(cs.visibility(truth, shifted)["sharpness"], 1) and np.allclose(cs.visibility(truth, shifted)["ink_kept"], 0.75)
-    faint = cs.visibility(truth, truth * 0.5)  # the shapes, at half the contrast: a quarter of the edge energy, no pixel above INK
+    assert np.allclose(cs.visibility(truth, truth)["sharpness"], 1) and np.allclose(
+        cs.visibility(truth, truth)["ink_kept"], 1
+    )
+    assert np.allclose(cs.visibility(truth, blob)["sharpness"], 0) and np.allclose(
+        cs.visibility(truth, blob)["ink_kept"], 0
+    )
+    assert np.allclose(cs.visibility(truth, shifted)["sharpness"], 1) and np.allclose(
+        cs.visibility(truth, shifted)["ink_kept"], 0.75
+    )
+    faint = cs.visibility(
+        truth, truth * 0.5
+    )  # the shapes, at half the contrast: a quarter of the edge energy, no pixel above INK
     assert np.allclose(faint["sharpness"], 0.25) and np.allclose(faint["ink_kept"], 0)
 
 
@@ -168,8 +187,17 @@ def test_papers_metrics_sum_over_pixels_and_frames():
 
 
 def test_targets_are_checked_per_horizon():
-    frames = pd.DataFrame({"task": "rollout", "frame": range(10, 20), "mse": 0.01, "copy_last_mse": 0.05, "blank_mse": 0.04,
-                           "sharpness": 0.8, "ink_kept": 0.6})
+    frames = pd.DataFrame(
+        {
+            "task": "rollout",
+            "frame": range(10, 20),
+            "mse": 0.01,
+            "copy_last_mse": 0.05,
+            "blank_mse": 0.04,
+            "sharpness": 0.8,
+            "ink_kept": 0.6,
+        }
+    )
     assert cs.targets(frames, 1.0)["met"].all()
     frames.loc[9, "mse"] = 0.045  # the last horizon loses to blank (0.04), still beats copy-last
     frames.loc[9, "ink_kept"] = 0.3  # and keeps too little of the digits
@@ -215,7 +243,9 @@ def test_the_head_builds_the_next_frame_from_the_current_frames_pixels():
     import keras
 
     keras.utils.set_random_seed(0)
-    assert nf_model.filter_size(32) == 5 and nf_model.filter_size(64) == 9  # as far as a digit moves in a frame: 1.8 and 3.6 px
+    assert (
+        nf_model.filter_size(32) == 5 and nf_model.filter_size(64) == 9
+    )  # as far as a digit moves in a frame: 1.8 and 3.6 px
     model = nf_model.build_model(frame_size=16, filters=4)
     flat = np.full((1, 3, 16, 16, 1), 0.7, np.float32)
     inner = model.predict(flat, verbose=0)[:, :, 2:-2, 2:-2]  # a mix of the pixels around each: a flat frame stays flat
@@ -225,7 +255,7 @@ def test_the_head_builds_the_next_frame_from_the_current_frames_pixels():
     predicted = model.predict(dot, verbose=0)[0, 0, ..., 0]
     assert predicted.max() > 0.5 and predicted[8, 8] == predicted.max()  # untrained, it mostly copies the frame
     reach = nf_model.filter_size(16) // 2
-    predicted[8 - reach:9 + reach, 8 - reach:9 + reach] = 0
+    predicted[8 - reach : 9 + reach, 8 - reach : 9 + reach] = 0
     assert not predicted.any()  # ink only moves to the pixels within reach, never appears from nowhere
 
 
@@ -241,8 +271,25 @@ def tiny_run(tmp_path_factory):
     data.mkdir()
     (data / "t10k-images-idx3-ubyte.gz").symlink_to(DIGITS / "t10k-images-idx3-ubyte.gz")
     run_dir = root / "reports" / HOSTILE
-    argv = ["convlstm", "--data", str(data), "--sequences", "10", "--frame-size", "16", "--filters", "2", "--epochs", "2",
-            "--batch-size", "4", "--examples", "1", "--run", str(run_dir)]
+    argv = [
+        "convlstm",
+        "--data",
+        str(data),
+        "--sequences",
+        "10",
+        "--frame-size",
+        "16",
+        "--filters",
+        "2",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--examples",
+        "1",
+        "--run",
+        str(run_dir),
+    ]
     with contextlib.redirect_stdout(io.StringIO()) as out:
         status = main(argv)
     return run_dir, data, argv, status, out.getvalue()
@@ -252,8 +299,21 @@ def test_a_tiny_run_writes_the_model_the_report_and_honest_baselines(tiny_run):
     run_dir, data, _, status, out = tiny_run
     assert status == 0 and out.strip() == str(run_dir / "index.html")
 
-    for name in ("index.html", "report.md", "run.json", "curves.png", "per_frame.png", "example_0.png", "example_0.gif",
-                 "model/model.keras", "model/config.json", "model/history.csv", "model/per_frame.csv", "model/papers.csv", "model/metrics.json"):
+    for name in (
+        "index.html",
+        "report.md",
+        "run.json",
+        "curves.png",
+        "per_frame.png",
+        "example_0.png",
+        "example_0.gif",
+        "model/model.keras",
+        "model/config.json",
+        "model/history.csv",
+        "model/per_frame.csv",
+        "model/papers.csv",
+        "model/metrics.json",
+    ):
         assert (run_dir / name).is_file(), name
     assert not list((run_dir / "model").glob("*.h5"))  # the best epoch's weights went into model.keras
     assert folders.made_by_tool(run_dir, "run") and not list(run_dir.parent.glob(".*partial*"))
@@ -262,15 +322,25 @@ def test_a_tiny_run_writes_the_model_the_report_and_honest_baselines(tiny_run):
     assert metrics["rollout_mse_per_frame_64"] > 0 and 0 <= metrics["intensity_ratio_last_frame"]
 
     per_frame = pd.read_csv(run_dir / "model" / "per_frame.csv")
-    assert list(per_frame.columns) == ["task", "frame", "mse", "bce", "ssim", "copy_last_mse", "blank_mse", "mean_frame_mse",
-                                       "sharpness", "ink_kept"]  # the columns, then whether the digits are still visible
+    assert list(per_frame.columns) == [
+        "task",
+        "frame",
+        "mse",
+        "bce",
+        "ssim",
+        "copy_last_mse",
+        "blank_mse",
+        "mean_frame_mse",
+        "sharpness",
+        "ink_kept",
+    ]  # the columns, then whether the digits are still visible
     assert per_frame.groupby("task").size().to_dict() == {"one-step": 19, "rollout": 10}
     frames, _ = mm.moving_mnist(str(data), 10, 0)  # the run's held-out sequence, rebuilt here
     test = mm.model_frames(frames, 16)[-1]
     rollout = per_frame[per_frame["task"] == "rollout"].reset_index()
     for t in range(10):
         truth = test[10 + t]
-        assert rollout.loc[t, "blank_mse"] == pytest.approx(float((truth ** 2).mean()), rel=1e-5)
+        assert rollout.loc[t, "blank_mse"] == pytest.approx(float((truth**2).mean()), rel=1e-5)
         assert rollout.loc[t, "copy_last_mse"] == pytest.approx(float(((truth - test[9]) ** 2).mean()), rel=1e-5)
     one_step = per_frame[per_frame["task"] == "one-step"].reset_index()
     assert one_step.loc[4, "copy_last_mse"] == pytest.approx(float(((test[5] - test[4]) ** 2).mean()), rel=1e-5)
@@ -279,9 +349,21 @@ def test_a_tiny_run_writes_the_model_the_report_and_honest_baselines(tiny_run):
     assert papers.loc[0, "mse_per_frame"] == pytest.approx(metrics["rollout_mse_per_frame_64"])
     assert papers["predictor"].str.contains("blank").any()
     summary = json.loads((run_dir / "run.json").read_text())
-    assert summary["kind"] == "convlstm" and summary["dataset"].endswith("10 sequences") and "MNIST idx" in summary["source"]
+    assert (
+        summary["kind"] == "convlstm"
+        and summary["dataset"].endswith("10 sequences")
+        and "MNIST idx" in summary["source"]
+    )
     page = (run_dir / "index.html").read_text()
-    for text in ("Rollout per horizon", "blank", "Papers&#x27; metrics", "3670.85", "46.26", "Target missed", "example_0.gif"):
+    for text in (
+        "Rollout per horizon",
+        "blank",
+        "Papers&#x27; metrics",
+        "3670.85",
+        "46.26",
+        "Target missed",
+        "example_0.gif",
+    ):
         assert text in page, text
 
     from PIL import Image
@@ -305,7 +387,16 @@ def test_hostile_run_and_data_names_produce_no_raw_markup(tiny_run):
 
 
 def test_figure_text_is_never_parsed_as_math(tmp_path):
-    frames = pd.DataFrame({"task": "$\\bogus$", "frame": [1, 2], "mse": 0.1, "copy_last_mse": 0.2, "blank_mse": 0.3, "mean_frame_mse": 0.4})
+    frames = pd.DataFrame(
+        {
+            "task": "$\\bogus$",
+            "frame": [1, 2],
+            "mse": 0.1,
+            "copy_last_mse": 0.2,
+            "blank_mse": 0.3,
+            "mean_frame_mse": 0.4,
+        }
+    )
     figure = plot_per_frame(frames)
     figure.savefig(tmp_path / "per_frame.png")  # parsed as math, the undefined command would raise
     assert figure.axes[0].get_title() == "$\\bogus$" and (tmp_path / "per_frame.png").stat().st_size > 0

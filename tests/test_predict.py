@@ -16,7 +16,9 @@ from pipeline.dataset.manifest import read_manifest
 from pipeline.extract.backbones import Weights, load_backbone
 from pipeline.extract.config import FeatureConfig
 from pipeline.extract.run import extract_features
-from pipeline.predict import RunError, load_run, predict_videos, write_outputs
+from pipeline.predict.outputs import write_outputs
+from pipeline.predict.run import RunError, load_run
+from pipeline.predict.videos import predict_videos
 
 import fault_hooks
 from helpers import BROKEN, VIDEOS, WEIGHTS_FILE
@@ -37,8 +39,13 @@ def run_dir(tmp_path_factory):
 def test_predict_real_files_and_failures(shared, run_dir, tmp_path):
     run = load_run(run_dir)
     assert run.model_name == "gru" and run.feature_config["backbone"] == "vgg16"
-    inputs = [VIDEOS / "mmaction2/test.avi", VIDEOS / "decord/video_90.mov", VIDEOS / "mdn_flower/flower.webm",
-              BROKEN / "Megamind_is_html.avi", tmp_path / "absent.mp4"]
+    inputs = [
+        VIDEOS / "mmaction2/test.avi",
+        VIDEOS / "decord/video_90.mov",
+        VIDEOS / "mdn_flower/flower.webm",
+        BROKEN / "Megamind_is_html.avi",
+        tmp_path / "absent.mp4",
+    ]
     predictions = predict_videos(run, inputs, top_k=2, progress=False)
     table = predictions.videos.set_index("video")
     assert predictions.failed == 2
@@ -55,28 +62,42 @@ def test_a_hanging_and_a_crashing_video_cost_only_themselves(run_dir, make_video
     good = [make_video(f"good{i}.mp4", seed=i) for i in range(3)]
     hang, crash = make_video("hang.mp4"), make_video("crash.mp4")
     run = load_run(run_dir)
-    predictions = predict_videos(run, [good[0], hang, good[1], crash, good[2]], workers=2, timeout=5, progress=False,
-                                 decode_hook=fault_hooks.inject)
+    predictions = predict_videos(
+        run,
+        [good[0], hang, good[1], crash, good[2]],
+        workers=2,
+        timeout=5,
+        progress=False,
+        decode_hook=fault_hooks.inject,
+    )
     table = predictions.videos.set_index("video")
     assert predictions.failed == 2 and (table.loc[[str(g) for g in good], "status"] == "ok").all()
     assert table.loc[str(hang), "status"] == "failed:timeout" and "longer than 5s" in table.loc[str(hang), "error"]
     assert table.loc[str(crash), "status"] == "failed:crash" and "SIGSEGV" in table.loc[str(crash), "error"]
 
-    windows = predict_videos(run, [hang, good[0]], window=0.5, workers=2, timeout=5, progress=False, decode_hook=fault_hooks.inject)
+    windows = predict_videos(
+        run, [hang, good[0]], window=0.5, workers=2, timeout=5, progress=False, decode_hook=fault_hooks.inject
+    )
     assert list(windows.videos["status"]) == ["failed:timeout", "ok"]
-    assert len(windows.windows) == 2 and set(windows.windows["video"]) == {str(good[0])}  # 12 frames at 10 fps: windows at 0 and 0.5 s
+    assert len(windows.windows) == 2 and set(windows.windows["video"]) == {
+        str(good[0])
+    }  # 12 frames at 10 fps: windows at 0 and 0.5 s
 
 
 def test_sliding_windows_on_a_long_clip(shared, run_dir, tmp_path):
     run = load_run(run_dir, model="mean")
-    predictions = predict_videos(run, [VIDEOS / "opencv_tutorial/slow_traffic_small.mp4"], window=6, stride=4, smooth=3, progress=False)
+    predictions = predict_videos(
+        run, [VIDEOS / "opencv_tutorial/slow_traffic_small.mp4"], window=6, stride=4, smooth=3, progress=False
+    )
     track = predictions.windows
     assert len(track) == 7  # 914 frames at 29.97 fps: windows start at 0, 4, ... 24 s
     assert track["start_s"].is_monotonic_increasing and (track["end_s"] - track["start_s"]).round(1).eq(6.0).all()
     smoothed = track[[f"smoothed:{label}" for label in run.labels]].to_numpy()
     assert abs(smoothed[1] - track[run.labels].to_numpy()[0:3].mean(axis=0)).max() < 1e-6  # centred moving average
     written = write_outputs(predictions, tmp_path / "out", run.labels)
-    assert (tmp_path / "out/windows.csv").is_file() and written[-1].suffix == ".png" and written[-1].stat().st_size > 5000
+    assert (
+        (tmp_path / "out/windows.csv").is_file() and written[-1].suffix == ".png" and written[-1].stat().st_size > 5000
+    )
 
 
 def test_runs_with_missing_or_different_weights_are_refused(shared, run_dir, tmp_path):
@@ -96,15 +117,35 @@ def test_runs_with_missing_or_different_weights_are_refused(shared, run_dir, tmp
 
 
 def test_cli_prints_top_k_and_exits_1_on_a_failed_video(shared, run_dir, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "pipeline", "predict", str(run_dir), str(VIDEOS / "imageio/realshort.mp4"),
-                             str(BROKEN / "imageio_test.webm"), "--output", str(tmp_path / "p"), "--no-progress",
-                             "--workers", "1", "--timeout", "60"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "predict",
+            str(run_dir),
+            str(VIDEOS / "imageio/realshort.mp4"),
+            str(BROKEN / "imageio_test.webm"),
+            "--output",
+            str(tmp_path / "p"),
+            "--no-progress",
+            "--workers",
+            "1",
+            "--timeout",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[0].startswith(str(VIDEOS / "imageio/realshort.mp4")) and lines[1].endswith("remux it, e.g. `ffmpeg -i IN -c copy OUT.mkv`")
+    assert lines[0].startswith(str(VIDEOS / "imageio/realshort.mp4")) and lines[1].endswith(
+        "remux it, e.g. `ffmpeg -i IN -c copy OUT.mkv`"
+    )
     assert (tmp_path / "p/predictions.csv").is_file()
-    refused = subprocess.run([sys.executable, "-m", "pipeline", "predict", str(tmp_path), "x.mp4"], capture_output=True, text=True)
+    refused = subprocess.run(
+        [sys.executable, "-m", "pipeline", "predict", str(tmp_path), "x.mp4"], capture_output=True, text=True
+    )
     assert refused.returncode == 2 and "is not a trained run" in refused.stderr
 
 
@@ -113,8 +154,16 @@ def test_timeline_takes_labels_and_names_literally(tmp_path):
     from pipeline.report.figures import plot_window_track, save_figure
 
     labels = [r"$\bogus$", "a $5 tip"]
-    track = pd.DataFrame({"video": [r"/videos/$\x$.mp4"] * 2, "start_s": [0.0, 1.0], "end_s": [1.0, 2.0],
-                          f"smoothed:{labels[0]}": [0.7, 0.2], f"smoothed:{labels[1]}": [0.3, 0.8], "smoothed_label": labels})
+    track = pd.DataFrame(
+        {
+            "video": [r"/videos/$\x$.mp4"] * 2,
+            "start_s": [0.0, 1.0],
+            "end_s": [1.0, 2.0],
+            f"smoothed:{labels[0]}": [0.7, 0.2],
+            f"smoothed:{labels[1]}": [0.3, 0.8],
+            "smoothed_label": labels,
+        }
+    )
     path = save_figure(plot_window_track(track, labels), tmp_path / "timeline.png")
     assert path.stat().st_size > 0
 
@@ -145,7 +194,7 @@ def received_run(run_dir, tmp_path):
 
 
 def test_output_folders_predict_did_not_write_are_refused(tmp_path):
-    from pipeline.predict import prepare_output
+    from pipeline.predict.outputs import prepare_output
     from pipeline.runs.folders import FolderError
 
     spreadsheet = tmp_path / "mine"
@@ -167,19 +216,28 @@ def test_output_folders_predict_did_not_write_are_refused(tmp_path):
 
     old = tmp_path / "old"  # what an earlier version wrote: predict's own header, no marker
     old.mkdir()
-    (old / "predictions.csv").write_text("video,status,label_1,probability_1,label_2,probability_2,error\nx.mp4,ok,a,0.9,b,0.1,\n")
+    (old / "predictions.csv").write_text(
+        "video,status,label_1,probability_1,label_2,probability_2,error\nx.mp4,ok,a,0.9,b,0.1,\n"
+    )
     (old / "timeline-000-x.png").write_bytes(b"png")
-    assert prepare_output(old) == old and not (old / "predictions.csv").exists() and not (old / "timeline-000-x.png").exists()
+    assert (
+        prepare_output(old) == old
+        and not (old / "predictions.csv").exists()
+        and not (old / "timeline-000-x.png").exists()
+    )
 
 
-@pytest.mark.parametrize("file, content, message", [
-    ("config.json", {"feature_config": {}}, "has no usable backbone"),
-    ("config.json", "without sequence", "has no usable sequence"),
-    ("config.json", "sequence of strings", "its sequence settings"),
-    ("metrics.json", ["gru"], "holds a JSON list"),
-    ("metrics.json", {"../gru": {}}, "'../gru' is not a model name"),
-    ("labels.json", "a,b", "is not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "file, content, message",
+    [
+        ("config.json", {"feature_config": {}}, "has no usable backbone"),
+        ("config.json", "without sequence", "has no usable sequence"),
+        ("config.json", "sequence of strings", "its sequence settings"),
+        ("metrics.json", ["gru"], "holds a JSON list"),
+        ("metrics.json", {"../gru": {}}, "'../gru' is not a model name"),
+        ("labels.json", "a,b", "is not valid JSON"),
+    ],
+)
 def test_malformed_runs_are_refused_naming_the_file(run_dir, tmp_path, caplog, file, content, message):
     from pipeline.cli import main
 
@@ -202,10 +260,29 @@ def test_stdout_keeps_one_line_per_video_whatever_the_labels(run_dir, tmp_path):
     labels = json.loads((received / "model" / "labels.json").read_text())
     hostile = [f"line\nbreak\t{number}\\" for number in range(len(labels))]
     (received / "model" / "labels.json").write_text(json.dumps(hostile))
-    result = subprocess.run([sys.executable, "-m", "pipeline", "predict", str(received), str(VIDEOS / "imageio/realshort.mp4"),
-                             "--top-k", "2", "--no-progress", "--workers", "1"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "predict",
+            str(received),
+            str(VIDEOS / "imageio/realshort.mp4"),
+            "--top-k",
+            "2",
+            "--no-progress",
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
-    line, = result.stdout.splitlines()
+    (line,) = result.stdout.splitlines()
     video, ranked = line.split("\t")
     assert video == str(VIDEOS / "imageio/realshort.mp4")
-    assert all(label.rsplit(" ", 1)[0] in [r"line\nbreak\t" + f"{number}\\\\" for number in range(len(labels))] for label in ranked.split(", "))
+    assert all(
+        label.rsplit(" ", 1)[0] in [r"line\nbreak\t" + f"{number}\\\\" for number in range(len(labels))]
+        for label in ranked.split(", ")
+    )

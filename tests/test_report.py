@@ -23,15 +23,24 @@ LABELS = ["a", "b", "c", "d"]
 
 
 def baseline_run(store_path, run_dir, models=("mean", "single-frame")):
-    return train(store_path, run_dir, TrainConfig(models=models, seq_len=8, epochs=2, network=SequenceModelConfig(units=4)), progress=False)
+    return train(
+        store_path,
+        run_dir,
+        TrainConfig(models=models, seq_len=8, epochs=2, network=SequenceModelConfig(units=4)),
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A run with a sequence model and both baselines on four classes, trained in a few seconds."""
     root = tmp_path_factory.mktemp("report")
-    store_path = write_store(root / "features" / "toy" / "toy.h5", LABELS * 12, failures=["moov atom not found"],
-                             fallback="random weights, offline")
+    store_path = write_store(
+        root / "features" / "toy" / "toy.h5",
+        LABELS * 12,
+        failures=["moov atom not found"],
+        fallback="random weights, offline",
+    )
     return baseline_run(store_path, root / "reports" / "toy-run", ("gru", "mean", "single-frame")).run_dir
 
 
@@ -43,9 +52,20 @@ def test_report_pages_images_and_tables_exist(run):
             assert (run / f"{name}-{suffix}").stat().st_size > 0
             assert f"{name}-{suffix}" in page and f"{name}-{suffix}" in markdown
     assert (run / "gru-curves.png").is_file() and not (run / "mean-curves.png").exists()
-    assert "<title>Run toy-run</title>" in page and markdown.startswith("# Run toy-run\n")  # the run's name, not a model's
-    for text in ("Results on the test split", "Time order", "videos per class and split", "moov atom not found",
-                 "Per class", "Most frequent confusions", "Misclassified test videos", "random weights, offline", "backbone"):
+    assert "<title>Run toy-run</title>" in page and markdown.startswith(
+        "# Run toy-run\n"
+    )  # the run's name, not a model's
+    for text in (
+        "Results on the test split",
+        "Time order",
+        "videos per class and split",
+        "moov atom not found",
+        "Per class",
+        "Most frequent confusions",
+        "Misclassified test videos",
+        "random weights, offline",
+        "backbone",
+    ):
         assert text in page and text in markdown, text
     assert "class='warning'" in page  # the fallback note from the store's attrs
     assert not re.search(r"<script|<link|src=['\"]https?:|url\(", page), "the page must be self-contained"
@@ -61,11 +81,15 @@ def test_confusion_csvs_agree_with_predictions_csv(run):
         assert list(counts.index) == LABELS and list(counts.columns) == LABELS
         normalized = pd.read_csv(run / f"{name}-confusion-normalized.csv", index_col=0)
         np.testing.assert_allclose(normalized.sum(axis=1), 1.0)
-        np.testing.assert_allclose(normalized.to_numpy(), expected.to_numpy() / expected.to_numpy().sum(1, keepdims=True))
+        np.testing.assert_allclose(
+            normalized.to_numpy(), expected.to_numpy() / expected.to_numpy().sum(1, keepdims=True)
+        )
 
 
 def test_index_lists_runs_newest_first_and_report_command_rewrites(run, capsys):
-    second = baseline_run(write_store(run.parent.parent / "features" / "toy" / "other.h5", LABELS * 6), run.parent / "later-run").run_dir
+    second = baseline_run(
+        write_store(run.parent.parent / "features" / "toy" / "other.h5", LABELS * 6), run.parent / "later-run"
+    ).run_dir
     config = json.loads((second / "model" / "config.json").read_text())
     config["created"] = "2999-01-01T00:00:00+00:00"
     (second / "model" / "config.json").write_text(json.dumps(config))
@@ -91,7 +115,9 @@ def test_report_of_an_empty_test_split_still_renders(tmp_path):
 
 def test_report_with_classes_missing_from_the_test_split(tmp_path):
     labels = ["a", "b", "c"] * 6
-    splits = [("test" if (i >= 12 and label != "c") else "val" if i >= 9 else "train") for i, label in enumerate(labels)]
+    splits = [
+        ("test" if (i >= 12 and label != "c") else "val" if i >= 9 else "train") for i, label in enumerate(labels)
+    ]
     path = write_store(tmp_path / "features" / "toy" / "s.h5", labels, splits=splits)
     run = baseline_run(path, tmp_path / "reports" / "missing").run_dir
     assert "The test split has no videos of 1 class(es): c." in (run / "index.html").read_text()
@@ -103,7 +129,9 @@ def test_report_with_classes_missing_from_the_test_split(tmp_path):
 
 def test_classification_metrics_match_hand_computed_values():
     true = np.array([0, 0, 1, 1, 2])
-    probabilities = np.array([[0.7, 0.2, 0.1, 0.0], [0.2, 0.5, 0.3, 0.0], [0.1, 0.8, 0.1, 0.0], [0.6, 0.3, 0.1, 0.0], [0.1, 0.1, 0.7, 0.1]])
+    probabilities = np.array(
+        [[0.7, 0.2, 0.1, 0.0], [0.2, 0.5, 0.3, 0.0], [0.1, 0.8, 0.1, 0.0], [0.6, 0.3, 0.1, 0.0], [0.1, 0.1, 0.7, 0.1]]
+    )
     metrics = classification_metrics(true, probabilities, LABELS)
     assert metrics["accuracy"] == pytest.approx(3 / 5)
     assert metrics["top3_accuracy"] == pytest.approx(1.0)
@@ -126,7 +154,9 @@ def test_confusion_matrix_of_101_classes_stays_readable(tmp_path):
     predicted[true == "Class007"] = "Class090"  # one pair confused all the time
     counts, normalized = confusion_tables(pd.Series(true), pd.Series(predicted), labels)
     for frame, rates in ((counts, False), (normalized, True)):
-        image = Image.open(figures.save_figure(figures.plot_confusion(frame, "big", normalized=rates), tmp_path / f"cm-{rates}.png"))
+        image = Image.open(
+            figures.save_figure(figures.plot_confusion(frame, "big", normalized=rates), tmp_path / f"cm-{rates}.png")
+        )
         assert 1500 <= image.size[0] <= 3200 and 1500 <= image.size[1] <= 3200
     top = top_confusions(counts)
     assert top.iloc[0][["true", "predicted", "videos"]].tolist() == ["Class007", "Class090", 5]
@@ -135,7 +165,14 @@ def test_confusion_matrix_of_101_classes_stays_readable(tmp_path):
     assert sorted(order) == labels and abs(order.index("Class007") - order.index("Class090")) == 1
 
 
-HOSTILE_LABELS = ["<script>alert(1)</script>", "a|b", "two\nlines", "$\\bogus$", "<img src=x onerror=alert(1)>", "`tick`"]
+HOSTILE_LABELS = [
+    "<script>alert(1)</script>",
+    "a|b",
+    "two\nlines",
+    "$\\bogus$",
+    "<img src=x onerror=alert(1)>",
+    "`tick`",
+]
 
 
 def _html_tags(page: str) -> list[tuple[str, dict]]:
@@ -154,8 +191,26 @@ def _html_tags(page: str) -> list[tuple[str, dict]]:
 def assert_no_markup_injected(page: str) -> None:
     """Only the report's own tags, no script, no event handler, images only of the report's PNGs."""
     tags = _html_tags(page)
-    assert {tag for tag, _ in tags} <= {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "table", "thead",
-                                        "tbody", "tr", "th", "td", "img", "a"}, tags
+    assert {tag for tag, _ in tags} <= {
+        "html",
+        "head",
+        "meta",
+        "title",
+        "style",
+        "body",
+        "h1",
+        "h2",
+        "h3",
+        "p",
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+        "img",
+        "a",
+    }, tags
     assert not [attrs for _, attrs in tags if any(name.startswith("on") for name in attrs)]
     assert all(attrs["src"].endswith(".png") for tag, attrs in tags if tag == "img")
 
@@ -175,7 +230,9 @@ def assert_markdown_literal(markdown: str) -> None:
 def test_hostile_labels_train_and_report_with_no_raw_markup(tmp_path, capsys):
     labels = HOSTILE_LABELS * 6
     hostile_name = "d<img src=y onerror=alert(2)>|`$z$`"  # dataset (the store's folder) and run names too
-    path = write_store(tmp_path / "features" / hostile_name / "s.h5", labels, failures=["<script>alert('failure')</script> | `x`"])
+    path = write_store(
+        tmp_path / "features" / hostile_name / "s.h5", labels, failures=["<script>alert('failure')</script> | `x`"]
+    )
     run = baseline_run(path, tmp_path / "reports" / hostile_name, ("gru", "mean")).run_dir
     assert main(["report", str(run)]) == EXIT_OK  # and the report command redraws the figures too
     for page in (run / "index.html", run.parent / "index.html"):
@@ -192,9 +249,14 @@ def test_hostile_labels_train_and_report_with_no_raw_markup(tmp_path, capsys):
 def test_runs_index_escapes_every_value_of_run_json(tmp_path, caplog):
     root = tmp_path / "reports"
     for name, summary in {
-        "evil": {"created": "<script>alert(1)</script>", "dataset": "<img src=x onerror=alert(1)>", "kind": "<b>k</b>",
-                 "model": "m</td><td>", "feature_config": {"backbone": "<svg onload=alert(1)>"},
-                 "metrics": {"accuracy": "<i>1</i>", "macro_f1": 0.5, "<u>other</u>": 2.0}},
+        "evil": {
+            "created": "<script>alert(1)</script>",
+            "dataset": "<img src=x onerror=alert(1)>",
+            "kind": "<b>k</b>",
+            "model": "m</td><td>",
+            "feature_config": {"backbone": "<svg onload=alert(1)>"},
+            "metrics": {"accuracy": "<i>1</i>", "macro_f1": 0.5, "<u>other</u>": 2.0},
+        },
         "<a onclick=x>": {"created": 5, "metrics": []},
     }.items():
         (root / name).mkdir(parents=True)
@@ -206,14 +268,25 @@ def test_runs_index_escapes_every_value_of_run_json(tmp_path, caplog):
     folders.mark(root, "reports")  # these folders are no runs, so the root must say it is one
     page = index.write_index(root).read_text()
     assert_no_markup_injected(page)
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;u&gt;other&lt;/u&gt; 2" in page and "&lt;i&gt;1&lt;/i&gt;" in page
-    assert "broken" not in page and "unfinished" not in page and "broken/run.json is not listed in the runs index" in caplog.text
+    assert (
+        "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+        and "&lt;u&gt;other&lt;/u&gt; 2" in page
+        and "&lt;i&gt;1&lt;/i&gt;" in page
+    )
+    assert (
+        "broken" not in page
+        and "unfinished" not in page
+        and "broken/run.json is not listed in the runs index" in caplog.text
+    )
 
 
 def test_markdown_text_escapes_what_markdown_would_interpret():
     assert pages.markdown_text("a|b\nc") == "a\\|b c"
     assert pages.markdown_text("<img src=x onerror=alert(1)>") == "&lt;img src=x onerror=alert(1)&gt;"
-    assert pages.markdown_text("[x](javascript:alert(1)) `c` *e* $m$ #h") == "\\[x\\](javascript:alert(1)) \\`c\\` \\*e\\* \\$m\\$ \\#h"
+    assert (
+        pages.markdown_text("[x](javascript:alert(1)) `c` *e* $m$ #h")
+        == "\\[x\\](javascript:alert(1)) \\`c\\` \\*e\\* \\$m\\$ \\#h"
+    )
 
 
 def received_run(run, tmp_path, name="received"):
@@ -240,13 +313,16 @@ def test_link_targets_are_quoted_in_html():
     assert "href='a%27%20onclick%3D%27x.csv'" in block and "onclick='" not in block
 
 
-@pytest.mark.parametrize("file, content, message", [
-    ("metrics.json", {"gru": {}}, "model 'gru' has no kind"),
-    ("metrics.json", ["gru"], "holds a JSON list"),
-    ("metrics.json", {"gru": 1}, "metrics of model 'gru' are not a JSON object"),
-    ("config.json", {"dataset": "x"}, "has no store"),
-    ("labels.json", {"a": 1}, "holds a JSON dict"),
-])
+@pytest.mark.parametrize(
+    "file, content, message",
+    [
+        ("metrics.json", {"gru": {}}, "model 'gru' has no kind"),
+        ("metrics.json", ["gru"], "holds a JSON list"),
+        ("metrics.json", {"gru": 1}, "metrics of model 'gru' are not a JSON object"),
+        ("config.json", {"dataset": "x"}, "has no store"),
+        ("labels.json", {"a": 1}, "holds a JSON dict"),
+    ],
+)
 def test_malformed_run_files_are_named_with_exit_2(run, tmp_path, caplog, file, content, message):
     received = received_run(run, tmp_path)
     (received / "model" / file).write_text(json.dumps(content))
@@ -271,8 +347,19 @@ def test_one_best_model_rule_prefers_sequence_models_by_validation_accuracy():
     """The run's headline in the index and predict's default model come from this one rule."""
     from pipeline.runs.files import best_model
 
-    metrics = {"mean": {"kind": "order-blind", "val_accuracy": 0.9}, "lstm": {"kind": "sequence", "val_accuracy": None},
-               "gru": {"kind": "sequence", "val_accuracy": 0.6}, "gru2": {"kind": "sequence", "val_accuracy": 0.6}}
+    metrics = {
+        "mean": {"kind": "order-blind", "val_accuracy": 0.9},
+        "lstm": {"kind": "sequence", "val_accuracy": None},
+        "gru": {"kind": "sequence", "val_accuracy": 0.6},
+        "gru2": {"kind": "sequence", "val_accuracy": 0.6},
+    }
     assert best_model(metrics) == "gru"  # a sequence model even below a baseline; the first on a tie; None counts as 0
-    assert best_model({"mean": {"kind": "order-blind", "val_accuracy": 0.4},
-                       "single-frame": {"kind": "order-blind", "val_accuracy": 0.5}}) == "single-frame"
+    assert (
+        best_model(
+            {
+                "mean": {"kind": "order-blind", "val_accuracy": 0.4},
+                "single-frame": {"kind": "order-blind", "val_accuracy": 0.5},
+            }
+        )
+        == "single-frame"
+    )

@@ -32,7 +32,19 @@ def snapshot(folder: Path) -> dict:
 
 
 def train_args(store_path, run, *extra):
-    return ["train", "--store", str(store_path), "--model", "mean", "--run", str(run), "--seq-len", "8", "--no-progress", *extra]
+    return [
+        "train",
+        "--store",
+        str(store_path),
+        "--model",
+        "mean",
+        "--run",
+        str(run),
+        "--seq-len",
+        "8",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def test_a_foreign_folder_with_model_inside_survives_overwrite(store_path, tmp_path, caplog):
@@ -43,7 +55,10 @@ def test_a_foreign_folder_with_model_inside_survives_overwrite(store_path, tmp_p
     (project / "src" / "main.py").write_text("print('precious')")
     before = snapshot(project)
     assert main(train_args(store_path, project, "--overwrite")) == EXIT_BAD_INPUT
-    assert f"{project} does not look like a run directory made by this tool" in caplog.text and "no model/metrics.json" in caplog.text
+    assert (
+        f"{project} does not look like a run directory made by this tool" in caplog.text
+        and "no model/metrics.json" in caplog.text
+    )
     assert snapshot(project) == before
     assert [path.name for path in tmp_path.iterdir()] == ["project"]  # no temporary sibling left either
 
@@ -87,8 +102,25 @@ def test_a_killed_run_keeps_the_old_run_and_the_next_run_clears_its_leftovers(st
     train(store_path, run, TrainConfig(models=("mean",), **FAST), progress=False)
     before = snapshot(run)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    argv = ["train", "--store", str(store_path), "--model", "gru", "--run", str(run), "--seq-len", "8", "--epochs", "100000",
-            "--patience", "100000", "--units", "4", "--overwrite", "--no-progress"]
+    argv = [
+        "train",
+        "--store",
+        str(store_path),
+        "--model",
+        "gru",
+        "--run",
+        str(run),
+        "--seq-len",
+        "8",
+        "--epochs",
+        "100000",
+        "--patience",
+        "100000",
+        "--units",
+        "4",
+        "--overwrite",
+        "--no-progress",
+    ]
     process = subprocess.Popen([sys.executable, "-m", "pipeline", *argv], env=env, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
@@ -98,7 +130,7 @@ def test_a_killed_run_keeps_the_old_run_and_the_next_run_clears_its_leftovers(st
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
-    partial, = run.parent.glob(".run.partial-*")
+    (partial,) = run.parent.glob(".run.partial-*")
     assert snapshot(run) == before
     holding = tmp_path / "reports" / ".run.partial-live"  # a partial whose writer is alive is left alone
     with folders.staged_run(tmp_path / "elsewhere" / "run", overwrite=False) as live:
@@ -131,7 +163,9 @@ def test_a_users_index_html_beside_a_run_survives(store_path, tmp_path, caplog):
     assert "run/index.html" in (checkout / "index.html").read_text()
     old_root = tmp_path / "reports"  # the runs index an earlier version wrote is its own
     old_root.mkdir()
-    (old_root / "index.html").write_text("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Runs</title>...")
+    (old_root / "index.html").write_text(
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Runs</title>..."
+    )
     (old_root / "bench").mkdir()
     train(store_path, old_root / "run", TrainConfig(models=("mean",), **FAST), progress=False)
     assert "run/index.html" in (old_root / "index.html").read_text() and folders.made_by_tool(old_root, "reports")
@@ -158,26 +192,42 @@ def test_demo_data_writes_only_into_its_own_folders(tmp_path, caplog):
 
 def test_a_folder_that_appears_during_training_is_not_replaced(tmp_path):
     run = tmp_path / "run"
-    with pytest.raises(folders.FolderError, match="exists; pass --overwrite .* The finished run is kept in .*run.finished-"):
+    with pytest.raises(
+        folders.FolderError, match="exists; pass --overwrite .* The finished run is kept in .*run.finished-"
+    ):
         with folders.staged_run(run, overwrite=False) as staging:
             (staging / "model").mkdir()
             (staging / "model" / "config.json").write_text("{}")
             run.mkdir()  # another command wrote there while this run trained
             (run / "notes.txt").write_text("mine")
     assert [path.name for path in run.iterdir()] == ["notes.txt"]
-    kept, = tmp_path.glob("run.finished-*")
+    (kept,) = tmp_path.glob("run.finished-*")
     assert (kept / "model" / "config.json").is_file() and folders.made_by_tool(kept, "run")
 
 
-@pytest.mark.parametrize("files, reason", [
-    ({"model/config.json": "{}", "results.csv": "a,b\n", "experiment_log.csv": "x\n"}, "no model/metrics.json"),
-    ({"model/config.json": "{}", "model/metrics.json": "{}", "model/labels.json": "[]", "results.csv": "a,b\n"},
-     "it holds results.csv, which a run never has"),
-    ({"model/config.json": "{}", "model/metrics.json": "{}", "model/labels.json": "[]", "model/weights.json": "{}"},
-     "it holds model/weights.json, which a run never has"),
-    ({"model/config.json": "{}", "model/metrics.json": "{}", "model/labels.json": "[]", "plot.png": "png"},
-     "it holds plot.png, which a run never has"),
-])
+@pytest.mark.parametrize(
+    "files, reason",
+    [
+        ({"model/config.json": "{}", "results.csv": "a,b\n", "experiment_log.csv": "x\n"}, "no model/metrics.json"),
+        (
+            {"model/config.json": "{}", "model/metrics.json": "{}", "model/labels.json": "[]", "results.csv": "a,b\n"},
+            "it holds results.csv, which a run never has",
+        ),
+        (
+            {
+                "model/config.json": "{}",
+                "model/metrics.json": "{}",
+                "model/labels.json": "[]",
+                "model/weights.json": "{}",
+            },
+            "it holds model/weights.json, which a run never has",
+        ),
+        (
+            {"model/config.json": "{}", "model/metrics.json": "{}", "model/labels.json": "[]", "plot.png": "png"},
+            "it holds plot.png, which a run never has",
+        ),
+    ],
+)
 def test_a_project_folder_that_resembles_a_run_survives_overwrite(store_path, tmp_path, files, reason):
     project = tmp_path / "project"
     for name, text in files.items():

@@ -44,8 +44,8 @@ def test_sequences_hold_the_stored_frames_and_mask_the_padding(toy_store):
     import h5py
 
     with h5py.File(toy_store) as handle:
-        first = handle["features"][videos.offset[0]:videos.offset[0] + 3]
-        long = handle["features"][videos.offset[3]:videos.offset[3] + 12]
+        first = handle["features"][videos.offset[0] : videos.offset[0] + 3]
+        long = handle["features"][videos.offset[3] : videos.offset[3] + 12]
     np.testing.assert_array_equal(x[0, :3], first)
     assert mask[0].tolist() == [True] * 3 + [False] * 3 and not x[0, 3:].any()
     np.testing.assert_array_equal(x[1], long[frame_positions(12, SequenceConfig(6))])
@@ -110,8 +110,14 @@ def test_empty_store_one_class_and_too_long_sequences_are_refused(tmp_path):
 
 
 def _video_table(labels, groups, splits=None):
-    return pd.DataFrame({"video_id": [f"v{i}" for i in range(len(labels))], "label": labels, "group": groups,
-                         "split": splits if splits is not None else [""] * len(labels)})
+    return pd.DataFrame(
+        {
+            "video_id": [f"v{i}" for i in range(len(labels))],
+            "label": labels,
+            "group": groups,
+            "split": splits if splits is not None else [""] * len(labels),
+        }
+    )
 
 
 def test_generated_splits_are_stratified_group_aware_and_seeded():

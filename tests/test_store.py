@@ -18,12 +18,27 @@ from pipeline.core.hashing import file_sha256
 from pipeline.store.tables import write_table
 
 DIM, FRAMES = 8, 3
-ATTRS = {"feature_config": {"backbone": "test"}, "config_hash": "c1", "manifest": "/data/m.csv", "manifest_sha256": "h1"}
+ATTRS = {
+    "feature_config": {"backbone": "test"},
+    "config_hash": "c1",
+    "manifest": "/data/m.csv",
+    "manifest_sha256": "h1",
+}
 
 
 def rows_of(names, labels=None, splits=None):
-    return [store.VideoRow(name, f"key-{name}", f"/v/{name}.mp4", (labels or {}).get(name, "a"), (splits or {}).get(name, "train"), "", order)
-            for order, name in enumerate(names)]
+    return [
+        store.VideoRow(
+            name,
+            f"key-{name}",
+            f"/v/{name}.mp4",
+            (labels or {}).get(name, "a"),
+            (splits or {}).get(name, "train"),
+            "",
+            order,
+        )
+        for order, name in enumerate(names)
+    ]
 
 
 def features_of(name: str) -> np.ndarray:
@@ -33,7 +48,8 @@ def features_of(name: str) -> np.ndarray:
 
 
 def add(path, rows, fail=(), shards=1):
-    """One run on manifest `rows`: write the rows not stored yet into `shards` shard files (failing those in `fail`), merge."""
+    """One run on manifest `rows`: write the rows not stored yet into `shards` shard files (failing those in `fail`),
+    merge."""
     stored = set(store.read_videos(path)["video_id"]) if path.exists() else set()
     with store.shard_run(path) as folder:
         write(folder, [row for row in rows if row.video_id not in stored], fail, shards)
@@ -48,7 +64,9 @@ def write(folder, rows, fail=(), shards=1):
             if row.video_id in fail:
                 shard.add_failure(row, "decode", "DecodeError", "broken")
             else:
-                shard.add_video(row, features_of(row.video_id), np.arange(FRAMES), np.arange(FRAMES) / 10, 30, 10.0, 64, 48)
+                shard.add_video(
+                    row, features_of(row.video_id), np.arange(FRAMES), np.arange(FRAMES) / 10, 30, 10.0, 64, 48
+                )
         store.write_shard(folder, shard, DIM, "float16")
 
 
@@ -56,7 +74,9 @@ def stored_features(path) -> dict:
     """video_id -> its frames, read with plain h5py as the README shows."""
     videos = store.read_videos(path)
     with h5py.File(path, "r") as f:
-        return {v.video_id: f["features"][v.offset:v.offset + v.length].astype(np.float32) for v in videos.itertuples()}
+        return {
+            v.video_id: f["features"][v.offset : v.offset + v.length].astype(np.float32) for v in videos.itertuples()
+        }
 
 
 def assert_frames_right(path):
@@ -86,6 +106,7 @@ def test_adding_videos_links_one_segment_and_rewrites_nothing_else(tmp_path):
 
 def test_merges_that_only_append_extend_the_index_and_equal_a_full_rebuild(tmp_path, monkeypatch):
     """A grown manifest is synced by appending to the index; every step must leave what a full rebuild leaves."""
+
     def dup(video_id, of, order):  # a row naming the file of another one
         return store.VideoRow(video_id, f"key-{of}", f"/v/{of}.mp4", "a", "test", "", order)
 
@@ -94,15 +115,32 @@ def test_merges_that_only_append_extend_the_index_and_equal_a_full_rebuild(tmp_p
     runs = [  # (manifest rows, rows failing, --skip-missing rows, whether the merge may append)
         (rows_of(names), {"b"}, [], False),  # a new store
         (rows_of(names + ["d", "e"]), {"e"}, [gone], True),  # appended rows; a failure among the earlier ones
-        (rows_of(names + ["d", "e", "f", "g"]) + [dup("g2", "g", 7), dup("f2", "f", 8)], set(), [gone], True),  # one file under two new ids
-        (rows_of(names + ["d", "e", "f", "g"]) + [dup("g2", "g", 7), dup("f2", "f", 8)], set(), [], True),  # a no-op, but x came back
-        (rows_of(names + ["d", "e", "f", "g"]) + [dup("g2", "g", 7), dup("f2", "f", 8), dup("a2", "a", 9)], set(), [], False),  # an earlier file
+        (
+            rows_of(names + ["d", "e", "f", "g"]) + [dup("g2", "g", 7), dup("f2", "f", 8)],
+            set(),
+            [gone],
+            True,
+        ),  # one file under two new ids
+        (
+            rows_of(names + ["d", "e", "f", "g"]) + [dup("g2", "g", 7), dup("f2", "f", 8)],
+            set(),
+            [],
+            True,
+        ),  # a no-op, but x came back
+        (
+            rows_of(names + ["d", "e", "f", "g"]) + [dup("g2", "g", 7), dup("f2", "f", 8), dup("a2", "a", 9)],
+            set(),
+            [],
+            False,
+        ),  # an earlier file
         (rows_of(names + ["d", "e", "f", "g", "h"], labels={"c": "z"}), set(), [], False),  # relabelled, retired
         (rows_of(names + ["d", "e", "f", "g", "h", "i"], labels={"c": "z"}), set(), [], True),
     ]
     appended = []
     real_append, real_grown = store.sync.append_index, store.sync._grown_from
-    monkeypatch.setattr(store.sync, "append_index", lambda *args, **kw: appended.append(args[0].parent.name) or real_append(*args, **kw))
+    monkeypatch.setattr(
+        store.sync, "append_index", lambda *args, **kw: appended.append(args[0].parent.name) or real_append(*args, **kw)
+    )
     fast, full = tmp_path / "fast" / "s.h5", tmp_path / "full" / "s.h5"
     for rows, fail, missing, may_append in runs:
         for path in (fast, full):
@@ -111,16 +149,23 @@ def test_merges_that_only_append_extend_the_index_and_equal_a_full_rebuild(tmp_p
             path.parent.mkdir(exist_ok=True)
             known = set().union(*store.stored_keys(path)) if path.exists() else set()  # as `features` skips them
             with store.shard_run(path) as folder:
-                write(folder, [row for row in rows if row.key not in known and row.video_id not in ("g2", "f2", "a2")], fail)
+                write(
+                    folder,
+                    [row for row in rows if row.key not in known and row.video_id not in ("g2", "f2", "a2")],
+                    fail,
+                )
             store.merge_shards(path, ATTRS, rows, missing)
             monkeypatch.setattr(store.sync, "_grown_from", real_grown)
-        assert appended.count("fast") == sum(run[3] for run in runs[:runs.index((rows, fail, missing, may_append)) + 1])
+        assert appended.count("fast") == sum(
+            run[3] for run in runs[: runs.index((rows, fail, missing, may_append)) + 1]
+        )
         pd.testing.assert_frame_equal(store.read_videos(fast), store.read_videos(full))
         pd.testing.assert_frame_equal(store.read_failures(fast), store.read_failures(full))
         fast_attrs, full_attrs = store.read_attrs(fast), store.read_attrs(full)
         assert fast_attrs["synced_digest"] == full_attrs["synced_digest"] and fast_attrs["synced_rows"] == len(rows)
-        assert {k: v["count"] for k, v in fast_attrs["last_sync"].items() if k != "time"} == \
-               {k: v["count"] for k, v in full_attrs["last_sync"].items() if k != "time"}
+        assert {k: v["count"] for k, v in fast_attrs["last_sync"].items() if k != "time"} == {
+            k: v["count"] for k, v in full_attrs["last_sync"].items() if k != "time"
+        }
         assert_frames_right(fast)
     assert "full" not in appended
     assert list(store.read_videos(fast)["video_id"]) == ["a", "c", "d", "f", "g", "h", "i"]
@@ -130,11 +175,17 @@ def test_manifest_is_the_truth_for_metadata(tmp_path):
     path = tmp_path / "s.h5"
     add(path, rows_of(["a", "b", "c", "d"]), fail=("d",))
     segments = sorted(p.name for p in store.segments_dir(path).iterdir())
-    edited = rows_of(["c", "a"], labels={"a": "z"}, splits={"c": "test"})  # b and d retired, a relabelled, c moved, reordered
+    edited = rows_of(
+        ["c", "a"], labels={"a": "z"}, splits={"c": "test"}
+    )  # b and d retired, a relabelled, c moved, reordered
     report = store.merge_shards(path, ATTRS, edited)
     assert sorted(p.name for p in store.segments_dir(path).iterdir()) == segments  # nothing re-extracted or copied
     videos = store.read_videos(path)
-    assert list(videos["video_id"]) == ["c", "a"] and list(videos["label"]) == ["a", "z"] and list(videos["split"]) == ["test", "train"]
+    assert (
+        list(videos["video_id"]) == ["c", "a"]
+        and list(videos["label"]) == ["a", "z"]
+        and list(videos["split"]) == ["test", "train"]
+    )
     assert store.read_failures(path).empty  # d left the manifest: its failure leaves too
     assert report.changes == {"relabelled": 1, "moved": 1, "regrouped": 0, "replaced": 0, "retired": 1}
     sync = store.read_attrs(path)["last_sync"]
@@ -243,8 +294,11 @@ def killed_merge(path, rows, step):
     store.merge_shards(path, ATTRS, rows, on_step=lambda name: name == step and os.kill(os.getpid(), signal.SIGKILL))
 
 
-@pytest.mark.parametrize("step,mode", [(step, "compacting") for step in STEPS]
-                         + [(step, mode) for step in STEPS if step != "compacted" for mode in ("linking", "appending")])
+@pytest.mark.parametrize(
+    "step,mode",
+    [(step, "compacting") for step in STEPS]
+    + [(step, mode) for step in STEPS if step != "compacted" for mode in ("linking", "appending")],
+)
 def test_kill_9_during_a_merge_then_rerun_equals_an_unbroken_merge(tmp_path, step, mode):
     names = [f"v{i}" for i in range(6)]
     changed = store.VideoRow("v0", "key-v0-new", "/v/v0.mp4", "a", "train", "", 0)  # v0's file changed
@@ -254,8 +308,11 @@ def test_kill_9_during_a_merge_then_rerun_equals_an_unbroken_merge(tmp_path, ste
         with store.shard_run(path) as folder:  # compacting: two shards copied into one segment, v1..v4 retired
             added = rows_of(names + ["w"])[-1:]  # appending: only w, at the end of the manifest (the index is extended)
             write(folder, added if mode == "appending" else [changed, *added], shards=2 if mode == "compacting" else 1)
-        rows = {"compacting": [changed, *rows_of(["v5", "w"])], "linking": [changed, *rows_of(names[1:] + ["w"])],
-                "appending": rows_of(names + ["w"])}[mode]
+        rows = {
+            "compacting": [changed, *rows_of(["v5", "w"])],
+            "linking": [changed, *rows_of(names[1:] + ["w"])],
+            "appending": rows_of(names + ["w"]),
+        }[mode]
         if kill:
             child = multiprocessing.get_context("fork").Process(target=killed_merge, args=(path, rows, step))
             child.start()
@@ -271,7 +328,11 @@ def test_kill_9_during_a_merge_then_rerun_equals_an_unbroken_merge(tmp_path, ste
     for (name, x), (_, y) in zip(stored_features(a).items(), stored_features(b).items()):
         np.testing.assert_array_equal(x, y)
     assert sorted(os.listdir(a.parent)) == sorted(os.listdir(b.parent))  # no leftovers
-    assert len(os.listdir(store.segments_dir(a))) == len(os.listdir(store.segments_dir(b))) == (1 if mode == "compacting" else 2)
+    assert (
+        len(os.listdir(store.segments_dir(a)))
+        == len(os.listdir(store.segments_dir(b)))
+        == (1 if mode == "compacting" else 2)
+    )
 
 
 def test_truncated_index_is_named_and_recovered_from_segments(tmp_path):
@@ -302,7 +363,10 @@ def test_manifest_changed_since_sync_is_refused_by_stage_two(tmp_path):
     store.merge_shards(path, attrs, rows_of(["a"]))
     store.require_in_sync(path)
     manifest.write_text("path,label\na.mp4,b\n")
-    with pytest.raises(store.StoreError, match=f"manifest {manifest} changed.*python -m pipeline features --manifest {manifest} --store {path}"):
+    with pytest.raises(
+        store.StoreError,
+        match=f"manifest {manifest} changed.*python -m pipeline features --manifest {manifest} --store {path}",
+    ):
         store.require_in_sync(path)
     segment = next(store.segments_dir(path).iterdir())
     manifest.write_text("path,label\na.mp4,a\n")
@@ -317,11 +381,27 @@ def test_version_1_store_is_refused_then_migrated_by_compact(tmp_path):
         f.attrs["schema_version"] = 1
         f.attrs["feature_config"] = json.dumps({"backbone": "test"})
         f.attrs["config_hash"] = "c1"
-        f.create_dataset("features", data=np.concatenate([features_of("a"), features_of("b")]).astype(np.float16), maxshape=(None, DIM))
+        f.create_dataset(
+            "features",
+            data=np.concatenate([features_of("a"), features_of("b")]).astype(np.float16),
+            maxshape=(None, DIM),
+        )
         f.create_dataset("frame_index", data=np.arange(2 * FRAMES), maxshape=(None,))
         f.create_dataset("timestamps", data=np.zeros(2 * FRAMES), maxshape=(None,))
-        table = pd.DataFrame([{**vars(r), "total_frames": 30, "width": 64, "height": 48, "offset": i * FRAMES, "length": FRAMES, "fps": 10.0}
-                              for i, r in enumerate(rows_of(["a", "b"]))]).drop(columns="order")
+        table = pd.DataFrame(
+            [
+                {
+                    **vars(r),
+                    "total_frames": 30,
+                    "width": 64,
+                    "height": 48,
+                    "offset": i * FRAMES,
+                    "length": FRAMES,
+                    "fps": 10.0,
+                }
+                for i, r in enumerate(rows_of(["a", "b"]))
+            ]
+        ).drop(columns="order")
         write_table(f, "videos", table)
         write_table(f, "failures", pd.DataFrame(columns=store.FAILURE_COLUMNS))
     inode = path.stat().st_ino
@@ -388,7 +468,9 @@ def test_a_one_video_segment_takes_the_bytes_of_its_rows_not_of_a_full_chunk(tmp
     dim = 1280
     with store.shard_run(path) as folder:
         shard = store.Shard()
-        shard.add_video(rows_of(["a"])[0], np.ones((16, dim), np.float32), np.arange(16), np.arange(16) / 10, 30, 10.0, 64, 48)
+        shard.add_video(
+            rows_of(["a"])[0], np.ones((16, dim), np.float32), np.arange(16), np.arange(16) / 10, 30, 10.0, 64, 48
+        )
         written = store.write_shard(folder, shard, dim, "float16")
         with h5py.File(written, "r") as f:
             assert f["features"].chunks[0] == 16
@@ -399,10 +481,16 @@ def test_a_one_video_segment_takes_the_bytes_of_its_rows_not_of_a_full_chunk(tmp
 def test_a_file_the_tool_did_not_make_is_refused_and_left_alone(tmp_path):
     path = tmp_path / "notes.h5"
     path.write_text("my notes, not a store\n")
-    for action in (lambda: store.check_owner(path, ATTRS), lambda: store.read_videos(path),
-                   lambda: store.compact(path), lambda: store.recover(path),
-                   lambda: store.merge_shards(path, ATTRS, rows_of(["a"]))):
-        with pytest.raises(store.StoreError, match="is not a feature store.*point --store at a path of its own") as refused:
+    for action in (
+        lambda: store.check_owner(path, ATTRS),
+        lambda: store.read_videos(path),
+        lambda: store.compact(path),
+        lambda: store.recover(path),
+        lambda: store.merge_shards(path, ATTRS, rows_of(["a"])),
+    ):
+        with pytest.raises(
+            store.StoreError, match="is not a feature store.*point --store at a path of its own"
+        ) as refused:
             action()
         assert "delete" not in str(refused.value) and "corrupt" not in str(refused.value)
     assert path.read_text() == "my notes, not a store\n"

@@ -32,7 +32,9 @@ def test_motion_task_writes_balanced_clips_a_manifest_and_what_each_clip_shows(t
     first = tmp_path / "motion" / rows["path"][0]
     assert probe_video(first)[0] == FRAMES
     written = first.stat().st_mtime_ns
-    build_task("motion", tmp_path / "motion", BenchConfig(motion_clips=40))  # a rerun keeps the clips, so their store keys hold
+    build_task(
+        "motion", tmp_path / "motion", BenchConfig(motion_clips=40)
+    )  # a rerun keeps the clips, so their store keys hold
     assert first.stat().st_mtime_ns == written
     build_task("motion", tmp_path / "motion", BenchConfig(motion_clips=40, seed=1))  # another seed rewrites them
     assert first.stat().st_mtime_ns != written
@@ -47,7 +49,10 @@ def test_a_missing_shared_data_folder_is_refused_before_any_work(tmp_path):
     from pipeline.cli import main
     from pipeline.cli.common import EXIT_BAD_INPUT
 
-    assert main(["temporal-bench", "--output", str(tmp_path / "out"), "--shared-data", str(tmp_path / "nowhere")]) == EXIT_BAD_INPUT
+    assert (
+        main(["temporal-bench", "--output", str(tmp_path / "out"), "--shared-data", str(tmp_path / "nowhere")])
+        == EXIT_BAD_INPUT
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -60,7 +65,9 @@ def test_windows_fit_the_video_overlap_by_at_most_half_and_short_videos_have_non
         assert starts[0] == 0 and starts[-1] == 914 - span and min(np.diff(starts)) >= span // 2
     assert real_windows(36, 30.0, 5) == [(2, 0)]  # too short for step 3: the step shrinks to fit one window, taken once
     assert real_windows(6, 12.0, 5) == [] and real_windows(FRAMES, 30.0, 5) == [(1, 0)]
-    assert len(real_windows(100, 10.0, 12, speeds=(1,))) == 1 + (100 - FRAMES) // (FRAMES // 2)  # overlapping by half at most
+    assert len(real_windows(100, 10.0, 12, speeds=(1,))) == 1 + (100 - FRAMES) // (
+        FRAMES // 2
+    )  # overlapping by half at most
 
 
 def test_arrow_windows_are_written_forward_and_reversed_grouped_by_source(shared, tmp_path):
@@ -71,8 +78,10 @@ def test_arrow_windows_are_written_forward_and_reversed_grouped_by_source(shared
     (tmp_path / "clips").mkdir()
     rows = pd.DataFrame(write_arrow_clips(tmp_path / "clips", videos, per_video=3, image_size=64))
     assert sorted(rows["label"]) == ["forward", "reversed"] and set(rows["group"]) == {"imageio/realshort"}
-    forward, backward = (decode_video(rows.set_index("label").loc[label, "path"], 64, Sampling("all")).frames.astype(int)
-                         for label in ("forward", "reversed"))
+    forward, backward = (
+        decode_video(rows.set_index("label").loc[label, "path"], 64, Sampling("all")).frames.astype(int)
+        for label in ("forward", "reversed")
+    )
     assert len(forward) == FRAMES and np.abs(forward - backward[::-1]).mean() < 3 < np.abs(forward - backward).mean()
 
 
@@ -83,7 +92,9 @@ def test_the_output_folder_must_be_the_benchmarks(tmp_path, caplog, monkeypatch)
     from pipeline.cli.common import EXIT_BAD_INPUT
     from pipeline.runs import folders
 
-    monkeypatch.setattr(temporal_bench, "build_task", lambda *args: pytest.fail("the benchmark started in a folder it does not own"))
+    monkeypatch.setattr(
+        temporal_bench, "build_task", lambda *args: pytest.fail("the benchmark started in a folder it does not own")
+    )
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "results.csv").write_text("my results\n")

@@ -27,8 +27,13 @@ def fast(**overrides) -> TrainConfig:
 @pytest.fixture(scope="module")
 def direction_store(tmp_path_factory):
     """60 videos of two classes that differ only in the direction of a ramp (see write_store)."""
-    return write_store(tmp_path_factory.mktemp("store") / "features" / "toy" / "toy.h5", ["up", "down"] * 30,
-                       lengths=[8, 10, 12] * 20, groups=[f"g{i // 2}" for i in range(60)], fallback="random toy features")
+    return write_store(
+        tmp_path_factory.mktemp("store") / "features" / "toy" / "toy.h5",
+        ["up", "down"] * 30,
+        lengths=[8, 10, 12] * 20,
+        groups=[f"g{i // 2}" for i in range(60)],
+        fallback="random toy features",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +57,13 @@ def test_on_small_demo_data_sequence_models_learn_time_order_and_baselines_stay_
     from pipeline.extract.run import extract_features
 
     manifest = write_demo_dataset(tmp_path / "clips", tmp_path / "demo.csv", per_class=16)
-    config = FeatureConfig(backbone="vgg16", weights="none", image_size=64, sampling="uniform:8", precision=resolve_precision("auto", "vgg16"))
+    config = FeatureConfig(
+        backbone="vgg16",
+        weights="none",
+        image_size=64,
+        sampling="uniform:8",
+        precision=resolve_precision("auto", "vgg16"),
+    )
     backbone = load_backbone(config.backbone, Weights("none"), config.image_size, precision=config.precision)
     store_path = tmp_path / "features" / "demo" / config.store_name()
     extract_features(read_manifest(manifest), store_path, backbone, config, progress=False)
@@ -60,14 +71,25 @@ def test_on_small_demo_data_sequence_models_learn_time_order_and_baselines_stay_
     accuracy = {name: values["accuracy"] for name, values in run.metrics.items()}
     assert run.metrics["gru"]["test_videos"] == 12
     assert accuracy["gru"] >= 0.95 and accuracy["lstm"] >= 0.95, accuracy
-    assert max(accuracy["mean"], accuracy["single-frame"]) <= 0.75, accuracy  # 12 test videos: chance between pair members is 0.5
+    assert max(accuracy["mean"], accuracy["single-frame"]) <= 0.75, (
+        accuracy
+    )  # 12 test videos: chance between pair members is 0.5
 
 
 def test_run_directory_holds_models_labels_config_history_predictions_metrics(all_models_run, direction_store):
     folder = all_models_run.run_dir / "model"
     assert {path.name for path in folder.iterdir()} == {
-        "gru.keras", "lstm.keras", "mean.npz", "single-frame.npz", "labels.json", "config.json", "splits.csv",
-        "history.csv", "predictions.csv", "metrics.json"}
+        "gru.keras",
+        "lstm.keras",
+        "mean.npz",
+        "single-frame.npz",
+        "labels.json",
+        "config.json",
+        "splits.csv",
+        "history.csv",
+        "predictions.csv",
+        "metrics.json",
+    }
     assert json.loads((folder / "labels.json").read_text()) == ["down", "up"]
     config = json.loads((folder / "config.json").read_text())
     assert config["feature_config"]["backbone"] == "toy" and config["fallback"] == "random toy features"
@@ -88,7 +110,9 @@ def test_run_directory_holds_models_labels_config_history_predictions_metrics(al
         rows = predictions[predictions["model"] == name]
         assert metrics[name]["accuracy"] == pytest.approx((rows["true"] == rows["predicted"]).mean())
         assert set(metrics[name]["per_class"]) == {"down", "up"} and metrics[name]["test_videos"] == len(test_ids)
-    assert (all_models_run.run_dir / "index.html").is_file() and all_models_run.report == all_models_run.run_dir / "index.html"
+    assert (
+        all_models_run.run_dir / "index.html"
+    ).is_file() and all_models_run.report == all_models_run.run_dir / "index.html"
 
 
 def test_saved_models_reload_and_predict_what_the_run_recorded(all_models_run, direction_store):
@@ -102,16 +126,22 @@ def test_saved_models_reload_and_predict_what_the_run_recorded(all_models_run, d
     rows = np.flatnonzero(splits["split"].to_numpy() == "test")
     source = SequenceSource(direction_store, videos, SequenceConfig(8), in_memory=False)
     predictions = pd.read_csv(folder / "predictions.csv")
-    for name, model in (("gru", load_model(folder / "gru.keras")), ("mean", load_model(folder / "mean.npz")),
-                        ("single-frame", load_model(folder / "single-frame.npz"))):
+    for name, model in (
+        ("gru", load_model(folder / "gru.keras")),
+        ("mean", load_model(folder / "mean.npz")),
+        ("single-frame", load_model(folder / "single-frame.npz")),
+    ):
         recorded = predictions.loc[predictions["model"] == name, ["p_down", "p_up"]].to_numpy()
         np.testing.assert_allclose(batched_probabilities(model, source, rows), recorded, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind, network", [
-    ("gru", SequenceModelConfig(units=4)),
-    ("lstm", SequenceModelConfig(units=4, layers=2, bidirectional=True)),
-])
+@pytest.mark.parametrize(
+    "kind, network",
+    [
+        ("gru", SequenceModelConfig(units=4)),
+        ("lstm", SequenceModelConfig(units=4, layers=2, bidirectional=True)),
+    ],
+)
 def test_masked_padding_does_not_change_a_prediction(kind, network):
     from pipeline.classify.models import build_sequence_model, input_dim
 
@@ -122,8 +152,14 @@ def test_masked_padding_does_not_change_a_prediction(kind, network):
     mask = np.array([[True] * 5 + [False] * 3])
     short = np.asarray(model({"frames": frames, "mask": np.ones((1, 5), bool)}))
     np.testing.assert_allclose(np.asarray(model({"frames": padded, "mask": mask})), short, rtol=1e-5, atol=1e-6)
-    unmasked = build_sequence_model(kind, 3, 2, np.zeros(3, np.float32), np.ones(3, np.float32),
-                                    SequenceModelConfig(**{**network.to_dict(), "masking": False}))
+    unmasked = build_sequence_model(
+        kind,
+        3,
+        2,
+        np.zeros(3, np.float32),
+        np.ones(3, np.float32),
+        SequenceModelConfig(**{**network.to_dict(), "masking": False}),
+    )
     unmasked.set_weights(model.get_weights())
     assert not np.allclose(np.asarray(unmasked({"frames": padded, "mask": mask})), short)
     assert input_dim(model) == 3 and model.output_shape == (None, 2)
@@ -131,15 +167,25 @@ def test_masked_padding_does_not_change_a_prediction(kind, network):
 
 def test_resampled_sequences_and_a_stacked_bidirectional_network_train(direction_store, tmp_path):
     network = SequenceModelConfig(units=8, layers=2, bidirectional=True, masking=False)
-    run = train(direction_store, tmp_path / "run", fast(models=("lstm",), policy="resample", network=network, epochs=2), progress=False)
+    run = train(
+        direction_store,
+        tmp_path / "run",
+        fast(models=("lstm",), policy="resample", network=network, epochs=2),
+        progress=False,
+    )
     config = json.loads((run.run_dir / "model" / "config.json").read_text())
     assert config["sequence"]["policy"] == "resample" and config["train"]["network"]["bidirectional"] is True
     assert run.metrics["lstm"]["epochs"] == 2
 
 
 def test_streamed_and_in_memory_training_give_the_same_run(direction_store, tmp_path):
-    runs = {mode: train(direction_store, tmp_path / mode, fast(models=("gru",), epochs=3, data=mode), progress=False) for mode in ("memory", "stream")}
-    histories = {mode: pd.read_csv(run.run_dir / "model" / "history.csv").drop(columns="seconds") for mode, run in runs.items()}
+    runs = {
+        mode: train(direction_store, tmp_path / mode, fast(models=("gru",), epochs=3, data=mode), progress=False)
+        for mode in ("memory", "stream")
+    }
+    histories = {
+        mode: pd.read_csv(run.run_dir / "model" / "history.csv").drop(columns="seconds") for mode, run in runs.items()
+    }
     pd.testing.assert_frame_equal(histories["memory"], histories["stream"], rtol=1e-5)
     predictions = {mode: pd.read_csv(run.run_dir / "model" / "predictions.csv") for mode, run in runs.items()}
     pd.testing.assert_frame_equal(predictions["memory"], predictions["stream"], rtol=1e-5)
@@ -189,13 +235,27 @@ def test_class_weights_and_a_validation_split_from_the_manifest(tmp_path):
 
 def test_cli_trains_prints_the_report_and_refuses_bad_input(direction_store, tmp_path, capsys, caplog):
     run = tmp_path / "cli-run"
-    args = ["train", "--store", str(direction_store), "--model", "mean,single-frame", "--run", str(run), "--seq-len", "8", "--no-progress"]
+    args = [
+        "train",
+        "--store",
+        str(direction_store),
+        "--model",
+        "mean,single-frame",
+        "--run",
+        str(run),
+        "--seq-len",
+        "8",
+        "--no-progress",
+    ]
     assert main(args) == EXIT_OK
     assert capsys.readouterr().out.strip() == str(run / "index.html")
     assert main(args) == EXIT_BAD_INPUT and "--overwrite" in caplog.text
     assert main([*args[:-3], "--seq-len", "99", "--overwrite"]) == EXIT_BAD_INPUT
     assert "larger than the longest video in the store (12 frames)" in caplog.text
-    assert main(["train", "--store", str(direction_store), "--model", "transformer", "--run", str(tmp_path / "x")]) == EXIT_BAD_INPUT
+    assert (
+        main(["train", "--store", str(direction_store), "--model", "transformer", "--run", str(tmp_path / "x")])
+        == EXIT_BAD_INPUT
+    )
     assert "unknown model(s) transformer" in caplog.text
     one_class = write_store(tmp_path / "one.h5", ["up"] * 4)
     assert main(["train", "--store", str(one_class), "--run", str(tmp_path / "y")]) == EXIT_BAD_INPUT
@@ -204,12 +264,26 @@ def test_cli_trains_prints_the_report_and_refuses_bad_input(direction_store, tmp
     assert "no feature store" in caplog.text
 
 
-def test_fine_tuning_records_the_loaded_architecture_not_ignored_options(all_models_run, direction_store, tmp_path, caplog):
+def test_fine_tuning_records_the_loaded_architecture_not_ignored_options(
+    all_models_run, direction_store, tmp_path, caplog
+):
     model = all_models_run.run_dir / "model" / "gru.keras"
     asked = SequenceModelConfig(units=8, layers=3, bidirectional=True, dropout=0.1)
-    tuned = train(direction_store, tmp_path / "tuned", fast(models=("gru",), init=str(model), epochs=1, network=asked), progress=False)
+    tuned = train(
+        direction_store,
+        tmp_path / "tuned",
+        fast(models=("gru",), init=str(model), epochs=1, network=asked),
+        progress=False,
+    )
     recorded = json.loads((tuned.run_dir / "model" / "config.json").read_text())["train"]["network"]
-    assert (recorded["units"], recorded["layers"], recorded["bidirectional"]) == (TINY.units, TINY.layers, TINY.bidirectional)
-    assert "the loaded model's architecture is used, not the network options units=8, layers=3, bidirectional=True" in caplog.text
+    assert (recorded["units"], recorded["layers"], recorded["bidirectional"]) == (
+        TINY.units,
+        TINY.layers,
+        TINY.bidirectional,
+    )
+    assert (
+        "the loaded model's architecture is used, not the network options units=8, layers=3, bidirectional=True"
+        in caplog.text
+    )
     with pytest.raises(ValueError, match="is a gru model but this run asks for --model lstm"):
         train(direction_store, tmp_path / "lstm", fast(models=("lstm",), init=str(model)), progress=False)

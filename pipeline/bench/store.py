@@ -22,7 +22,13 @@ from pipeline.store import VIDEO_COLUMNS
 from pipeline.store.tables import append_frames, read_table, write_table
 
 STORE_VIDEOS, STORE_FRAMES, STORE_DIM, STORE_ADDED, BATCH = "1000,50000", 16, 1280, 10, 32
-STORE_KEYS = ("store_add10_1k_s", "store_add10_50k_s", "store_noop_50k_s", "store_copy_merge_1k_s", "store_copy_merge_50k_s")
+STORE_KEYS = (
+    "store_add10_1k_s",
+    "store_add10_50k_s",
+    "store_noop_50k_s",
+    "store_copy_merge_1k_s",
+    "store_copy_merge_50k_s",
+)
 
 
 def part_store(scratch: str, rounds: str, sizes: str = STORE_VIDEOS) -> dict:
@@ -56,12 +62,20 @@ def part_store(scratch: str, rounds: str, sizes: str = STORE_VIDEOS) -> dict:
         _write_bench_manifest(manifest, rows)  # the added videos are in the manifest too
         _noop_run(path, manifest)  # the first run after the edit records the manifest's new hash
         times[f"store_noop_{largest // 1000}k_s"] = [_noop_run(path, manifest) for _ in range(int(rounds))]
-    notes = {"add10": "10 videos into a store of {} videos (write the shard; merge: link it, sync, write the index)",
-             "copy_merge": "schema-1 merge for comparison: copy the store of {} videos, append 10, rename",
-             "noop": "no-op rerun of a {}-row manifest: read and validate it, key every file, sync"}
-    return {name: {"seconds": float(np.median(runs)), "runs": runs,
-                   "note": f"median of {len(runs)}; " + notes[name[6:].rsplit("_", 2)[0]].format(f"{int(name.rsplit('_', 2)[1][:-1]) * 1000:,}")}
-            for name, runs in times.items()}
+    notes = {
+        "add10": "10 videos into a store of {} videos (write the shard; merge: link it, sync, write the index)",
+        "copy_merge": "schema-1 merge for comparison: copy the store of {} videos, append 10, rename",
+        "noop": "no-op rerun of a {}-row manifest: read and validate it, key every file, sync",
+    }
+    return {
+        name: {
+            "seconds": float(np.median(runs)),
+            "runs": runs,
+            "note": f"median of {len(runs)}; "
+            + notes[name[6:].rsplit("_", 2)[0]].format(f"{int(name.rsplit('_', 2)[1][:-1]) * 1000:,}"),
+        }
+        for name, runs in times.items()
+    }
 
 
 def _bench_rows(folder: Path, start: int, count: int) -> list:
@@ -70,16 +84,26 @@ def _bench_rows(folder: Path, start: int, count: int) -> list:
     paths[0].parent.mkdir(parents=True, exist_ok=True)
     for path in paths:
         path.touch()
-    return [store.VideoRow(path.name, store.video_key(path), str(path), f"c{i % 10}", "train", "", start + n)
-            for n, (i, path) in enumerate(zip(range(start, start + count), paths))]
+    return [
+        store.VideoRow(path.name, store.video_key(path), str(path), f"c{i % 10}", "train", "", start + n)
+        for n, (i, path) in enumerate(zip(range(start, start + count), paths))
+    ]
 
 
 def _bench_shard(rows: list):
     rng = np.random.default_rng(0)
     shard = store.Shard()
     for row in rows:
-        shard.add_video(row, rng.standard_normal((STORE_FRAMES, STORE_DIM)).astype(np.float16), np.arange(STORE_FRAMES),
-                        np.arange(STORE_FRAMES) / 25, 250, 25.0, 320, 240)
+        shard.add_video(
+            row,
+            rng.standard_normal((STORE_FRAMES, STORE_DIM)).astype(np.float16),
+            np.arange(STORE_FRAMES),
+            np.arange(STORE_FRAMES) / 25,
+            250,
+            25.0,
+            320,
+            240,
+        )
     return shard
 
 
@@ -91,14 +115,20 @@ def _bench_store(folder: Path, size: int) -> tuple[Path, Path, list]:
     path = folder / "store.h5"
     with store.shard_run(path) as run_dir:
         for start in range(0, size, 64):
-            store.write_shard(run_dir, _bench_shard(rows[start:start + 64]), STORE_DIM, "float16")
+            store.write_shard(run_dir, _bench_shard(rows[start : start + 64]), STORE_DIM, "float16")
     store.merge_shards(path, {"manifest": str(manifest)}, rows)
     return path, manifest, rows
 
 
 def _write_bench_manifest(manifest: Path, rows: list) -> None:
-    pd.DataFrame({"path": [row.path for row in rows], "label": [row.label for row in rows], "split": "train",
-                  "video_id": [row.video_id for row in rows]}).to_csv(manifest, index=False)
+    pd.DataFrame(
+        {
+            "path": [row.path for row in rows],
+            "label": [row.label for row in rows],
+            "split": "train",
+            "video_id": [row.video_id for row in rows],
+        }
+    ).to_csv(manifest, index=False)
 
 
 def _copy_merge(store_file: Path, shard) -> float:
@@ -109,7 +139,9 @@ def _copy_merge(store_file: Path, shard) -> float:
     with replacing(done, store_file.with_name("copy-merge.h5.tmp"), fsync=True) as copy:
         shutil.copyfile(store_file, copy)
         with h5py.File(copy, "r+") as out:
-            append_frames(out, np.concatenate(shard.features), np.concatenate(shard.frame_index), np.concatenate(shard.timestamps))
+            append_frames(
+                out, np.concatenate(shard.features), np.concatenate(shard.frame_index), np.concatenate(shard.timestamps)
+            )
             videos = read_table(out, "videos", VIDEO_COLUMNS)
             added = pd.DataFrame(shard.videos).assign(offset=0)[list(VIDEO_COLUMNS)]
             write_table(out, "videos", pd.concat([videos, added], ignore_index=True))
@@ -127,11 +159,14 @@ def _noop_run(path: Path, manifest: Path) -> float:
     from pipeline.extract.run import extract_features
 
     started = time.perf_counter()
-    summary = extract_features(read_manifest(manifest), path, SimpleNamespace(dim=STORE_DIM, batch_size=BATCH, weights=None),
-                               FeatureConfig(), progress=False)
+    summary = extract_features(
+        read_manifest(manifest),
+        path,
+        SimpleNamespace(dim=STORE_DIM, batch_size=BATCH, weights=None),
+        FeatureConfig(),
+        progress=False,
+    )
     seconds = time.perf_counter() - started
     if summary.skipped != summary.total or summary.new:
         raise RuntimeError(f"the no-op run was not a no-op: {summary.line()}")
     return seconds
-
-

@@ -51,14 +51,18 @@ BASELINE_MARGIN = 0.1  # motion, clutter: the best order-blind baseline must sta
 
 
 def measured_training() -> dict:
-    """The TrainConfig overrides chosen on this benchmark (README): deltas alone, each grid cell projected to 32 units by one
+    """The TrainConfig overrides chosen on this benchmark (README): deltas alone, each grid cell projected to 32 units
+    by one
     shared Dense, 128 recurrent units, dropout 0.5, learning rate 3e-4.
 
     Not `train`'s defaults: the lower learning rate takes more epochs, which would slow the demo's training.
     """
     from pipeline.classify.models import SequenceModelConfig
 
-    return {"network": SequenceModelConfig(units=128, dropout=0.5, inputs=("deltas",), cell_units=32), "learning_rate": 3e-4}
+    return {
+        "network": SequenceModelConfig(units=128, dropout=0.5, inputs=("deltas",), cell_units=32),
+        "learning_rate": 3e-4,
+    }
 
 
 @dataclass(frozen=True)
@@ -95,15 +99,24 @@ def run_benchmark(config: BenchConfig, progress: bool = True) -> pd.DataFrame:
     if "arrow" in config.tasks:  # before minutes of work on the other tasks
         for needed in (Path(_shared_data(config)) / "videos", Path(_shared_data(config)) / REAL_WEIGHTS):
             if not needed.exists():
-                raise FileNotFoundError(f"the arrow task needs {needed}; pass --shared-data (the folder holding videos/ and weights/) "
-                                        f"or set SHARED_DATA, or leave arrow out with --tasks motion,clutter")
+                raise FileNotFoundError(
+                    f"the arrow task needs {needed}; pass --shared-data (the folder holding videos/ and weights/) "
+                    f"or set SHARED_DATA, or leave arrow out with --tasks motion,clutter"
+                )
     claim_output(output)
     rows = []
     for task in config.tasks:
         manifest = build_task(task, output / task, config)
         store_path = _extract(task, manifest, output, config, progress)
-        train_config = TrainConfig(**{"models": ALL_MODELS, "seq_len": FRAMES, "test_size": 0.3 if task == "arrow" else 0.15,
-                                      "seed": config.seed, **config.train})
+        train_config = TrainConfig(
+            **{
+                "models": ALL_MODELS,
+                "seq_len": FRAMES,
+                "test_size": 0.3 if task == "arrow" else 0.15,
+                "seed": config.seed,
+                **config.train,
+            }
+        )
         result = train(store_path, output / "runs" / task, train_config, overwrite=True, progress=progress)
         rows += _result_rows(task, result)
     table = pd.DataFrame(rows)
@@ -121,14 +134,22 @@ def claim_output(output: Path) -> None:
 def build_task(task: str, folder: Path, config: BenchConfig) -> Path:
     """Write one task's clips into `folder/clips` and its manifest `folder/<task>.csv`; return the manifest."""
     clips = folder / "clips"
-    settings = f"size={config.real_image_size} windows={config.windows_per_video}x{WINDOW_SPEEDS}" if task == "arrow" else f"size={SIZE}"
+    settings = (
+        f"size={config.real_image_size} windows={config.windows_per_video}x{WINDOW_SPEEDS}"
+        if task == "arrow"
+        else f"size={SIZE}"
+    )
     _reset_if_stale(clips, f"{RENDER_VERSION} {task} seed={config.seed} {settings}")
     if task == "arrow":
-        rows = write_arrow_clips(clips, Path(_shared_data(config)) / "videos", config.windows_per_video, config.real_image_size)
+        rows = write_arrow_clips(
+            clips, Path(_shared_data(config)) / "videos", config.windows_per_video, config.real_image_size
+        )
     else:
         count = config.motion_clips if task == "motion" else config.clutter_clips
         rows = write_synthetic_clips(task, clips, count, config.seed)
-    pd.DataFrame(rows).to_csv(folder / f"{task}-clips.csv", index=False)  # what each clip shows, for per-kind breakdowns
+    pd.DataFrame(rows).to_csv(
+        folder / f"{task}-clips.csv", index=False
+    )  # what each clip shows, for per-kind breakdowns
     return write_manifest(pd.DataFrame(rows), folder / f"{task}.csv")
 
 
@@ -137,20 +158,27 @@ def write_results(table: pd.DataFrame, output: Path, config: BenchConfig) -> lis
     output.mkdir(parents=True, exist_ok=True)
     paths = [output / "results.csv", output / "results.json", output / "results.md"]
     table.to_csv(paths[0], index=False)
-    paths[1].write_text(json.dumps({"config": asdict(config), "results": table.to_dict("records")}, indent=1, default=str))
+    paths[1].write_text(
+        json.dumps({"config": asdict(config), "results": table.to_dict("records")}, indent=1, default=str)
+    )
     paths[2].write_text(markdown_table(table) + "\n")
     return paths
 
 
 def markdown_table(table: pd.DataFrame) -> str:
     """One row per task and model: test accuracy beside chance, the best baseline and the target."""
-    lines = ["| task | model | test accuracy | macro-F1 | chance | best order-blind | target | met | test clips | epochs | seconds |",
-             "| --- | --- | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: |"]
+    lines = [
+        "| task | model | test accuracy | macro-F1 | chance | best order-blind | target | met | test clips | "
+        "epochs | seconds |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: |",
+    ]
     for row in table.itertuples():
-        lines.append(f"| {row.task} | {row.model}{'' if row.kind == 'sequence' else ' (order-blind)'} | {row.accuracy:.3f} | "
-                     f"{row.macro_f1:.3f} | {row.chance:.3f} | {row.best_order_blind:.3f} | {row.target} | "
-                     f"{'' if row.kind != 'sequence' else ('yes' if row.met else 'no')} | {row.test_clips} | "
-                     f"{'' if pd.isna(row.epochs) else int(row.epochs)} | {row.seconds:.1f} |")
+        lines.append(
+            f"| {row.task} | {row.model}{'' if row.kind == 'sequence' else ' (order-blind)'} | {row.accuracy:.3f} | "
+            f"{row.macro_f1:.3f} | {row.chance:.3f} | {row.best_order_blind:.3f} | {row.target} | "
+            f"{'' if row.kind != 'sequence' else ('yes' if row.met else 'no')} | {row.test_clips} | "
+            f"{'' if pd.isna(row.epochs) else int(row.epochs)} | {row.seconds:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -182,7 +210,10 @@ def _reset_if_stale(clips: Path, version: str) -> None:
     """
     stamp = clips / ".render-version"
     if clips.is_dir() and any(clips.iterdir()) and not stamp.is_file():
-        raise InputError(f"{clips} exists and was not written by temporal-bench (no {stamp.name}); not touching it: pass another --output")
+        raise InputError(
+            f"{clips} exists and was not written by temporal-bench (no {stamp.name}); not touching it: pass "
+            "another --output"
+        )
     if stamp.is_file() and stamp.read_text() != version:
         shutil.rmtree(clips)
     clips.mkdir(parents=True, exist_ok=True)
@@ -200,17 +231,35 @@ def _extract(task: str, manifest: Path, output: Path, config: BenchConfig, progr
         settings = {"backbone": "mobilenet_v2", "weights": weights.identity, "image_size": config.real_image_size}
     else:
         weights, settings = Weights("none"), SYNTHETIC_FEATURES
-    feature_config = FeatureConfig(**settings, sampling=f"uniform:{FRAMES}", precision=resolve_precision("auto", settings["backbone"]),
-                                   pooling=config.real_pooling if task == "arrow" else config.pooling)
-    backbone = load_backbone(feature_config.backbone, weights, feature_config.image_size, precision=feature_config.precision,
-                             pooling=feature_config.pooling)
+    feature_config = FeatureConfig(
+        **settings,
+        sampling=f"uniform:{FRAMES}",
+        precision=resolve_precision("auto", settings["backbone"]),
+        pooling=config.real_pooling if task == "arrow" else config.pooling,
+    )
+    backbone = load_backbone(
+        feature_config.backbone,
+        weights,
+        feature_config.image_size,
+        precision=feature_config.precision,
+        pooling=feature_config.pooling,
+    )
     store_path = store_path_for(manifest, feature_config, output / "features")
-    summary = extract_features(read_manifest(manifest), store_path, backbone, feature_config, weights=weights,
-                               attrs={"manifest": str(manifest.resolve()), "weights_path": weights.path}, workers=worker_count(),
-                               progress=progress)
+    summary = extract_features(
+        read_manifest(manifest),
+        store_path,
+        backbone,
+        feature_config,
+        weights=weights,
+        attrs={"manifest": str(manifest.resolve()), "weights_path": weights.path},
+        workers=worker_count(),
+        progress=progress,
+    )
     log.info("%s: %s", task, summary.line())
     if summary.failed:
-        raise RuntimeError(f"{summary.failed} clips of task {task} failed to extract; see {store_path.with_suffix('')}.failures.csv")
+        raise RuntimeError(
+            f"{summary.failed} clips of task {task} failed to extract; see {store_path.with_suffix('')}.failures.csv"
+        )
     return store_path
 
 
@@ -225,10 +274,25 @@ def _result_rows(task: str, result) -> list[dict]:
     rows = []
     for name, metrics in result.metrics.items():
         met = metrics["accuracy"] >= TARGETS[task] and (task == "arrow" or blind <= chance + BASELINE_MARGIN)
-        rows.append({"task": task, "model": name, "kind": metrics["kind"], "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
-                     "chance": chance, "best_order_blind": blind, "target": f">= {TARGETS[task]}" + ("" if task == "arrow" else
-                     f", order-blind <= chance + {BASELINE_MARGIN}"), "met": bool(met), "test_clips": len(first),
-                     "epochs": metrics["epochs"] or None, "seconds": metrics["seconds"], "splits": splits, "run": str(result.run_dir)})
+        rows.append(
+            {
+                "task": task,
+                "model": name,
+                "kind": metrics["kind"],
+                "accuracy": metrics["accuracy"],
+                "macro_f1": metrics["macro_f1"],
+                "chance": chance,
+                "best_order_blind": blind,
+                "target": f">= {TARGETS[task]}"
+                + ("" if task == "arrow" else f", order-blind <= chance + {BASELINE_MARGIN}"),
+                "met": bool(met),
+                "test_clips": len(first),
+                "epochs": metrics["epochs"] or None,
+                "seconds": metrics["seconds"],
+                "splits": splits,
+                "run": str(result.run_dir),
+            }
+        )
     return rows
 
 
@@ -236,6 +300,7 @@ def split_sizes(run_dir: Path) -> str:
     """Clips and groups (source videos, for arrow) per split of a run, e.g. `train 258 clips / 10 groups, ...`."""
     splits = pd.read_csv(Path(run_dir) / "model" / "splits.csv")
     sizes = splits.groupby("split").agg(clips=("video_id", "size"), groups=("group", "nunique"))
-    return ", ".join(f"{split} {row.clips} clips / {row.groups} groups" for split, row in sizes.reindex(["train", "val", "test"]).dropna().astype(int).iterrows())
-
-
+    return ", ".join(
+        f"{split} {row.clips} clips / {row.groups} groups"
+        for split, row in sizes.reindex(["train", "val", "test"]).dropna().astype(int).iterrows()
+    )

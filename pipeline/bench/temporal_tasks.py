@@ -53,7 +53,13 @@ def render_motion(rng: np.random.Generator, forward: bool) -> tuple[np.ndarray, 
             gain = 1 + t * 0.25 * speed  # forward: brightening
         frame = _draw(background, paint, xx, yy, x, cy, r, turn, shape) * gain
         frames[i] = np.clip(frame + rng.normal(0, 4, frame.shape), 0, 255).astype(np.uint8)
-    return (frames if forward else frames[::-1]), {"motion": kind, "shape": shape, "speed": speed, "size": size, "textured": textured}
+    return (frames if forward else frames[::-1]), {
+        "motion": kind,
+        "shape": shape,
+        "speed": speed,
+        "size": size,
+        "textured": textured,
+    }
 
 
 def render_clutter(rng: np.random.Generator, forward: bool) -> tuple[np.ndarray, dict]:
@@ -61,11 +67,28 @@ def render_clutter(rng: np.random.Generator, forward: bool) -> tuple[np.ndarray,
     yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
     background = 30 + 0.3 * _gradient(rng, yy, xx)
     for _ in range(int(rng.integers(25, 45))):  # the clutter: blobs of the same sizes and colours as the objects
-        background = _draw(background, _paint(rng, bool(rng.random() < 0.5)), xx, yy, *rng.uniform(0, SIZE, 2),
-                           rng.uniform(0.03, 0.08) * SIZE, rng.uniform(0, 2 * np.pi), rng.choice(SHAPES))
+        background = _draw(
+            background,
+            _paint(rng, bool(rng.random() < 0.5)),
+            xx,
+            yy,
+            *rng.uniform(0, SIZE, 2),
+            rng.uniform(0.03, 0.08) * SIZE,
+            rng.uniform(0, 2 * np.pi),
+            rng.choice(SHAPES),
+        )
     speed, count = float(rng.choice(SPEEDS)), int(rng.integers(1, 4))
-    objects = [(_paint(rng, bool(rng.random() < 0.5)), rng.uniform(0.25, 0.75) * SIZE, rng.uniform(0.12, 0.88) * SIZE,
-                rng.uniform(0.04, 0.08) * SIZE, rng.uniform(0, 2 * np.pi), rng.choice(SHAPES)) for _ in range(count)]
+    objects = [
+        (
+            _paint(rng, bool(rng.random() < 0.5)),
+            rng.uniform(0.25, 0.75) * SIZE,
+            rng.uniform(0.12, 0.88) * SIZE,
+            rng.uniform(0.04, 0.08) * SIZE,
+            rng.uniform(0, 2 * np.pi),
+            rng.choice(SHAPES),
+        )
+        for _ in range(count)
+    ]
     frames = np.empty((FRAMES, SIZE, SIZE, 3), np.uint8)
     for i, t in enumerate(np.linspace(-0.5, 0.5, FRAMES)):
         frame = background
@@ -75,8 +98,11 @@ def render_clutter(rng: np.random.Generator, forward: bool) -> tuple[np.ndarray,
     return (frames if forward else frames[::-1]), {"objects": count, "speed": speed}
 
 
-def real_windows(total: int, fps: float, per_video: int, speeds: tuple[int, ...] = WINDOW_SPEEDS) -> list[tuple[int, int]]:
-    """(frame step, start) of the FRAMES-frame windows of a video: up to `per_video` per speed, overlapping by at most half.
+def real_windows(
+    total: int, fps: float, per_video: int, speeds: tuple[int, ...] = WINDOW_SPEEDS
+) -> list[tuple[int, int]]:
+    """(frame step, start) of the FRAMES-frame windows of a video: up to `per_video` per speed, overlapping by at most
+    half.
 
     Speed 1 takes about WINDOW_FPS frames per second of the source, speed k every k-th of those; a
     step shrinks to fit a video too short for one window at it (equal steps are taken once), and a
@@ -106,7 +132,14 @@ def write_synthetic_clips(task: str, clips: Path, count: int, seed: int) -> list
         frames, drawn = render(rng, forward=label == labels[0])
         if not path.exists():
             write_clip(path, frames, FPS)
-        rows.append({"path": str(path), "label": label, "group": path.stem, **{k: str(v) if isinstance(v, np.str_) else v for k, v in drawn.items()}})
+        rows.append(
+            {
+                "path": str(path),
+                "label": label,
+                "group": path.stem,
+                **{k: str(v) if isinstance(v, np.str_) else v for k, v in drawn.items()},
+            }
+        )
     return rows
 
 
@@ -114,9 +147,13 @@ def write_arrow_clips(clips: Path, videos: Path, per_video: int, image_size: int
     """Each window of each good real video, written forward and reversed; `group` = the source video."""
     from pipeline.extract.decode import DecodeError, probe_video
 
-    sources = sorted(p for p in videos.glob("*/*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.parent.name != "broken")
+    sources = sorted(
+        p for p in videos.glob("*/*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.parent.name != "broken"
+    )
     if not sources:
-        raise FileNotFoundError(f"no videos under {videos}/*/ for the arrow task; pass --shared-data (the folder holding videos/)")
+        raise FileNotFoundError(
+            f"no videos under {videos}/*/ for the arrow task; pass --shared-data (the folder holding videos/)"
+        )
     rows = []
     for source in sources:
         try:
@@ -139,12 +176,16 @@ def _arrow_window(clips: Path, source: Path, step: int, start: int, fps: float, 
     name = f"{source.parent.name}_{source.name.replace('.', '_')}_s{step}_{start:05d}"
     paths = {label: clips / f"{name}_{label}.mp4" for label in ("forward", "reversed")}
     if not all(path.exists() for path in paths.values()):
-        decoded = decode_video(source, image_size, Sampling("stride", step), frame_range=(start, start + (FRAMES - 1) * step + 1))
+        decoded = decode_video(
+            source, image_size, Sampling("stride", step), frame_range=(start, start + (FRAMES - 1) * step + 1)
+        )
         write_clip(paths["forward"], decoded.frames, max(1, round((fps or 30.0) / step)))
         write_clip(paths["reversed"], decoded.frames[::-1], max(1, round((fps or 30.0) / step)))
     group = f"{source.parent.name}/{source.stem}"  # flower.mp4 / .webm / .ogg are one source
-    return [{"path": str(path), "label": label, "group": group, "source": str(source), "start": start, "step": step}
-            for label, path in paths.items()]
+    return [
+        {"path": str(path), "label": label, "group": group, "source": str(source), "start": start, "step": step}
+        for label, path in paths.items()
+    ]
 
 
 def _gradient(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
@@ -162,7 +203,9 @@ def _paint(rng: np.random.Generator, textured: bool) -> tuple:
     return colours, (rng.uniform(1.5, 3.5), rng.uniform(0, 2 * np.pi)) if textured else None
 
 
-def _draw(frame: np.ndarray, paint: tuple, xx, yy, cx: float, cy: float, r: float, angle: float, shape: str) -> np.ndarray:
+def _draw(
+    frame: np.ndarray, paint: tuple, xx, yy, cx: float, cy: float, r: float, angle: float, shape: str
+) -> np.ndarray:
     """`frame` with a shape of radius `r` centred at (cx, cy), turned by `angle`, painted over it."""
     cos, sin = np.cos(angle), np.sin(angle)
     u = ((xx - cx) * cos + (yy - cy) * sin) / r  # the shape's own coordinates, so texture turns and moves with it
@@ -172,7 +215,7 @@ def _draw(frame: np.ndarray, paint: tuple, xx, yy, cx: float, cy: float, r: floa
     elif shape == "triangle":
         inside = (v <= 0.6) & (v >= 1.8 * np.abs(u) - 1.0)
     else:
-        inside = u ** 2 + (v / 0.55) ** 2 <= 1
+        inside = u**2 + (v / 0.55) ** 2 <= 1
     (first, second), grating = paint
     if grating is None:
         colour = np.broadcast_to(first, frame.shape)
@@ -181,4 +224,3 @@ def _draw(frame: np.ndarray, paint: tuple, xx, yy, cx: float, cy: float, r: floa
         mix = (0.5 + 0.5 * np.sin(2 * np.pi * frequency * u + phase))[..., None]
         colour = first * mix + second * (1 - mix)
     return np.where(inside[..., None], colour, frame)
-

@@ -30,18 +30,24 @@ class TrainConfig(Config):
     val_size: float = 0.15
     data: str = "auto"  # auto, memory or stream
     init: str = ""  # a .keras sequence model to fine-tune
-    lr_patience: int = 0  # epochs without a better validation loss before the learning rate drops LR_FACTOR-fold; 0: constant
+    lr_patience: int = (
+        0  # epochs without a better validation loss before the learning rate drops LR_FACTOR-fold; 0: constant
+    )
 
     def __post_init__(self):
         unknown = [name for name in self.models if name not in ALL_MODELS]
         if unknown or not self.models:
-            raise InputError(f"unknown model(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(ALL_MODELS)} or all")
+            raise InputError(
+                f"unknown model(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(ALL_MODELS)} or all"
+            )
         if self.data not in DATA_MODES:
             raise InputError(f"data mode {self.data!r} is not one of {', '.join(DATA_MODES)}")
         if self.epochs < 1 or self.batch_size < 1:
             raise InputError("epochs and batch size must be at least 1")
         if self.init and (len(self.models) != 1 or self.models[0] not in SEQUENCE_MODELS):
-            raise InputError(f"--init fine-tunes one sequence model: give --model lstm or --model gru, not {','.join(self.models)}")
+            raise InputError(
+                f"--init fine-tunes one sequence model: give --model lstm or --model gru, not {','.join(self.models)}"
+            )
 
 
 def parse_models(text: str) -> tuple[str, ...]:

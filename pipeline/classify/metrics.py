@@ -32,9 +32,18 @@ def classification_metrics(true: np.ndarray, probabilities: np.ndarray, labels: 
     for k in TOP_K:
         if k < len(labels):
             result[f"top{k}_accuracy"] = float(top_k_accuracy_score(true, probabilities, k=k, labels=classes))
-    precision, recall, f1, support = precision_recall_fscore_support(true, predicted, labels=classes, zero_division=np.nan)
-    result["per_class"] = {label: {"precision": _number(precision[i]), "recall": _number(recall[i]), "f1": _number(f1[i]), "support": int(support[i])}
-                           for i, label in enumerate(labels)}
+    precision, recall, f1, support = precision_recall_fscore_support(
+        true, predicted, labels=classes, zero_division=np.nan
+    )
+    result["per_class"] = {
+        label: {
+            "precision": _number(precision[i]),
+            "recall": _number(recall[i]),
+            "f1": _number(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, label in enumerate(labels)
+    }
     return result
 
 

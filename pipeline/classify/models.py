@@ -32,26 +32,42 @@ class SequenceModelConfig(Config):
     dropout: float = 0.3
     masking: bool = True  # padded steps are skipped by the recurrent layers
     inputs: tuple[str, ...] = ("features",)  # and/or deltas (frame-to-frame differences); see the temporal benchmark
-    cell_units: int = 0  # > 0: one Dense of this many units shared by every grid cell (and step) before the recurrent layer
+    cell_units: int = (
+        0  # > 0: one Dense of this many units shared by every grid cell (and step) before the recurrent layer
+    )
 
     def __post_init__(self):
         object.__setattr__(self, "inputs", tuple(self.inputs))  # a list from config.json is the same config
         if not self.inputs or not set(self.inputs) <= set(INPUTS) or len(set(self.inputs)) != len(self.inputs):
-            raise InputError(f"model inputs {','.join(self.inputs) or '(none)'} must be one or both of {', '.join(INPUTS)}")
+            raise InputError(
+                f"model inputs {','.join(self.inputs) or '(none)'} must be one or both of {', '.join(INPUTS)}"
+            )
         if self.units < 1 or self.layers < 1 or self.cell_units < 0:
-            raise InputError(f"units ({self.units}) and layers ({self.layers}) must be at least 1, cell units ({self.cell_units}) at least 0")
+            raise InputError(
+                f"units ({self.units}) and layers ({self.layers}) must be at least 1, cell units "
+                f"({self.cell_units}) at least 0"
+            )
         if not 0 <= self.dropout < 1:
             raise InputError(f"dropout {self.dropout} must be in [0, 1)")
 
 
-def build_sequence_model(kind: str, dim: int, n_classes: int, mean: np.ndarray, std: np.ndarray,
-                         config: SequenceModelConfig = SequenceModelConfig(), delta_std: np.ndarray | None = None, cells: int = 1):
+def build_sequence_model(
+    kind: str,
+    dim: int,
+    n_classes: int,
+    mean: np.ndarray,
+    std: np.ndarray,
+    config: SequenceModelConfig = SequenceModelConfig(),
+    delta_std: np.ndarray | None = None,
+    cells: int = 1,
+):
     """An uncompiled Keras model with inputs {"frames": (None, T, dim), "mask": (None, T)}.
 
     T is left open, so one model reads sequences of any length. `mean` and `std` (per feature,
     from the training split) standardize the features inside the model; `delta_std` (per feature,
     the training split's root-mean-square delta; None: 1) scales the deltas, keeping a zero delta zero.
-    `cells` is the number of grid cells a frame's features hold (`grid_cells`), which `config.cell_units` projects alike.
+    `cells` is the number of grid cells a frame's features hold (`grid_cells`), which `config.cell_units` projects
+    alike.
     """
     import keras
 
@@ -64,14 +80,20 @@ def build_sequence_model(kind: str, dim: int, n_classes: int, mean: np.ndarray, 
         steps.append(keras.layers.Normalization(mean=mean, variance=np.square(std), name="standardize")(frames))
     if "deltas" in config.inputs:
         scale = np.ones(dim, np.float32) if delta_std is None else delta_std
-        steps.append(keras.layers.Normalization(mean=np.zeros_like(scale), variance=np.square(scale), name="standardize_deltas")(frame_deltas(frames, mask)))
+        steps.append(
+            keras.layers.Normalization(mean=np.zeros_like(scale), variance=np.square(scale), name="standardize_deltas")(
+                frame_deltas(frames, mask)
+            )
+        )
     if config.cell_units:
         if dim % cells:
             raise InputError(f"{dim} features cannot be split into {cells} grid cells")
         width = len(steps) * dim // cells  # a cell's channels, of its features and/or deltas
         if config.cell_units > width:
-            raise InputError(f"--cell-units {config.cell_units} is more than a grid cell's {width} inputs: the shared layer "
-                             f"would widen the inputs, not shrink them; give at most {width}")
+            raise InputError(
+                f"--cell-units {config.cell_units} is more than a grid cell's {width} inputs: the shared layer "
+                f"would widen the inputs, not shrink them; give at most {width}"
+            )
         steps = [keras.layers.Reshape((-1, cells, dim // cells))(step) for step in steps]  # (n, T, cells, channels)
     x = steps[0] if len(steps) == 1 else keras.layers.Concatenate(name="inputs")(steps)
     x = keras.layers.Dropout(config.dropout)(x)
@@ -119,7 +141,8 @@ def n_classes(model) -> int:
 
 
 def grid_cells(pooling: str) -> int:
-    """How many cells a frame's features hold under a feature config's pooling (`backbones.POOLINGS`): 9 for grid3, 1 for avg."""
+    """How many cells a frame's features hold under a feature config's pooling (`backbones.POOLINGS`): 9 for grid3, 1
+    for avg."""
     return grid_side(pooling) ** 2
 
 
@@ -138,7 +161,9 @@ def input_dim(model) -> int:
 def model_inputs(model) -> tuple[str, ...]:
     """What a built or saved sequence model reads per step (see `SequenceModelConfig.inputs`), from its layers."""
     names = {layer.name for layer in model.layers}
-    return tuple(name for name, layer in (("features", "standardize"), ("deltas", "standardize_deltas")) if layer in names)
+    return tuple(
+        name for name, layer in (("features", "standardize"), ("deltas", "standardize_deltas")) if layer in names
+    )
 
 
 def loaded_architecture(model, config: SequenceModelConfig) -> SequenceModelConfig:
@@ -148,8 +173,14 @@ def loaded_architecture(model, config: SequenceModelConfig) -> SequenceModelConf
     dropout = [layer.rate for layer in model.layers if layer.__class__.__name__ == "Dropout"]
     cell = getattr(recurrent[0], "forward_layer", recurrent[0])
     cells = [layer.units for layer in model.layers if layer.name == "cells"]
-    return replace(config, units=int(cell.units), layers=len(recurrent), dropout=float(dropout[0]) if dropout else config.dropout,
-                   bidirectional=recurrent[0].name.startswith("bi"), cell_units=int(cells[0]) if cells else 0)
+    return replace(
+        config,
+        units=int(cell.units),
+        layers=len(recurrent),
+        dropout=float(dropout[0]) if dropout else config.dropout,
+        bidirectional=recurrent[0].name.startswith("bi"),
+        cell_units=int(cells[0]) if cells else 0,
+    )
 
 
 class MeanPoolBaseline:
@@ -216,7 +247,9 @@ def _logistic_regression(class_weight: str | None, seed: int):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight=class_weight, random_state=seed))
+    return make_pipeline(
+        StandardScaler(), LogisticRegression(max_iter=2000, class_weight=class_weight, random_state=seed)
+    )
 
 
 def _all_classes(classifier, probabilities: np.ndarray, n_classes: int) -> np.ndarray:

@@ -53,14 +53,22 @@ def load_videos(store_path) -> pd.DataFrame:
     videos = store.read_videos(store_path)
     empty = videos["length"] < 1
     if empty.any():
-        log.warning("%d videos have no stored frames and are left out: %s", empty.sum(), ", ".join(videos.loc[empty, "video_id"][:5]))
+        log.warning(
+            "%d videos have no stored frames and are left out: %s",
+            empty.sum(),
+            ", ".join(videos.loc[empty, "video_id"][:5]),
+        )
         videos = videos[~empty].reset_index(drop=True)
     if videos.empty:
-        raise InputError(f"the feature store {store_path} holds no videos; run `python -m pipeline features` on a manifest first "
-                         f"(failed videos: {len(store.read_failures(store_path))})")
+        raise InputError(
+            f"the feature store {store_path} holds no videos; run `python -m pipeline features` on a manifest first "
+            f"(failed videos: {len(store.read_failures(store_path))})"
+        )
     labels = videos["label"].unique()
     if len(labels) < 2:
-        raise InputError(f"the feature store {store_path} holds only one class ({labels[0]!r}); a classifier needs at least two")
+        raise InputError(
+            f"the feature store {store_path} holds only one class ({labels[0]!r}); a classifier needs at least two"
+        )
     return videos
 
 
@@ -74,8 +82,10 @@ def sequence_config(videos: pd.DataFrame, seq_len: int | None, policy: str) -> S
     if seq_len is None:
         seq_len = int(np.median(videos["length"]))
     if seq_len > longest:
-        raise InputError(f"--seq-len {seq_len} is larger than the longest video in the store ({longest} frames); "
-                         f"use --seq-len {longest} or less, or extract more frames per video (--sampling)")
+        raise InputError(
+            f"--seq-len {seq_len} is larger than the longest video in the store ({longest} frames); "
+            f"use --seq-len {longest} or less, or extract more frames per video (--sampling)"
+        )
     return SequenceConfig(seq_len, policy)
 
 
@@ -128,7 +138,7 @@ class SequenceSource:
         """(rows, features, mask) for consecutive batches of `rows`, in order."""
         rows = np.asarray(rows, np.int64)
         for start in range(0, len(rows), batch_size):
-            part = rows[start:start + batch_size]
+            part = rows[start : start + batch_size]
             yield (part, *self.read(part))
 
     @property
@@ -144,7 +154,7 @@ class SequenceSource:
         mask = np.zeros((len(rows), self.config.seq_len), bool)
         for i, row in enumerate(rows):
             start = self.offsets[row]
-            x[i], mask[i] = fixed_length(features[start:start + self.lengths[row]], self.config)
+            x[i], mask[i] = fixed_length(features[start : start + self.lengths[row]], self.config)
         return x, mask
 
 
@@ -186,7 +196,7 @@ def feature_stats(source: SequenceSource, rows, batch_size: int = 256) -> tuple[
     if count == 0:
         raise InputError("the training split has no frames to compute feature statistics from")
     mean = total / count
-    return mean.astype(np.float32), _floored(np.sqrt(np.maximum(squares / count - mean ** 2, 0.0)))
+    return mean.astype(np.float32), _floored(np.sqrt(np.maximum(squares / count - mean**2, 0.0)))
 
 
 def delta_scale(source: SequenceSource, rows, batch_size: int = 256) -> np.ndarray:
@@ -195,9 +205,14 @@ def delta_scale(source: SequenceSource, rows, batch_size: int = 256) -> np.ndarr
     Delta inputs are divided by it (not centred, so a zero delta stays zero); floored like
     `feature_stats` for features that never change in training.
     """
-    _, squares, count = _sums((x[:, 1:] - x[:, :-1])[mask[:, 1:] & mask[:, :-1]] for _, x, mask in source.batches(rows, batch_size))
+    _, squares, count = _sums(
+        (x[:, 1:] - x[:, :-1])[mask[:, 1:] & mask[:, :-1]] for _, x, mask in source.batches(rows, batch_size)
+    )
     if count == 0:
-        raise InputError("the training split has no pair of consecutive frames to compute delta statistics from; use --inputs features")
+        raise InputError(
+            "the training split has no pair of consecutive frames to compute delta statistics from; use "
+            "--inputs features"
+        )
     return _floored(np.sqrt(squares / count))
 
 
@@ -218,8 +233,10 @@ def assign_splits(videos: pd.DataFrame, seed: int = 0, test_size: float = 0.15, 
         split = pd.Series("train", index=videos.index)
         split[_holdout(videos.index, videos["label"], groups, test_size, seed)] = "test"
     elif (given == "").any():
-        raise InputError(f"{(given == '').sum()} of {len(given)} videos have no split while the others do; "
-                         f"give every manifest row a split (train/val/test) or none")
+        raise InputError(
+            f"{(given == '').sum()} of {len(given)} videos have no split while the others do; "
+            f"give every manifest row a split (train/val/test) or none"
+        )
     else:
         split = given.copy()
         _warn_straddling(split, groups)
@@ -244,7 +261,7 @@ def _sums(batches) -> tuple[np.ndarray, np.ndarray, int]:
     count = 0
     for rows in batches:
         rows = rows.astype(np.float64)
-        total, squares, count = total + rows.sum(0), squares + (rows ** 2).sum(0), count + len(rows)
+        total, squares, count = total + rows.sum(0), squares + (rows**2).sum(0), count + len(rows)
     return np.asarray(total), np.asarray(squares), count
 
 
@@ -275,5 +292,9 @@ def _holdout(index: pd.Index, labels: pd.Series, groups: pd.Series, fraction: fl
 def _warn_straddling(split: pd.Series, groups: pd.Series) -> None:
     spread = split.groupby(groups).nunique()
     if (spread > 1).any():
-        log.warning("the manifest's splits put %d group(s) in more than one split (e.g. %s): clips of one source "
-                    "in train and test inflate test accuracy", (spread > 1).sum(), spread[spread > 1].index[0])
+        log.warning(
+            "the manifest's splits put %d group(s) in more than one split (e.g. %s): clips of one source "
+            "in train and test inflate test accuracy",
+            (spread > 1).sum(),
+            spread[spread > 1].index[0],
+        )

@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -45,6 +44,7 @@ from pipeline.classify.models import (
     n_classes,
     probabilities,
 )
+from pipeline.classify.progress import EpochProgress, score_text
 from pipeline.classify.sequences import (
     SequenceSource,
     assign_splits,
@@ -79,7 +79,9 @@ def default_run_dir(store_path, models: tuple[str, ...], reports_root="reports")
     return Path(reports_root) / f"{Path(store_path).parent.name}-{names}"
 
 
-def train(store_path, run_dir, config: TrainConfig = TrainConfig(), overwrite: bool = False, progress: bool = True) -> TrainResult:
+def train(
+    store_path, run_dir, config: TrainConfig = TrainConfig(), overwrite: bool = False, progress: bool = True
+) -> TrainResult:
     """Train `config.models` on the store, evaluate them on its test split, write the run and its report.
 
     Every input is checked before the run directory is touched, so a refused run leaves nothing
@@ -87,7 +89,10 @@ def train(store_path, run_dir, config: TrainConfig = TrainConfig(), overwrite: b
     (unless `overwrite`, and only a run the tool made), a model to fine-tune whose feature
     dimension or classes do not match. The run replaces an earlier one only once it is complete.
     """
-    store_path, run_dir = Path(store_path), Path(os.path.abspath(run_dir))  # `--run .`: the folder by its name, symlinks kept
+    store_path, run_dir = (
+        Path(store_path),
+        Path(os.path.abspath(run_dir)),
+    )  # `--run .`: the folder by its name, symlinks kept
     data = _load_data(store_path, config)
     initial = load_initial(config.init, data.source.dim, data.labels, config.network.inputs) if config.init else None
     if initial is not None:
@@ -122,18 +127,28 @@ def _train_into(run_dir: Path, store_path: Path, data: _Data, config: TrainConfi
         metrics[name] = {
             "kind": "sequence" if name in SEQUENCE_MODELS else "order-blind",
             **classification_metrics(data.y[data.rows["test"]], test, data.labels),
-            "val_accuracy": accuracy(data.y[data.rows["val"]], batched_probabilities(model, data.source, data.rows["val"], config.batch_size)),
+            "val_accuracy": accuracy(
+                data.y[data.rows["val"]], batched_probabilities(model, data.source, data.rows["val"], config.batch_size)
+            ),
             "epochs": len(history),
             "seconds": round(seconds, 2),
             "seconds_per_epoch": round(float(history["seconds"].mean()), 3) if len(history) else None,
         }
         histories.append(history.assign(model=name))
         predictions.append(_prediction_table(name, data, test))
-        log.info("%s: test accuracy %s, macro-F1 %s (%d test videos, %.1fs)", name, _fmt(metrics[name]["accuracy"]),
-                 _fmt(metrics[name]["macro_f1"]), len(data.rows["test"]), seconds)
+        log.info(
+            "%s: test accuracy %s, macro-F1 %s (%d test videos, %.1fs)",
+            name,
+            score_text(metrics[name]["accuracy"]),
+            score_text(metrics[name]["macro_f1"]),
+            len(data.rows["test"]),
+            seconds,
+        )
 
     history_columns = ["model", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]
-    pd.concat([pd.DataFrame(columns=history_columns), *histories])[history_columns].to_csv(model_dir / "history.csv", index=False)
+    pd.concat([pd.DataFrame(columns=history_columns), *histories])[history_columns].to_csv(
+        model_dir / "history.csv", index=False
+    )
     pd.concat(predictions).to_csv(model_dir / "predictions.csv", index=False)
     (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics
@@ -177,14 +192,23 @@ def _load_data(store_path: Path, config: TrainConfig) -> _Data:
     rows = {name: np.flatnonzero(videos["split"].to_numpy() == name) for name in ("train", "val", "test")}
     trained = videos["label"].iloc[rows["train"]].unique()
     if len(trained) < 2:
-        raise InputError(f"the training split holds {'only ' + repr(trained[0]) if len(trained) else 'no videos'}; a classifier "
-                         f"needs at least two classes to train on (check the manifest's split column)")
+        raise InputError(
+            f"the training split holds {'only ' + repr(trained[0]) if len(trained) else 'no videos'}; a classifier "
+            f"needs at least two classes to train on (check the manifest's split column)"
+        )
     for split, positions in rows.items():
         missing = sorted(set(labels) - set(videos["label"].iloc[positions]))
         if missing:
             log.warning("%s split has no videos of %d class(es): %s", split, len(missing), ", ".join(missing[:10]))
     y = videos["label"].map({label: index for index, label in enumerate(labels)}).to_numpy(np.int32)
-    return _Data(SequenceSource(store_path, videos, sequences, in_memory=False), videos, labels, y, rows, store.read_attrs(store_path))
+    return _Data(
+        SequenceSource(store_path, videos, sequences, in_memory=False),
+        videos,
+        labels,
+        y,
+        rows,
+        store.read_attrs(store_path),
+    )
 
 
 def _write_setup(model_dir: Path, store_path: Path, data: _Data, config: TrainConfig) -> None:
@@ -192,18 +216,24 @@ def _write_setup(model_dir: Path, store_path: Path, data: _Data, config: TrainCo
     attrs = data.attrs
     (model_dir / "labels.json").write_text(json.dumps(data.labels, indent=1))
     data.videos[["video_id", "label", "group", "split"]].to_csv(model_dir / "splits.csv", index=False)
-    (model_dir / "config.json").write_text(json.dumps({
-        "store": str(store_path.resolve()),
-        "dataset": store_path.parent.name,
-        "feature_config": attrs.get("feature_config", {}),
-        "fallback": attrs.get("fallback", ""),
-        "feature_dim": data.source.dim,
-        "sequence": data.source.config.to_dict(),
-        "train": config.to_dict(),
-        "data": "memory" if data.source.in_memory else "stream",
-        "failures": store.read_failures(store_path).drop(columns=["key"]).to_dict("records"),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }, indent=1, default=str))
+    (model_dir / "config.json").write_text(
+        json.dumps(
+            {
+                "store": str(store_path.resolve()),
+                "dataset": store_path.parent.name,
+                "feature_config": attrs.get("feature_config", {}),
+                "fallback": attrs.get("fallback", ""),
+                "feature_dim": data.source.dim,
+                "sequence": data.source.config.to_dict(),
+                "train": config.to_dict(),
+                "data": "memory" if data.source.in_memory else "stream",
+                "failures": store.read_failures(store_path).drop(columns=["key"]).to_dict("records"),
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            },
+            indent=1,
+            default=str,
+        )
+    )
 
 
 def _fit_sequence_model(name, data: _Data, stats, config: TrainConfig, model_dir: Path, initial, progress: bool):
@@ -215,14 +245,23 @@ def _fit_sequence_model(name, data: _Data, stats, config: TrainConfig, model_dir
 
     keras.utils.set_random_seed(config.seed)
     mean, std, deltas = stats
-    model = initial or build_sequence_model(name, data.source.dim, len(data.labels), mean, std, config.network, deltas, data.cells)
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model = initial or build_sequence_model(
+        name, data.source.dim, len(data.labels), mean, std, config.network, deltas, data.cells
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     train_rows, val_rows = data.rows["train"], data.rows["val"]
     monitor = "val_loss" if len(val_rows) else "loss"
     if monitor == "loss":
-        log.warning("%s: the validation split is empty, so early stopping and the best checkpoint follow the training loss", name)
+        log.warning(
+            "%s: the validation split is empty, so early stopping and the best checkpoint follow the training loss",
+            name,
+        )
     checkpoint = model_dir / f"{name}.keras"
-    timer = _EpochProgress(name, config.epochs, math.ceil(len(train_rows) / config.batch_size), progress)
+    timer = EpochProgress(name, config.epochs, math.ceil(len(train_rows) / config.batch_size), progress)
     model.fit(
         make_dataset(data.source, train_rows, data.y, config.batch_size, shuffle_seed=config.seed),
         validation_data=make_dataset(data.source, val_rows, data.y, config.batch_size) if len(val_rows) else None,
@@ -245,7 +284,9 @@ def _fit_baseline(name, data: _Data, config: TrainConfig, model_dir: Path):
     """Fit an order-blind baseline on the training sequences (held in memory) and save it as arrays."""
     rows = data.rows["train"]
     x, mask = data.source.read(rows)
-    model = build_baseline(name, len(data.labels), "balanced" if config.class_weights else None, config.seed).fit(x, mask, data.y[rows])
+    model = build_baseline(name, len(data.labels), "balanced" if config.class_weights else None, config.seed).fit(
+        x, mask, data.y[rows]
+    )
     save_baseline(model, model_dir / f"{name}.npz")
     return model
 
@@ -254,7 +295,11 @@ def _lr_schedule(monitor: str, patience: int) -> list:
     """A drop of the learning rate after `patience` epochs without improvement, or nothing (constant) for 0."""
     import keras
 
-    return [keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=LR_FACTOR, patience=patience, min_lr=1e-5)] if patience > 0 else []
+    return (
+        [keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=LR_FACTOR, patience=patience, min_lr=1e-5)]
+        if patience > 0
+        else []
+    )
 
 
 def _in_memory(mode: str, source: SequenceSource) -> bool:
@@ -274,48 +319,18 @@ def _class_weights(y: np.ndarray) -> dict:
 
 
 def _prediction_table(name: str, data: _Data, scores: np.ndarray) -> pd.DataFrame:
-    """predictions.csv rows of one model: video, true and predicted label, confidence, p_<class>... (`scores`: test probabilities)"""
+    """predictions.csv rows of one model: video, true and predicted label, confidence, p_<class>... (`scores`: test
+    probabilities)"""
     test = data.videos.iloc[data.rows["test"]]
     labels = np.asarray(data.labels, dtype=object)
-    table = pd.DataFrame({
-        "model": name,
-        "video_id": test["video_id"].to_numpy(),
-        "path": test["path"].to_numpy(),
-        "true": labels[data.y[data.rows["test"]]],
-        "predicted": labels[scores.argmax(1)] if len(scores) else [],
-        "confidence": scores.max(1) if len(scores) else [],
-    })
+    table = pd.DataFrame(
+        {
+            "model": name,
+            "video_id": test["video_id"].to_numpy(),
+            "path": test["path"].to_numpy(),
+            "true": labels[data.y[data.rows["test"]]],
+            "predicted": labels[scores.argmax(1)] if len(scores) else [],
+            "confidence": scores.max(1) if len(scores) else [],
+        }
+    )
     return pd.concat([table, pd.DataFrame(scores, columns=[f"p_{label}" for label in data.labels])], axis=1)
-
-
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
-class _EpochProgress:
-    """A tqdm bar per epoch on stderr (stdout is for results), and each epoch's duration."""
-
-    def __init__(self, name: str, epochs: int, steps: int, enabled: bool):
-        self.name, self.epochs, self.steps, self.enabled = name, epochs, steps, enabled
-        self.seconds: list[float] = []
-
-    def callback(self):
-        import keras
-
-        return keras.callbacks.LambdaCallback(on_epoch_begin=self._begin, on_train_batch_end=self._batch, on_epoch_end=self._end)
-
-    def _begin(self, epoch, logs=None):
-        from tqdm import tqdm
-
-        self.started = time.perf_counter()
-        self.bar = tqdm(total=self.steps, desc=f"{self.name} epoch {epoch + 1}/{self.epochs}", unit="batch",
-                        file=sys.stderr, disable=not self.enabled, dynamic_ncols=True)
-
-    def _batch(self, batch, logs=None):
-        self.bar.update(1)
-        self.bar.set_postfix(loss=f"{(logs or {}).get('loss', float('nan')):.3f}", refresh=False)
-
-    def _end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self.started)
-        self.bar.set_postfix({key: f"{value:.3f}" for key, value in (logs or {}).items() if isinstance(value, float)})
-        self.bar.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 
 EXIT_OK, EXIT_FAILED_VIDEOS, EXIT_BAD_INPUT, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -20,6 +21,16 @@ class Parser(argparse.ArgumentParser):
 def add_runtime(p) -> None:
     from pipeline.extract.runtimes import RUNTIMES
 
-    p.add_argument("--runtime", choices=RUNTIMES, default="auto",
-                   help="where the CNN runs: auto = TensorFlow on a GPU, else the fastest installed CPU runtime (OpenVINO, then ONNX "
-                        "Runtime), else TensorFlow; same features either way (default: %(default)s)")
+    p.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="auto",
+        help="where the CNN runs: auto = TensorFlow on a GPU, else the fastest installed CPU runtime "
+        "(OpenVINO, then ONNX "
+        "Runtime), else TensorFlow; same features either way (default: %(default)s)",
+    )
+
+
+def defaults_of(function) -> dict:
+    """The keyword defaults of `function`: the command line's defaults are the Python API's."""
+    return {name: p.default for name, p in inspect.signature(function).parameters.items() if p.default is not p.empty}

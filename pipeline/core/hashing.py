@@ -1,4 +1,5 @@
-"""Content hashes of files: the identity of weights files (and of anything else that must not be told apart by its path)."""
+"""Content hashes of files: the identity of weights files (and of anything else that must not be told apart by its
+path)."""
 
 from __future__ import annotations
 

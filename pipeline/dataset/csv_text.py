@@ -54,8 +54,10 @@ def decode_text(path: Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        line = data[:error.start].count(b"\n") + 1
-        raise ManifestError(path, [Problem(line, "-", f"is not UTF-8 (byte 0x{data[error.start]:02x}); save the file as UTF-8")]) from None
+        line = data[: error.start].count(b"\n") + 1
+        raise ManifestError(
+            path, [Problem(line, "-", f"is not UTF-8 (byte 0x{data[error.start]:02x}); save the file as UTF-8")]
+        ) from None
 
 
 def read_csv_rows(path: Path) -> list[tuple[int, list[str]]]:
@@ -74,14 +76,21 @@ def read_csv_rows(path: Path) -> list[tuple[int, list[str]]]:
 def read_header(path: Path, table: list, required: tuple[str, ...]) -> list[str]:
     """The header's column names (trimmed, lower case); ManifestError if one is missing or repeated."""
     if not table:
-        raise ManifestError(path, [Problem(0, "-", f"the file is empty; it needs a header row with at least {','.join(required)!r}")])
+        raise ManifestError(
+            path, [Problem(0, "-", f"the file is empty; it needs a header row with at least {','.join(required)!r}")]
+        )
     header = [name.strip().lower() for name in table[0][1]]
     shown = ",".join(table[0][1])
     if len(shown) > 200:  # a huge header is not echoed whole
         shown = f"{shown[:200]}... ({len(table[0][1])} columns)"
-    problems = [Problem(0, name, f"required column is missing (header is {shown!r})") for name in required if name not in header]
+    problems = [
+        Problem(0, name, f"required column is missing (header is {shown!r})") for name in required if name not in header
+    ]
     counts = Counter(header)
-    problems += [Problem(0, name, "appears more than once in the header") for name in sorted(n for n, count in counts.items() if n and count > 1)]
+    problems += [
+        Problem(0, name, "appears more than once in the header")
+        for name in sorted(n for n, count in counts.items() if n and count > 1)
+    ]
     if problems:
         raise ManifestError(path, problems)
     return header
@@ -109,7 +118,9 @@ def read_lines(path: Path) -> list[tuple[int, str]]:
     """Non-blank lines, trimmed, with their line numbers; ManifestError for a line with a NUL byte."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found")
-    lines = [(number, line.strip()) for number, line in enumerate(decode_text(path).split("\n"), start=1) if line.strip()]
+    lines = [
+        (number, line.strip()) for number, line in enumerate(decode_text(path).split("\n"), start=1) if line.strip()
+    ]
     for number, line in lines:
         if "\x00" in line:
             raise ManifestError(path, [Problem(number, "-", "contains a NUL byte")])

@@ -32,7 +32,12 @@ STAMP = re.compile(r"\d+ seed=-?\d+")  # what `.render-version` holds: "<RENDER_
 CLIP_NAME = re.compile(rf"(?:{'|'.join(CLASSES)})_\d{{3,}}\.mp4")  # the demo's own clips; nothing else is deleted
 
 
-def write_demo_dataset(folder: str | Path = "manifests/demo", manifest: str | Path = "manifests/demo.csv", per_class: int = 50, seed: int = 0) -> Path:
+def write_demo_dataset(
+    folder: str | Path = "manifests/demo",
+    manifest: str | Path = "manifests/demo.csv",
+    per_class: int = 50,
+    seed: int = 0,
+) -> Path:
     """Write `per_class` clips per class into `folder` and their manifest; return the manifest path.
 
     Existing clips are kept (they are identical for the same seed and RENDER_VERSION), so rerunning
@@ -55,7 +60,14 @@ def write_demo_dataset(folder: str | Path = "manifests/demo", manifest: str | Pa
             if not path.exists():
                 rng = np.random.default_rng([seed, class_index, number])
                 write_clip(path, render_clip(label, rng))
-            rows.append({"path": str(path), "label": label, "split": _split_of(number, per_class), "group": f"{label}_{number:03d}"})
+            rows.append(
+                {
+                    "path": str(path),
+                    "label": label,
+                    "split": _split_of(number, per_class),
+                    "group": f"{label}_{number:03d}",
+                }
+            )
     stamp.write_text(version)
     return write_manifest(pd.DataFrame(rows), manifest)
 
@@ -91,12 +103,16 @@ def render_clip(label: str, rng: np.random.Generator) -> np.ndarray:
     return frames
 
 
-def write_clip(path: str | Path, frames: np.ndarray, fps: int = FPS, codec: str = "libx264", options: dict | None = None) -> None:
+def write_clip(
+    path: str | Path, frames: np.ndarray, fps: int = FPS, codec: str = "libx264", options: dict | None = None
+) -> None:
     """Encode frames (n, h, w, 3) uint8 as a video with PyAV; written to a temporary name first."""
     import av
 
     path = Path(path)
-    with replacing(path, path.with_name(f".{path.name}.tmp{path.suffix}")) as temporary:  # the suffix tells PyAV the container
+    with replacing(
+        path, path.with_name(f".{path.name}.tmp{path.suffix}")
+    ) as temporary:  # the suffix tells PyAV the container
         with av.open(str(temporary), "w") as container:
             stream = container.add_stream(codec, rate=fps)
             stream.width, stream.height = frames.shape[2], frames.shape[1]

@@ -18,7 +18,21 @@ from pipeline.dataset.csv_text import ManifestError, Problem, read_csv_rows, rea
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".ogg", ".ogv", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
+VIDEO_EXTENSIONS = (
+    ".mp4",
+    ".avi",
+    ".mkv",
+    ".mov",
+    ".webm",
+    ".ogg",
+    ".ogv",
+    ".m4v",
+    ".mpg",
+    ".mpeg",
+    ".flv",
+    ".wmv",
+    ".3gp",
+)
 
 
 def from_class_folders(root: str | os.PathLike) -> pd.DataFrame:
@@ -61,19 +75,28 @@ def from_ucf101(splits_dir: str | os.PathLike, videos_dir: str | os.PathLike, sp
             relative = parts[0]
             label = classes.get(parts[1]) if len(parts) > 1 else relative.split("/")[0]
             if label is None:
-                raise ManifestError(splits_dir / list_name, [Problem(number, "label", f"class index {parts[1]} is not in {class_file}")])
+                raise ManifestError(
+                    splits_dir / list_name, [Problem(number, "label", f"class index {parts[1]} is not in {class_file}")]
+                )
             match = UCF101_GROUP.search(relative)
-            rows.append({
-                "path": str(videos_dir / relative),
-                "label": label,
-                "split": split_name,
-                "group": match.group(1).lower() if match else "",
-                "video_id": relative,
-            })
+            rows.append(
+                {
+                    "path": str(videos_dir / relative),
+                    "label": label,
+                    "split": split_name,
+                    "group": match.group(1).lower() if match else "",
+                    "video_id": relative,
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def from_path_label_list(list_file: str | os.PathLike, root: str | os.PathLike | None = None, classes: str | os.PathLike | None = None, split: str = "") -> pd.DataFrame:
+def from_path_label_list(
+    list_file: str | os.PathLike,
+    root: str | os.PathLike | None = None,
+    classes: str | os.PathLike | None = None,
+    split: str = "",
+) -> pd.DataFrame:
     """mmaction2-style lists: one `path label` per line, the label an integer index or a name.
 
     `root` is prepended to relative paths (mmaction2's data_prefix; default the list's folder);
@@ -90,13 +113,28 @@ def from_path_label_list(list_file: str | os.PathLike, root: str | os.PathLike |
         relative, label = parts
         if names is not None:
             if not (label.isascii() and label.isdigit()) or int(label) >= len(names):
-                raise ManifestError(list_file, [Problem(number, "label", f"label {label!r} is not an index into {classes} ({len(names)} classes)")])
+                raise ManifestError(
+                    list_file,
+                    [
+                        Problem(
+                            number, "label", f"label {label!r} is not an index into {classes} ({len(names)} classes)"
+                        )
+                    ],
+                )
             label = names[int(label)]
         rows.append({"path": str(root / relative), "label": label, "split": split})
     return pd.DataFrame(rows)
 
 
-KINETICS_SPLITS = {"train": "train", "training": "train", "val": "val", "validate": "val", "validation": "val", "test": "test", "testing": "test"}
+KINETICS_SPLITS = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "validate": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
 
 
 def from_kinetics_csv(csv_file: str | os.PathLike, root: str | os.PathLike) -> pd.DataFrame:
@@ -116,7 +154,11 @@ def from_kinetics_csv(csv_file: str | os.PathLike, root: str | os.PathLike) -> p
         try:
             stem = f"{row['youtube_id']}_{int(float(row['time_start'])):06d}_{int(float(row['time_end'])):06d}"
         except (ValueError, OverflowError):
-            problems.append(Problem(row["line"], "time_start", f"times {row['time_start']!r} and {row['time_end']!r} are not seconds"))
+            problems.append(
+                Problem(
+                    row["line"], "time_start", f"times {row['time_start']!r} and {row['time_end']!r} are not seconds"
+                )
+            )
             continue
         found = files.get(stem) or files.get(row["youtube_id"])
         if found is None:
@@ -127,7 +169,13 @@ def from_kinetics_csv(csv_file: str | os.PathLike, root: str | os.PathLike) -> p
     if problems:
         raise ManifestError(csv_file, problems)
     if missing:
-        log.warning("%s: %d of %d annotated videos have no file under %s and were left out", csv_file, missing, len(annotations), root)
+        log.warning(
+            "%s: %d of %d annotated videos have no file under %s and were left out",
+            csv_file,
+            missing,
+            len(annotations),
+            root,
+        )
     if not rows:
         raise InputError(f"none of the {len(annotations)} videos of {csv_file} were found under {root}")
     return pd.DataFrame(rows)

@@ -44,7 +44,9 @@ def read_manifest(path: str | os.PathLike, skip_missing: bool = False) -> pd.Dat
     header = read_header(path, table, REQUIRED_COLUMNS)
     records, problems = read_records(table, header, (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS))
 
-    frame = pd.DataFrame(records, columns=[*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, "line"]).fillna("")  # absent columns: ""
+    frame = pd.DataFrame(records, columns=[*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, "line"]).fillna(
+        ""
+    )  # absent columns: ""
     base = path.parent.resolve()
     resolved = _Resolver(base)
     dropped = _check_rows(path, frame, resolved, "split" in header, skip_missing, problems)
@@ -61,12 +63,29 @@ def read_manifest(path: str | os.PathLike, skip_missing: bool = False) -> pd.Dat
     frame["path"] = [resolved(p) for p in frame["path"].tolist()]
     for file, lines in frame[frame["path"].duplicated(keep=False)].groupby("path", sort=False)["line"]:
         if len(lines) > 1:
-            log.warning("%s lines %s name the same file %s under different ids; its features are extracted once and stored under each id",
-                        path, " and ".join(str(n) for n in lines), file)
+            log.warning(
+                "%s lines %s name the same file %s under different ids; its features are extracted once and "
+                "stored under each id",
+                path,
+                " and ".join(str(n) for n in lines),
+                file,
+            )
     result = frame[["video_id", "path", "label", "split", "group", "line"]].reset_index(drop=True)
-    result.attrs = {"source": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                    "missing": [{"video_id": r.video_id or r.path, "path": str((base / r.path).resolve()), "label": r.label,
-                                 "split": r.split.lower(), "group": r.group, "line": r.line} for r in gone.itertuples(index=False)]}
+    result.attrs = {
+        "source": str(path.resolve()),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "missing": [
+            {
+                "video_id": r.video_id or r.path,
+                "path": str((base / r.path).resolve()),
+                "label": r.label,
+                "split": r.split.lower(),
+                "group": r.group,
+                "line": r.line,
+            }
+            for r in gone.itertuples(index=False)
+        ],
+    }
     return result
 
 
@@ -87,7 +106,11 @@ def write_manifest(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
         return os.path.relpath(absolute, base) if absolute.is_relative_to(base) else str(absolute)
 
     out["path"] = [relative(p) for p in out["path"]]
-    columns = [c for c in ("path", "label", "split", "group", "video_id") if c in out.columns and (out[c].astype(str) != "").any()]
+    columns = [
+        c
+        for c in ("path", "label", "split", "group", "video_id")
+        if c in out.columns and (out[c].astype(str) != "").any()
+    ]
     for column in columns:
         for original, value in zip(frame[column], out[column]):
             _check_utf8(str(value), column, original)
@@ -111,8 +134,10 @@ def check_writable(path: str | os.PathLike) -> None:
             header = []
         if all(name in header for name in REQUIRED_COLUMNS):
             return
-    raise InputError(f"{path} exists and is not a manifest (a CSV with a {','.join(REQUIRED_COLUMNS)} header): "
-                     f"not overwriting it; choose another output file")
+    raise InputError(
+        f"{path} exists and is not a manifest (a CSV with a {','.join(REQUIRED_COLUMNS)} header): "
+        f"not overwriting it; choose another output file"
+    )
 
 
 def _check_utf8(text: str, column: str, original) -> None:
@@ -122,15 +147,20 @@ def _check_utf8(text: str, column: str, original) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raw = os.fsencode(str(original))
-        raise InputError(f"{raw!r} (column {column}) is not a UTF-8 name, and manifests are UTF-8: rename it "
-                         f"(e.g. `convmv -f latin1 -t utf8`) and rerun; no manifest was written") from None
+        raise InputError(
+            f"{raw!r} (column {column}) is not a UTF-8 name, and manifests are UTF-8: rename it "
+            f"(e.g. `convmv -f latin1 -t utf8`) and rerun; no manifest was written"
+        ) from None
 
 
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _check_rows(path: Path, frame: pd.DataFrame, resolved, has_split: bool, skip_missing: bool, problems: list[Problem]) -> list[int]:
-    """Add each row's problems (empty path or label, missing file, unknown split); return the lines of missing files skipped."""
+def _check_rows(
+    path: Path, frame: pd.DataFrame, resolved, has_split: bool, skip_missing: bool, problems: list[Problem]
+) -> list[int]:
+    """Add each row's problems (empty path or label, missing file, unknown split); return the lines of missing files
+    skipped."""
     base, dropped = path.parent.resolve(), []
     for row in frame.astype(object).itertuples(index=False):  # object columns: iterating pandas strings is slow
         if not row.path:
@@ -140,7 +170,11 @@ def _check_rows(path: Path, frame: pd.DataFrame, resolved, has_split: bool, skip
                 log.warning("%s line %d: skipping missing file %s", path, row.line, base / row.path)
                 dropped.append(row.line)
             else:
-                problems.append(Problem(row.line, "path", f"file not found: {base / row.path} (fix the path, or pass --skip-missing)"))
+                problems.append(
+                    Problem(
+                        row.line, "path", f"file not found: {base / row.path} (fix the path, or pass --skip-missing)"
+                    )
+                )
         if not row.label:
             problems.append(Problem(row.line, "label", "is empty"))
         if has_split and row.split.lower() not in SPLITS:
@@ -155,9 +189,11 @@ def _duplicate_ids(frame: pd.DataFrame) -> list[Problem]:
     for video_id, lines in repeated.groupby("video_id", sort=False)["line"]:
         if len(lines) > 1:
             first = int(lines.iloc[0])
-            problems.extend(Problem(int(n), "video_id", f"duplicate id {video_id!r} (first seen on line {first})") for n in lines.iloc[1:])
+            problems.extend(
+                Problem(int(n), "video_id", f"duplicate id {video_id!r} (first seen on line {first})")
+                for n in lines.iloc[1:]
+            )
     return problems
-
 
 
 class _Resolver:
@@ -191,5 +227,3 @@ def _is_file(path: str | Path) -> bool:
         return os.path.isfile(path)
     except (OSError, ValueError):  # a name too long for the filesystem, or a NUL byte
         return False
-
-

@@ -39,6 +39,7 @@ from pipeline.store.layout import POOLINGS, grid_side
 RANDOM_WEIGHTS_SEED = 1234
 KERAS_WEIGHTS_URL = re.compile(r"https?://\S+?/([^/\s:]+\.h5)")
 
+
 @dataclass(frozen=True)
 class Weights:
     """What `--weights` asked for: `imagenet`, `none`, or a file (with its sha256 as identity)."""
@@ -53,7 +54,10 @@ class Weights:
             return cls(value)
         path = Path(value).expanduser()
         if not path.is_file():
-            raise BackboneError(f"--weights {value}: no such file; give 'imagenet', 'none', or the path of a Keras weights file (.h5 / .weights.h5)")
+            raise BackboneError(
+                f"--weights {value}: no such file; give 'imagenet', 'none', or the path of a Keras weights "
+                "file (.h5 / .weights.h5)"
+            )
         return cls("file", str(path.resolve()), file_sha256(path))
 
     @property
@@ -62,12 +66,15 @@ class Weights:
         return f"sha256:{self.sha256}" if self.kind == "file" else self.kind
 
 
-
 def available_backbones() -> dict[str, str]:
     """Map of accepted backbone names (lower case, no separators) to keras.applications names."""
     import keras
 
-    return {name.lower(): name for name in dir(keras.applications) if name[:1].isupper() and callable(getattr(keras.applications, name))}
+    return {
+        name.lower(): name
+        for name in dir(keras.applications)
+        if name[:1].isupper() and callable(getattr(keras.applications, name))
+    }
 
 
 def canonical_name(name: str) -> str:
@@ -82,11 +89,27 @@ class Backbone:
     any fallback to TensorFlow.
     """
 
-    def __init__(self, name: str, weights: Weights, image_size: int, batch_size: int, model, preprocess, precision: str = "float32",
-                 runtime: str = "tensorflow", pooling: str = "avg"):
+    def __init__(
+        self,
+        name: str,
+        weights: Weights,
+        image_size: int,
+        batch_size: int,
+        model,
+        preprocess,
+        precision: str = "float32",
+        runtime: str = "tensorflow",
+        pooling: str = "avg",
+    ):
         from pipeline.extract.runtimes import load_runtime
 
-        self.name, self.weights, self.image_size, self.batch_size, self.precision = name, weights, image_size, batch_size, precision
+        self.name, self.weights, self.image_size, self.batch_size, self.precision = (
+            name,
+            weights,
+            image_size,
+            batch_size,
+            precision,
+        )
         self.pooling = pooling
         self.model, self.preprocess, self._graphs = model, preprocess, {}
         self.dim = int(model.output_shape[-1])
@@ -96,25 +119,28 @@ class Backbone:
         """Features (n, dim) float32 for frames (n, size, size, 3) uint8, in fixed-size batches."""
         out = np.empty((len(frames), self.dim), np.float32)
         for start in range(0, len(frames), self.batch_size):
-            batch = frames[start:start + self.batch_size]
+            batch = frames[start : start + self.batch_size]
             count = len(batch)
             if count < self.batch_size:
                 batch = np.concatenate([batch, np.zeros((self.batch_size - count, *batch.shape[1:]), np.uint8)])
-            out[start:start + count] = np.asarray(self._embed(batch))[:count]
+            out[start : start + count] = np.asarray(self._embed(batch))[:count]
         return out
 
     def tensorflow_graph(self, batch_size: int | None):
         """The backbone as a traced TensorFlow function, uint8 frames (batch, size, size, 3) -> float32 features.
 
-        `batch_size=None` leaves the batch open: what the runtimes convert, so one converted model serves every batch size.
+        `batch_size=None` leaves the batch open: what the runtimes convert, so one converted model serves every batch
+        size.
         """
         import tensorflow as tf
 
         if batch_size not in self._graphs:  # traced once per batch size
             model, preprocess = self.model, self.preprocess
             spec = tf.TensorSpec((batch_size, self.image_size, self.image_size, 3), tf.uint8, name="frames")
-            self._graphs[batch_size] = tf.function(lambda x: tf.cast(model(preprocess(tf.cast(x, tf.float32)), training=False), tf.float32),
-                                                   input_signature=[spec])
+            self._graphs[batch_size] = tf.function(
+                lambda x: tf.cast(model(preprocess(tf.cast(x, tf.float32)), training=False), tf.float32),
+                input_signature=[spec],
+            )
         return self._graphs[batch_size]
 
     def tensorflow_batch_function(self):
@@ -140,11 +166,16 @@ def _frozen(graph):
 
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
-POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}  # Keras dtype policy per precision
+POLICIES = {
+    "float32": "float32",
+    "bfloat16": "mixed_bfloat16",
+    "float16": "mixed_float16",
+}  # Keras dtype policy per precision
 TENSOR_CORES = (7, 0)  # the first compute capability with float16 tensor cores (Volta)
 
 
-# measured faster in bfloat16 on the CPU (README); MobileNetV2 is slower in it (depthwise convs), and further off in float16
+# measured faster in bfloat16 on the CPU (README); MobileNetV2 is slower in it (depthwise convs), and further off in
+# float16
 REDUCED_PRECISION = ("vgg16", "vgg19")
 
 
@@ -165,7 +196,9 @@ def resolve_precision(precision: str, backbone: str) -> str:
 
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
-        capabilities = [tf.config.experimental.get_device_details(gpu).get("compute_capability") or (0, 0) for gpu in gpus]
+        capabilities = [
+            tf.config.experimental.get_device_details(gpu).get("compute_capability") or (0, 0) for gpu in gpus
+        ]
         return "float16" if min(capabilities) >= TENSOR_CORES else "float32"
     try:
         flags = Path("/proc/cpuinfo").read_text()
@@ -174,9 +207,17 @@ def resolve_precision(precision: str, backbone: str) -> str:
     return "bfloat16" if re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) else "float32"
 
 
-def load_backbone(name: str, weights: Weights, image_size: int, batch_size: int = 32, precision: str = "float32",
-                  runtime: str = "tensorflow", pooling: str = "avg") -> Backbone:
-    """Build the named backbone with the given weights and `pooling` (see POOLINGS) on `runtime` (see `runtimes.RUNTIMES`;
+def load_backbone(
+    name: str,
+    weights: Weights,
+    image_size: int,
+    batch_size: int = 32,
+    precision: str = "float32",
+    runtime: str = "tensorflow",
+    pooling: str = "avg",
+) -> Backbone:
+    """Build the named backbone with the given weights and `pooling` (see POOLINGS) on `runtime` (see
+    `runtimes.RUNTIMES`;
     the command line's default is `auto`); raise BackboneError with a fix if it can't."""
     import keras
 
@@ -224,8 +265,11 @@ def _grid_pooled(model, cells: int, image_size: int):
 
     height, width = model.output.shape[1:3]
     if min(height, width) < cells:
-        raise BackboneError(f"--pooling grid{cells} needs a last feature map of at least {cells}x{cells}; {model.name} at {image_size} px "
-                            f"gives {height}x{width}: raise --image-size or use a smaller grid (or --pooling avg)")
+        raise BackboneError(
+            f"--pooling grid{cells} needs a last feature map of at least {cells}x{cells}; {model.name} at "
+            f"{image_size} px "
+            f"gives {height}x{width}: raise --image-size or use a smaller grid (or --pooling avg)"
+        )
     pooled = keras.layers.AdaptiveAveragePooling2D((cells, cells))(model.output)
     return keras.Model(model.input, keras.layers.Flatten()(pooled), name=f"{model.name}_grid{cells}")
 
@@ -242,9 +286,12 @@ def check_informative(frames: np.ndarray, features: np.ndarray, backbone: Backbo
     scale = float(np.abs(features).mean())
     if spread < 1e-6 or spread < 1e-4 * scale:
         raise BackboneError(
-            f"backbone {backbone.name} with weights '{backbone.weights.identity}' gives the same features for different "
-            f"frames (mean spread {spread:.3g}, magnitude {scale:.3g}): they carry no information. Random weights do this "
-            "for MobileNetV2; use --weights imagenet, a trained weights file, or random VGG16 (--backbone vgg16 --weights none)."
+            f"backbone {backbone.name} with weights '{backbone.weights.identity}' gives the same features for "
+            "different "
+            f"frames (mean spread {spread:.3g}, magnitude {scale:.3g}): they carry no information. Random "
+            "weights do this "
+            "for MobileNetV2; use --weights imagenet, a trained weights file, or random VGG16 (--backbone "
+            "vgg16 --weights none)."
         )
 
 
@@ -278,12 +325,17 @@ def _weights_message(name: str, weights: Weights, image_size: int, error: Except
         match = KERAS_WEIGHTS_URL.search(str(error))
         if match:
             return (
-                f"ImageNet weights for {name} are not in the Keras cache and cannot be downloaded ({error_line(error)}). "
-                f"Download {match.group(0)} on a machine with a network and put it at {keras_cache_dir() / match.group(1)}, "
+                f"ImageNet weights for {name} are not in the Keras cache and cannot be downloaded "
+                f"({error_line(error)}). "
+                f"Download {match.group(0)} on a machine with a network "
+                f"and put it at {keras_cache_dir() / match.group(1)}, "
                 "or pass --weights PATH to a weights file."
             )
     if weights.kind == "file":
-        return f"cannot load weights file {weights.path} into {name} at {image_size} px (include_top=False): {error_line(error)}"
+        return (
+            f"cannot load weights file {weights.path} into {name} at {image_size} px (include_top=False): "
+            f"{error_line(error)}"
+        )
     return f"cannot build backbone {name} at {image_size} px with weights {weights.identity}: {error_line(error)}"
 
 

@@ -28,9 +28,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def embed_on_dask(todo: list, run_dir: Path, config: FeatureConfig, weights: Weights, backbone: Backbone, summary: ExtractSummary,
-                  advance, *, scheduler: str, dask_workers: int | None, runtime: str, timeout: float, shard_size: int,
-                  decode_hook=None) -> None:
+def embed_on_dask(
+    todo: list,
+    run_dir: Path,
+    config: FeatureConfig,
+    weights: Weights,
+    backbone: Backbone,
+    summary: ExtractSummary,
+    advance,
+    *,
+    scheduler: str,
+    dask_workers: int | None,
+    runtime: str,
+    timeout: float,
+    shard_size: int,
+    decode_hook=None,
+) -> None:
     """Send shards of `shard_size` videos to dask workers; fold their counts into `summary`.
 
     Workers build `backbone`'s twin from `config` and `weights` (same batch size) on `runtime`, as
@@ -43,10 +56,21 @@ def embed_on_dask(todo: list, run_dir: Path, config: FeatureConfig, weights: Wei
         per_host = dict(Counter(urlparse(address).hostname for address in client.scheduler_info()["workers"]))
 
         def submit(chunk):
-            return client.submit(_shard_task, chunk, str(run_dir), config, weights, backbone.batch_size, runtime, timeout, decode_hook,
-                                 per_host, pure=False)
+            return client.submit(
+                _shard_task,
+                chunk,
+                str(run_dir),
+                config,
+                weights,
+                backbone.batch_size,
+                runtime,
+                timeout,
+                decode_hook,
+                per_host,
+                pure=False,
+            )
 
-        chunks = {submit(todo[i:i + shard_size]): todo[i:i + shard_size] for i in range(0, len(todo), shard_size)}
+        chunks = {submit(todo[i : i + shard_size]): todo[i : i + shard_size] for i in range(0, len(todo), shard_size)}
         alone = []
         for future in as_completed(chunks):
             try:
@@ -54,8 +78,12 @@ def embed_on_dask(todo: list, run_dir: Path, config: FeatureConfig, weights: Wei
             except BackboneError:
                 raise
             except Exception as error:  # e.g. KilledWorker: not the files' fault, as far as anyone knows yet
-                log.warning("a task of %d videos failed on the cluster (%s: %s); retrying each video alone",
-                            len(chunks[future]), type(error).__name__, error)
+                log.warning(
+                    "a task of %d videos failed on the cluster (%s: %s); retrying each video alone",
+                    len(chunks[future]),
+                    type(error).__name__,
+                    error,
+                )
                 alone += chunks[future]
         for row in alone:
             try:
@@ -105,16 +133,32 @@ def _fold(summary: ExtractSummary, part: ExtractSummary, advance) -> None:
 
 def _record_lost(run_dir: Path, row, error: Exception, dim: int, dtype: str) -> None:
     """A video whose dask task failed twice, the second time alone: a `lost` failure, retried by the next run."""
-    reason = "its worker died (killed by SIGKILL: out of memory?)" if type(error).__name__ == "KilledWorker" else f"it raised {type(error).__name__}"
-    message = f"the dask task extracting it failed twice, the second time alone: {reason}: {str(error)[:200]}; the next run retries it"
+    reason = (
+        "its worker died (killed by SIGKILL: out of memory?)"
+        if type(error).__name__ == "KilledWorker"
+        else f"it raised {type(error).__name__}"
+    )
+    message = (
+        f"the dask task extracting it failed twice, the second time alone: {reason}: "
+        f"{str(error)[:200]}; the next run retries it"
+    )
     log.error("%s: [lost] %s", row.path, message)
     shard = store.Shard()
     shard.add_failure(row, "lost", type(error).__name__, message)
     store.write_shard(run_dir, shard, dim, dtype)
 
 
-def _shard_task(rows, run_dir: str, config: FeatureConfig, weights: Weights, batch_size: int, runtime: str, timeout: float,
-                decode_hook, per_host: dict) -> ExtractSummary:
+def _shard_task(
+    rows,
+    run_dir: str,
+    config: FeatureConfig,
+    weights: Weights,
+    batch_size: int,
+    runtime: str,
+    timeout: float,
+    decode_hook,
+    per_host: dict,
+) -> ExtractSummary:
     """A dask task: embed one shard of videos with this worker's cached backbone.
 
     The worker takes its share of its machine's cores (`per_host`: dask workers per host) for
@@ -133,15 +177,29 @@ def _shard_task(rows, run_dir: str, config: FeatureConfig, weights: Weights, bat
         pass
     summary = ExtractSummary(Path(run_dir))
     backbone = _worker_backbone(config, weights, batch_size, runtime)
-    embed_videos(rows, Path(run_dir), backbone, config, summary, workers=cores, timeout=timeout,
-                 shard_size=len(rows), decode_hook=decode_hook)
+    embed_videos(
+        rows,
+        Path(run_dir),
+        backbone,
+        config,
+        summary,
+        workers=cores,
+        timeout=timeout,
+        shard_size=len(rows),
+        decode_hook=decode_hook,
+    )
     summary.runtime = backbone.runtime
     return summary
 
 
 @functools.lru_cache(maxsize=2)
 def _worker_backbone(config: FeatureConfig, weights: Weights, batch_size: int, runtime: str) -> Backbone:
-    """Each worker process builds the backbone once (a converted model from the shared cache) and keeps it for all its tasks."""
+    """Each worker process builds the backbone once (a converted model from the shared cache) and keeps it for all its
+    tasks."""
     if weights.kind == "file" and Weights.parse(weights.path).identity != config.weights:
-        raise BackboneError(f"weights file {weights.path} on this worker differs from the one the run started with ({config.weights})")
-    return load_backbone(config.backbone, weights, config.image_size, batch_size, config.precision, runtime, config.pooling)
+        raise BackboneError(
+            f"weights file {weights.path} on this worker differs from the one the run started with ({config.weights})"
+        )
+    return load_backbone(
+        config.backbone, weights, config.image_size, batch_size, config.precision, runtime, config.pooling
+    )

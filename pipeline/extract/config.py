@@ -34,8 +34,12 @@ class FeatureConfig(Config):
     sampling: str = "uniform:16"
     max_frames: int = 512
     dtype: str = "float16"
-    precision: str = "float32"  # CNN arithmetic (float32, bfloat16 or float16): it changes the values, so it is part of the identity
-    pooling: str = "avg"  # backbones.POOLINGS; left out of the identity when `avg`, so stores made before it keep their names
+    precision: str = (
+        "float32"  # CNN arithmetic (float32, bfloat16 or float16): it changes the values, so it is part of the identity
+    )
+    pooling: str = (
+        "avg"  # backbones.POOLINGS; left out of the identity when `avg`, so stores made before it keep their names
+    )
 
     def __post_init__(self):
         Sampling.parse(self.sampling, self.max_frames)  # fail early on a bad policy
@@ -74,7 +78,9 @@ class ExtractSummary:
     unaccounted: int = 0  # manifest rows the merge left neither stored nor failed: a bug or a race, never silent
     frames: int = 0
     seconds: float = 0.0
-    runtime: str = ""  # where the CNN ran (extract_manifest); on dask the workers' runtimes, joined by "+" if they differ
+    runtime: str = (
+        ""  # where the CNN ran (extract_manifest); on dask the workers' runtimes, joined by "+" if they differ
+    )
     fallback: str = ""  # the offline fallback's note, "" when none (extract_manifest)
     timings: dict = field(default_factory=lambda: {"decode": 0.0, "wait_decode": 0.0, "cnn": 0.0, "write": 0.0})
 
@@ -84,9 +90,15 @@ class ExtractSummary:
 
     def line(self) -> str:
         rate = self.frames / self.seconds if self.seconds else 0.0
-        known = f" ({self.known_failures} known failures not retried; --retry-failed retries them)" if self.known_failures else ""
+        known = (
+            f" ({self.known_failures} known failures not retried; --retry-failed retries them)"
+            if self.known_failures
+            else ""
+        )
         lost = f", {self.lost} not processed (cluster task failed; rerun)" if self.lost else ""
         missing = f", {self.missing} missing files (--skip-missing)" if self.missing else ""
         missing += f", {self.unaccounted} neither stored nor failed (rerun)" if self.unaccounted else ""
-        return (f"{self.new} new videos ok, {self.failed} failed, {self.skipped} already stored{known}{lost}{missing}; "
-                f"{self.frames} frames in {self.seconds:.1f}s ({rate:.1f} frames/s) -> {self.store_path}")
+        return (
+            f"{self.new} new videos ok, {self.failed} failed, {self.skipped} already stored{known}{lost}{missing}; "
+            f"{self.frames} frames in {self.seconds:.1f}s ({rate:.1f} frames/s) -> {self.store_path}"
+        )

@@ -82,7 +82,9 @@ class Sampling:
             picked = np.arange(total_frames, dtype=np.int64)
         picked = np.clip(picked, 0, total_frames - 1)
         if len(picked) > self.max_frames:
-            picked = picked[np.floor((np.arange(self.max_frames) + 0.5) * len(picked) / self.max_frames).astype(np.int64)]
+            picked = picked[
+                np.floor((np.arange(self.max_frames) + 0.5) * len(picked) / self.max_frames).astype(np.int64)
+            ]
         return picked
 
 
@@ -110,8 +112,15 @@ class DecodedVideo:
     height: int
 
 
-def decode_video(path: str | Path, size: int, sampling: Sampling, crop: str = "center", threads: int = 0, strategy: str = "auto",
-                 frame_range: tuple[int, int] | None = None) -> DecodedVideo:
+def decode_video(
+    path: str | Path,
+    size: int,
+    sampling: Sampling,
+    crop: str = "center",
+    threads: int = 0,
+    strategy: str = "auto",
+    frame_range: tuple[int, int] | None = None,
+) -> DecodedVideo:
     """Decode the sampled frames of one video at `size` x `size`; raise DecodeError if unusable.
 
     `strategy` is how frames are reached: `seek` (decord's batch read: on from the previous sampled
@@ -145,7 +154,10 @@ def decode_video(path: str | Path, size: int, sampling: Sampling, crop: str = "c
         try:
             reader, frames = _read_frames(decord, path, out_w + 2, out_h + 2, unique, size, total, threads, strategy)
         except _OutputSizeBug:
-            raise DecodeError("decode", f"decord cannot scale this video to {out_w}x{out_h} (output buffer size bug); try another --image-size") from None
+            raise DecodeError(
+                "decode",
+                f"decord cannot scale this video to {out_w}x{out_h} (output buffer size bug); try another --image-size",
+            ) from None
     try:
         timestamps = reader.get_frame_timestamp(unique.tolist())[:, 0].astype(np.float64)
     except Exception:  # some containers carry no per-frame timestamps; fall back to the frame rate
@@ -203,14 +215,16 @@ class _OutputSizeBug(Exception):
     """decord's scaled frame did not fit the buffer it made ('from_size == to_size', or a wrong shape)."""
 
 
-def _read_frames(decord, path: Path, out_w: int, out_h: int, unique: np.ndarray, size: int, total: int, threads: int, strategy: str):
+def _read_frames(
+    decord, path: Path, out_w: int, out_h: int, unique: np.ndarray, size: int, total: int, threads: int, strategy: str
+):
     """Decode the frames `unique` scaled to out_w x out_h, in chunks; return the reader and frames."""
     reader = decord.VideoReader(str(path), width=out_w, height=out_h, num_threads=threads)
     sequential = strategy == "sequential" or (strategy == "auto" and not len(reader.get_key_indices()))
     frames = np.empty((len(unique), size, size, 3), np.uint8)
     position = 0
     for start in range(0, len(unique), DECODE_CHUNK):
-        chunk = unique[start:start + DECODE_CHUNK]
+        chunk = unique[start : start + DECODE_CHUNK]
         try:
             if sequential:
                 batch, position = _read_sequentially(reader, chunk, position)
@@ -219,11 +233,13 @@ def _read_frames(decord, path: Path, out_w: int, out_h: int, unique: np.ndarray,
         except Exception as error:
             if "from_size == to_size" in str(error):
                 raise _OutputSizeBug() from None
-            reason = _decode_reason(decord.VideoReader(str(path), width=out_w, height=out_h, num_threads=1), chunk, total)
+            reason = _decode_reason(
+                decord.VideoReader(str(path), width=out_w, height=out_h, num_threads=1), chunk, total
+            )
             raise DecodeError("decode", reason, error_line(error, limit=500)) from None
         if batch.shape[1:] != (out_h, out_w, 3):  # the same decord bug, seen through next()
             raise _OutputSizeBug()
-        frames[start:start + len(chunk)] = _center_crop(batch, size)
+        frames[start : start + len(chunk)] = _center_crop(batch, size)
     return reader, frames
 
 
@@ -247,7 +263,7 @@ def _short_side_to(width: int, height: int, size: int) -> tuple[int, int]:
 def _center_crop(frames: np.ndarray, size: int) -> np.ndarray:
     top = (frames.shape[1] - size) // 2
     left = (frames.shape[2] - size) // 2
-    return frames[:, top:top + size, left:left + size]
+    return frames[:, top : top + size, left : left + size]
 
 
 def _open_reason(path: Path, error: Exception) -> str:
@@ -257,8 +273,10 @@ def _open_reason(path: Path, error: Exception) -> str:
     if head[:1] == b"<" or head[:5].lower() in (b"<!doc", b"<html"):
         return "not a video: the file is an HTML/XML text document"
     if "broken metadata" in text:
-        return ("container metadata is broken or missing (no duration or frame count, e.g. a recording that was "
-                "never finalised or a streaming-style file); remux it, e.g. `ffmpeg -i IN -c copy OUT.mkv`")
+        return (
+            "container metadata is broken or missing (no duration or frame count, e.g. a recording that was "
+            "never finalised or a streaming-style file); remux it, e.g. `ffmpeg -i IN -c copy OUT.mkv`"
+        )
     if "Invalid frame count" in text:
         return "the container reports no video frames"
     return "not a readable video (unknown format, no video stream, or a truncated file)"
@@ -274,5 +292,8 @@ def _decode_reason(reader, chunk: np.ndarray, total: int) -> str:
         try:
             reader[index]
         except Exception:
-            return f"corrupt stream: frame {index} of {total} cannot be decoded (the file is damaged or truncated after that point)"
+            return (
+                f"corrupt stream: frame {index} of {total} cannot be decoded (the file is damaged or "
+                "truncated after that point)"
+            )
     return f"decoding frames {int(chunk[0])}..{int(chunk[-1])} of {total} failed (decoder error on a batch read)"

@@ -41,8 +41,14 @@ class DecodeFailure:
     message: str
 
 
-def decode_all(jobs: Iterable[tuple[Any, Callable[[], Any]]], *, workers: int, timeout: float, ahead: int,
-               timings: dict | None = None) -> Iterator[tuple[Any, Any]]:
+def decode_all(
+    jobs: Iterable[tuple[Any, Callable[[], Any]]],
+    *,
+    workers: int,
+    timeout: float,
+    ahead: int,
+    timings: dict | None = None,
+) -> Iterator[tuple[Any, Any]]:
     """Run each `(key, call)` of `jobs` in a decoder process; yield `(key, call() or DecodeFailure)` in order.
 
     `call` must be picklable (a module-level function or a `functools.partial` of one). Up to
@@ -117,7 +123,9 @@ class _Pools:
     def __init__(self, workers: int, timeout: float):
         self.workers, self.timeout = workers, timeout
         self.context = multiprocessing.get_context("forkserver")  # never fork a process that holds TensorFlow
-        self.context.set_forkserver_preload(["pipeline.extract.run.decoder_pool", "decord"])  # imported once; a new decoder starts at once
+        self.context.set_forkserver_preload(
+            ["pipeline.extract.run.decoder_pool", "decord"]
+        )  # imported once; a new decoder starts at once
         self.pools = {"main": None, "retry": None}
         self.pending: deque[_Job] = deque()  # in the consumer's order
 
@@ -138,8 +146,12 @@ class _Pools:
         except DecodeError as error:
             return DecodeFailure(error.stage, error.detail.split(":")[0] or "DecodeError", error.reason)
         except FutureTimeout:
-            return DecodeFailure("timeout", "Timeout", f"decoding took longer than {self.timeout:g}s; the decoder was stopped "
-                                                       "(raise --timeout for very long videos)")
+            return DecodeFailure(
+                "timeout",
+                "Timeout",
+                f"decoding took longer than {self.timeout:g}s; the decoder was stopped "
+                "(raise --timeout for very long videos)",
+            )
         except ProcessExpired as error:
             if job.attempts < 2:
                 self.schedule(job)
@@ -169,8 +181,13 @@ class _Pools:
             pool = self.pools[kind]
         if pool is None:
             retry = kind == "retry"
-            pool = self.pools[kind] = ProcessPool(max_workers=self.workers, max_tasks=1 if retry else 0, context=self.context,
-                                                  initializer=_start_decoder, initargs=(os.getpid(),))
+            pool = self.pools[kind] = ProcessPool(
+                max_workers=self.workers,
+                max_tasks=1 if retry else 0,
+                context=self.context,
+                initializer=_start_decoder,
+                initargs=(os.getpid(),),
+            )
         return pool
 
     def _replace(self, broken) -> None:
@@ -181,16 +198,24 @@ class _Pools:
         for job in self.pending:
             if job.pool is not broken or job.outcome is not None:
                 continue
-            if job.future.done() and not job.future.cancelled() and not isinstance(job.future.exception(), BrokenProcessPool):
+            if (
+                job.future.done()
+                and not job.future.cancelled()
+                and not isinstance(job.future.exception(), BrokenProcessPool)
+            ):
                 continue  # finished before the break: keep its result
             if not job.future.done():
                 job.future.cancel()
                 job.attempts -= 1  # never reached a decoder: not a try
             job.pool = None
             if job.attempts >= 2:
-                job.outcome = DecodeFailure("killed", "BrokenPool", "the decoder pool broke twice while this video was decoding or "
-                                            "queued (All workers expired: a decoder process was killed, e.g. by the out-of-memory "
-                                            "killer); rerun with --retry-failed")
+                job.outcome = DecodeFailure(
+                    "killed",
+                    "BrokenPool",
+                    "the decoder pool broke twice while this video was decoding or "
+                    "queued (All workers expired: a decoder process was killed, e.g. by the out-of-memory "
+                    "killer); rerun with --retry-failed",
+                )
         _stop(broken)
         for job in self.pending:
             if job.pool is None and job.outcome is None:
@@ -206,11 +231,19 @@ def _stop(pool) -> None:
 def _death(exitcode: int) -> DecodeFailure:
     """A decoder died on this video twice, the second time in a new process."""
     if exitcode == -signal.SIGKILL:
-        return DecodeFailure("killed", "DecoderKilled", "the decoder was killed by SIGKILL (out of memory?) on this video, also when "
-                                                        "retried in a new process; free memory or lower --workers, then rerun with "
-                                                        "--retry-failed")
-    return DecodeFailure("crash", "DecoderCrash", f"the decoder process died ({_signal_name(exitcode)}) on this file, also when "
-                                                  "retried in a new process; it is likely corrupt")
+        return DecodeFailure(
+            "killed",
+            "DecoderKilled",
+            "the decoder was killed by SIGKILL (out of memory?) on this video, also when "
+            "retried in a new process; free memory or lower --workers, then rerun with "
+            "--retry-failed",
+        )
+    return DecodeFailure(
+        "crash",
+        "DecoderCrash",
+        f"the decoder process died ({_signal_name(exitcode)}) on this file, also when "
+        "retried in a new process; it is likely corrupt",
+    )
 
 
 def _signal_name(exitcode: int) -> str:

@@ -37,8 +37,19 @@ log = logging.getLogger(__name__)
 PREFETCH_FRAMES = 192
 
 
-def embed_videos(rows: list, run_dir: Path, backbone: Backbone, config: FeatureConfig, summary: ExtractSummary, *,
-                 workers: int = 1, timeout: float = 120.0, shard_size: int = 64, on_video=None, decode_hook=None) -> None:
+def embed_videos(
+    rows: list,
+    run_dir: Path,
+    backbone: Backbone,
+    config: FeatureConfig,
+    summary: ExtractSummary,
+    *,
+    workers: int = 1,
+    timeout: float = 120.0,
+    shard_size: int = 64,
+    on_video=None,
+    decode_hook=None,
+) -> None:
     """Decode and embed `rows`, writing finished videos to shard files in `run_dir`; count into `summary`.
 
     This is one unit of work, run in-process or as a dask task; merging the shards is the caller's.
@@ -46,10 +57,15 @@ def embed_videos(rows: list, run_dir: Path, backbone: Backbone, config: FeatureC
     sampling = Sampling.parse(config.sampling, config.max_frames)
     writer = ShardWriter(run_dir, backbone.dim, config.dtype, shard_size, summary, on_video)
     batcher = FrameBatcher(backbone, summary.timings)
-    jobs = ((row, functools.partial(decode_job, row.path, config.image_size, sampling, config.crop, decode_hook)) for row in rows)
+    jobs = (
+        (row, functools.partial(decode_job, row.path, config.image_size, sampling, config.crop, decode_hook))
+        for row in rows
+    )
     ahead = max(workers * 2 + 1, PREFETCH_FRAMES // sampling.most_frames)
     try:
-        with contextlib.closing(decode_all(jobs, workers=workers, timeout=timeout, ahead=ahead, timings=summary.timings)) as outcomes:
+        with contextlib.closing(
+            decode_all(jobs, workers=workers, timeout=timeout, ahead=ahead, timings=summary.timings)
+        ) as outcomes:
             for row, outcome in outcomes:
                 if isinstance(outcome, DecodeFailure):
                     writer.fail(row, outcome)
@@ -114,7 +130,7 @@ class FrameBatcher:
             take = min(count - taken, video.remaining)
             parts.append((video, video.embedded, take))
             taken += take
-        batch = np.concatenate([video.decoded.frames[start:start + take] for video, start, take in parts])
+        batch = np.concatenate([video.decoded.frames[start : start + take] for video, start, take in parts])
         t = time.perf_counter()
         features = self.backbone.embed(batch)
         self.timings["cnn"] += time.perf_counter() - t
@@ -123,7 +139,7 @@ class FrameBatcher:
             self.checked = True
         offset = 0
         for video, start, take in parts:
-            video.features[start:start + take] = features[offset:offset + take]
+            video.features[start : start + take] = features[offset : offset + take]
             video.embedded += take
             offset += take
         self.ready -= count
@@ -146,8 +162,16 @@ class ShardWriter:
 
     def finish(self, video: PendingVideo) -> None:
         decoded = video.decoded
-        self.shard.add_video(video.row, video.features.astype(self.dtype), decoded.frame_index, decoded.timestamps,
-                             decoded.total_frames, decoded.fps, decoded.width, decoded.height)
+        self.shard.add_video(
+            video.row,
+            video.features.astype(self.dtype),
+            decoded.frame_index,
+            decoded.timestamps,
+            decoded.total_frames,
+            decoded.fps,
+            decoded.width,
+            decoded.height,
+        )
         self.summary.new += 1
         self.summary.frames += len(video.features)
         self._advance()

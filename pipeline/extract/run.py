@@ -37,6 +37,7 @@ from pipeline.extract.embedding import embed_videos
 
 log = logging.getLogger(__name__)
 
+
 def store_path_for(manifest_path: str | Path, config: FeatureConfig, out_dir: str | Path = STORES_DIR) -> Path:
     """features/<manifest name>/<config name>-m<manifest path hash>.h5: one store per manifest and feature config.
 
@@ -46,8 +47,9 @@ def store_path_for(manifest_path: str | Path, config: FeatureConfig, out_dir: st
     return Path(out_dir) / Path(manifest_path).stem / config.store_name().replace(".h5", f"-m{owner}.h5")
 
 
-def resolve_backbone(config: FeatureConfig, weights: Weights, batch_size: int, fallback: bool,
-                     runtime: str = "tensorflow") -> tuple[Backbone, FeatureConfig, str]:
+def resolve_backbone(
+    config: FeatureConfig, weights: Weights, batch_size: int, fallback: bool, runtime: str = "tensorflow"
+) -> tuple[Backbone, FeatureConfig, str]:
     """Load the backbone before any decoding; with `fallback`, replace unavailable ImageNet weights.
 
     `config.precision` may be `auto`, resolved for the backbone actually used. Returns the backbone,
@@ -56,22 +58,49 @@ def resolve_backbone(config: FeatureConfig, weights: Weights, batch_size: int, f
     requested = config.precision
     config = replace(config, precision=resolve_precision(requested, config.backbone))
     try:
-        return load_backbone(config.backbone, weights, config.image_size, batch_size, config.precision, runtime, config.pooling), config, ""
+        return (
+            load_backbone(
+                config.backbone, weights, config.image_size, batch_size, config.precision, runtime, config.pooling
+            ),
+            config,
+            "",
+        )
     except BackboneError as error:
         if not (fallback and weights.kind == "imagenet"):
             raise
-        note = (f"ImageNet weights for {config.backbone} are unavailable offline, so this store uses the offline fallback: "
-                f"random frozen {FALLBACK['backbone']} at {FALLBACK['image_size']} px (informative for the demo, not for real "
-                f"data). Reason: {error}")
+        note = (
+            f"ImageNet weights for {config.backbone} are unavailable offline, so this store uses the offline fallback: "
+            f"random frozen {FALLBACK['backbone']} at {FALLBACK['image_size']} px (informative for the demo, "
+            "not for real "
+            f"data). Reason: {error}"
+        )
         log.warning(note)
-        used = replace(config, **FALLBACK, precision=resolve_precision(requested, FALLBACK["backbone"]))  # float32 asked stays float32
-        return load_backbone(used.backbone, Weights("none"), used.image_size, batch_size, used.precision, runtime, used.pooling), used, note
+        used = replace(
+            config, **FALLBACK, precision=resolve_precision(requested, FALLBACK["backbone"])
+        )  # float32 asked stays float32
+        return (
+            load_backbone(
+                used.backbone, Weights("none"), used.image_size, batch_size, used.precision, runtime, used.pooling
+            ),
+            used,
+            note,
+        )
 
 
-def extract_manifest(manifest_path: str | Path, config: FeatureConfig = FeatureConfig(), weights: str | None = None, *,
-                     store_path: str | Path | None = None, out_dir: str | Path = STORES_DIR, batch_size: int = BATCH_SIZE,
-                     runtime: str = "tensorflow", fallback: bool = False, skip_missing: bool = False,
-                     workers: int | None = None, **options) -> ExtractSummary:
+def extract_manifest(
+    manifest_path: str | Path,
+    config: FeatureConfig = FeatureConfig(),
+    weights: str | None = None,
+    *,
+    store_path: str | Path | None = None,
+    out_dir: str | Path = STORES_DIR,
+    batch_size: int = BATCH_SIZE,
+    runtime: str = "tensorflow",
+    fallback: bool = False,
+    skip_missing: bool = False,
+    workers: int | None = None,
+    **options,
+) -> ExtractSummary:
     """Stage one from Python: embed every video of a manifest the store lacks, and sync the store with it.
 
     `weights` is what `--weights` takes (imagenet, none or a weights file; default: `config.weights`);
@@ -88,17 +117,40 @@ def extract_manifest(manifest_path: str | Path, config: FeatureConfig = FeatureC
     _make_folder(*(("--store", Path(store_path).parent) if store_path else ("--out-dir", Path(out_dir))))
     store_path = Path(store_path) if store_path else store_path_for(manifest_path, config, out_dir)
     attrs = {"weights_path": weights.path, "fallback": note, "runtime": backbone.runtime}
-    summary = extract_features(manifest, store_path, backbone, config, weights=Weights("none") if note else weights, attrs=attrs,
-                               runtime=runtime, workers=worker_count() if workers is None else workers, **options)
+    summary = extract_features(
+        manifest,
+        store_path,
+        backbone,
+        config,
+        weights=Weights("none") if note else weights,
+        attrs=attrs,
+        runtime=runtime,
+        workers=worker_count() if workers is None else workers,
+        **options,
+    )
     summary.runtime, summary.fallback = summary.runtime or backbone.runtime, note
     return summary
 
 
-def extract_features(manifest: pd.DataFrame, store_path: str | Path, backbone: Backbone, config: FeatureConfig, *,
-                     weights: Weights | None = None, attrs: dict | None = None, scheduler: str | None = None,
-                     runtime: str = "tensorflow", dask_workers: int | None = None, workers: int = 1,
-                     timeout: float = DECODE_TIMEOUT_S, shard_size: int = SHARD_SIZE, retry_failed: bool = False,
-                     progress: bool = True, decode_hook=None, lock_timeout: float = LOCK_TIMEOUT_S) -> ExtractSummary:
+def extract_features(
+    manifest: pd.DataFrame,
+    store_path: str | Path,
+    backbone: Backbone,
+    config: FeatureConfig,
+    *,
+    weights: Weights | None = None,
+    attrs: dict | None = None,
+    scheduler: str | None = None,
+    runtime: str = "tensorflow",
+    dask_workers: int | None = None,
+    workers: int = 1,
+    timeout: float = DECODE_TIMEOUT_S,
+    shard_size: int = SHARD_SIZE,
+    retry_failed: bool = False,
+    progress: bool = True,
+    decode_hook=None,
+    lock_timeout: float = LOCK_TIMEOUT_S,
+) -> ExtractSummary:
     """Embed every manifest video whose key the store lacks; merge them into the store.
 
     `manifest` is what `manifest.read_manifest` returns. Videos already stored are skipped, and so
@@ -120,8 +172,14 @@ def extract_features(manifest: pd.DataFrame, store_path: str | Path, backbone: B
     store_path = Path(store_path)
     store_path.parent.mkdir(parents=True, exist_ok=True)
     rows, missing = _manifest_rows(manifest)
-    store_attrs = {"feature_config": config.to_dict(), "config_hash": config.digest(), "versions": library_versions(),
-                   "manifest": manifest.attrs.get("source"), "manifest_sha256": manifest.attrs.get("sha256"), **(attrs or {})}
+    store_attrs = {
+        "feature_config": config.to_dict(),
+        "config_hash": config.digest(),
+        "versions": library_versions(),
+        "manifest": manifest.attrs.get("source"),
+        "manifest_sha256": manifest.attrs.get("sha256"),
+        **(attrs or {}),
+    }
     store.check_owner(store_path, store_attrs)  # before any work; the merge checks again under the lock
     if store_path.exists():
         store.require_segments(store_path)  # a segment gone would read as zeros: refuse, naming it and the recovery
@@ -131,28 +189,61 @@ def extract_features(manifest: pd.DataFrame, store_path: str | Path, backbone: B
 
     def advance(count: int = 1):
         bar.update(count)
-        bar.set_postfix(frames_s=f"{summary.frames / max(1e-9, time.perf_counter() - started):.1f}", failed=summary.failed)
+        bar.set_postfix(
+            frames_s=f"{summary.frames / max(1e-9, time.perf_counter() - started):.1f}", failed=summary.failed
+        )
 
     aborted = False
     with store.shard_run(store_path) as run_dir:
         try:
             if scheduler and todo:
-                embed_on_dask(todo, run_dir, config, weights or backbone.weights, backbone, summary, advance, scheduler=scheduler,
-                              dask_workers=dask_workers, runtime=runtime, timeout=timeout, shard_size=shard_size, decode_hook=decode_hook)
+                embed_on_dask(
+                    todo,
+                    run_dir,
+                    config,
+                    weights or backbone.weights,
+                    backbone,
+                    summary,
+                    advance,
+                    scheduler=scheduler,
+                    dask_workers=dask_workers,
+                    runtime=runtime,
+                    timeout=timeout,
+                    shard_size=shard_size,
+                    decode_hook=decode_hook,
+                )
             else:
-                embed_videos(todo, run_dir, backbone, config, summary, workers=workers, timeout=timeout,
-                             shard_size=shard_size, on_video=advance, decode_hook=decode_hook)
+                embed_videos(
+                    todo,
+                    run_dir,
+                    backbone,
+                    config,
+                    summary,
+                    workers=workers,
+                    timeout=timeout,
+                    shard_size=shard_size,
+                    on_video=advance,
+                    decode_hook=decode_hook,
+                )
         except BackboneError:  # useless features: nothing of this run is worth a store
             aborted = True
             raise
         finally:  # also on Ctrl-C or another error: every finished shard is merged
             bar.close()
             if not aborted:
-                # the runtime that embedded this run's videos (on dask: the workers'); a run that embedded none keeps the store's
+                # the runtime that embedded this run's videos (on dask: the workers'); a run that embedded none keeps
+                # the store's
                 store_attrs["runtime"] = (summary.runtime or store_attrs.get("runtime")) if summary.new else None
                 t = time.perf_counter()
-                report = store.merge_shards(store_path, store_attrs, rows, missing, dim_dtype=(backbone.dim, config.dtype),
-                                            lock_timeout=lock_timeout, own_run=run_dir)
+                report = store.merge_shards(
+                    store_path,
+                    store_attrs,
+                    rows,
+                    missing,
+                    dim_dtype=(backbone.dim, config.dtype),
+                    lock_timeout=lock_timeout,
+                    own_run=run_dir,
+                )
                 summary.timings["write"] += time.perf_counter() - t
                 _count_stored(summary, report)
             summary.seconds = time.perf_counter() - started
@@ -177,13 +268,17 @@ def library_versions() -> dict:
 
 def _manifest_rows(manifest: pd.DataFrame) -> tuple[list[store.VideoRow], list[dict]]:
     """The manifest's videos as store rows, keyed by file; and the rows --skip-missing left out, keyed too."""
-    rows = [store.VideoRow(r.video_id, store.resolved_video_key(r.path), r.path, r.label, r.split, r.group, order)
-            for order, r in enumerate(manifest.astype(object).itertuples(index=False))]  # object columns: iterating pandas strings is slow
+    rows = [
+        store.VideoRow(r.video_id, store.resolved_video_key(r.path), r.path, r.label, r.split, r.group, order)
+        for order, r in enumerate(manifest.astype(object).itertuples(index=False))
+    ]  # object columns: iterating pandas strings is slow
     missing = [{**row, "key": store.video_key(row["path"])} for row in manifest.attrs.get("missing", [])]
     return rows, missing
 
 
-def _videos_to_extract(store_path: Path, rows: list[store.VideoRow], retry_failed: bool, summary: ExtractSummary) -> list:
+def _videos_to_extract(
+    store_path: Path, rows: list[store.VideoRow], retry_failed: bool, summary: ExtractSummary
+) -> list:
     """The rows whose key the store lacks, each file once; counts the skipped ones into `summary`."""
     done, failed_before = _known_keys(store_path)
     todo, queued = [], set()
@@ -195,8 +290,13 @@ def _videos_to_extract(store_path: Path, rows: list[store.VideoRow], retry_faile
         elif row.key not in queued:  # a file listed under two ids is extracted once and stored under both
             queued.add(row.key)
             todo.append(row)
-    log.info("%d videos in manifest: %d already stored, %d to extract%s", len(rows), summary.skipped, len(todo),
-             f", {summary.known_failures} known failures skipped" if summary.known_failures else "")
+    log.info(
+        "%d videos in manifest: %d already stored, %d to extract%s",
+        len(rows),
+        summary.skipped,
+        len(todo),
+        f", {summary.known_failures} known failures skipped" if summary.known_failures else "",
+    )
     return todo
 
 

@@ -45,8 +45,10 @@ RUNTIMES = ("auto", "tensorflow", "openvino", "onnxruntime")
 # Fastest first, MobileNetV2 at 224 px on this project's 2-core VM (see the README's benchmark).
 CPU_PREFERENCE = ("openvino", "onnxruntime")
 NEEDS = {"openvino": ("openvino",), "onnxruntime": ("onnxruntime", "tf2onnx")}
-INSTALL = {"openvino": "pip install 'video-feature-pipeline[cpu]'  (or: pip install openvino)",
-           "onnxruntime": "pip install 'video-feature-pipeline[onnxruntime]'  (or: pip install onnxruntime tf2onnx)"}
+INSTALL = {
+    "openvino": "pip install 'video-feature-pipeline[cpu]'  (or: pip install openvino)",
+    "onnxruntime": "pip install 'video-feature-pipeline[onnxruntime]'  (or: pip install onnxruntime tf2onnx)",
+}
 ONNX_OPSET = 17
 CHECK_TOLERANCE = 1e-4  # largest relative difference from TensorFlow's features a converted model may have
 CACHE_FORMAT = 1  # bump when what an entry holds changes
@@ -65,8 +67,10 @@ def choose_runtime(requested: str, precision: str) -> tuple[str, str]:
     if requested != "auto":
         missing = missing_modules(requested)
         if missing:
-            raise RuntimeUnavailable(f"--runtime {requested}: not installed ({missing}); install it with {INSTALL[requested]}, "
-                                     "or use --runtime auto or tensorflow")
+            raise RuntimeUnavailable(
+                f"--runtime {requested}: not installed ({missing}); install it with {INSTALL[requested]}, "
+                "or use --runtime auto or tensorflow"
+            )
         if precision != "float32":
             return "tensorflow", f"{requested} computes float32 only, and this backbone runs in {precision}"
         return requested, ""
@@ -78,8 +82,11 @@ def choose_runtime(requested: str, precision: str) -> tuple[str, str]:
     for name in CPU_PREFERENCE:
         if not missing[name]:
             return name, ""
-    return "tensorflow", ("no CPU inference runtime is installed (" + "; ".join(f"{n}: {m}" for n, m in missing.items())
-                          + f"); for 2-3x faster CPU features: {INSTALL[CPU_PREFERENCE[0]]}")
+    return "tensorflow", (
+        "no CPU inference runtime is installed ("
+        + "; ".join(f"{n}: {m}" for n, m in missing.items())
+        + f"); for 2-3x faster CPU features: {INSTALL[CPU_PREFERENCE[0]]}"
+    )
 
 
 def load_runtime(backbone, requested: str) -> tuple[str, object]:
@@ -106,21 +113,34 @@ def cache_dir() -> Path:
 
 def cache_key(backbone, runtime: str) -> dict:
     """Everything a converted model depends on."""
-    return {"format": CACHE_FORMAT, "backbone": backbone.name, "weights": backbone.weights.identity, "image_size": backbone.image_size,
-            "precision": backbone.precision, "runtime": runtime, "versions": {name: _version(name) for name in (*NEEDS[runtime], "keras", "tensorflow")},
-            **({} if backbone.pooling == "avg" else {"pooling": backbone.pooling})}  # avg left out: caches made before pooling stay valid
+    return {
+        "format": CACHE_FORMAT,
+        "backbone": backbone.name,
+        "weights": backbone.weights.identity,
+        "image_size": backbone.image_size,
+        "precision": backbone.precision,
+        "runtime": runtime,
+        "versions": {name: _version(name) for name in (*NEEDS[runtime], "keras", "tensorflow")},
+        **({} if backbone.pooling == "avg" else {"pooling": backbone.pooling}),
+    }  # avg left out: caches made before pooling stay valid
 
 
 def cache_entry(backbone, runtime: str) -> Path:
-    """The folder of `backbone`'s converted model for `runtime`, e.g. runtimes/openvino/mobilenetv2-imagenet-224px-<hash>."""
+    """The folder of `backbone`'s converted model for `runtime`, e.g.
+    runtimes/openvino/mobilenetv2-imagenet-224px-<hash>."""
     key = cache_key(backbone, runtime)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     weights = backbone.weights.identity.replace("sha256:", "w")[:9]
-    return cache_dir() / "runtimes" / runtime / f"{backbone.name}-{weights}-{backbone.image_size}px-{backbone.precision}-{digest}"
+    return (
+        cache_dir()
+        / "runtimes"
+        / runtime
+        / f"{backbone.name}-{weights}-{backbone.image_size}px-{backbone.precision}-{digest}"
+    )
 
 
 def missing_modules(runtime: str) -> str:
-    """"" when `runtime`'s modules import, else what is missing."""
+    """ "" when `runtime`'s modules import, else what is missing."""
     import importlib
 
     problems = []
@@ -145,14 +165,23 @@ def _cached_runner(backbone, runtime: str):
         except Exception as error:  # e.g. a damaged entry: convert again and replace it
             log.warning("cached %s model at %s is unusable (%s); converting again", runtime, entry, error_line(error))
     damaged = entry.exists()  # unusable, or a folder someone else made: replaced below
-    log.info("converting %s (%s, %d px) for %s; cached at %s", backbone.name, backbone.weights.identity, backbone.image_size, runtime, entry)
+    log.info(
+        "converting %s (%s, %d px) for %s; cached at %s",
+        backbone.name,
+        backbone.weights.identity,
+        backbone.image_size,
+        runtime,
+        entry,
+    )
     entry.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}.tmp-"))
     try:
         CONVERTERS[runtime](backbone, scratch)
         _check_same_features(backbone, RUNNERS[runtime](scratch, backbone))
         files = {path.name: file_sha256(path) for path in sorted(scratch.iterdir())}
-        (scratch / "key.json").write_text(json.dumps({**cache_key(backbone, runtime), "files": files}, indent=1, sort_keys=True))
+        (scratch / "key.json").write_text(
+            json.dumps({**cache_key(backbone, runtime), "files": files}, indent=1, sort_keys=True)
+        )
         _publish(scratch, entry, damaged)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -184,12 +213,16 @@ def _publish(scratch: Path, entry: Path, damaged: bool) -> None:
 
 def _check_same_features(backbone, run) -> None:
     """Refuse a converted model whose features differ from TensorFlow's: the store's identity depends on them."""
-    frames = np.random.default_rng(0).integers(0, 256, (backbone.batch_size, backbone.image_size, backbone.image_size, 3), dtype=np.uint8)
+    frames = np.random.default_rng(0).integers(
+        0, 256, (backbone.batch_size, backbone.image_size, backbone.image_size, 3), dtype=np.uint8
+    )
     reference = backbone.tensorflow_graph(None)(frames[:2]).numpy()  # two frames: VGG16 in TensorFlow is slow
     got = np.asarray(run(frames))[:2]
     error = float(np.abs(got - reference).max() / max(float(np.abs(reference).max()), 1e-30))
     if not error <= CHECK_TOLERANCE:
-        raise BackboneError(f"its features differ from TensorFlow's by {error:.2g} relative (more than {CHECK_TOLERANCE:g})")
+        raise BackboneError(
+            f"its features differ from TensorFlow's by {error:.2g} relative (more than {CHECK_TOLERANCE:g})"
+        )
 
 
 def _threads() -> int:
@@ -231,7 +264,9 @@ def _convert_onnxruntime(backbone, folder: Path) -> None:
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)  # its optimiser's statistics are not the user's business
     graph = backbone.tensorflow_graph(None)
     spec = tf.TensorSpec((None, backbone.image_size, backbone.image_size, 3), tf.uint8, name="frames")
-    tf2onnx.convert.from_function(graph, input_signature=[spec], opset=ONNX_OPSET, output_path=str(folder / "model.onnx"))
+    tf2onnx.convert.from_function(
+        graph, input_signature=[spec], opset=ONNX_OPSET, output_path=str(folder / "model.onnx")
+    )
 
 
 def _run_onnxruntime(folder: Path, backbone):

@@ -1,4 +1,5 @@
-"""What decides a ConvLSTM run's data, model and training (`ConvLSTMConfig`, stored with the run), and the named presets."""
+"""What decides a ConvLSTM run's data, model and training (`ConvLSTMConfig`, stored with the run), and the named
+presets."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ class ConvLSTMConfig(Config):
     patience: int = 3  # epochs without val_loss improvement before stopping (the example: 10)
     lr_patience: int = 2  # epochs without improvement before the learning rate drops tenfold (the example: 5)
     learning_rate: float = 1e-3
-    teacher_share: float = 0.5  # share of the epochs over which true frames fed to the forecast give way to its own predictions
+    teacher_share: float = (
+        0.5  # share of the epochs over which true frames fed to the forecast give way to its own predictions
+    )
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     examples: int = 3  # held-out sequences drawn as PNG strips and GIFs
@@ -42,7 +45,9 @@ class ConvLSTMConfig(Config):
 PRESETS = {
     "cpu": ConvLSTMConfig(),
     # The papers' setting: 64x64 frames, 10,000 training sequences (plus 10% validation and 10% test), 64 filters.
-    "paper": ConvLSTMConfig(sequences=12500, frame_size=64, filters=64, batch_size=16, epochs=20, patience=5, lr_patience=3),
+    "paper": ConvLSTMConfig(
+        sequences=12500, frame_size=64, filters=64, batch_size=16, epochs=20, patience=5, lr_patience=3
+    ),
 }
 
 

@@ -54,22 +54,39 @@ def build_model(frame_size: int = 32, filters: int = 16):
     x = inputs
     for i, kernel in enumerate(KERNELS):
         if i:
-            x = layers.LayerNormalization(axis=(-3, -2, -1), name=f"norm_{i}")(x)  # per frame: causal, same in training and use
+            x = layers.LayerNormalization(axis=(-3, -2, -1), name=f"norm_{i}")(
+                x
+            )  # per frame: causal, same in training and use
         # return_state, unused here, lets `forecaster` carry the states from one call to the next
-        x, *_ = layers.ConvLSTM2D(filters, kernel, padding="same", return_sequences=True, return_state=True, activation="tanh",
-                                  name=f"convlstm_{i}")(x)
+        x, *_ = layers.ConvLSTM2D(
+            filters,
+            kernel,
+            padding="same",
+            return_sequences=True,
+            return_state=True,
+            activation="tanh",
+            name=f"convlstm_{i}",
+        )(x)
     size = filter_size(frame_size)
-    head = [layers.Conv3D(size * size, (1, 3, 3), padding="same", name="head"),  # one frame deep: causal
-            layers.Softmax(name="filter_weights"),
-            layers.Conv3D(size * size, (1, size, size), padding="same", use_bias=False, trainable=False, name="neighbourhoods"),
-            layers.Multiply(name="weighted"),
-            layers.Conv3D(1, 1, use_bias=False, trainable=False, name="blend")]
+    head = [
+        layers.Conv3D(size * size, (1, 3, 3), padding="same", name="head"),  # one frame deep: causal
+        layers.Softmax(name="filter_weights"),
+        layers.Conv3D(
+            size * size, (1, size, size), padding="same", use_bias=False, trainable=False, name="neighbourhoods"
+        ),
+        layers.Multiply(name="weighted"),
+        layers.Conv3D(1, 1, use_bias=False, trainable=False, name="blend"),
+    ]
     model = keras.Model(inputs, _dynamic_filter(head, inputs, x), name="convlstm")
-    neighbourhoods = np.eye(size * size, dtype=np.float32).reshape(1, size, size, 1, size * size)  # channel k: pixel k of the window
+    neighbourhoods = np.eye(size * size, dtype=np.float32).reshape(
+        1, size, size, 1, size * size
+    )  # channel k: pixel k of the window
     model.get_layer("neighbourhoods").set_weights([neighbourhoods])
     model.get_layer("blend").set_weights([np.ones((1, 1, 1, size * size, 1), np.float32)])
     kernel, bias = model.get_layer("head").get_weights()
-    bias[size * size // 2] = CENTRE_LOGIT  # start near "copy the last frame", not a box blur that greys the rollout in a few steps
+    bias[size * size // 2] = (
+        CENTRE_LOGIT  # start near "copy the last frame", not a box blur that greys the rollout in a few steps
+    )
     model.get_layer("head").set_weights([kernel, bias])
     return model
 
@@ -81,7 +98,8 @@ def filter_size(frame_size: int) -> int:
 
 
 def _dynamic_filter(head, frames, features):
-    """The next frames: each pixel a softmax-weighted mix of the current frame's pixels around it (De Brabandere et al. 2016).
+    """The next frames: each pixel a softmax-weighted mix of the current frame's pixels around it (De Brabandere et al.
+    2016).
 
     The ConvLSTM features pick, per pixel, where in its neighbourhood the ink comes from; the
     prediction is built from the frame's own pixels, so it cannot wash out into a grey blob unless
@@ -138,7 +156,9 @@ def forecaster(model, context: int = CONTEXT, steps: int = FRAMES - CONTEXT):
     return Forecaster()
 
 
-def train(model, train_sequences: np.ndarray, val_sequences: np.ndarray, config: ConvLSTMConfig, checkpoint: str | Path) -> pd.DataFrame:
+def train(
+    model, train_sequences: np.ndarray, val_sequences: np.ndarray, config: ConvLSTMConfig, checkpoint: str | Path
+) -> pd.DataFrame:
     """Fit the forecaster (frames 0..9 in, 1..19 out); save the best epoch's `model` (lowest val_loss) to `checkpoint`.
 
     Scheduled sampling (Bengio et al. 2015): in training, each forecast step of a sequence is fed
@@ -150,8 +170,12 @@ def train(model, train_sequences: np.ndarray, val_sequences: np.ndarray, config:
     import keras
 
     rollout = forecaster(model)
-    rollout.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="binary_crossentropy", metrics=["mse"],
-                    jit_compile=False)  # XLA takes minutes to compile the unrolled graph on a CPU
+    rollout.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss="binary_crossentropy",
+        metrics=["mse"],
+        jit_compile=False,
+    )  # XLA takes minutes to compile the unrolled graph on a CPU
     weights = Path(checkpoint).with_suffix(".best.weights.h5")
     started = {}
     callbacks = [
@@ -159,13 +183,30 @@ def train(model, train_sequences: np.ndarray, val_sequences: np.ndarray, config:
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", patience=config.lr_patience),
         keras.callbacks.ModelCheckpoint(weights, monitor="val_loss", save_best_only=True, save_weights_only=True),
         keras.callbacks.LambdaCallback(
-            on_epoch_begin=lambda epoch, logs: (started.update(time=time.perf_counter()),
-                                                rollout.teacher.assign(teacher_probability(epoch, config))),
-            on_epoch_end=lambda epoch, logs: (logs.update(seconds=time.perf_counter() - started["time"]), log.info(  # stderr: stdout is for results
-                "epoch %d/%d: %s", epoch + 1, config.epochs, ", ".join(f"{name} {value:.4g}" for name, value in logs.items())))),
+            on_epoch_begin=lambda epoch, logs: (
+                started.update(time=time.perf_counter()),
+                rollout.teacher.assign(teacher_probability(epoch, config)),
+            ),
+            on_epoch_end=lambda epoch, logs: (
+                logs.update(seconds=time.perf_counter() - started["time"]),
+                log.info(  # stderr: stdout is for results
+                    "epoch %d/%d: %s",
+                    epoch + 1,
+                    config.epochs,
+                    ", ".join(f"{name} {value:.4g}" for name, value in logs.items()),
+                ),
+            ),
+        ),
     ]
-    fitted = rollout.fit(train_sequences[:, :-1], train_sequences[:, 1:], validation_data=(val_sequences[:, :CONTEXT], val_sequences[:, 1:]),
-                         batch_size=config.batch_size, epochs=config.epochs, callbacks=callbacks, verbose=0)
+    fitted = rollout.fit(
+        train_sequences[:, :-1],
+        train_sequences[:, 1:],
+        validation_data=(val_sequences[:, :CONTEXT], val_sequences[:, 1:]),
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        callbacks=callbacks,
+        verbose=0,
+    )
     rollout.load_weights(weights)  # the best epoch, into the layers `model` shares
     model.save(checkpoint)
     weights.unlink()
@@ -181,7 +222,8 @@ def teacher_probability(epoch: int, config: ConvLSTMConfig) -> float:
 
 
 def predict(model, sequences: np.ndarray, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """`model`'s one-step predictions of frames 1..19 of `sequences` `(N, 20, S, S, 1)`, and its rollout of frames 10..19."""
+    """`model`'s one-step predictions of frames 1..19 of `sequences` `(N, 20, S, S, 1)`, and its rollout of frames
+    10..19."""
     one_step = model.predict(sequences[:, :-1], batch_size=batch_size, verbose=0)
-    rolled = forecaster(model).predict(sequences[:, :CONTEXT], batch_size=batch_size, verbose=0)[:, CONTEXT - 1:]
+    rolled = forecaster(model).predict(sequences[:, :CONTEXT], batch_size=batch_size, verbose=0)[:, CONTEXT - 1 :]
     return one_step, rolled

@@ -23,7 +23,9 @@ STEP = 0.1  # digit speed per frame, as a share of the free range (64 - 28 px): 
 # --- data ------------------------------------------------------------------------------------
 
 
-def moving_mnist(data: str = "sklearn", sequences: int = 400, seed: int = 0, test_fraction: float = 0.1) -> tuple[np.ndarray, str]:
+def moving_mnist(
+    data: str = "sklearn", sequences: int = 400, seed: int = 0, test_fraction: float = 0.1
+) -> tuple[np.ndarray, str]:
     """Sequences `(20, N, 64, 64)` uint8 and a description of their source.
 
     `data` is a `.npy` file in the original layout (its first `sequences` are taken), MNIST digits
@@ -33,7 +35,9 @@ def moving_mnist(data: str = "sklearn", sequences: int = 400, seed: int = 0, tes
     on unseen handwriting too.
     """
     if data != "sklearn" and not Path(data).exists():
-        raise FileNotFoundError(f"no data at {data}: give mnist_test_seq.npy, MNIST digit files or a folder of them, or sklearn")
+        raise FileNotFoundError(
+            f"no data at {data}: give mnist_test_seq.npy, MNIST digit files or a folder of them, or sklearn"
+        )
     if str(data).endswith(".npy"):
         frames = load_moving_mnist(data, sequences)
         return frames, f"{data}: its first {frames.shape[1]} sequences"
@@ -41,12 +45,17 @@ def moving_mnist(data: str = "sklearn", sequences: int = 400, seed: int = 0, tes
     order = np.random.default_rng([seed, 1]).permutation(len(digits))
     held_out = max(1, round(len(digits) * test_fraction))
     n_train, n_val, n_test = split_sizes(sequences, test_fraction=test_fraction)
-    frames = np.concatenate([
-        generate_moving_mnist(digits[order[held_out:]], n_train + n_val, seed=[seed, 2]),
-        generate_moving_mnist(digits[order[:held_out]], n_test, seed=[seed, 3]),
-    ], axis=1)
-    return frames, (f"generated: {sequences} sequences of two bouncing digits from {digits_source}, seed {seed}; "
-                    f"the {n_test} test sequences use {held_out} digit images no other sequence uses")
+    frames = np.concatenate(
+        [
+            generate_moving_mnist(digits[order[held_out:]], n_train + n_val, seed=[seed, 2]),
+            generate_moving_mnist(digits[order[:held_out]], n_test, seed=[seed, 3]),
+        ],
+        axis=1,
+    )
+    return frames, (
+        f"generated: {sequences} sequences of two bouncing digits from {digits_source}, seed {seed}; "
+        f"the {n_test} test sequences use {held_out} digit images no other sequence uses"
+    )
 
 
 def load_moving_mnist(path: str | Path, sequences: int | None = None) -> np.ndarray:
@@ -60,8 +69,15 @@ def load_moving_mnist(path: str | Path, sequences: int | None = None) -> np.ndar
 
 def check_layout(frames: np.ndarray) -> None:
     """Refuse anything but the original layout: (20 frames, N sequences, 64, 64) uint8."""
-    if frames.ndim != 4 or frames.shape[0] != FRAMES or frames.shape[2:] != (CANVAS, CANVAS) or frames.dtype != np.uint8:
-        raise InputError(f"expected Moving MNIST layout ({FRAMES}, N, {CANVAS}, {CANVAS}) uint8, got {frames.shape} {frames.dtype}")
+    if (
+        frames.ndim != 4
+        or frames.shape[0] != FRAMES
+        or frames.shape[2:] != (CANVAS, CANVAS)
+        or frames.dtype != np.uint8
+    ):
+        raise InputError(
+            f"expected Moving MNIST layout ({FRAMES}, N, {CANVAS}, {CANVAS}) uint8, got {frames.shape} {frames.dtype}"
+        )
 
 
 def generate_moving_mnist(digits: np.ndarray, sequences: int, seed=0, per_sequence: int = 2) -> np.ndarray:
@@ -78,7 +94,7 @@ def generate_moving_mnist(digits: np.ndarray, sequences: int, seed=0, per_sequen
         for s in range(sequences):
             for d in range(per_sequence):
                 y, x = paths[t, s, d]
-                window = frames[t, s, y:y + DIGIT, x:x + DIGIT]
+                window = frames[t, s, y : y + DIGIT, x : x + DIGIT]
                 np.maximum(window, digits[chosen[s, d]], out=window)
     return frames
 
@@ -146,7 +162,7 @@ def sklearn_digits() -> np.ndarray:
     out = np.zeros((len(images), DIGIT, DIGIT), np.uint8)
     for i, image in enumerate(images):
         big = np.asarray(Image.fromarray(image).resize((20, 20), Image.BICUBIC))
-        out[i, margin:margin + 20, margin:margin + 20] = np.clip(big, 0, 255).round()
+        out[i, margin : margin + 20, margin : margin + 20] = np.clip(big, 0, 255).round()
     return out
 
 

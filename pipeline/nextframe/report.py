@@ -19,12 +19,22 @@ from pipeline.nextframe.scores import EPSILON, INK
 from pipeline.report.figures import literal_text, plot_curves, save_figure
 from pipeline.report.pages import render
 
-PUBLISHED = pd.DataFrame([  # the rows of published tables these scores can stand next to
-    {"predictor": "published: OpenSTL ConvLSTM-S (64x64, real Moving MNIST)", "mse_per_frame": 46.26, "ssim": 0.878,
-     "cross_entropy_per_sequence": np.nan},
-    {"predictor": "published: Shi et al. 2015, 3-layer ConvLSTM (64x64)", "mse_per_frame": np.nan, "ssim": np.nan,
-     "cross_entropy_per_sequence": 3670.85},
-])
+PUBLISHED = pd.DataFrame(
+    [  # the rows of published tables these scores can stand next to
+        {
+            "predictor": "published: OpenSTL ConvLSTM-S (64x64, real Moving MNIST)",
+            "mse_per_frame": 46.26,
+            "ssim": 0.878,
+            "cross_entropy_per_sequence": np.nan,
+        },
+        {
+            "predictor": "published: Shi et al. 2015, 3-layer ConvLSTM (64x64)",
+            "mse_per_frame": np.nan,
+            "ssim": np.nan,
+            "cross_entropy_per_sequence": 3670.85,
+        },
+    ]
+)
 
 DEFINITIONS = [
     "mse, bce, ssim and the baselines' *_mse (per_frame.csv, per-horizon tables): means over held-out sequences and "
@@ -37,25 +47,45 @@ DEFINITIONS = [
     "MSE per frame = squared error summed over the frame's 4096 pixels, averaged over frames 10..19 and sequences "
     "(PredRNN and OpenSTL report it this way); SSIM = mean structural similarity per frame (tf.image.ssim: 11x11 "
     "Gaussian window, sigma 1.5); cross-entropy per sequence = binary cross-entropy summed over the 10 predicted "
-    "frames' pixels, averaged over sequences (Shi et al. 2015). A 32x32 score summed over 1024 pixels is about a quarter "
+    "frames' pixels, averaged over sequences (Shi et al. 2015). A 32x32 score summed over 1024 pixels is "
+    "about a quarter "
     "of the 64x64 one; the row 'true frames at model size' is the floor any model at that size has at 64x64.",
-    "sharpness = the prediction's edge energy (squared differences of neighbouring pixels, summed) over the true frame's: "
-    "near 1 for sharp digits, near 0 for a grey blob, whose MSE can still beat blank; ink_kept = the share of true digit "
+    "sharpness = the prediction's edge energy (squared differences of neighbouring pixels, summed) over the "
+    "true frame's: "
+    "near 1 for sharp digits, near 0 for a grey blob, whose MSE can still beat blank; ink_kept = the share of "
+    "true digit "
     f"pixels (above {INK}) that the prediction draws above {INK} too. Both at the model's resolution.",
     "Published numbers are on the real Moving MNIST test set with MNIST digits and far longer training; generated "
     "sequences from other digits are comparable in kind, not to the decimal.",
 ]
 
 
-MODEL_NOTE = ("The model is the keras-io example's ConvLSTM2D stack (5x5, 3x3, 1x1); its head predicts, for every pixel, a "
-              "softmax filter over the pixel's neighbourhood in the current frame (a dynamic filter), which makes the next frame. "
-              "It is trained on the 10 -> 10 forecast with its own predictions fed back as inputs (binary cross-entropy over all 19 "
-              "predicted frames).")
+MODEL_NOTE = (
+    "The model is the keras-io example's ConvLSTM2D stack (5x5, 3x3, 1x1); its head predicts, for every pixel, a "
+    "softmax filter over the pixel's neighbourhood in the current frame (a dynamic filter), which makes the "
+    "next frame. "
+    "It is trained on the 10 -> 10 forecast with its own predictions fed back as inputs (binary cross-entropy "
+    "over all 19 "
+    "predicted frames)."
+)
 
 
-def write_report(run_dir: Path, name: str, config: ConvLSTMConfig, source: str, split: tuple[int, int, int], history: pd.DataFrame,
-                 per_frame: pd.DataFrame, summary: pd.DataFrame, papers: pd.DataFrame, goals: pd.DataFrame, metrics: dict,
-                 truth: np.ndarray, one_step: np.ndarray, rolled: np.ndarray) -> Path:
+def write_report(
+    run_dir: Path,
+    name: str,
+    config: ConvLSTMConfig,
+    source: str,
+    split: tuple[int, int, int],
+    history: pd.DataFrame,
+    per_frame: pd.DataFrame,
+    summary: pd.DataFrame,
+    papers: pd.DataFrame,
+    goals: pd.DataFrame,
+    metrics: dict,
+    truth: np.ndarray,
+    one_step: np.ndarray,
+    rolled: np.ndarray,
+) -> Path:
     """index.html and its Markdown twin report.md, with their images beside them, for the run called `name`.
 
     Both pages render one list of `pages` blocks, which escape every cell and text (HTML and
@@ -67,27 +97,56 @@ def write_report(run_dir: Path, name: str, config: ConvLSTMConfig, source: str, 
     for i in range(len(truth)):
         save_figure(plot_strip(truth[i], one_step[i], rolled[i]), run_dir / f"example_{i}.png")
         _gif(truth[i], one_step[i], rolled[i], run_dir / f"example_{i}.gif")
-        examples += [("image", f"example_{i}.png", f"example {i}"), ("image", f"example_{i}.gif", f"example {i} animated")]
+        examples += [
+            ("image", f"example_{i}.png", f"example {i}"),
+            ("image", f"example_{i}.gif", f"example {i} animated"),
+        ]
 
     notes = [("warning", f"Target missed: {row.target} ({row.measured}).") for row in goals.itertuples() if not row.met]
     if config.data == "sklearn":
-        notes.append(("warning", "Digits are scikit-learn's 8x8 images upscaled, not MNIST: scores are not comparable with published "
-                                 "Moving MNIST results."))
+        notes.append(
+            (
+                "warning",
+                "Digits are scikit-learn's 8x8 images upscaled, not MNIST: scores are not comparable with published "
+                "Moving MNIST results.",
+            )
+        )
     blocks = [
-        *notes, ("p", _verdict(split, metrics)),
-        ("h2", "Data"), ("table", _data_table(config, source, split)),
-        ("h2", "Targets"), ("table", goals.assign(met=goals["met"].map({True: "yes", False: "NO"}))),
-        ("h2", "Rollout per horizon"), ("table", _shown(per_frame[per_frame["task"] == "rollout"].drop(columns="task"))),
-        ("p", f"Rollout: frames {CONTEXT}..{FRAMES - 1} predicted from frames 0..{CONTEXT - 1} alone, each prediction fed back "
-              f"as input. One-step: frames 1..{FRAMES - 1}, each predicted from the true frames before it."),
-        ("h2", "Held-out scores per task"), ("table", _shown(summary)),
-        ("h2", "Papers' metrics (rollout, 64x64)"), ("table", _shown(pd.concat([papers, PUBLISHED], ignore_index=True))),
-        ("h2", "Definitions"), *[("p", line) for line in DEFINITIONS], ("image", "per_frame.png", "per-frame MSE against the baselines"),
-        ("h2", "Training"), ("table", _training_table(history, metrics)), ("image", "curves.png", "loss curves"), ("p", MODEL_NOTE),
+        *notes,
+        ("p", _verdict(split, metrics)),
+        ("h2", "Data"),
+        ("table", _data_table(config, source, split)),
+        ("h2", "Targets"),
+        ("table", goals.assign(met=goals["met"].map({True: "yes", False: "NO"}))),
+        ("h2", "Rollout per horizon"),
+        ("table", _shown(per_frame[per_frame["task"] == "rollout"].drop(columns="task"))),
+        (
+            "p",
+            f"Rollout: frames {CONTEXT}..{FRAMES - 1} predicted from frames 0..{CONTEXT - 1} alone, each "
+            "prediction fed back "
+            f"as input. One-step: frames 1..{FRAMES - 1}, each predicted from the true frames before it.",
+        ),
+        ("h2", "Held-out scores per task"),
+        ("table", _shown(summary)),
+        ("h2", "Papers' metrics (rollout, 64x64)"),
+        ("table", _shown(pd.concat([papers, PUBLISHED], ignore_index=True))),
+        ("h2", "Definitions"),
+        *[("p", line) for line in DEFINITIONS],
+        ("image", "per_frame.png", "per-frame MSE against the baselines"),
+        ("h2", "Training"),
+        ("table", _training_table(history, metrics)),
+        ("image", "curves.png", "loss curves"),
+        ("p", MODEL_NOTE),
         ("h2", "Held-out examples"),
-        ("p", f"Rows: true frames, one-step predictions, rollout from the first {CONTEXT} frames. The GIFs show the same three "
-              f"side by side (the rollout panel shows the given frames until frame {CONTEXT})."), *examples,
-        ("h2", "Settings"), ("table", pd.DataFrame({"": list(config.to_dict()), "value": [str(v) for v in config.to_dict().values()]})),
+        (
+            "p",
+            f"Rows: true frames, one-step predictions, rollout from the first {CONTEXT} frames. The GIFs show "
+            "the same three "
+            f"side by side (the rollout panel shows the given frames until frame {CONTEXT}).",
+        ),
+        *examples,
+        ("h2", "Settings"),
+        ("table", pd.DataFrame({"": list(config.to_dict()), "value": [str(v) for v in config.to_dict().values()]})),
     ]
     title = f"ConvLSTM forecast: {name}"
     html_page, markdown = render(title, blocks)
@@ -97,42 +156,73 @@ def write_report(run_dir: Path, name: str, config: ConvLSTMConfig, source: str, 
 
 
 def _verdict(split: tuple[int, int, int], metrics: dict) -> str:
-    return (f"Forecasting frames {CONTEXT}..{FRAMES - 1} from frames 0..{CONTEXT - 1} of {split[2]} held-out sequences, the "
-            f"rollout's MSE is {metrics['rollout_mse']:.5f} against {metrics['rollout_blank_mse']:.5f} for a blank frame, "
-            f"{metrics['rollout_copy_last_mse']:.5f} for copying frame {CONTEXT - 1} and {metrics['rollout_mean_frame_mse']:.5f} for "
-            f"the mean of the context frames; at frame {FRAMES - 1} its sharpness is {metrics['sharpness_last_frame']:.2f} and it "
-            f"keeps {metrics['ink_kept_last_frame']:.0%} of the digits' pixels; {metrics['targets_met']} of {metrics['targets']} "
-            f"targets met. One step ahead its MSE is {metrics['one_step_mse']:.5f} against {metrics['one_step_copy_last_mse']:.5f} "
-            f"for copying the last frame.")
+    return (
+        f"Forecasting frames {CONTEXT}..{FRAMES - 1} from frames 0..{CONTEXT - 1} of {split[2]} held-out "
+        "sequences, the "
+        f"rollout's MSE is {metrics['rollout_mse']:.5f} against {metrics['rollout_blank_mse']:.5f} for a blank frame, "
+        f"{metrics['rollout_copy_last_mse']:.5f} for copying frame {CONTEXT - 1} and "
+        f"{metrics['rollout_mean_frame_mse']:.5f} for "
+        f"the mean of the context frames; at frame {FRAMES - 1} its sharpness is "
+        f"{metrics['sharpness_last_frame']:.2f} and it "
+        f"keeps {metrics['ink_kept_last_frame']:.0%} of the digits' pixels; {metrics['targets_met']} of "
+        f"{metrics['targets']} "
+        f"targets met. One step ahead its MSE is {metrics['one_step_mse']:.5f} against "
+        f"{metrics['one_step_copy_last_mse']:.5f} "
+        f"for copying the last frame."
+    )
 
 
 def _data_table(config: ConvLSTMConfig, source: str, split: tuple[int, int, int]) -> pd.DataFrame:
     size = f"{FRAMES} x {config.frame_size}x{config.frame_size} (block means of {CANVAS}x{CANVAS})"
-    return pd.DataFrame({"": ["source", "sequences (train / validation / test)", "model frames"],
-                         "value": [source, " / ".join(map(str, split)), size]})
+    return pd.DataFrame(
+        {
+            "": ["source", "sequences (train / validation / test)", "model frames"],
+            "value": [source, " / ".join(map(str, split)), size],
+        }
+    )
 
 
 def _training_table(history: pd.DataFrame, metrics: dict) -> pd.DataFrame:
     rate = f"{history['learning_rate'].iloc[-1]:.2g}" if "learning_rate" in history else ""
-    return pd.DataFrame({
-        "": ["training time", "time per epoch", "load average during training", "epochs run (best)", "parameters", "final learning rate"],
-        "value": [f"{metrics['train_seconds']:.0f} s", f"{metrics['seconds_per_epoch']:.0f} s",
-                  f"{metrics['load_average']} on {metrics['cores']} cores", f"{metrics['epochs_run']} ({metrics['best_epoch']})",
-                  f"{metrics['parameters']:,}", rate]})
+    return pd.DataFrame(
+        {
+            "": [
+                "training time",
+                "time per epoch",
+                "load average during training",
+                "epochs run (best)",
+                "parameters",
+                "final learning rate",
+            ],
+            "value": [
+                f"{metrics['train_seconds']:.0f} s",
+                f"{metrics['seconds_per_epoch']:.0f} s",
+                f"{metrics['load_average']} on {metrics['cores']} cores",
+                f"{metrics['epochs_run']} ({metrics['best_epoch']})",
+                f"{metrics['parameters']:,}",
+                rate,
+            ],
+        }
+    )
 
 
 def _shown(frame: pd.DataFrame) -> pd.DataFrame:
-    """Floats as text to 6 significant digits (the scores are small; `report`'s tables round to 3 decimals), NaN blank."""
+    """Floats as text to 6 significant digits (the scores are small), NaN blank."""
     return frame.map(lambda value: ("" if np.isnan(value) else f"{value:.6g}") if isinstance(value, float) else value)
 
 
 @literal_text  # figure text is never parsed as math
 def plot_per_frame(rows: pd.DataFrame, ax=None):
-    """MSE per predicted frame of one task's `rows`, the model against the three baselines, on `ax` (or a new figure's)."""
+    """MSE per predicted frame of one task's `rows`, the model against the three baselines, on `ax` (or a new
+    figure's)."""
     if ax is None:
         ax = Figure(figsize=(6, 3.5)).subplots()
-    lines = (("mse", "ConvLSTM", "-", "o"), ("copy_last_mse", "copy last frame", "--", None), ("blank_mse", "blank", ":", None),
-             ("mean_frame_mse", "mean of context", "-.", None))
+    lines = (
+        ("mse", "ConvLSTM", "-", "o"),
+        ("copy_last_mse", "copy last frame", "--", None),
+        ("blank_mse", "blank", ":", None),
+        ("mean_frame_mse", "mean of context", "-.", None),
+    )
     for column, label, style, marker in lines:
         ax.plot(rows["frame"], rows[column], linestyle=style, marker=marker, label=label)
     ax.set_title(str(rows["task"].iloc[0]))
@@ -180,7 +270,10 @@ def _gif(truth: np.ndarray, one_step: np.ndarray, rolled: np.ndarray, path: Path
 
     panels = [truth, np.concatenate([np.zeros_like(truth[:1]), one_step]), np.concatenate([truth[:CONTEXT], rolled])]
     scale = max(1, height // truth.shape[1])
-    pixels = [np.kron((frames[..., 0] * 255).round().astype(np.uint8), np.ones((1, scale, scale), np.uint8)) for frames in panels]
+    pixels = [
+        np.kron((frames[..., 0] * 255).round().astype(np.uint8), np.ones((1, scale, scale), np.uint8))
+        for frames in panels
+    ]
     gap = np.full((FRAMES, truth.shape[1] * scale, 4), 128, np.uint8)
     movie = np.concatenate([pixels[0], gap, pixels[1], gap, pixels[2]], axis=2)
     images = [Image.fromarray(frame) for frame in movie]

@@ -1,4 +1,5 @@
-"""A ConvLSTM next-frame run: Moving MNIST in, a trained forecaster, its scores against the baselines and its report out.
+"""A ConvLSTM next-frame run: Moving MNIST in, a trained forecaster, its scores against the baselines and its report
+out.
 
 The model and why it is built so: `nextframe.model`; the scores: `nextframe.scores`.
 """
@@ -26,7 +27,6 @@ from pipeline.runs import folders
 from pipeline.runs.files import write_run_summary
 
 log = logging.getLogger(__name__)
-
 
 
 def default_run_dir(config: ConvLSTMConfig, reports_root: str | Path = "reports") -> Path:
@@ -69,8 +69,16 @@ def _run_into(run_dir: Path, name: str, config: ConvLSTMConfig) -> dict:
     sequences = model_frames(frames, config.frame_size)
     n_train, n_val, n_test = split_sizes(len(sequences), config.val_fraction, config.test_fraction)
     train_set, val_set, test_set = np.split(sequences, [n_train, n_train + n_val])
-    test_originals = frames[:, n_train + n_val:].transpose(1, 0, 2, 3)
-    log.info("data: %s; %d train, %d validation, %d test sequences at %dx%d", source, n_train, n_val, n_test, config.frame_size, config.frame_size)
+    test_originals = frames[:, n_train + n_val :].transpose(1, 0, 2, 3)
+    log.info(
+        "data: %s; %d train, %d validation, %d test sequences at %dx%d",
+        source,
+        n_train,
+        n_val,
+        n_test,
+        config.frame_size,
+        config.frame_size,
+    )
 
     keras.utils.set_random_seed(config.seed)
     model = build_model(config.frame_size, config.filters)
@@ -79,30 +87,78 @@ def _run_into(run_dir: Path, name: str, config: ConvLSTMConfig) -> dict:
     started = time.perf_counter()
     history = train(model, train_set, val_set, config, checkpoint)
     train_seconds = time.perf_counter() - started
-    best = keras.models.load_model(checkpoint, safe_mode=True)  # safe_mode=True: a checkpoint never runs code when loaded
+    best = keras.models.load_model(
+        checkpoint, safe_mode=True
+    )  # safe_mode=True: a checkpoint never runs code when loaded
     scores = evaluate(*predict(best, test_set, config.batch_size), test_set, test_originals)
     per_frame, papers = scores["per_frame"], scores["papers"]
     summary = summarise(per_frame)
     goals = targets(per_frame, scores["intensity_ratio"])
 
     metrics = _metrics(summary, papers, per_frame, goals, scores["intensity_ratio"])
-    metrics.update(train_seconds=round(train_seconds, 1), seconds_per_epoch=round(float(history["seconds"].mean()), 1),
-                   load_average=round((load_before + os.getloadavg()[0]) / 2, 1), cores=os.cpu_count(),
-                   epochs_run=len(history), best_epoch=int(history["val_loss"].idxmin()) + 1, parameters=best.count_params())
-    _write_tables(model_dir, {**config.to_dict(), "digest": config.digest(), "source": source}, metrics,
-                  history=history, per_frame=per_frame, papers=papers)
-    log.info("rollout MSE %.5f (blank %.5f, copy last %.5f, context mean %.5f); %d of %d targets met; trained in %.0fs",
-             metrics["rollout_mse"], metrics["rollout_blank_mse"], metrics["rollout_copy_last_mse"], metrics["rollout_mean_frame_mse"],
-             metrics["targets_met"], metrics["targets"], train_seconds)
+    metrics.update(
+        train_seconds=round(train_seconds, 1),
+        seconds_per_epoch=round(float(history["seconds"].mean()), 1),
+        load_average=round((load_before + os.getloadavg()[0]) / 2, 1),
+        cores=os.cpu_count(),
+        epochs_run=len(history),
+        best_epoch=int(history["val_loss"].idxmin()) + 1,
+        parameters=best.count_params(),
+    )
+    _write_tables(
+        model_dir,
+        {**config.to_dict(), "digest": config.digest(), "source": source},
+        metrics,
+        history=history,
+        per_frame=per_frame,
+        papers=papers,
+    )
+    log.info(
+        "rollout MSE %.5f (blank %.5f, copy last %.5f, context mean %.5f); %d of %d targets met; trained in %.0fs",
+        metrics["rollout_mse"],
+        metrics["rollout_blank_mse"],
+        metrics["rollout_copy_last_mse"],
+        metrics["rollout_mean_frame_mse"],
+        metrics["targets_met"],
+        metrics["targets"],
+        train_seconds,
+    )
 
     shown = slice(0, min(config.examples, n_test))
-    write_report(run_dir, name, config, source, (n_train, n_val, n_test), history, per_frame, summary, papers, goals, metrics,
-                 test_set[shown], scores["one_step"][shown], scores["rolled"][shown])
-    headline = ("rollout_mse", "rollout_blank_mse", "rollout_copy_last_mse", "rollout_ssim_64", "intensity_ratio_last_frame",
-                "sharpness_last_frame", "train_seconds")
-    write_run_summary(run_dir, kind="convlstm", dataset=f"Moving MNIST ({data_name(config)}), {config.sequences} sequences",
-                             source=source, model=f"ConvLSTM {config.filters} filters, {config.frame_size}px, 10 -> 10",
-                             metrics={k: metrics[k] for k in headline}, config=config.to_dict())
+    write_report(
+        run_dir,
+        name,
+        config,
+        source,
+        (n_train, n_val, n_test),
+        history,
+        per_frame,
+        summary,
+        papers,
+        goals,
+        metrics,
+        test_set[shown],
+        scores["one_step"][shown],
+        scores["rolled"][shown],
+    )
+    headline = (
+        "rollout_mse",
+        "rollout_blank_mse",
+        "rollout_copy_last_mse",
+        "rollout_ssim_64",
+        "intensity_ratio_last_frame",
+        "sharpness_last_frame",
+        "train_seconds",
+    )
+    write_run_summary(
+        run_dir,
+        kind="convlstm",
+        dataset=f"Moving MNIST ({data_name(config)}), {config.sequences} sequences",
+        source=source,
+        model=f"ConvLSTM {config.filters} filters, {config.frame_size}px, 10 -> 10",
+        metrics={k: metrics[k] for k in headline},
+        config=config.to_dict(),
+    )
     return metrics
 
 
@@ -114,13 +170,29 @@ def _write_tables(model_dir: Path, config: dict, metrics: dict, **tables: pd.Dat
         table.to_csv(model_dir / f"{name}.csv", index=False)
 
 
-def _metrics(summary: pd.DataFrame, papers: pd.DataFrame, per_frame: pd.DataFrame, goals: pd.DataFrame, intensity_ratio: float) -> dict:
-    """metrics.json's scores: each task's means, the rollout in the papers' metrics, the last frame's visibility, the targets."""
+def _metrics(
+    summary: pd.DataFrame, papers: pd.DataFrame, per_frame: pd.DataFrame, goals: pd.DataFrame, intensity_ratio: float
+) -> dict:
+    """metrics.json's scores: each task's means, the rollout in the papers' metrics, the last frame's visibility, the
+    targets."""
     by_task = summary.set_index("task")
-    metrics = {f"{task.replace('-', '_')}_{name}": float(by_task.loc[task, name]) for task in by_task.index
-               for name in ("mse", "bce", "ssim", "copy_last_mse", "blank_mse", "mean_frame_mse", "sharpness", "ink_kept")}
-    metrics.update({f"rollout_{name}_64": float(papers.iloc[0][name]) for name in ("mse_per_frame", "ssim", "cross_entropy_per_sequence")})
+    metrics = {
+        f"{task.replace('-', '_')}_{name}": float(by_task.loc[task, name])
+        for task in by_task.index
+        for name in ("mse", "bce", "ssim", "copy_last_mse", "blank_mse", "mean_frame_mse", "sharpness", "ink_kept")
+    }
+    metrics.update(
+        {
+            f"rollout_{name}_64": float(papers.iloc[0][name])
+            for name in ("mse_per_frame", "ssim", "cross_entropy_per_sequence")
+        }
+    )
     last = per_frame[per_frame["task"] == "rollout"].iloc[-1]
-    metrics.update(sharpness_last_frame=round(float(last["sharpness"]), 4), ink_kept_last_frame=round(float(last["ink_kept"]), 4),
-                   intensity_ratio_last_frame=round(intensity_ratio, 4), targets_met=int(goals["met"].sum()), targets=len(goals))
+    metrics.update(
+        sharpness_last_frame=round(float(last["sharpness"]), 4),
+        ink_kept_last_frame=round(float(last["ink_kept"]), 4),
+        intensity_ratio_last_frame=round(intensity_ratio, 4),
+        targets_met=int(goals["met"].sum()),
+        targets=len(goals),
+    )
     return metrics

@@ -39,11 +39,20 @@ def plot_curves(history: pd.DataFrame, path: str | Path, metrics: tuple[str, ...
     return save_figure(draw_curves(history, metrics), path)
 
 
-
 # --- classification runs (stage two) ---------------------------------------------------------
 
 LIST_MAX = 100  # rows shown of long lists (misclassified videos, failures); the CSVs hold them all
-METRIC_KEYS = ("kind", "test_videos", "accuracy", "macro_f1", "val_accuracy", "epochs", "seconds_per_epoch", "seconds", "per_class")
+METRIC_KEYS = (
+    "kind",
+    "test_videos",
+    "accuracy",
+    "macro_f1",
+    "val_accuracy",
+    "epochs",
+    "seconds_per_epoch",
+    "seconds",
+    "per_class",
+)
 CONFIG_KEYS = ("dataset", "store", "created", "feature_config", "feature_dim", "sequence", "data", "train", "failures")
 
 
@@ -54,9 +63,16 @@ def write_classification_report(run_dir: str | Path, name: str | None = None, in
     run_dir = Path(run_dir)
     run = _read_run(run_dir)
     if not folders.is_run_dir(run_dir):
-        raise folders.FolderError(f"{run_dir} does not look like a run directory made by this tool (no {folders.MARKER}, and files a "
-                                 f"run never has): not writing a report into it")
-    blocks = [("p", f"Dataset {run['config']['dataset']}, store {run['config']['store']}, trained {run['config']['created']}.")]
+        raise folders.FolderError(
+            f"{run_dir} does not look like a run directory made by this tool (no {folders.MARKER}, and files a "
+            f"run never has): not writing a report into it"
+        )
+    blocks = [
+        (
+            "p",
+            f"Dataset {run['config']['dataset']}, store {run['config']['store']}, trained {run['config']['created']}.",
+        )
+    ]
     if run["config"].get("fallback"):
         blocks.append(("warning", f"Features from the offline fallback backbone: {run['config']['fallback']}"))
     blocks += _results_blocks(run) + _data_blocks(run)
@@ -68,10 +84,17 @@ def write_classification_report(run_dir: str | Path, name: str | None = None, in
     headline = best_model(run["metrics"])
     others = [name for name in run["metrics"] if name != headline]
     write_run_summary(
-        run_dir, kind="classification", dataset=run["config"]["dataset"], created=run["config"]["created"],
-        model=headline + (f" (+ {', '.join(others)})" if others else ""), feature_config=run["config"]["feature_config"],
-        metrics={"accuracy": run["metrics"][headline]["accuracy"], "macro_f1": run["metrics"][headline]["macro_f1"],
-                 **{f"{name} accuracy": run["metrics"][name]["accuracy"] for name in others}},
+        run_dir,
+        kind="classification",
+        dataset=run["config"]["dataset"],
+        created=run["config"]["created"],
+        model=headline + (f" (+ {', '.join(others)})" if others else ""),
+        feature_config=run["config"]["feature_config"],
+        metrics={
+            "accuracy": run["metrics"][headline]["accuracy"],
+            "macro_f1": run["metrics"][headline]["macro_f1"],
+            **{f"{name} accuracy": run["metrics"][name]["accuracy"] for name in others},
+        },
     )
     if index:
         write_index(run_dir.parent)
@@ -82,17 +105,25 @@ def _read_run(run_dir: Path) -> dict:
     """A run's `model/` files, checked: they may come from anyone, and model names become file names and links."""
     folder = run_dir / "model"
     if not (folder / "metrics.json").is_file():
-        raise FileNotFoundError(f"{run_dir} is not a finished training run (no model/metrics.json); train one with `python -m pipeline train`")
+        raise FileNotFoundError(
+            f"{run_dir} is not a finished training run (no model/metrics.json); train one with `python -m "
+            "pipeline train`"
+        )
     metrics = read_metrics(folder / "metrics.json")
     for name, values in metrics.items():
         missing = [key for key in METRIC_KEYS if key not in values]
         if missing:
-            raise InputError(f"{folder / 'metrics.json'}: model {name!r} has no {', '.join(missing)}; it is not a classification run's "
-                             f"metrics file (retrain with `python -m pipeline train`)")
+            raise InputError(
+                f"{folder / 'metrics.json'}: model {name!r} has no {', '.join(missing)}; it is not a "
+                "classification run's "
+                f"metrics file (retrain with `python -m pipeline train`)"
+            )
     config = read_json(folder / "config.json", dict)
     missing = [key for key in CONFIG_KEYS if key not in config]
     if missing:
-        raise InputError(f"{folder / 'config.json'} has no {', '.join(missing)}; it is not a training run's config (retrain the run)")
+        raise InputError(
+            f"{folder / 'config.json'} has no {', '.join(missing)}; it is not a training run's config (retrain the run)"
+        )
     labels = read_json(folder / "labels.json", list)
     if not all(isinstance(label, str) for label in labels):
         raise InputError(f"{folder / 'labels.json'} is not a list of class names")
@@ -102,47 +133,90 @@ def _read_run(run_dir: Path) -> dict:
         "metrics": metrics,
         "splits": pd.read_csv(folder / "splits.csv", dtype=str, keep_default_na=False),
         "history": pd.read_csv(folder / "history.csv"),
-        "predictions": pd.read_csv(folder / "predictions.csv", dtype={"true": str, "predicted": str, "video_id": str}, keep_default_na=False),
+        "predictions": pd.read_csv(
+            folder / "predictions.csv", dtype={"true": str, "predicted": str, "video_id": str}, keep_default_na=False
+        ),
     }
 
 
 def _results_blocks(run: dict) -> list:
     """Every model side by side on the same test split, and what time order gained over the order-blind baselines."""
     metrics = run["metrics"]
-    rows = [{"model": name, "type": values["kind"], "test accuracy": values["accuracy"], "macro-F1": values["macro_f1"],
-             **{key.replace("_accuracy", ""): value for key, value in values.items() if key.startswith("top")},
-             "val accuracy": values["val_accuracy"], "epochs": values["epochs"] or "",
-             "s/epoch": values["seconds_per_epoch"], "train s": values["seconds"]} for name, values in metrics.items()]
+    rows = [
+        {
+            "model": name,
+            "type": values["kind"],
+            "test accuracy": values["accuracy"],
+            "macro-F1": values["macro_f1"],
+            **{key.replace("_accuracy", ""): value for key, value in values.items() if key.startswith("top")},
+            "val accuracy": values["val_accuracy"],
+            "epochs": values["epochs"] or "",
+            "s/epoch": values["seconds_per_epoch"],
+            "train s": values["seconds"],
+        }
+        for name, values in metrics.items()
+    ]
     blocks = [("h2", "Results on the test split"), ("table", pd.DataFrame(rows))]
     tested = next(iter(metrics.values()))["test_videos"]
     if not tested:
-        return blocks + [("warning", "The test split is empty: there are no test metrics, confusion matrices or misclassified videos.")]
+        return blocks + [
+            (
+                "warning",
+                "The test split is empty: there are no test metrics, confusion matrices or misclassified videos.",
+            )
+        ]
     blocks.append(("p", f"All models are evaluated on the same {tested} test videos."))
-    best = {kind: max((name for name in metrics if metrics[name]["kind"] == kind), key=lambda name: metrics[name]["accuracy"], default=None)
-            for kind in ("sequence", "order-blind")}
+    best = {
+        kind: max(
+            (name for name in metrics if metrics[name]["kind"] == kind),
+            key=lambda name: metrics[name]["accuracy"],
+            default=None,
+        )
+        for kind in ("sequence", "order-blind")
+    }
     if best["sequence"] and best["order-blind"]:
         sequence, blind = metrics[best["sequence"]]["accuracy"], metrics[best["order-blind"]]["accuracy"]
-        blocks.append(("p", f"Time order: the best sequence model ({best['sequence']}, {sequence:.3f}) against the best order-blind "
-                            f"baseline ({best['order-blind']}, {blind:.3f}): {100 * (sequence - blind):+.1f} points of test accuracy."))
+        blocks.append(
+            (
+                "p",
+                f"Time order: the best sequence model ({best['sequence']}, {sequence:.3f}) against the best "
+                "order-blind "
+                f"baseline ({best['order-blind']}, {blind:.3f}): {100 * (sequence - blind):+.1f} points of "
+                "test accuracy.",
+            )
+        )
     return blocks
 
 
 def _data_blocks(run: dict) -> list:
-    """What the models were trained on: settings, videos per class and split, classes a split lacks, stage one's failures."""
+    """What the models were trained on: settings, videos per class and split, classes a split lacks, stage one's
+    failures."""
     config, splits, labels = run["config"], run["splits"], run["labels"]
-    settings = {**{f"feature {key}": value for key, value in config["feature_config"].items()}, "feature dimension": config["feature_dim"],
-                **{f"sequence {key}": value for key, value in config["sequence"].items()}, "sequences read": config["data"],
-                **{f"train {key}": value for key, value in config["train"].items() if key != "network"},
-                **{f"network {key}": value for key, value in config["train"]["network"].items()}}
-    counts = pd.crosstab(splits["label"], splits["split"]).reindex(index=labels, columns=["train", "val", "test"], fill_value=0)
+    settings = {
+        **{f"feature {key}": value for key, value in config["feature_config"].items()},
+        "feature dimension": config["feature_dim"],
+        **{f"sequence {key}": value for key, value in config["sequence"].items()},
+        "sequences read": config["data"],
+        **{f"train {key}": value for key, value in config["train"].items() if key != "network"},
+        **{f"network {key}": value for key, value in config["train"]["network"].items()},
+    }
+    counts = pd.crosstab(splits["label"], splits["split"]).reindex(
+        index=labels, columns=["train", "val", "test"], fill_value=0
+    )
     counts["total"] = counts.sum(axis=1)
     counts.loc["total"] = counts.sum()
-    blocks = [("h2", "Data"), ("table", pd.DataFrame({"setting": list(settings), "value": [str(v) for v in settings.values()]})),
-              ("p", f"{len(splits)} videos in {len(labels)} classes; videos per class and split:"), ("table", counts.reset_index())]
+    blocks = [
+        ("h2", "Data"),
+        ("table", pd.DataFrame({"setting": list(settings), "value": [str(v) for v in settings.values()]})),
+        ("p", f"{len(splits)} videos in {len(labels)} classes; videos per class and split:"),
+        ("table", counts.reset_index()),
+    ]
     for split in ("train", "val", "test"):
         missing = counts.index[:-1][counts[split].iloc[:-1] == 0].tolist()
         if missing:
-            blocks.append(("warning", f"The {split} split has no videos of {len(missing)} class(es): {', '.join(missing)}."))
+            blocks.append(
+                ("warning", f"The {split} split has no videos of {len(missing)} class(es): {', '.join(missing)}.")
+            )
     failures = pd.DataFrame(config["failures"], columns=["video_id", "path", "stage", "error", "message"])
     blocks.append(("p", f"Videos that failed in stage one and are not in the store: {len(failures)}."))
     if len(failures):
@@ -162,13 +236,30 @@ def _model_blocks(run_dir: Path, run: dict, name: str) -> list:
         return blocks
     predictions = run["predictions"][run["predictions"]["model"] == name]
     counts, normalized = confusion_tables(predictions["true"], predictions["predicted"], labels)
-    for table_, suffix, caption, rates in ((counts, "", "counts", False), (normalized, "-normalized", "row-normalized", True)):
+    for table_, suffix, caption, rates in (
+        (counts, "", "counts", False),
+        (normalized, "-normalized", "row-normalized", True),
+    ):
         table_.to_csv(run_dir / f"{name}-confusion{suffix}.csv")
-        save_figure(plot_confusion(table_, f"{name}: confusion matrix, {caption}", normalized=rates), run_dir / f"{name}-confusion{suffix}.png")
+        save_figure(
+            plot_confusion(table_, f"{name}: confusion matrix, {caption}", normalized=rates),
+            run_dir / f"{name}-confusion{suffix}.png",
+        )
         blocks.append(("image", f"{name}-confusion{suffix}.png", f"{name} confusion matrix, {caption}"))
-    blocks.append(("links", [("confusion counts (CSV)", f"{name}-confusion.csv"), ("row-normalized (CSV)", f"{name}-confusion-normalized.csv")]))
+    blocks.append(
+        (
+            "links",
+            [
+                ("confusion counts (CSV)", f"{name}-confusion.csv"),
+                ("row-normalized (CSV)", f"{name}-confusion-normalized.csv"),
+            ],
+        )
+    )
     confused = top_confusions(counts)
-    blocks += [("h3", "Most frequent confusions"), ("table", confused) if len(confused) else ("p", "No test video is misclassified.")]
+    blocks += [
+        ("h3", "Most frequent confusions"),
+        ("table", confused) if len(confused) else ("p", "No test video is misclassified."),
+    ]
     per_class = pd.DataFrame([{"class": label, **scores} for label, scores in values["per_class"].items()])
     blocks += [("h3", "Per class"), ("table", per_class)]
     wrong = predictions[predictions["true"] != predictions["predicted"]].sort_values("confidence", ascending=False)

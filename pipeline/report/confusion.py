@@ -10,7 +10,9 @@ def confusion_tables(true: pd.Series, predicted: pd.Series, labels: list[str]) -
     class without test videos is empty (NaN) in the normalized table."""
     from sklearn.metrics import confusion_matrix
 
-    counts = pd.DataFrame(confusion_matrix(true, predicted, labels=labels), index=pd.Index(labels, name="true"), columns=labels)
+    counts = pd.DataFrame(
+        confusion_matrix(true, predicted, labels=labels), index=pd.Index(labels, name="true"), columns=labels
+    )
     totals = counts.sum(axis=1)
     normalized = counts.div(totals.where(totals > 0), axis=0)
     return counts, normalized

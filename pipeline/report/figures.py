@@ -90,8 +90,15 @@ def plot_confusion(matrix: pd.DataFrame, title: str, normalized: bool = False, a
         threshold = np.nanmax(values, initial=0) / 2
         for (row, column), value in np.ndenumerate(values):
             if not np.isnan(value):
-                ax.text(column, row, f"{value:.2f}" if normalized else f"{value:.0f}", ha="center", va="center",
-                        fontsize=font, color="white" if value > threshold else "black")
+                ax.text(
+                    column,
+                    row,
+                    f"{value:.2f}" if normalized else f"{value:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=font,
+                    color="white" if value > threshold else "black",
+                )
     ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     ax.figure.tight_layout()
     return ax.figure
@@ -116,7 +123,9 @@ def plot_window_track(track: pd.DataFrame, labels: list[str], axes=None):
     colours = colormaps["tab20"]
     for row in track.itertuples():
         bottom.axvspan(row.start_s, row.end_s, color=colours(labels.index(row.smoothed_label) % 20), alpha=0.6)
-        bottom.text((row.start_s + row.end_s) / 2, 0.5, row.smoothed_label, ha="center", va="center", fontsize=7, rotation=90)
+        bottom.text(
+            (row.start_s + row.end_s) / 2, 0.5, row.smoothed_label, ha="center", va="center", fontsize=7, rotation=90
+        )
     bottom.set_yticks([])
     bottom.set_xlabel("seconds")
     top.figure.tight_layout()

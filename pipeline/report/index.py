@@ -34,11 +34,17 @@ def write_index(reports_root: str | Path = "reports") -> Path | None:
         log.warning("not writing the runs index %s: %s", root / "index.html", refused)
         return None
     runs = [row for row in map(_index_row, _below(root, "*/run.json")) if row]
-    frame = pd.DataFrame(runs, columns=["run", "kind", "dataset", "model", "features", "accuracy", "macro-F1", "other", "date"])
+    frame = pd.DataFrame(
+        runs, columns=["run", "kind", "dataset", "model", "features", "accuracy", "macro-F1", "other", "date"]
+    )
     frame = frame.sort_values("date", ascending=False)
-    body = frame.to_html(index=False, escape=False, border=0) if runs else "<p>No runs yet.</p>"  # cells escaped by _index_row
+    body = (
+        frame.to_html(index=False, escape=False, border=0) if runs else "<p>No runs yet.</p>"
+    )  # cells escaped by _index_row
     path = root / "index.html"
-    atomic.write_text(path, page("Runs", body))  # replaced in one step: two runs finishing at once do not mix their pages
+    atomic.write_text(
+        path, page("Runs", body)
+    )  # replaced in one step: two runs finishing at once do not mix their pages
     return path
 
 
@@ -58,14 +64,22 @@ def _index_row(summary: Path) -> dict | None:
         "kind": data.get("kind", ""),
         "dataset": data.get("dataset", ""),
         "model": data.get("model", ""),
-        "features": " ".join(f"{config[k]}" for k in ("backbone", "weights", "image_size", "sampling", "pooling") if k in config),
+        "features": " ".join(
+            f"{config[k]}" for k in ("backbone", "weights", "image_size", "sampling", "pooling") if k in config
+        ),
         "accuracy": _score(metrics.get("accuracy"), "{:.3f}"),
         "macro-F1": _score(metrics.get("macro_f1"), "{:.3f}"),
-        "other": ", ".join(f"{k} {_score(v, '{:.4g}')}" for k, v in metrics.items() if k not in ("accuracy", "macro_f1") and is_number(v)),
+        "other": ", ".join(
+            f"{k} {_score(v, '{:.4g}')}"
+            for k, v in metrics.items()
+            if k not in ("accuracy", "macro_f1") and is_number(v)
+        ),
         "date": data.get("created", ""),
     }
-    return {"run": f"<a href='{html.escape(quote(name))}/index.html'>{html.escape(name)}</a>",
-            **{column: html.escape(str(value)) for column, value in text.items()}}
+    return {
+        "run": f"<a href='{html.escape(quote(name))}/index.html'>{html.escape(name)}</a>",
+        **{column: html.escape(str(value)) for column, value in text.items()},
+    }
 
 
 def _score(value, form: str) -> str:
@@ -75,7 +89,11 @@ def _score(value, form: str) -> str:
 def training_runs(reports_root: str | Path = "reports") -> list[Path]:
     """The finished training runs under `reports_root`: folders with model/metrics.json and the class
     names model/labels.json (ConvLSTM runs have metrics.json too, but no classes)."""
-    return sorted(path.parents[1] for path in _below(Path(reports_root), "*/model/metrics.json") if (path.parent / "labels.json").is_file())
+    return sorted(
+        path.parents[1]
+        for path in _below(Path(reports_root), "*/model/metrics.json")
+        if (path.parent / "labels.json").is_file()
+    )
 
 
 def _below(root: Path, pattern: str) -> list[Path]:

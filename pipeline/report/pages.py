@@ -19,9 +19,11 @@ from urllib.parse import quote
 import pandas as pd
 
 STYLE = """
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:70rem;padding:0 1rem;color:#222}
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:70rem;padding:0
+1rem;color:#222}
 h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}
+table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}td,th{border:1px solid #ccc;padding:.25rem
+.5rem;text-align:right}
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee}
 .warning{background:#fff3cd;border:1px solid #e0c36c;padding:.5rem 1rem}.muted{color:#777}
 """
@@ -31,8 +33,10 @@ _MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]#!|~$])")
 
 def page(title: str, body: str) -> str:
     """A complete HTML document with the shared look."""
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>")
+    return (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
 
 
 def render(title: str, blocks: list[tuple]) -> tuple[str, str]:
@@ -59,6 +63,7 @@ def markdown_text(value) -> str:
 
 def markdown_table(frame: pd.DataFrame, float_format: str = "{:.3f}") -> str:
     """A Markdown table of a DataFrame, floats rounded, missing values empty, every cell escaped."""
+
     def cell(value) -> str:
         if pd.api.types.is_scalar(value) and pd.isna(value):
             return ""
@@ -79,7 +84,11 @@ def html_block(block: tuple) -> str:
     if kind == "image":
         return f"<p><img src='{html.escape(quote(content[0]))}' alt='{html.escape(content[1])}'></p>"
     if kind == "links":
-        return "<p>" + " · ".join(f"<a href='{html.escape(quote(href))}'>{html.escape(text)}</a>" for text, href in content[0]) + "</p>"
+        return (
+            "<p>"
+            + " · ".join(f"<a href='{html.escape(quote(href))}'>{html.escape(text)}</a>" for text, href in content[0])
+            + "</p>"
+        )
     return f"<{kind}>{html.escape(content[0])}</{kind}>"
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 
 from pipeline.core.errors import InputError
 
-MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # model names become file names and links: no dots, separators or colons
+MODEL_NAME = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9_-]*"
+)  # model names become file names and links: no dots, separators or colons
 
 
 def write_run_summary(run_dir: str | Path, **fields) -> Path:
@@ -32,7 +34,9 @@ def read_metrics(path: Path) -> dict:
     metrics = read_json(path, dict)
     for name, values in metrics.items():
         if not MODEL_NAME.fullmatch(name):
-            raise InputError(f"{path}: {name!r} is not a model name (letters, digits, '-' and '_' only); refusing the run")
+            raise InputError(
+                f"{path}: {name!r} is not a model name (letters, digits, '-' and '_' only); refusing the run"
+            )
         if not isinstance(values, dict):
             raise InputError(f"{path}: the metrics of model {name!r} are not a JSON object")
     if not metrics:
@@ -47,13 +51,17 @@ def read_json(path: Path, kind: type):
     except ValueError as error:
         raise InputError(f"{path} is not valid JSON: {error}") from None
     if not isinstance(value, kind):
-        raise InputError(f"{path} holds a JSON {type(value).__name__}, not the {'object' if kind is dict else 'array'} this tool writes")
+        raise InputError(
+            f"{path} holds a JSON {type(value).__name__}, not the {'object' if kind is dict else 'array'} "
+            "this tool writes"
+        )
     return value
 
 
 def best_model(metrics: dict) -> str:
     """The model a run is listed by and predicts with by default: the sequence model with the best
     validation accuracy (the first on a tie), or the best model when the run has no sequence model."""
+
     def rank(name: str) -> tuple[bool, float]:
         values = metrics[name]
         val_accuracy = values.get("val_accuracy")

@@ -49,7 +49,6 @@ from pipeline.runs.layout import (
 log = logging.getLogger(__name__)
 
 
-
 class FolderError(PipelineError, ValueError):
     """A folder the tool did not make, or may not replace; the message names it."""
 
@@ -59,8 +58,16 @@ def mark(folder: Path, kind: str) -> Path:
     if kind not in KINDS:
         raise InputError(f"unknown folder kind {kind!r}")
     path = Path(folder) / MARKER
-    path.write_text(json.dumps({"tool": "video-feature-pipeline", "kind": kind,
-                                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}) + "\n")
+    path.write_text(
+        json.dumps(
+            {
+                "tool": "video-feature-pipeline",
+                "kind": kind,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+        )
+        + "\n"
+    )
     return path
 
 
@@ -73,7 +80,8 @@ def made_by_tool(folder: Path, kind: str) -> bool:
 
 
 def is_run_dir(folder: Path) -> bool:
-    """A run directory this tool made: marked, or a training or ConvLSTM run of an earlier version (see `_why_not_a_run`)."""
+    """A run directory this tool made: marked, or a training or ConvLSTM run of an earlier version (see
+    `_why_not_a_run`)."""
     folder = Path(folder)
     return folder.is_dir() and _why_not_a_run(folder) is None
 
@@ -85,15 +93,21 @@ def check_replaceable(run_dir: Path, overwrite: bool) -> None:
     if not run_dir.exists() and not run_dir.is_symlink():
         return
     if not run_dir.is_dir() or run_dir.is_symlink():
-        raise FolderError(f"{run_dir} exists and is a file or a symbolic link, not a run directory; choose another with --run")
+        raise FolderError(
+            f"{run_dir} exists and is a file or a symbolic link, not a run directory; choose another with --run"
+        )
     if not any(run_dir.iterdir()):
         return
     if not overwrite:
-        raise FolderError(f"run directory {run_dir} exists; pass --overwrite to replace it, or --run for another directory")
+        raise FolderError(
+            f"run directory {run_dir} exists; pass --overwrite to replace it, or --run for another directory"
+        )
     reason = _why_not_a_run(run_dir)
     if reason:
-        raise FolderError(f"{run_dir} does not look like a run directory made by this tool (no {MARKER}, and {reason}): "
-                          f"not replacing it; choose another directory with --run")
+        raise FolderError(
+            f"{run_dir} does not look like a run directory made by this tool (no {MARKER}, and {reason}): "
+            f"not replacing it; choose another directory with --run"
+        )
 
 
 @contextlib.contextmanager
@@ -127,14 +141,18 @@ def claim_folder(folder: Path, kind: str, recognised: bool = False) -> None:
     missing or empty folder (created and marked), or one `recognised` from an earlier version (marked)."""
     folder = Path(folder)
     if folder.is_symlink():
-        raise FolderError(f"{folder} is a symbolic link (to {os.readlink(folder)}): not writing through it; choose a real folder")
+        raise FolderError(
+            f"{folder} is a symbolic link (to {os.readlink(folder)}): not writing through it; choose a real folder"
+        )
     if made_by_tool(folder, kind):
         return
     if folder.exists() and not folder.is_dir():
         raise FolderError(f"{folder} exists and is not a directory")
     if folder.is_dir() and any(folder.iterdir()) and not recognised:
-        raise FolderError(f"{folder} is not empty and is not a {kind} folder made by this tool (no {MARKER}): "
-                          f"not writing into it; choose a new or empty folder")
+        raise FolderError(
+            f"{folder} is not empty and is not a {kind} folder made by this tool (no {MARKER}): "
+            f"not writing into it; choose a new or empty folder"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     mark(folder, kind)
 
@@ -157,8 +175,11 @@ def claim_report_root(root: Path) -> str | None:
             if not _is_runs_index(index):
                 return f"{index} was not written by this tool"
         else:
-            foreign = [entry.name for entry in root.iterdir()
-                       if not entry.name.startswith(".") and not is_run_dir(entry) and not _is_bench_output(entry)]
+            foreign = [
+                entry.name
+                for entry in root.iterdir()
+                if not entry.name.startswith(".") and not is_run_dir(entry) and not _is_bench_output(entry)
+            ]
             if foreign:
                 return f"{root} holds {foreign[0]}, which is not a run, and no {MARKER}"
     root.mkdir(parents=True, exist_ok=True)
@@ -193,10 +214,16 @@ def _not_a_training_run(folder: Path) -> str | None:
 def _is_convlstm_run(folder: Path) -> bool:
     """A ConvLSTM run directory (`convlstm`), by the exact names of the files it writes."""
     expected = {".": CONVLSTM_FILES, "model": CONVLSTM_MODEL_FILES}
-    return folder.is_dir() and _unexpected_layout(folder, ("config.json", "metrics.json", "model.keras"), expected, CONVLSTM_EXAMPLE) is None
+    return (
+        folder.is_dir()
+        and _unexpected_layout(folder, ("config.json", "metrics.json", "model.keras"), expected, CONVLSTM_EXAMPLE)
+        is None
+    )
 
 
-def _unexpected_layout(folder: Path, required: tuple[str, ...], expected: dict[str, set[str]], pattern: re.Pattern) -> str | None:
+def _unexpected_layout(
+    folder: Path, required: tuple[str, ...], expected: dict[str, set[str]], pattern: re.Pattern
+) -> str | None:
     """Why `folder` is not laid out as `expected` (folder -> file names; `pattern` matches other
     `folder/name`s allowed), with the `required` files in model/; None if it is."""
     for name in required:
@@ -206,7 +233,11 @@ def _unexpected_layout(folder: Path, required: tuple[str, ...], expected: dict[s
         for entry in (folder / where).iterdir() if (folder / where).is_dir() else ():
             if where == "." and entry.name in expected and entry.is_dir() and not entry.is_symlink():
                 continue
-            if not (entry.is_file() and not entry.is_symlink() and (entry.name in names or pattern.fullmatch(f"{where}/{entry.name}"))):
+            if not (
+                entry.is_file()
+                and not entry.is_symlink()
+                and (entry.name in names or pattern.fullmatch(f"{where}/{entry.name}"))
+            ):
                 shown = entry.name if where == "." else f"{where}/{entry.name}"
                 return f"it holds {shown}, which a run never has"
     return None
@@ -230,7 +261,11 @@ def _umask() -> int:
 
 def _is_bench_output(folder: Path) -> bool:
     """`make bench`'s reports/bench/: bench.json and bench.md."""
-    return folder.name == "bench" and folder.is_dir() and all(entry.is_file() and entry.suffix in (".json", ".md") for entry in folder.iterdir())
+    return (
+        folder.name == "bench"
+        and folder.is_dir()
+        and all(entry.is_file() and entry.suffix in (".json", ".md") for entry in folder.iterdir())
+    )
 
 
 def _is_runs_index(path: Path) -> bool:

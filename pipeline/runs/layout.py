@@ -15,13 +15,40 @@ ALL_MODELS = (*SEQUENCE_MODELS, *BASELINES)
 
 MARKER = ".video-feature-pipeline.json"
 KINDS = ("run", "demo", "reports", "predictions")
-MODEL_FILES = {"metrics.json", "labels.json", "config.json", "splits.csv", "history.csv", "predictions.csv"}  # train.py's model/
+MODEL_FILES = {
+    "metrics.json",
+    "labels.json",
+    "config.json",
+    "splits.csv",
+    "history.csv",
+    "predictions.csv",
+}  # train.py's model/
 MODEL_SUFFIXES = (".keras", ".npz", ".joblib")  # model/<model><suffix>; .joblib from earlier versions (never loaded)
-RUN_FILES = {"index.html", "report.md", "run.json", MARKER}  # a run's top level, besides model/, predictions/ and per-model files
-MODEL_REPORT_FILES = ("-curves.png", "-confusion.csv", "-confusion.png", "-confusion-normalized.csv", "-confusion-normalized.png")
+RUN_FILES = {
+    "index.html",
+    "report.md",
+    "run.json",
+    MARKER,
+}  # a run's top level, besides model/, predictions/ and per-model files
+MODEL_REPORT_FILES = (
+    "-curves.png",
+    "-confusion.csv",
+    "-confusion.png",
+    "-confusion-normalized.csv",
+    "-confusion-normalized.png",
+)
 PREDICTION_FILES = {"predictions.csv", "predictions.json", "windows.csv"}  # besides timeline-*.png
 TIMELINE = re.compile(r"predictions/timeline-.*\.png")
-CONVLSTM_FILES = {"index.html", "report.md", "run.json", "curves.png", "per_frame.png", MARKER}  # besides example_<n>.png|gif
+CONVLSTM_FILES = {
+    "index.html",
+    "report.md",
+    "run.json",
+    "curves.png",
+    "per_frame.png",
+    MARKER,
+}  # besides example_<n>.png|gif
 CONVLSTM_MODEL_FILES = {"config.json", "metrics.json", "history.csv", "per_frame.csv", "papers.csv", "model.keras"}
 CONVLSTM_EXAMPLE = re.compile(r"\./example_\d+\.(png|gif)")
-RUNS_INDEX_HEAD = "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Runs</title>"  # report.write_index's page
+RUNS_INDEX_HEAD = (
+    "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Runs</title>"  # report.write_index's page
+)

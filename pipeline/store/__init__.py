@@ -22,7 +22,8 @@ folder (several shards of one merge are first copied into one segment, O(k) byte
 index (tables and the virtual-dataset mapping, a few MB for 50,000 videos) under a temporary name,
 renamed over the old one. When the manifest only grew at its end (its first rows hash as the ones
 last synced), the new index is a byte copy of the old one with the new rows appended to its
-video table, so the existing rows are neither read nor converted. Nothing else is rewritten. A merge killed at any moment leaves the old
+video table, so the existing rows are neither read nor converted. Nothing else is rewritten. A merge killed at any
+moment leaves the old
 index valid; links it made that no index references are deleted by the next merge, which takes the
 shards again. Frames nothing references (re-extracted, retired or duplicated videos) are garbage; a
 merge that would leave more than GARBAGE_SHARE of the frames as garbage, or more than MAX_SEGMENTS
@@ -72,9 +73,40 @@ from pipeline.store.status import (
 from pipeline.store.sync import SyncReport, merge_shards
 
 __all__ = [
-    "FAILURE_COLUMNS", "FRAME_DATASETS", "GARBAGE_SHARE", "MAX_SEGMENTS", "SCHEMA_VERSION", "TRANSIENT_STAGES", "VIDEO_COLUMNS",
-    "VIDEO_FLOATS", "VIDEO_INTS", "VIDEO_TEXT", "Shard", "StoreError", "SyncReport", "VideoRow", "check_owner", "compact",
-    "merge_shards", "missing_segments", "parts_dir", "read_attrs", "read_failures", "read_videos", "recover", "require_in_sync",
-    "require_segments", "resolved_video_key", "segments_dir", "shard_keys", "shard_run", "store_lock", "stored_keys", "summary",
-    "sync_command", "video_key", "write_failures_csv", "write_shard",
+    "FAILURE_COLUMNS",
+    "FRAME_DATASETS",
+    "GARBAGE_SHARE",
+    "MAX_SEGMENTS",
+    "SCHEMA_VERSION",
+    "TRANSIENT_STAGES",
+    "VIDEO_COLUMNS",
+    "VIDEO_FLOATS",
+    "VIDEO_INTS",
+    "VIDEO_TEXT",
+    "Shard",
+    "StoreError",
+    "SyncReport",
+    "VideoRow",
+    "check_owner",
+    "compact",
+    "merge_shards",
+    "missing_segments",
+    "parts_dir",
+    "read_attrs",
+    "read_failures",
+    "read_videos",
+    "recover",
+    "require_in_sync",
+    "require_segments",
+    "resolved_video_key",
+    "segments_dir",
+    "shard_keys",
+    "shard_run",
+    "store_lock",
+    "stored_keys",
+    "summary",
+    "sync_command",
+    "video_key",
+    "write_failures_csv",
+    "write_shard",
 ]

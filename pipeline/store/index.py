@@ -29,10 +29,13 @@ def read_videos(store_path: str | Path) -> pd.DataFrame:
 
 
 def stored_keys(store_path: str | Path) -> tuple[set[str], set[str]]:
-    """Keys of the stored videos, and of failures for a reason of the file's own (read without the rest of the tables)."""
+    """Keys of the stored videos, and of failures for a reason of the file's own
+    (read without the rest of the tables)."""
     with open_index(store_path) as handle:
         failures = read_table(handle, "failures", ("key", "stage"))
-        return set(read_text(handle, "videos", "key")), set(failures.loc[~failures["stage"].isin(TRANSIENT_STAGES), "key"])
+        return set(read_text(handle, "videos", "key")), set(
+            failures.loc[~failures["stage"].isin(TRANSIENT_STAGES), "key"]
+        )
 
 
 def read_failures(store_path: str | Path) -> pd.DataFrame:
@@ -56,8 +59,13 @@ class Index:
 
     @classmethod
     def empty(cls) -> "Index":
-        return cls({}, pd.DataFrame(columns=VIDEO_COLUMNS), pd.DataFrame(columns=FAILURE_COLUMNS),
-                   pd.DataFrame({"name": pd.Series(dtype=str), "rows": pd.Series(dtype=np.int64)}), None)
+        return cls(
+            {},
+            pd.DataFrame(columns=VIDEO_COLUMNS),
+            pd.DataFrame(columns=FAILURE_COLUMNS),
+            pd.DataFrame({"name": pd.Series(dtype=str), "rows": pd.Series(dtype=np.int64)}),
+            None,
+        )
 
 
 @contextlib.contextmanager
@@ -69,26 +77,36 @@ def open_index(store_path: str | Path):
     try:
         handle = h5py.File(store_path, "r")
     except OSError as error:
-        raise StoreError(f"the feature store {store_path} cannot be read ({error}); it is truncated or corrupt. Recover "
-                         f"what is readable with `python -m pipeline compact {store_path} --recover`, then rerun "
-                         f"`python -m pipeline features` to complete it") from None
+        raise StoreError(
+            f"the feature store {store_path} cannot be read ({error}); it is truncated or corrupt. Recover "
+            f"what is readable with `python -m pipeline compact {store_path} --recover`, then rerun "
+            f"`python -m pipeline features` to complete it"
+        ) from None
     with handle:
         version = int(handle.attrs.get("schema_version", 0))
         if version == 1:
-            raise StoreError(f"the feature store {store_path} has the layout of version 1 (one file, copied on every merge); "
-                             f"migrate it in place, without re-extracting, with `python -m pipeline compact {store_path}`")
+            raise StoreError(
+                f"the feature store {store_path} has the layout of version 1 (one file, copied on every merge); "
+                f"migrate it in place, without re-extracting, with `python -m pipeline compact {store_path}`"
+            )
         if version != SCHEMA_VERSION:
-            raise StoreError(f"{store_path} is not a feature store of this version (schema_version {version}, expected "
-                             f"{SCHEMA_VERSION}); point --store at a path of its own")
+            raise StoreError(
+                f"{store_path} is not a feature store of this version (schema_version {version}, expected "
+                f"{SCHEMA_VERSION}); point --store at a path of its own"
+            )
         yield handle
 
 
 def refuse_foreign(store_path: str | Path) -> None:
     """A file with no store attributes and no segment folder is someone else's: refuse it, advise nothing about it."""
-    ours = segments_dir(store_path).is_dir() or Path(f"{Path(store_path).with_suffix('')}.failures.csv").is_file()  # every merge writes both
+    ours = (
+        segments_dir(store_path).is_dir() or Path(f"{Path(store_path).with_suffix('')}.failures.csv").is_file()
+    )  # every merge writes both
     if Path(store_path).is_file() and not ours and schema_version(Path(store_path)) == 0:
-        raise StoreError(f"{store_path} is not a feature store (no store attributes, no {segments_dir(store_path).name}/ folder); "
-                         f"point --store at a path of its own")
+        raise StoreError(
+            f"{store_path} is not a feature store (no store attributes, no {segments_dir(store_path).name}/ folder); "
+            f"point --store at a path of its own"
+        )
 
 
 def schema_version(store_path: Path) -> int:
@@ -101,15 +119,23 @@ def schema_version(store_path: Path) -> int:
 
 def decode_attrs(handle: h5py.File) -> dict:
     attrs = {name: handle.attrs[name] for name in handle.attrs}
-    return {name: json.loads(value) if name in ("feature_config", "versions", "last_sync") else value for name, value in attrs.items()}
+    return {
+        name: json.loads(value) if name in ("feature_config", "versions", "last_sync") else value
+        for name, value in attrs.items()
+    }
 
 
 def load_index(store_path: Path, video_columns=VIDEO_COLUMNS) -> Index:
     """The index's tables; of the video table only `video_columns` (its text columns are the slow part)."""
     with open_index(store_path) as handle:
         features = handle["features"]
-        return Index(decode_attrs(handle), read_table(handle, "videos", video_columns), read_table(handle, "failures", FAILURE_COLUMNS),
-                      read_table(handle, "segments", ("name", "rows")), (features.shape[1], features.dtype.name))
+        return Index(
+            decode_attrs(handle),
+            read_table(handle, "videos", video_columns),
+            read_table(handle, "failures", FAILURE_COLUMNS),
+            read_table(handle, "segments", ("name", "rows")),
+            (features.shape[1], features.dtype.name),
+        )
 
 
 def index_segments(store_path: Path) -> list[str]:
@@ -120,11 +146,15 @@ def index_segments(store_path: Path) -> list[str]:
 def check_owner_attrs(store_path: Path, stored: dict, attrs: dict) -> None:
     """One store per dataset and feature config: refuse another manifest's or config's store."""
     if stored.get("manifest") and attrs.get("manifest") and stored["manifest"] != attrs["manifest"]:
-        raise StoreError(f"the feature store {store_path} belongs to the manifest {stored['manifest']}, not to {attrs['manifest']}; "
-                         f"two manifests never share a store: leave out --store (each manifest gets its own), or pass another path")
+        raise StoreError(
+            f"the feature store {store_path} belongs to the manifest {stored['manifest']}, not to {attrs['manifest']}; "
+            f"two manifests never share a store: leave out --store (each manifest gets its own), or pass another path"
+        )
     if stored.get("config_hash") and attrs.get("config_hash") and stored["config_hash"] != attrs["config_hash"]:
-        raise StoreError(f"the feature store {store_path} holds features of another config ({_differences(stored, attrs)}); "
-                         f"leave out --store so that this config gets its own store, or pass another path")
+        raise StoreError(
+            f"the feature store {store_path} holds features of another config ({_differences(stored, attrs)}); "
+            f"leave out --store so that this config gets its own store, or pass another path"
+        )
 
 
 def _differences(stored: dict, attrs: dict) -> str:
@@ -133,6 +163,9 @@ def _differences(stored: dict, attrs: dict) -> str:
     A key left out of a config has its default (pooling avg is left out, so old stores keep their names).
     """
     old, new = stored.get("feature_config") or {}, attrs.get("feature_config") or {}
-    changed = [f"{key}: {old.get(key, 'the default')} in the store, {new.get(key, 'the default')} asked"
-               for key in sorted(set(old) | set(new)) if old and old.get(key) != new.get(key)]
+    changed = [
+        f"{key}: {old.get(key, 'the default')} in the store, {new.get(key, 'the default')} asked"
+        for key in sorted(set(old) | set(new))
+        if old and old.get(key) != new.get(key)
+    ]
     return "; ".join(changed) or f"config {stored['config_hash']} in the store, {attrs['config_hash']} asked"

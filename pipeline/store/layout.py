@@ -20,9 +20,14 @@ VIDEO_COLUMNS = (*VIDEO_TEXT, *VIDEO_INTS, *VIDEO_FLOATS)
 FAILURE_COLUMNS = ("video_id", "key", "path", "stage", "error", "message")
 FRAME_DATASETS = ("features", "frame_index", "timestamps")
 APPEND_ROWS = 8192  # frames buffered per write while copying: bounds memory on large merges
-GARBAGE_SHARE = 0.5  # compact when more than this share of the stored frames is unreferenced (disk <= 2x the live frames)
+GARBAGE_SHARE = (
+    0.5  # compact when more than this share of the stored frames is unreferenced (disk <= 2x the live frames)
+)
 MAX_SEGMENTS = 256  # compact past this many segments: a reader of the whole store opens every segment file
-TRANSIENT_STAGES = ("lost", "killed")  # failures that need not be the file's fault (lost dask task, OOM kill): retried by every run
+TRANSIENT_STAGES = (
+    "lost",
+    "killed",
+)  # failures that need not be the file's fault (lost dask task, OOM kill): retried by every run
 CHANGE_LIST = 1000  # ids listed per kind of change in last_sync (the counts are always complete)
 FRAME_COLUMNS = ["key", "total_frames", "width", "height", "fps", "length", "file", "start"]  # where a key's frames are
 CHANGE_KINDS = ("relabelled", "moved", "regrouped", "retired", "replaced")

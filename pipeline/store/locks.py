@@ -13,7 +13,6 @@ from pipeline.store.layout import StoreError
 log = logging.getLogger(__name__)
 
 
-
 LOCK_NOTICE_S = 5.0  # after this long waiting for another run's merge, say so
 
 
@@ -24,12 +23,19 @@ def store_lock(store_path: str | Path, timeout: float):
     try:
         lock.acquire(timeout=min(LOCK_NOTICE_S, timeout))
     except Timeout:
-        log.info("waiting for another run's merge into %s (lock %s.lock; up to %gs, --lock-timeout)", store_path, store_path, timeout)
+        log.info(
+            "waiting for another run's merge into %s (lock %s.lock; up to %gs, --lock-timeout)",
+            store_path,
+            store_path,
+            timeout,
+        )
         try:
             lock.acquire(timeout=max(0.0, timeout - LOCK_NOTICE_S))
         except Timeout:
-            raise StoreError(f"another run has been merging into {store_path} for over {timeout:g}s; try again later or "
-                             f"raise --lock-timeout (its finished videos are kept)") from None
+            raise StoreError(
+                f"another run has been merging into {store_path} for over {timeout:g}s; try again later or "
+                f"raise --lock-timeout (its finished videos are kept)"
+            ) from None
     try:
         yield
     finally:

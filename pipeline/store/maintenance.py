@@ -74,16 +74,28 @@ def recover(store_path: str | Path, lock_timeout: float = 600.0) -> dict:
             try:
                 with h5py.File(segment, "r") as handle:
                     table = read_table(handle, "videos", (*VIDEO_TEXT, *VIDEO_INTS, *VIDEO_FLOATS))
-                    readable.append((segment.name, handle["features"].shape[0], (handle["features"].shape[1], handle["features"].dtype.name)))
+                    readable.append(
+                        (
+                            segment.name,
+                            handle["features"].shape[0],
+                            (handle["features"].shape[1], handle["features"].dtype.name),
+                        )
+                    )
                     tables.append(table.assign(file=segment.name, start=table["offset"]))
             except (OSError, KeyError) as error:
                 lost.append(f"{segment.name} ({error})")
         if not readable:
-            raise StoreError(f"nothing readable to recover in {segments_dir(store_path)}; move {store_path} and its "
-                             f"folders aside and rerun `python -m pipeline features`")
+            raise StoreError(
+                f"nothing readable to recover in {segments_dir(store_path)}; move {store_path} and its "
+                f"folders aside and rerun `python -m pipeline features`"
+            )
         attrs = {}
         with contextlib.suppress(OSError, StoreError, KeyError):
-            attrs = {k: v for k, v in read_attrs(store_path).items() if k not in ("manifest_sha256", "last_sync", "synced_rows", "synced_digest")}
+            attrs = {
+                k: v
+                for k, v in read_attrs(store_path).items()
+                if k not in ("manifest_sha256", "last_sync", "synced_rows", "synced_digest")
+            }
         if store_path.exists():
             os.replace(store_path, f"{store_path}.broken")
         segments = pd.DataFrame({"name": [r[0] for r in readable], "rows": [r[1] for r in readable]})
@@ -108,4 +120,6 @@ def _migrate_v1(store_path: Path) -> None:
     os.link(store_path, segments_dir(store_path) / name)
     segments = pd.DataFrame({"name": [name], "rows": [rows]})
     write_index(store_path, index.attrs, videos, failures, segments, dim_dtype)
-    log.info("migrated %s to the layout of version %d (its frames are now segment %s)", store_path, SCHEMA_VERSION, name)
+    log.info(
+        "migrated %s to the layout of version %d (its frames are now segment %s)", store_path, SCHEMA_VERSION, name
+    )

@@ -31,12 +31,16 @@ def stored_frames(store_path: Path, index: Index) -> pd.DataFrame:
     starts = np.concatenate([[0], np.cumsum(index.segments["rows"].to_numpy(np.int64))])
     position = np.searchsorted(starts, videos["offset"].to_numpy(np.int64), side="right") - 1
     names = (f"{segments_dir(store_path)}/" + index.segments["name"]).to_numpy(object)
-    return videos.assign(file=names[position] if len(videos) else [],
-                         start=videos["offset"].to_numpy(np.int64) - starts[position])[FRAME_COLUMNS].reset_index(drop=True)
+    return videos.assign(
+        file=names[position] if len(videos) else [], start=videos["offset"].to_numpy(np.int64) - starts[position]
+    )[FRAME_COLUMNS].reset_index(drop=True)
 
 
-def new_segment(store_path: Path, new: pd.DataFrame, dim_dtype: tuple, link: bool = True) -> tuple[str, int, pd.DataFrame]:
-    """Make the new videos' frames one segment: a hard link to their shard (if `link`), or a copy of the shards' frames."""
+def new_segment(
+    store_path: Path, new: pd.DataFrame, dim_dtype: tuple, link: bool = True
+) -> tuple[str, int, pd.DataFrame]:
+    """Make the new videos' frames one segment: a hard link to their shard (if `link`), or a copy of the shards'
+    frames."""
     folder = segments_dir(store_path)
     folder.mkdir(exist_ok=True)
     files = new["file"].unique()
@@ -69,7 +73,9 @@ def copy_frames(target: Path, videos: pd.DataFrame, dim_dtype: tuple) -> np.ndar
         with h5py.File(temporary, "w") as out:
             create_frame_datasets(out, *dim_dtype, int(videos["length"].sum()))
             for video in videos.itertuples(index=False):
-                handle = handles.get(video.file) or handles.setdefault(video.file, opened.enter_context(h5py.File(video.file, "r")))
+                handle = handles.get(video.file) or handles.setdefault(
+                    video.file, opened.enter_context(h5py.File(video.file, "r"))
+                )
                 rows = slice(int(video.start), int(video.start) + int(video.length))
                 buffered.append(tuple(handle[name][rows] for name in FRAME_DATASETS))
                 starts.append(position)
@@ -96,13 +102,22 @@ def compact_frames(store_path: Path, videos: pd.DataFrame, dim_dtype: tuple) -> 
     name = f"seg-{uuid.uuid4().hex}.h5"
     segments_dir(store_path).mkdir(exist_ok=True)
     starts = copy_frames(segments_dir(store_path) / name, unique, dim_dtype)
-    moved = pd.DataFrame({"key": unique["key"].to_numpy(), "file": str(segments_dir(store_path) / name), "start": starts})
+    moved = pd.DataFrame(
+        {"key": unique["key"].to_numpy(), "file": str(segments_dir(store_path) / name), "start": starts}
+    )
     videos = videos.drop(columns=["file", "start"]).merge(moved, on="key", how="left")
     return videos, pd.DataFrame({"name": [name], "rows": [int(unique["length"].sum())]})
 
 
-def write_index(store_path: Path, attrs: dict, videos: pd.DataFrame, failures: pd.DataFrame, segments: pd.DataFrame,
-                 dim_dtype: tuple, step=lambda name: None) -> None:
+def write_index(
+    store_path: Path,
+    attrs: dict,
+    videos: pd.DataFrame,
+    failures: pd.DataFrame,
+    segments: pd.DataFrame,
+    dim_dtype: tuple,
+    step=lambda name: None,
+) -> None:
     """Write the index under a temporary name and rename it over the store: readers see the old or the new one."""
     with replacing(store_path, _index_temporary(store_path)) as temporary:
         with h5py.File(temporary, "w") as out:
@@ -115,8 +130,15 @@ def write_index(store_path: Path, attrs: dict, videos: pd.DataFrame, failures: p
         step("index_written")
 
 
-def append_index(store_path: Path, attrs: dict, added: pd.DataFrame, failures: pd.DataFrame, segments: pd.DataFrame,
-                  dim_dtype: tuple, step=lambda name: None) -> None:
+def append_index(
+    store_path: Path,
+    attrs: dict,
+    added: pd.DataFrame,
+    failures: pd.DataFrame,
+    segments: pd.DataFrame,
+    dim_dtype: tuple,
+    step=lambda name: None,
+) -> None:
     """`write_index` for a merge that only appends videos: a copy of the index with `added` appended to its video table.
 
     Copying the file is a fast byte copy; the video table's existing rows are neither read nor
@@ -143,9 +165,13 @@ def append_index(store_path: Path, attrs: dict, added: pd.DataFrame, failures: p
 
 def with_offsets(videos: pd.DataFrame, segments: pd.DataFrame) -> pd.DataFrame:
     """Global row offsets into the virtual datasets, from each video's segment file and row within it."""
-    starts = pd.Series(np.concatenate([[0], np.cumsum(segments["rows"].to_numpy(np.int64))])[:-1], index=segments["name"].to_numpy())
+    starts = pd.Series(
+        np.concatenate([[0], np.cumsum(segments["rows"].to_numpy(np.int64))])[:-1], index=segments["name"].to_numpy()
+    )
     names = videos["file"].str.rsplit("/", n=1).str[-1]
-    return videos.assign(offset=(names.map(starts).to_numpy(np.int64) + videos["start"].to_numpy(np.int64)) if len(videos) else [])
+    return videos.assign(
+        offset=(names.map(starts).to_numpy(np.int64) + videos["start"].to_numpy(np.int64)) if len(videos) else []
+    )
 
 
 def _write_frame_mapping(out: h5py.File, store_path: Path, segments: pd.DataFrame, dim_dtype: tuple) -> None:
@@ -161,7 +187,9 @@ def _write_frame_mapping(out: h5py.File, store_path: Path, segments: pd.DataFram
         position = 0
         for segment, rows in zip(segments["name"], segments["rows"]):
             # relative to the index's folder, so the store and its segments can be moved together
-            layout[position:position + rows] = h5py.VirtualSource(f"{segments_dir(store_path).name}/{segment}", name, shape=(rows, *tail))
+            layout[position : position + rows] = h5py.VirtualSource(
+                f"{segments_dir(store_path).name}/{segment}", name, shape=(rows, *tail)
+            )
             position += rows
         out.create_virtual_dataset(name, layout)
 

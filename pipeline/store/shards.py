@@ -38,14 +38,44 @@ class Shard:
     timestamps: list[np.ndarray] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)
 
-    def add_video(self, row: VideoRow, features: np.ndarray, frame_index: np.ndarray, timestamps: np.ndarray, total_frames: int, fps: float, width: int, height: int) -> None:
-        self.videos.append({**_row_fields(row), "order": row.order, "total_frames": total_frames, "fps": fps, "width": width, "height": height, "length": len(features)})
+    def add_video(
+        self,
+        row: VideoRow,
+        features: np.ndarray,
+        frame_index: np.ndarray,
+        timestamps: np.ndarray,
+        total_frames: int,
+        fps: float,
+        width: int,
+        height: int,
+    ) -> None:
+        self.videos.append(
+            {
+                **_row_fields(row),
+                "order": row.order,
+                "total_frames": total_frames,
+                "fps": fps,
+                "width": width,
+                "height": height,
+                "length": len(features),
+            }
+        )
         self.features.append(features)
         self.frame_index.append(frame_index)
         self.timestamps.append(timestamps)
 
     def add_failure(self, row: VideoRow, stage: str, error: str, message: str) -> None:
-        self.failures.append({"video_id": row.video_id, "key": row.key, "path": row.path, "stage": stage, "error": error, "message": message, "order": row.order})
+        self.failures.append(
+            {
+                "video_id": row.video_id,
+                "key": row.key,
+                "path": row.path,
+                "stage": stage,
+                "error": error,
+                "message": message,
+                "order": row.order,
+            }
+        )
 
     def __len__(self) -> int:
         return len(self.videos) + len(self.failures)
@@ -78,10 +108,14 @@ def write_shard(folder: str | Path, shard: Shard, dim: int, dtype: str) -> Path:
     """Write a shard file into a run's folder: under a temporary name, renamed once complete."""
     final = Path(folder) / f"shard-{uuid.uuid4().hex}.h5"
     videos = pd.DataFrame(shard.videos, columns=[*VIDEO_TEXT, "order", *VIDEO_INTS[:3], "fps", "length"])
-    videos["offset"] = np.concatenate([[0], np.cumsum(videos["length"].to_numpy())[:-1]]).astype(np.int64) if len(videos) else []
+    videos["offset"] = (
+        np.concatenate([[0], np.cumsum(videos["length"].to_numpy())[:-1]]).astype(np.int64) if len(videos) else []
+    )
     with replacing(final, final.with_suffix(".h5.tmp")) as temporary, h5py.File(temporary, "w") as out:
         create_frame_datasets(out, dim, dtype, int(videos["length"].sum()))
-        append_frames(out, _concat(shard.features, (0, dim)), _concat(shard.frame_index, (0,)), _concat(shard.timestamps, (0,)))
+        append_frames(
+            out, _concat(shard.features, (0, dim)), _concat(shard.frame_index, (0,)), _concat(shard.timestamps, (0,))
+        )
         write_table(out, "videos", videos, fitted=True)
         write_table(out, "failures", pd.DataFrame(shard.failures, columns=[*FAILURE_COLUMNS, "order"]), fitted=True)
     return final
@@ -95,7 +129,11 @@ def shard_keys(store_path: str | Path) -> tuple[set[str], set[str]]:
             with h5py.File(shard, "r") as handle:
                 done.update(read_text(handle, "videos", "key"))
                 stages = read_text(handle, "failures", "stage")
-                failed.update(key for key, stage in zip(read_text(handle, "failures", "key"), stages) if stage not in TRANSIENT_STAGES)
+                failed.update(
+                    key
+                    for key, stage in zip(read_text(handle, "failures", "key"), stages)
+                    if stage not in TRANSIENT_STAGES
+                )
     return done, failed
 
 
@@ -112,7 +150,10 @@ def foreign_shards(shards: list[Path], rows: list[VideoRow], own_run: Path | Non
 
     def foreign(shard: Path) -> bool:
         with h5py.File(shard, "r") as handle:
-            return not (keys.issuperset(read_text(handle, "videos", "key")) and keys.issuperset(read_text(handle, "failures", "key")))
+            return not (
+                keys.issuperset(read_text(handle, "videos", "key"))
+                and keys.issuperset(read_text(handle, "failures", "key"))
+            )
 
     return {shard for shard in shards if shard.parent in live and foreign(shard)}
 
@@ -127,8 +168,11 @@ def shard_tables(shards: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame, tuple 
             videos.append(table.assign(file=str(shard), start=table["offset"]))
             failures.append(read_table(handle, "failures", (*FAILURE_COLUMNS, "order")))
             dim_dtype = dim_dtype or (handle["features"].shape[1], handle["features"].dtype.name)
-    return (pd.concat(videos, ignore_index=True).sort_values("order", kind="stable"),
-            pd.concat(failures, ignore_index=True).sort_values("order", kind="stable"), dim_dtype)
+    return (
+        pd.concat(videos, ignore_index=True).sort_values("order", kind="stable"),
+        pd.concat(failures, ignore_index=True).sort_values("order", kind="stable"),
+        dim_dtype,
+    )
 
 
 def remove_dead_runs(store_path: Path) -> None:

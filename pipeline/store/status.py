@@ -27,17 +27,22 @@ def require_in_sync(store_path: str | Path) -> None:
         if not Path(manifest).is_file():
             log.warning("the manifest %s of store %s is gone; using the store as last synced", manifest, store_path)
         elif file_sha256(manifest) != recorded:
-            raise StoreError(f"the manifest {manifest} changed since the feature store {store_path} was last synced with it "
-                             f"(labels, splits or rows may differ). Sync it (nothing is re-extracted): "
-                             f"{sync_command(store_path, attrs)}")
+            raise StoreError(
+                f"the manifest {manifest} changed since the feature store {store_path} was last synced with it "
+                f"(labels, splits or rows may differ). Sync it (nothing is re-extracted): "
+                f"{sync_command(store_path, attrs)}"
+            )
     elif attrs.get("last_sync", {}).get("recovered"):
-        raise StoreError(f"the feature store {store_path} was recovered and not synced with its manifest yet: "
-                         f"{sync_command(store_path, attrs)} (with the options it was made with)")
+        raise StoreError(
+            f"the feature store {store_path} was recovered and not synced with its manifest yet: "
+            f"{sync_command(store_path, attrs)} (with the options it was made with)"
+        )
     require_segments(store_path)
 
 
 def missing_segments(store_path: str | Path) -> list[str]:
-    """Segment files the index references that do not exist (one stat each): plain h5py would read their frames as zeros."""
+    """Segment files the index references that do not exist (one stat each): plain h5py would read their frames as
+    zeros."""
     return [name for name in index_segments(Path(store_path)) if not (segments_dir(store_path) / name).is_file()]
 
 
@@ -45,9 +50,11 @@ def require_segments(store_path: str | Path) -> None:
     """Refuse a store whose index references a segment file that is gone (copied without its folder, or deleted)."""
     missing = missing_segments(store_path)
     if missing:
-        raise StoreError(f"the feature store {store_path} lacks {len(missing)} segment file(s) in {segments_dir(store_path)}: "
-                         f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; copy the whole folder with the store, "
-                         f"or run `python -m pipeline compact {store_path} --recover` and then `features` again")
+        raise StoreError(
+            f"the feature store {store_path} lacks {len(missing)} segment file(s) in {segments_dir(store_path)}: "
+            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; copy the whole folder with the store, "
+            f"or run `python -m pipeline compact {store_path} --recover` and then `features` again"
+        )
 
 
 def check_owner(store_path: str | Path, attrs: dict) -> None:
@@ -60,8 +67,15 @@ def sync_command(store_path: str | Path, attrs: dict) -> str:
     """The `features` command line that syncs this store with its manifest (same feature config)."""
     config = attrs.get("feature_config", {})
     weights = attrs.get("weights_path") or config.get("weights", "imagenet")
-    options = [f"--{name.replace('_', '-')} {config[name]}" for name in ("backbone", "image_size", "crop", "sampling", "max_frames", "dtype", "precision", "pooling") if name in config]
-    return f"python -m pipeline features --manifest {attrs.get('manifest', 'MANIFEST')} --store {store_path} --weights {weights} {' '.join(options)}"
+    options = [
+        f"--{name.replace('_', '-')} {config[name]}"
+        for name in ("backbone", "image_size", "crop", "sampling", "max_frames", "dtype", "precision", "pooling")
+        if name in config
+    ]
+    return (
+        f"python -m pipeline features --manifest {attrs.get('manifest', 'MANIFEST')} --store {store_path} "
+        f"--weights {weights} {' '.join(options)}"
+    )
 
 
 def write_failures_csv(store_path: str | Path) -> Path:
@@ -86,14 +100,25 @@ def summary(store_path: str | Path) -> str:
         dim, rows = handle["features"].shape[1], handle["features"].shape[0]
         segments = len(handle["segments"]["name"])
     lengths = videos["length"] if len(videos) else pd.Series([0])
-    lines.append(f"videos: {len(videos)}  frames: {int(videos['length'].sum())}  feature dim: {dim}  "
-                 f"frames per video: min {lengths.min()} mean {lengths.mean():.1f} max {lengths.max()}")
-    lines.append(f"segments: {segments}  stored frame rows: {rows} ({rows - int(videos.drop_duplicates('offset')['length'].sum())} "
-                 f"unreferenced; `python -m pipeline compact {store_path}` reclaims them)")
-    lines += [f"  MISSING segment file {segments_dir(store_path) / name} (its frames read as zeros)" for name in missing_segments(store_path)]
+    lines.append(
+        f"videos: {len(videos)}  frames: {int(videos['length'].sum())}  feature dim: {dim}  "
+        f"frames per video: min {lengths.min()} mean {lengths.mean():.1f} max {lengths.max()}"
+    )
+    lines.append(
+        f"segments: {segments}  stored frame rows: {rows} "
+        f"({rows - int(videos.drop_duplicates('offset')['length'].sum())} "
+        f"unreferenced; `python -m pipeline compact {store_path}` reclaims them)"
+    )
+    lines += [
+        f"  MISSING segment file {segments_dir(store_path) / name} (its frames read as zeros)"
+        for name in missing_segments(store_path)
+    ]
     sync = attrs.get("last_sync", {})
     kinds = [kind for kind in CHANGE_KINDS if sync.get(kind, {}).get("count")]
-    lines.append(f"last run ({sync.get('time', '?')}): " + (", ".join(f"{sync[k]['count']} {k}" for k in kinds) if kinds else "no metadata changes"))
+    lines.append(
+        f"last run ({sync.get('time', '?')}): "
+        + (", ".join(f"{sync[k]['count']} {k}" for k in kinds) if kinds else "no metadata changes")
+    )
     for kind in kinds:
         lines += [f"  {kind}: {item}" for item in sync[kind]["ids"][:20]]
     if len(videos):

@@ -51,8 +51,17 @@ class SyncReport:
     compacted: bool = False
 
 
-def merge_shards(store_path: str | Path, attrs: dict, rows: list[VideoRow], missing: list[dict] = (), *,
-                 dim_dtype: tuple | None = None, lock_timeout: float = 600.0, on_step=None, own_run: Path | None = None) -> SyncReport:
+def merge_shards(
+    store_path: str | Path,
+    attrs: dict,
+    rows: list[VideoRow],
+    missing: list[dict] = (),
+    *,
+    dim_dtype: tuple | None = None,
+    lock_timeout: float = 600.0,
+    on_step=None,
+    own_run: Path | None = None,
+) -> SyncReport:
     """Fold every complete shard into the store and sync its tables with the manifest `rows`.
 
     `attrs` (feature config, manifest, versions...) are checked against the store's own and
@@ -74,10 +83,17 @@ def merge_shards(store_path: str | Path, attrs: dict, rows: list[VideoRow], miss
         remove_unreferenced(store_path, set(index.segments["name"]))
         shards = complete_shards(store_path)
         foreign = foreign_shards(shards, rows, own_run)
-        committed = [s for s in shards if s.name in set(index.segments["name"])]  # merged by a merge killed before cleanup
+        committed = [
+            s for s in shards if s.name in set(index.segments["name"])
+        ]  # merged by a merge killed before cleanup
         fresh = [s for s in shards if s not in committed]
         merged = _merge_tables(store_path, index, rows, fresh, foreign, missing, dim_dtype, step)
-        record = {**index.attrs, **{k: v for k, v in attrs.items() if v is not None}, "synced_rows": len(rows), "synced_digest": merged.digest}
+        record = {
+            **index.attrs,
+            **{k: v for k, v in attrs.items() if v is not None},
+            "synced_rows": len(rows),
+            "synced_digest": merged.digest,
+        }
         record["last_sync"] = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **merged.changes}
         if fresh or merged.compacted or not _unchanged(index, merged, record):
             write = append_index if merged.appending else write_index
@@ -90,7 +106,9 @@ def merge_shards(store_path: str | Path, attrs: dict, rows: list[VideoRow], miss
         remove_dead_runs(store_path)
         write_failures_csv(store_path)
     stored_count = len(merged.videos) + (len(index.videos) if merged.appending else 0)
-    report = SyncReport(stored_count, len(merged.failures), {k: v["count"] for k, v in merged.changes.items()}, merged.compacted)
+    report = SyncReport(
+        stored_count, len(merged.failures), {k: v["count"] for k, v in merged.changes.items()}, merged.compacted
+    )
     if any(report.changes.values()):
         log.info("synced with the manifest: %s", ", ".join(f"{n} {k}" for k, n in report.changes.items() if n))
     return report
@@ -110,9 +128,18 @@ class _Merged:
     dim_dtype: tuple | None
 
 
-def _merge_tables(store_path: Path, index: Index, rows: list[VideoRow], fresh: list[Path], foreign: set[Path], missing,
-                  dim_dtype: tuple | None, step) -> _Merged:
-    """The new tables: the fresh shards' frames as a new segment, and the video and failure tables synced with `rows`."""
+def _merge_tables(
+    store_path: Path,
+    index: Index,
+    rows: list[VideoRow],
+    fresh: list[Path],
+    foreign: set[Path],
+    missing,
+    dim_dtype: tuple | None,
+    step,
+) -> _Merged:
+    """The new tables: the fresh shards' frames as a new segment, and the video and failure tables
+    synced with `rows`."""
     new, new_failures, shard_dim_dtype = shard_tables(fresh)
     dim_dtype = index.dim_dtype or shard_dim_dtype or dim_dtype
     synced, digest = _grown_from(index, rows, new, new_failures)
@@ -122,8 +149,14 @@ def _merge_tables(store_path: Path, index: Index, rows: list[VideoRow], fresh: l
         synced, kept, stored = 0, index.failures.iloc[:0], stored_frames(store_path, index)
     else:  # the synced rows stand as they are: sync only the rows after them
         kept, stored = index.failures[index.failures["stage"] != "missing"], pd.DataFrame(columns=FRAME_COLUMNS)
-    manifest = pd.DataFrame({name: pd.Series([getattr(row, name) for row in rows[synced:]], dtype=np.int64 if name == "order" else object)
-                             for name in (*VIDEO_TEXT, "order")})
+    manifest = pd.DataFrame(
+        {
+            name: pd.Series(
+                [getattr(row, name) for row in rows[synced:]], dtype=np.int64 if name == "order" else object
+            )
+            for name in (*VIDEO_TEXT, "order")
+        }
+    )
     new = new[new["key"].isin(set(manifest["key"])) & ~new["key"].isin(set(stored["key"]))].drop_duplicates("key")
     segments = index.segments
     if len(new):
@@ -132,7 +165,9 @@ def _merge_tables(store_path: Path, index: Index, rows: list[VideoRow], fresh: l
     frames = pd.concat([stored, new[stored.columns]], ignore_index=True)
     step("segment_written")
     videos = sync_videos(manifest, frames)
-    failures = pd.concat([kept, _sync_failures(manifest, videos, index.failures, new_failures, missing)], ignore_index=True)
+    failures = pd.concat(
+        [kept, _sync_failures(manifest, videos, index.failures, new_failures, missing)], ignore_index=True
+    )
     changes = _changes(videos.iloc[:0] if appending else index.videos, videos)
     live = videos.drop_duplicates(["file", "start"])["length"].sum() + (live_rows(index.videos) if appending else 0)
     total = int(segments["rows"].sum())
@@ -146,9 +181,15 @@ def _merge_tables(store_path: Path, index: Index, rows: list[VideoRow], fresh: l
 def _unchanged(index: Index, merged: _Merged, record: dict) -> bool:
     """Whether the merge would write the index as it is (a no-op run then writes nothing)."""
     stale_report = any(isinstance(v, dict) and v.get("count") for v in index.attrs.get("last_sync", {}).values())
-    return (not stale_report and _same(merged.failures, index.failures)
-            and (not len(merged.videos) if merged.appending else _same(merged.videos, index.videos))
-            and all(index.attrs.get(k) == record.get(k) for k in ("manifest", "manifest_sha256", "config_hash", "synced_rows", "synced_digest")))
+    return (
+        not stale_report
+        and _same(merged.failures, index.failures)
+        and (not len(merged.videos) if merged.appending else _same(merged.videos, index.videos))
+        and all(
+            index.attrs.get(k) == record.get(k)
+            for k in ("manifest", "manifest_sha256", "config_hash", "synced_rows", "synced_digest")
+        )
+    )
 
 
 def sync_videos(manifest: pd.DataFrame, frames: pd.DataFrame) -> pd.DataFrame:
@@ -158,19 +199,37 @@ def sync_videos(manifest: pd.DataFrame, frames: pd.DataFrame) -> pd.DataFrame:
     return joined.drop(columns="order").reset_index(drop=True)
 
 
-def _sync_failures(manifest: pd.DataFrame, videos: pd.DataFrame, old: pd.DataFrame, new: pd.DataFrame, missing) -> pd.DataFrame:
+def _sync_failures(
+    manifest: pd.DataFrame, videos: pd.DataFrame, old: pd.DataFrame, new: pd.DataFrame, missing
+) -> pd.DataFrame:
     """Failure rows of manifest videos not stored: this run's failure of their key, else an earlier one."""
-    outcome = pd.concat([old, new[list(FAILURE_COLUMNS)]], ignore_index=True).drop_duplicates("key", keep="last").astype({"key": object})
+    outcome = (
+        pd.concat([old, new[list(FAILURE_COLUMNS)]], ignore_index=True)
+        .drop_duplicates("key", keep="last")
+        .astype({"key": object})
+    )
     pending = manifest[~manifest["key"].isin(set(videos["key"]))]
-    failed = pending.merge(outcome[["key", "stage", "error", "message"]], on="key", how="inner").sort_values("order", kind="stable")
-    gone = pd.DataFrame([{**row, "stage": "missing", "error": "FileNotFoundError",
-                          "message": "file not found; --skip-missing left it out (fix the path or remove the row)"} for row in missing],
-                        columns=FAILURE_COLUMNS)
+    failed = pending.merge(outcome[["key", "stage", "error", "message"]], on="key", how="inner").sort_values(
+        "order", kind="stable"
+    )
+    gone = pd.DataFrame(
+        [
+            {
+                **row,
+                "stage": "missing",
+                "error": "FileNotFoundError",
+                "message": "file not found; --skip-missing left it out (fix the path or remove the row)",
+            }
+            for row in missing
+        ],
+        columns=FAILURE_COLUMNS,
+    )
     return pd.concat([failed[list(FAILURE_COLUMNS)], gone], ignore_index=True)
 
 
 def _changes(old: pd.DataFrame, new: pd.DataFrame) -> dict:
-    """What a sync changed, by video id: relabelled, moved (split), regrouped, retired (left), replaced (file changed)."""
+    """What a sync changed, by video id: relabelled, moved (split), regrouped, retired (left),
+    replaced (file changed)."""
     both = old.merge(new, on="video_id", suffixes=("_old", ""))
     found = {
         "relabelled": both.loc[both["label_old"] != both["label"], ["video_id", "label_old", "label"]],
@@ -179,13 +238,23 @@ def _changes(old: pd.DataFrame, new: pd.DataFrame) -> dict:
         "replaced": both.loc[both["key_old"] != both["key"], ["video_id"]],
         "retired": old.loc[~old["video_id"].isin(set(new["video_id"])), ["video_id"]],
     }
-    return {kind: {"count": len(rows), "ids": [" -> ".join(map(str, values)) if len(values) > 1 else values[0]
-                                               for values in rows.head(CHANGE_LIST).itertuples(index=False)]}
-            for kind, rows in found.items()}
+    return {
+        kind: {
+            "count": len(rows),
+            "ids": [
+                " -> ".join(map(str, values)) if len(values) > 1 else values[0]
+                for values in rows.head(CHANGE_LIST).itertuples(index=False)
+            ],
+        }
+        for kind, rows in found.items()
+    }
 
 
-def _grown_from(index: Index, rows: list[VideoRow], new: pd.DataFrame, new_failures: pd.DataFrame) -> tuple[int | None, str]:
-    """How many leading manifest rows the store is already synced with, if a merge need only append; and the digest of all rows.
+def _grown_from(
+    index: Index, rows: list[VideoRow], new: pd.DataFrame, new_failures: pd.DataFrame
+) -> tuple[int | None, str]:
+    """How many leading manifest rows the store is already synced with, if a merge need only append; and the digest of
+    all rows.
 
     The index records the digest of the manifest rows it was last synced with. When the current
     manifest starts with those very rows (texts and order), no shard of this merge holds one of
@@ -230,4 +299,6 @@ def _feed(hasher, rows: list[VideoRow]) -> None:
 
 def _same(new: pd.DataFrame, old: pd.DataFrame) -> bool:
     """Whether a rebuilt table equals the stored one (then a no-op run writes nothing)."""
-    return len(new) == len(old) and all((new[c].astype(str).to_numpy() == old[c].astype(str).to_numpy()).all() for c in old.columns)
+    return len(new) == len(old) and all(
+        (new[c].astype(str).to_numpy() == old[c].astype(str).to_numpy()).all() for c in old.columns
+    )

@@ -57,8 +57,13 @@ def write_table(out: h5py.File, name: str, table: pd.DataFrame, fitted: bool = F
     group = out.create_group(name)
     for column in table.columns:
         values = column_values(column, table[column])
-        group.create_dataset(column, data=values, dtype=TEXT if values.dtype == object else values.dtype,
-                             maxshape=(None,), chunks=(chunk,))
+        group.create_dataset(
+            column,
+            data=values,
+            dtype=TEXT if values.dtype == object else values.dtype,
+            maxshape=(None,),
+            chunks=(chunk,),
+        )
 
 
 def column_values(column: str, values: pd.Series) -> np.ndarray:
