@@ -90,8 +90,9 @@ convlstm: $(STAMP) ## ConvLSTM next-frame prediction on Moving MNIST (MOVING_MNI
 test: $(STAMP) ## run the test suite (needs SHARED_DATA, default ../shared/data beside the checkout)
 	SHARED_DATA=$(abspath $(SHARED_DATA)) $(PY) -m pytest -q -ra
 
-lint: $(STAMP) ## check the code with ruff (pyflakes, isort; the rules are in pyproject.toml)
+lint: $(STAMP) ## check the code with ruff (pyflakes, isort, line length, formatting; the rules are in pyproject.toml)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean: ## remove generated features, reports and demo clips (keeps .venv)
 	rm -rf features/*/ reports/*/ reports/index.html manifests/demo/ .pytest_cache

@@ -33,7 +33,7 @@ def backbone():
 # `features` with the fault hooks in its decoders: the real command line, signals and exit codes
 DRIVER = (
     "import functools, runpy, fault_hooks\n"
-    "from pipeline import extract\n"
+    "from pipeline.extract import run as extract\n"
     "extract.extract_features = functools.partial(extract.extract_features, decode_hook=fault_hooks.inject)\n"
     "runpy.run_module('pipeline', run_name='__main__')\n"
 )
@@ -160,7 +160,7 @@ def assert_gone_within(processes, seconds: float) -> None:
 def test_no_decoder_outlives_kill_9_of_its_parent(tmp_path):
     driver = (
         "import functools, sys, fault_hooks\n"
-        "from pipeline.decoder_pool import decode_all\n"
+        "from pipeline.extract.decoder_pool import decode_all\n"
         "jobs = ((path, functools.partial(fault_hooks.inject, path)) for path in sys.argv[1:])\n"
         "for path, outcome in decode_all(jobs, workers=2, timeout=600, ahead=2):\n"
         "    print(path, outcome, flush=True)\n"

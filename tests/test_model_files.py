@@ -7,15 +7,10 @@ import shutil
 import numpy as np
 import pytest
 
-from pipeline.classify.config import TrainConfig
 from pipeline.classify.model_files import ModelFileError, load_model
-from pipeline.classify.models import SequenceModelConfig
-from pipeline.classify.train import train
 from pipeline.cli import main
 from pipeline.cli.common import EXIT_BAD_INPUT
 from pipeline.predict.run import RunError, load_run
-
-from helpers import write_store
 
 
 class Payload:
@@ -28,22 +23,9 @@ class Payload:
         return exec, (f"open({self.marker!r}, 'w').write('pwned')",)
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A run with a GRU and both baselines on four classes (the baselines' multinomial case)."""
-    root = tmp_path_factory.mktemp("models")
-    store_path = write_store(root / "features" / "toy" / "toy.h5", ["a", "b", "c", "d"] * 8)
-    config = TrainConfig(
-        models=("gru", "mean", "single-frame"), seq_len=8, epochs=1, network=SequenceModelConfig(units=4)
-    )
-    result = train(store_path, root / "reports" / "toy", config, progress=False)
-    recorded = (
-        result.run_dir / "model" / "config.json"
-    )  # the toy store's feature config lacks what predict reads of a real one
-    settings = json.loads(recorded.read_text())
-    settings["feature_config"].update(max_frames=512, crop="center")
-    recorded.write_text(json.dumps(settings))
-    return result
+@pytest.fixture
+def run(toy_run):
+    return toy_run
 
 
 def test_baselines_are_plain_arrays_and_reload_to_the_recorded_probabilities(run):

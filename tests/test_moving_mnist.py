@@ -57,7 +57,7 @@ def test_sklearn_digits_look_like_mnist():
     assert not digits[:, :4].any() and not digits[:, -4:].any()  # a 20x20 digit centred, as in MNIST
 
 
-def test_generation_from_the_shared_mnist_idx_files():
+def test_generation_from_the_shared_mnist_idx_files(shared):
     images, source = mm.read_digits(DIGITS / "t10k-images-idx3-ubyte.gz")
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8 and "MNIST idx" in source
     frames, source = mm.moving_mnist(str(DIGITS), sequences=6, seed=0)

@@ -31,17 +31,9 @@ def baseline_run(store_path, run_dir, models=("mean", "single-frame")):
     )
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A run with a sequence model and both baselines on four classes, trained in a few seconds."""
-    root = tmp_path_factory.mktemp("report")
-    store_path = write_store(
-        root / "features" / "toy" / "toy.h5",
-        LABELS * 12,
-        failures=["moov atom not found"],
-        fallback="random weights, offline",
-    )
-    return baseline_run(store_path, root / "reports" / "toy-run", ("gru", "mean", "single-frame")).run_dir
+@pytest.fixture
+def run(toy_run):
+    return toy_run.run_dir
 
 
 def test_report_pages_images_and_tables_exist(run):

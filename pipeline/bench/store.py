@@ -1,6 +1,6 @@
 """The feature store's part of `make bench`: its bookkeeping timed through its own write and merge path.
 
-Run as `python -m pipeline.bench store SCRATCH ROUNDS [SIZES]` (every part runs in its own process);
+Run as `python -m pipeline.bench.parts store SCRATCH ROUNDS [SIZES]` (every part runs in its own process);
 the rows are STORE_KEYS of bench.json (named by SIZES, the two store sizes, default STORE_VIDEOS).
 """
 
