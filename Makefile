@@ -22,7 +22,7 @@ SHARED_DATA ?= ../shared/data## real videos and weights for `bench`, `temporal-b
 
 DEMO_STORE_FILE := features/demo/.store-path
 
-.PHONY: help install demo-data features inspect train report predict test lint bench clean demo convlstm temporal-bench
+.PHONY: help install demo-data features inspect train report predict test test-fast lint bench clean demo convlstm temporal-bench
 
 help: ## list the targets and the variables they take
 	@echo "Targets:"
@@ -87,8 +87,11 @@ temporal-bench: $(STAMP) ## sequence models on temporal tasks (motion, clutter, 
 convlstm: $(STAMP) ## ConvLSTM next-frame prediction on Moving MNIST (MOVING_MNIST) into reports/convlstm-*/
 	$(PY) -m pipeline convlstm --data $(MOVING_MNIST) --overwrite
 
-test: $(STAMP) ## run the test suite (needs SHARED_DATA, default ../shared/data beside the checkout)
+test: $(STAMP) ## run the whole test suite (tests of SHARED_DATA, default ../shared/data, skip without it)
 	SHARED_DATA=$(abspath $(SHARED_DATA)) $(PY) -m pytest -q -ra
+
+test-fast: $(STAMP) ## the inner loop: the tests not marked slow
+	SHARED_DATA=$(abspath $(SHARED_DATA)) $(PY) -m pytest -q -ra -m "not slow"
 
 lint: $(STAMP) ## check the code with ruff (pyflakes, isort, line length, formatting; the rules are in pyproject.toml)
 	$(VENV)/bin/ruff check .

@@ -3,8 +3,14 @@
 The real files of ../shared/data are used by reference, never copied (`SHARED_DATA` points elsewhere).
 """
 
+import contextlib
+import io
+import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -109,3 +115,29 @@ def merge(path, shard, rows, dim, attrs):
     with store.shard_run(path) as folder:
         store.write_shard(folder, shard, dim, "float32")
     store.merge_shards(path, attrs, rows)
+
+
+def run_cli(*args, env=None):
+    """`python -m pipeline ARGS` as a finished process (returncode, stdout, stderr), run in this process so that no
+    new TensorFlow import is paid; with `env`, in a subprocess of its own (an environment is per process)."""
+    args = [str(arg) for arg in args]
+    if env is not None:
+        return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, env=env)
+    from pipeline.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(err)
+    logger = logging.getLogger("pipeline")
+    level = logger.level
+    logger.setLevel(logging.DEBUG if {"-v", "--verbose"} & set(args) else logging.INFO)  # as a fresh process's
+    logger.addHandler(handler)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(args)
+            except SystemExit as stop:  # --help, or argparse refusing the options
+                code = stop.code if isinstance(stop.code, int) else 2
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())

@@ -19,7 +19,7 @@ from pipeline.extract.backbones import Weights, load_backbone
 from pipeline.extract.config import FeatureConfig
 from pipeline.extract.run import extract_features, store_path_for
 
-from helpers import BROKEN, VIDEOS, manifest_csv
+from helpers import BROKEN, VIDEOS, manifest_csv, run_cli
 
 CONFIG = FeatureConfig(backbone="vgg16", weights="none", image_size=32, sampling="uniform:4", precision="float32")
 GOOD = [
@@ -182,8 +182,7 @@ def test_same_file_twice_and_skipped_missing_rows_are_all_accounted_for(tmp_path
     assert len(videos) + len(failures) == 4  # every manifest row is stored or a failure
 
 
-def cli(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, **kwargs)
+cli = run_cli
 
 
 def test_kill_9_then_rerun_equals_an_unbroken_run(tmp_path, make_video):

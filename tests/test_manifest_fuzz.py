@@ -2,8 +2,6 @@
 ManifestError naming the file and the line (exit 2 on the command line), never a traceback."""
 
 import re
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -14,6 +12,8 @@ from hypothesis import strategies as st
 
 from pipeline.dataset import importers
 from pipeline.dataset import manifest as m
+
+from helpers import run_cli
 
 FUZZ = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
@@ -216,7 +216,5 @@ def test_class_folders_importer_round_trip(names):
 def test_cli_refuses_with_the_line_and_exit_2(tmp_path, data, where):
     (tmp_path / "a.mp4").write_bytes(b"")
     (tmp_path / "m.csv").write_bytes(data)
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline", "manifest", "check", str(tmp_path / "m.csv")], capture_output=True, text=True
-    )
+    result = run_cli("manifest", "check", tmp_path / "m.csv")
     assert result.returncode == 2 and where in result.stderr and "Traceback" not in result.stderr, result.stderr

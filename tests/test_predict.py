@@ -21,7 +21,7 @@ from pipeline.predict.run import RunError, load_run
 from pipeline.predict.videos import predict_videos
 
 import fault_hooks
-from helpers import BROKEN, VIDEOS, WEIGHTS_FILE
+from helpers import BROKEN, VIDEOS, WEIGHTS_FILE, run_cli
 
 CONFIG = FeatureConfig(backbone="vgg16", weights="none", image_size=32, sampling="uniform:8", precision="float32")
 
@@ -143,9 +143,7 @@ def test_cli_prints_top_k_and_exits_1_on_a_failed_video(shared, run_dir, tmp_pat
         "remux it, e.g. `ffmpeg -i IN -c copy OUT.mkv`"
     )
     assert (tmp_path / "p/predictions.csv").is_file()
-    refused = subprocess.run(
-        [sys.executable, "-m", "pipeline", "predict", str(tmp_path), "x.mp4"], capture_output=True, text=True
-    )
+    refused = run_cli("predict", tmp_path, "x.mp4")
     assert refused.returncode == 2 and "is not a trained run" in refused.stderr
 
 
