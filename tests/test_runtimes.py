@@ -114,7 +114,7 @@ def test_missing_runtime_falls_back_to_tensorflow_with_one_line(monkeypatch, cap
     with caplog.at_level(logging.INFO):
         backbone = load_backbone("vgg16", Weights("none"), 32, batch_size=4, precision="float32", runtime="auto")
     assert backbone.runtime == "tensorflow"
-    lines = [r.getMessage() for r in caplog.records if r.name == "pipeline.extract.run.runtimes"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "pipeline.extract.runtimes"]
     assert len(lines) == 1 and "no CPU inference runtime is installed" in lines[0] and "pip install" in lines[0]
 
 

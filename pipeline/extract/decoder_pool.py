@@ -124,7 +124,7 @@ class _Pools:
         self.workers, self.timeout = workers, timeout
         self.context = multiprocessing.get_context("forkserver")  # never fork a process that holds TensorFlow
         self.context.set_forkserver_preload(
-            ["pipeline.extract.run.decoder_pool", "decord"]
+            ["pipeline.extract.decoder_pool", "decord"]
         )  # imported once; a new decoder starts at once
         self.pools = {"main": None, "retry": None}
         self.pending: deque[_Job] = deque()  # in the consumer's order
