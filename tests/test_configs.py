@@ -14,10 +14,10 @@ def test_digests_are_pinned():
         FeatureConfig(backbone="vgg16", weights="none", image_size=112, precision="bfloat16").digest() == "d8885600c2"
     )
     assert FeatureConfig().store_name() == "mobilenet_v2-imagenet-224px-7dd06d61d3.h5"
-    assert ConvLSTMConfig().digest() == "93834bc1a3"  # changed on purpose: batch 4 (issue 15; was bd1910595c)
+    assert ConvLSTMConfig().digest() == "93834bc1a3"  # changed on purpose: batch 4 (was bd1910595c)
     assert (
         TrainConfig().digest() == "36f60d8bbc"
-    )  # changed on purpose by the network's cell_units (issue 17); names no file
+    )  # changed on purpose by the network's cell_units; names no file
 
 
 def test_to_dict_nests_and_digest_follows_every_field():
