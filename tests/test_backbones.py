@@ -89,6 +89,7 @@ def test_bfloat16_stays_close_to_float32(frames):
 @pytest.mark.parametrize(
     "name, weights, tolerance", [("vgg16", "none", 0.01), ("mobilenet_v2", str(WEIGHTS_FILE), 0.06)]
 )
+@pytest.mark.slow
 def test_float16_stays_close_to_float32(frames, name, weights, tolerance):
     """The GPU's mixed float16, computed here on the CPU: the same features within float16 rounding.
 

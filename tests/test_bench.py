@@ -8,6 +8,7 @@ import pytest
 from pipeline.bench import stage_one as bench
 
 
+@pytest.mark.slow
 def test_store_rows_of_a_store_only_bench_are_written_and_tabled(tmp_path):
     output = tmp_path / "bench.json"
     results = bench.run_all([], "", "", output, only=("store_*",), store_sizes="1000,2000")

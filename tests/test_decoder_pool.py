@@ -205,6 +205,7 @@ def test_a_second_ctrl_c_ends_the_command_at_once(tmp_path):
 
 
 @pytest.mark.flaky(reruns=2)  # a 2-core machine at load 10 slows every step 5x: exits took 0.7-5.5 s there, ~1 s idle
+@pytest.mark.slow
 def test_ctrl_c_stops_within_seconds_and_keeps_finished_videos(tmp_path, make_video):
     manifest_of(tmp_path, make_video, ["a.mp4", "b.mp4", "hang1.mp4", "hang2.mp4", "c.mp4", "d.mp4"])
     process = features_process(tmp_path, tmp_path / "m.csv", "--workers", "2", "--timeout", "300")

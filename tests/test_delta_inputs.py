@@ -181,6 +181,7 @@ def test_fine_tuning_with_other_inputs_is_refused(delta_run, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_predict_builds_the_inputs_the_run_was_trained_with(tmp_path):
     """predict on the test clips of a delta run gives the probabilities training recorded for them."""
     from pipeline.dataset.demo import write_demo_dataset
@@ -214,6 +215,7 @@ def test_predict_builds_the_inputs_the_run_was_trained_with(tmp_path):
             assert row[f"probability_{k}"] == pytest.approx(expected[f"p_{row[f'label_{k}']}"], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_train_cli_records_the_cell_units(delta_run, tmp_path):
     store_path, _ = delta_run
     args = [

@@ -44,6 +44,7 @@ def run(manifest, store_path, backbone, **options):
     return extract_features(read_manifest(manifest), store_path, backbone, CONFIG, progress=False, **options)
 
 
+@pytest.mark.slow
 def test_good_and_broken_shared_files(shared, tmp_path, backbone):
     rows = [(str(VIDEOS / p), "good") for p in GOOD] + [(str(BROKEN / p), "bad") for p in BROKEN_FILES]
     rows += [
@@ -185,6 +186,7 @@ def test_same_file_twice_and_skipped_missing_rows_are_all_accounted_for(tmp_path
 cli = run_cli
 
 
+@pytest.mark.slow
 def test_kill_9_then_rerun_equals_an_unbroken_run(tmp_path, make_video):
     clips = [make_video(f"v{i:02d}.mp4", frames=24, width=96, height=72, seed=i) for i in range(24)]
     csv = manifest_csv(tmp_path / "m.csv", [(str(c), f"c{i % 3}") for i, c in enumerate(clips)])
@@ -281,6 +283,7 @@ def test_cli_exit_codes_summary_and_inspect(shared, tmp_path, make_video):
     assert cli("features", "--help").returncode == 0 and cli("inspect", str(tmp_path / "none.h5")).returncode == 2
 
 
+@pytest.mark.slow
 def test_offline_fallback_is_announced_and_recorded(tmp_path, make_video, monkeypatch):
     csv = manifest_csv(tmp_path / "m.csv", [(str(make_video(f"v{i}.mp4", seed=i)), "a") for i in range(2)])
     env = {
@@ -313,6 +316,7 @@ def test_offline_fallback_is_announced_and_recorded(tmp_path, make_video, monkey
     )  # as asked: the fallback backbone does not re-resolve it as `auto`
 
 
+@pytest.mark.slow
 def test_two_concurrent_runs_on_one_store_both_store_every_video(tmp_path, make_video):
     csv = manifest_csv(tmp_path / "m.csv", [(str(make_video(f"v{i}.mp4", seed=i)), f"c{i % 2}") for i in range(8)])
     options = [
@@ -358,6 +362,7 @@ def test_two_concurrent_runs_on_one_store_both_store_every_video(tmp_path, make_
         assert np.isfinite(f["features"][:].astype(np.float32)).all() and f["features"].shape[0] >= 32
 
 
+@pytest.mark.slow
 def test_truncated_store_is_named_and_recovered(tmp_path, make_video):
     csv = manifest_csv(tmp_path / "m.csv", [(str(make_video(f"v{i}.mp4", seed=i)), f"c{i % 2}") for i in range(3)])
     options = [

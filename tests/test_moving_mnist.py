@@ -295,6 +295,7 @@ def tiny_run(tmp_path_factory):
     return run_dir, data, argv, status, out.getvalue()
 
 
+@pytest.mark.slow
 def test_a_tiny_run_writes_the_model_the_report_and_honest_baselines(tiny_run):
     run_dir, data, _, status, out = tiny_run
     assert status == 0 and out.strip() == str(run_dir / "index.html")
@@ -402,6 +403,7 @@ def test_figure_text_is_never_parsed_as_math(tmp_path):
     assert figure.axes[0].get_title() == "$\\bogus$" and (tmp_path / "per_frame.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_an_existing_run_is_replaced_only_whole_and_only_with_overwrite(tiny_run, monkeypatch):
     run_dir, _, argv, *_ = tiny_run
     before = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}

@@ -253,6 +253,7 @@ def test_malformed_runs_are_refused_naming_the_file(run_dir, tmp_path, caplog, f
     assert str(path) in caplog.text
 
 
+@pytest.mark.slow
 def test_stdout_keeps_one_line_per_video_whatever_the_labels(shared, run_dir, tmp_path):
     received = received_run(run_dir, tmp_path)
     labels = json.loads((received / "model" / "labels.json").read_text())

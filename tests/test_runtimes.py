@@ -67,6 +67,7 @@ def test_random_vgg16_gives_tensorflows_embeddings(frames, tensorflow_features, 
 
 
 @needs_runtime
+@pytest.mark.slow
 def test_cache_hit_does_not_convert_again(shared, cache, monkeypatch):
     runtime = INSTALLED[0]
     first = load_backbone("vgg16", Weights("none"), 32, batch_size=4, precision="float32", runtime=runtime)
@@ -91,6 +92,7 @@ def test_cache_hit_does_not_convert_again(shared, cache, monkeypatch):
 
 
 @needs_runtime
+@pytest.mark.slow
 def test_damaged_cache_entry_is_converted_again(caplog):
     runtime = INSTALLED[0]
     first = load_backbone("vgg16", Weights("none"), 32, batch_size=4, precision="float32", runtime=runtime)
@@ -179,6 +181,7 @@ def test_explicit_runtime_unavailable_exits_2_with_the_install_command(make_vide
 
 
 @needs_runtime
+@pytest.mark.slow
 def test_stores_of_two_runtimes_and_of_dask_workers_agree_within_float16_rounding(make_video, tmp_path):
     videos = [make_video(f"v{i}.mp4", frames=10, seed=i) for i in range(3)]
     manifest = tmp_path / "m.csv"

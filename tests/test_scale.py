@@ -66,6 +66,7 @@ def test_decoders_run_at_the_lowest_cpu_priority_without_core_dumps(tmp_path, ma
     assert os.getpriority(os.PRIO_PROCESS, 0) == before  # this process, where the CNN runs, keeps its priority
 
 
+@pytest.mark.slow
 def test_local_cluster_store_equals_in_process_store(tmp_path, make_video, backbone):
     manifest = manifest_of(tmp_path, make_video, [f"v{i}.mp4" for i in range(10)] + ["crash.mp4"])
     local = extract_features(
@@ -97,6 +98,7 @@ def test_local_cluster_store_equals_in_process_store(tmp_path, make_video, backb
         )
 
 
+@pytest.mark.slow
 def test_worker_killed_mid_run_then_rerun_completes(tmp_path, make_video, backbone):
     import dask
     from dask.distributed import Client, LocalCluster
@@ -138,6 +140,7 @@ def test_worker_killed_mid_run_then_rerun_completes(tmp_path, make_video, backbo
     assert sorted(videos["video_id"]) == sorted(manifest["video_id"])
 
 
+@pytest.mark.slow
 def test_a_video_that_kills_its_worker_is_retried_alone_then_recorded_as_lost(tmp_path, make_video, backbone):
     import dask
     from dask.distributed import LocalCluster

@@ -47,6 +47,7 @@ def test_sequence_models_learn_the_order_the_baselines_cannot_see(all_models_run
     assert accuracy["mean"] <= 0.75 and accuracy["single-frame"] <= 0.75, accuracy
 
 
+@pytest.mark.slow
 def test_on_small_demo_data_sequence_models_learn_time_order_and_baselines_stay_near_chance(tmp_path):
     """The demo classes come in time-reversed pairs: an order-blind model can at best tell the pairs
     apart (about 0.5 accuracy), so GRU and LSTM at >= 0.95 show that frame order is learned."""
@@ -178,6 +179,7 @@ def test_resampled_sequences_and_a_stacked_bidirectional_network_train(direction
     assert run.metrics["lstm"]["epochs"] == 2
 
 
+@pytest.mark.slow
 def test_streamed_and_in_memory_training_give_the_same_run(direction_store, tmp_path):
     runs = {
         mode: train(direction_store, tmp_path / mode, fast(models=("gru",), epochs=3, data=mode), progress=False)
