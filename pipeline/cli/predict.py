@@ -80,9 +80,9 @@ def _cmd_predict(args) -> int:
     )
     with partial_results(output) as keep:
 
-        def finished(row: dict) -> None:  # printed and kept as soon as it is known: Ctrl-C loses no finished video
-            print(_result_line(row, args.top_k), flush=True)
+        def finished(row: dict) -> None:  # kept, then printed, as soon as it is known: Ctrl-C loses no shown video
             keep(row)
+            print(_result_line(row, args.top_k), flush=True)
 
         predictions = predict_videos(
             run,
