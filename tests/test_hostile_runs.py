@@ -18,6 +18,7 @@ from pipeline.classify.models import SequenceModelConfig
 from pipeline.classify.train import train
 from pipeline.cli import main
 from pipeline.cli.common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
+from pipeline.core import atomic
 from pipeline.core.errors import InputError
 from pipeline.extract.config import FeatureConfig
 from pipeline.report import index
@@ -88,6 +89,7 @@ def test_report_replaces_planted_links_and_no_planted_command_runs(report_run, t
     for name in planted:
         plant(run / name, bashrc)
         plant(run / f".{name}.{os.getpid()}.tmp", bashrc)  # the temporary names an earlier version used
+    plant(run / "run.json", Path(os.path.relpath(bashrc, run)))  # a relative link works the same
     (run / "mean-confusion.png").unlink()
     os.link(photo, run / "mean-confusion.png")  # a hard link: writing into it would change the user's photo
     plant(evil / folders.MARKER, bashrc)  # the report root's marker
@@ -127,6 +129,24 @@ def test_a_symlinked_index_in_a_folder_the_tool_did_not_mark_is_left_alone(store
     assert main(argv) == EXIT_OK
     assert bashrc.read_text() == SETTINGS and (parent / "index.html").is_symlink()
     assert f"not writing the runs index {parent / 'index.html'}" in caplog.text and "symbolic link" in caplog.text
+    folders.mark(parent, "reports")  # in a report root of the tool's, the link is replaced by the index
+    assert main([*argv[:-2], str(parent / "y"), "--no-progress"]) == EXIT_OK
+    assert bashrc.read_text() == SETTINGS and not (parent / "index.html").is_symlink()
+    assert "y/index.html" in (parent / "index.html").read_text()
+
+
+def test_atomic_writes_replace_a_link_and_never_write_through_a_planted_temporary(tmp_path):
+    bashrc = victim(tmp_path)
+    page = tmp_path / "page.html"
+    plant(page, bashrc)
+    plant(tmp_path / ".clip.tmp.mp4", bashrc)  # a caller's own temporary name, planted in advance
+    atomic.write_text(page, "new page")
+    with atomic.replacing(tmp_path / "clip.mp4", tmp_path / ".clip.tmp.mp4") as temporary:
+        temporary.write_bytes(b"video")
+    assert bashrc.read_text() == SETTINGS and page.read_text() == "new page" and not page.is_symlink()
+    assert (tmp_path / "clip.mp4").read_bytes() == b"video"
+    assert page.stat().st_mode & 0o777 == 0o666 & ~atomic.umask()  # not mkstemp's private 0600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bashrc", "clip.mp4", "page.html"]
 
 
 # --- item 1: reading a run never follows links out of it ------------------------------------------------------
@@ -251,6 +271,25 @@ def test_ctrl_c_during_predict_keeps_old_outputs_and_the_finished_videos(predict
 
     assert main(predict_args(run, good)) == EXIT_OK  # the next run replaces the outputs and clears the partial file
     assert not kept.exists() and len(pd.read_csv(run / "predictions" / "predictions.csv")) == 1
+
+
+def test_interrupted_reruns_add_to_the_rows_kept_and_a_finished_run_clears_them(tmp_path):
+    from pipeline.predict.outputs import partial_results, prepare_output
+
+    out = prepare_output(tmp_path / "p")
+    kept = out / "predictions.partial.jsonl"
+    for rows in (["a.mp4"], [], ["b.mp4"]):  # the second is interrupted before any video finished
+        with pytest.raises(KeyboardInterrupt), partial_results(out) as keep:
+            for video in rows:
+                keep({"video": video, "status": "ok"})
+            raise KeyboardInterrupt
+    assert [json.loads(line)["video"] for line in kept.read_text().splitlines()] == ["a.mp4", "b.mp4"]
+    bashrc = victim(tmp_path)
+    plant(kept, bashrc)
+    with partial_results(out) as keep:
+        keep({"video": "c.mp4", "status": "ok"})
+        assert json.loads(kept.read_text())["video"] == "c.mp4" and not kept.is_symlink()
+    assert not kept.exists() and bashrc.read_text() == SETTINGS
 
 
 # --- item 6: --overwrite deletes nothing of the user's --------------------------------------------------------

@@ -1,10 +1,11 @@
 """What `predict` writes: predictions.csv / .json, windows.csv and timeline PNGs, in a folder that holds only its
 outputs.
 
-A rerun never loses the previous outputs before it has new ones: the folder is claimed first (nothing is deleted),
-each video's result goes to predictions.partial.jsonl as soon as it is known (an interrupted run keeps what it
-finished there), and the new outputs are written beside the old ones under temporary names that replace them at
-the end (`core.atomic`: a link planted in the folder is replaced, never written through).
+A rerun never loses the previous outputs before it has new ones: the folder is claimed first (nothing is
+deleted), each video's result is appended to predictions.partial.jsonl as soon as it is known (an interrupted run
+keeps what it finished there, until a run finishes), and the new outputs are written beside the old ones under
+temporary names that replace them at the end (`core.atomic`: a link planted in the folder is replaced, never
+written through).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def write_outputs(predictions: Predictions, out_dir: str | Path, labels: list[st
             for number, (video, track) in enumerate(predictions.windows.groupby("video", sort=False)):
                 save_figure(plot_window_track(track, labels), new(f"timeline-{number:03d}-{Path(video).stem}.png"))
     for old in [out_dir / "windows.csv", *out_dir.glob("timeline-*.png")]:
-        if old not in written:
+        if old not in written and (old.is_symlink() or not old.is_dir()):
             old.unlink(missing_ok=True)  # a previous prediction's timelines would otherwise sit beside this one's
     return written
 
@@ -70,11 +71,13 @@ def prepare_output(out_dir: str | Path) -> Path:
 def partial_results(out_dir: Path):
     """Yield `add(row)`, which appends one video's row to `out_dir`/predictions.partial.jsonl (one JSON object a
     line) at once. The file is removed when the block ends normally (the full outputs are written by then); on an
-    error or Ctrl-C it keeps the rows of the videos that finished, and a warning names it."""
+    error or Ctrl-C it keeps the rows of the videos that finished, after those an earlier interrupted run left there,
+    and a warning names it."""
     path = Path(out_dir) / PARTIAL_PREDICTIONS
-    atomic.write_text(path, "")  # a new file: an earlier run's leftover, or a link planted there, is replaced
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        path.unlink()  # a link or a FIFO planted there is not written through (a folder there fails here)
     kept = 0
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW), "a") as file:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666), "a") as file:
 
         def add(row: dict) -> None:
             nonlocal kept
@@ -93,7 +96,7 @@ def partial_results(out_dir: Path):
                     path,
                     out_dir,
                 )
-            else:
+            elif not path.stat().st_size:
                 path.unlink(missing_ok=True)
             raise
     path.unlink(missing_ok=True)

@@ -228,13 +228,15 @@ def _not_a_training_run(folder: Path) -> str | None:
     """Why `folder` is not a training run directory of an earlier version (None if it is one): it must
     hold model/config.json, metrics.json and labels.json, and nothing but the files a training run,
     its report and predict's default output folder predictions/ write, by their exact names."""
-    return _unexpected_layout(folder, ("config.json", "metrics.json", "labels.json"), TRAINING_RUN, (TIMELINE,))
+    return _unexpected_layout(
+        folder, ("config.json", "metrics.json", "labels.json"), TRAINING_RUN, (TIMELINE, LEFTOVER)
+    )
 
 
 def _is_convlstm_run(folder: Path) -> bool:
     """A ConvLSTM run directory (`convlstm`), by the exact names of the files it writes."""
     required = ("config.json", "metrics.json", "model.keras")
-    return folder.is_dir() and _unexpected_layout(folder, required, CONVLSTM_RUN, (CONVLSTM_EXAMPLE,)) is None
+    return folder.is_dir() and _unexpected_layout(folder, required, CONVLSTM_RUN, (CONVLSTM_EXAMPLE, LEFTOVER)) is None
 
 
 def _unexpected_layout(
