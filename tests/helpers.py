@@ -72,8 +72,11 @@ def gradient_clip(frames: int = 12, width: int = 64, height: int = 48, seed: int
 FEATURE_CONFIG = {"backbone": "toy", "weights": "none", "image_size": 32, "sampling": "all"}
 
 
-def write_store(path, labels, lengths=None, splits=None, groups=None, dim=6, seed=0, fallback="", failures=()):
-    """A feature store written with the store module, one video per entry of `labels`.
+def write_store(
+    path, labels, lengths=None, splits=None, groups=None, dim=6, seed=0, fallback="", failures=(), feature_config=None
+):
+    """A feature store written with the store module, one video per entry of `labels` (recorded as made with
+    `feature_config`, a dict; default: a toy backbone `predict` cannot rebuild).
 
     Each video has a random per-video offset (appearance) plus a ramp on feature 0 that rises
     for even class indices and falls for odd ones: the same frames in the other order, so only
@@ -105,7 +108,7 @@ def write_store(path, labels, lengths=None, splits=None, groups=None, dim=6, see
     for i, message in enumerate(failures):
         rows.append(store.VideoRow(f"bad{i}", f"badkey{i}", f"/videos/bad{i}.mp4", "?", order=len(labels) + i))
         shard.add_failure(rows[-1], "open", "DecodeError", message)
-    merge(path, shard, rows, dim, {"feature_config": FEATURE_CONFIG, "fallback": fallback})
+    merge(path, shard, rows, dim, {"feature_config": feature_config or FEATURE_CONFIG, "fallback": fallback})
     return path
 
 

@@ -249,12 +249,12 @@ def test_a_run_directory_gets_the_modes_of_the_umask(tmp_path):
     assert (tmp_path / "run").stat().st_mode & 0o777 == 0o755
 
 
-@pytest.mark.parametrize("spelling", [".", "sub/.."])
+@pytest.mark.parametrize("spelling", [".", "model/.."])
 def test_a_run_named_by_the_current_folder_is_replaced_in_place(tmp_path, monkeypatch, spelling):
     run = tmp_path / "run"
     with folders.staged_run(run, overwrite=False) as staging:
-        (staging / "old.txt").write_text("old")
-    (run / "sub").mkdir()
+        (staging / "report.md").write_text("old")  # a run's own files: replacing it deletes nothing of the user's
+    (run / "model").mkdir()
     monkeypatch.chdir(run)
     with folders.staged_run(Path(spelling), overwrite=True) as staging:
         (staging / "new.txt").write_text("new")

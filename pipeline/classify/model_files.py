@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.classify.models import build_baseline
+from pipeline.core import atomic
 from pipeline.core.errors import PipelineError
 from pipeline.runs.layout import BASELINES
 
@@ -76,7 +77,7 @@ def save_baseline(model, path: str | Path) -> Path:
     """Write a fitted baseline as plain arrays (see `_load_baseline` for the layout)."""
     scaler, regression = model.classifier[0], model.classifier[-1]
     path = Path(path)
-    with path.open("wb") as file:
+    with atomic.replacing(path) as temporary, temporary.open("wb") as file:
         np.savez(
             file,
             format=np.int64(BASELINE_FORMAT),

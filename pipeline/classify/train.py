@@ -54,6 +54,7 @@ from pipeline.classify.sequences import (
     make_dataset,
     sequence_config,
 )
+from pipeline.core import atomic
 from pipeline.core.errors import InputError
 from pipeline.report.classification import write_classification_report
 from pipeline.report.index import write_index
@@ -146,11 +147,10 @@ def _train_into(run_dir: Path, store_path: Path, data: _Data, config: TrainConfi
         )
 
     history_columns = ["model", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]
-    pd.concat([pd.DataFrame(columns=history_columns), *histories])[history_columns].to_csv(
-        model_dir / "history.csv", index=False
-    )
-    pd.concat(predictions).to_csv(model_dir / "predictions.csv", index=False)
-    (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    history_table = pd.concat([pd.DataFrame(columns=history_columns), *histories])[history_columns]
+    atomic.write_csv(model_dir / "history.csv", history_table, index=False)
+    atomic.write_csv(model_dir / "predictions.csv", pd.concat(predictions), index=False)
+    atomic.write_text(model_dir / "metrics.json", json.dumps(metrics, indent=1))
     return metrics
 
 
@@ -214,9 +214,10 @@ def _load_data(store_path: Path, config: TrainConfig) -> _Data:
 def _write_setup(model_dir: Path, store_path: Path, data: _Data, config: TrainConfig) -> None:
     """labels.json, splits.csv and config.json: written before training, so even a crashed run says what it was."""
     attrs = data.attrs
-    (model_dir / "labels.json").write_text(json.dumps(data.labels, indent=1))
-    data.videos[["video_id", "label", "group", "split"]].to_csv(model_dir / "splits.csv", index=False)
-    (model_dir / "config.json").write_text(
+    atomic.write_text(model_dir / "labels.json", json.dumps(data.labels, indent=1))
+    atomic.write_csv(model_dir / "splits.csv", data.videos[["video_id", "label", "group", "split"]], index=False)
+    atomic.write_text(
+        model_dir / "config.json",
         json.dumps(
             {
                 "store": str(store_path.resolve()),
@@ -232,7 +233,7 @@ def _write_setup(model_dir: Path, store_path: Path, data: _Data, config: TrainCo
             },
             indent=1,
             default=str,
-        )
+        ),
     )
 
 

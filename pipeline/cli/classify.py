@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.cli.common import EXIT_BAD_INPUT, EXIT_OK
+from pipeline.cli.common import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNEXPECTED
+from pipeline.core.errors import error_line
 
 log = logging.getLogger("pipeline")
 
@@ -197,13 +198,19 @@ def _cmd_report(args) -> int:
     runs = args.runs or training_runs(args.reports)
     if not runs:
         raise FileNotFoundError(f"no training runs under {args.reports}; train one with `python -m pipeline train`")
-    refused = 0
+    refused = failed = 0
     for run in runs:
         try:
-            print(write_classification_report(run))
+            print(write_classification_report(run), flush=True)
         except (ValueError, OSError) as error:  # a run someone sent may be broken: the others are still reported
             refused += 1
             log.warning("not reporting %s: %s", run, error)
-    if refused:
-        log.error("%d of %d runs could not be reported (see the warnings above)", refused, len(runs))
-    return EXIT_BAD_INPUT if refused else EXIT_OK
+        except Exception as error:  # a bug: named, and the other runs are still reported
+            failed += 1
+            log.debug("traceback:", exc_info=True)
+            log.error(
+                "unexpected error reporting %s: %s (rerun with --verbose for the traceback)", run, error_line(error)
+            )
+    if refused or failed:
+        log.error("%d of %d runs could not be reported (see the messages above)", refused + failed, len(runs))
+    return EXIT_UNEXPECTED if failed else EXIT_BAD_INPUT if refused else EXIT_OK

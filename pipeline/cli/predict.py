@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from pipeline.cli.common import EXIT_FAILED_VIDEOS, EXIT_OK, add_runtime
 from pipeline.core.errors import InputError
+from pipeline.runs.folders import FolderError
 
 log = logging.getLogger("pipeline")
 
@@ -55,14 +57,17 @@ def _add_predict(commands) -> None:
 
 
 def _cmd_predict(args) -> int:
-    from pipeline.predict.outputs import prepare_output, write_outputs
+    from pipeline.predict.outputs import partial_results, prepare_output, write_outputs
     from pipeline.predict.run import load_run
     from pipeline.predict.videos import predict_videos
 
     if args.window is not None and (args.window <= 0 or (args.stride is not None and args.stride <= 0)):
         raise InputError("--window and --stride take a number of seconds > 0")
+    for option, value in (("--top-k", args.top_k), ("--smooth", args.smooth)):
+        if value < 1:
+            raise InputError(f"{option} {value}: give a whole number of at least 1")
     run = load_run(args.run, args.model, args.weights)
-    output = prepare_output(args.output or Path(args.run) / "predictions")
+    output = prepare_output(args.output or _default_output(Path(args.run)))
     log.info(
         "run %s: model %s, features %s",
         args.run,
@@ -73,27 +78,26 @@ def _cmd_predict(args) -> int:
             if k in run.feature_config
         ),
     )
-    predictions = predict_videos(
-        run,
-        args.videos,
-        window=args.window,
-        stride=args.stride,
-        top_k=args.top_k,
-        smooth=args.smooth,
-        progress=not args.no_progress,
-        workers=args.workers,
-        timeout=args.timeout,
-        runtime=args.runtime,
-    )
-    for row in predictions.videos.to_dict("records"):
-        ranked = [
-            f"{_one_field(row[f'label_{k}'])} {row[f'probability_{k}']:.3f}"
-            for k in range(1, args.top_k + 1)
-            if isinstance(row.get(f"label_{k}"), str)
-        ]
-        shown = ", ".join(ranked) if row["status"] == "ok" else row["status"] + ": " + _one_field(row["error"])
-        print(f"{_one_field(row['video'])}\t{shown}")
-    written = write_outputs(predictions, output, run.labels)
+    with partial_results(output) as keep:
+
+        def finished(row: dict) -> None:  # kept, then printed, as soon as it is known: Ctrl-C loses no shown video
+            keep(row)
+            print(_result_line(row, args.top_k), flush=True)
+
+        predictions = predict_videos(
+            run,
+            args.videos,
+            window=args.window,
+            stride=args.stride,
+            top_k=args.top_k,
+            smooth=args.smooth,
+            progress=not args.no_progress,
+            workers=args.workers,
+            timeout=args.timeout,
+            runtime=args.runtime,
+            on_video=finished,
+        )
+        written = write_outputs(predictions, output, run.labels)
     log.info(
         "%d videos: %d classified, %d failed; wrote %s",
         len(predictions.videos),
@@ -102,6 +106,27 @@ def _cmd_predict(args) -> int:
         ", ".join(str(p) for p in written[:3]),
     )
     return EXIT_FAILED_VIDEOS if predictions.failed else EXIT_OK
+
+
+def _default_output(run: Path) -> Path:
+    """RUN/predictions, where RUN is a real folder: outputs are never written through a link."""
+    if run.is_symlink():
+        raise FolderError(
+            f"{run} is a symbolic link (to {os.readlink(run)}): not writing predictions through it; pass --output, "
+            f"or give the run as {run.resolve()}"
+        )
+    return run / "predictions"
+
+
+def _result_line(row: dict, top_k: int) -> str:
+    """A video's line on stdout: its path, then its top-k labels and probabilities, or why it failed."""
+    ranked = [
+        f"{_one_field(row[f'label_{k}'])} {row[f'probability_{k}']:.3f}"
+        for k in range(1, top_k + 1)
+        if isinstance(row.get(f"label_{k}"), str)
+    ]
+    shown = ", ".join(ranked) if row["status"] == "ok" else row["status"] + ": " + _one_field(row["error"])
+    return f"{_one_field(row['video'])}\t{shown}"
 
 
 def _one_field(text: str) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from pipeline.core import atomic
 from pipeline.nextframe.config import ConvLSTMConfig
 from pipeline.nextframe.moving_mnist import CANVAS, CONTEXT, FRAMES
 from pipeline.nextframe.scores import EPSILON, INK
@@ -150,8 +151,8 @@ def write_report(
     ]
     title = f"ConvLSTM forecast: {name}"
     html_page, markdown = render(title, blocks)
-    (run_dir / "index.html").write_text(html_page)
-    (run_dir / "report.md").write_text(markdown)
+    atomic.write_text(run_dir / "index.html", html_page)
+    atomic.write_text(run_dir / "report.md", markdown)
     return run_dir / "index.html"
 
 
@@ -277,4 +278,5 @@ def _gif(truth: np.ndarray, one_step: np.ndarray, rolled: np.ndarray, path: Path
     gap = np.full((FRAMES, truth.shape[1] * scale, 4), 128, np.uint8)
     movie = np.concatenate([pixels[0], gap, pixels[1], gap, pixels[2]], axis=2)
     images = [Image.fromarray(frame) for frame in movie]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=200, loop=0)
+    with atomic.replacing(path) as temporary:
+        images[0].save(temporary, format="GIF", save_all=True, append_images=images[1:], duration=200, loop=0)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.core import atomic
 from pipeline.nextframe.config import ConvLSTMConfig
 from pipeline.nextframe.model import build_model, predict, train
 from pipeline.nextframe.moving_mnist import (
@@ -164,10 +165,10 @@ def _run_into(run_dir: Path, name: str, config: ConvLSTMConfig) -> dict:
 
 def _write_tables(model_dir: Path, config: dict, metrics: dict, **tables: pd.DataFrame) -> None:
     """`model/`'s machine-readable results: config.json, metrics.json and one CSV per table."""
-    (model_dir / "config.json").write_text(json.dumps(config, indent=1))
-    (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    atomic.write_text(model_dir / "config.json", json.dumps(config, indent=1))
+    atomic.write_text(model_dir / "metrics.json", json.dumps(metrics, indent=1))
     for name, table in tables.items():
-        table.to_csv(model_dir / f"{name}.csv", index=False)
+        atomic.write_csv(model_dir / f"{name}.csv", table, index=False)
 
 
 def _metrics(

@@ -1,5 +1,10 @@
 """Classify new videos with a loaded run: decode and embed each as the run's features were made, then the run's model;
-whole videos or sliding windows."""
+whole videos or sliding windows.
+
+Class names come from the run (anyone's), so in the per-window table they are never column names of their own:
+a class's probability is `p_<class>` and its smoothed probability `smoothed:<class>`, beside fixed columns
+(`video`, `start_s`, `end_s`, `label`, ...) that no class name can take the place of.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.core.errors import InputError
 from pipeline.dataset.importers import VIDEO_EXTENSIONS
 from pipeline.extract.backbones import Backbone, load_backbone
 from pipeline.extract.decode import Sampling, decode_job, decode_video, probe_video
@@ -47,6 +53,7 @@ def predict_videos(
     timeout: float = 120.0,
     decode_hook=None,
     runtime: str = "tensorflow",
+    on_video=None,
 ) -> Predictions:
     """Classify every video (folders are searched for video files); a bad video fails alone.
 
@@ -54,20 +61,18 @@ def predict_videos(
     core), each video (each window, with `window`) limited to `timeout` seconds, so a video that
     hangs or crashes its decoder fails with that reason and the others are classified.
     `decode_hook(path)`, if given, runs in the decoder first (fault injection for tests). `runtime`:
-    see `runtimes`.
+    see `runtimes`. `on_video(row)`, if given, gets each video's row of `videos` as soon as it is
+    classified or failed, in input order (the command line prints it and keeps it on disk).
     """
     from tqdm import tqdm
 
-    fc = run.feature_config
+    if top_k < 1:
+        raise InputError(f"top_k {top_k} must be at least 1 (the labels reported per video)")
+    fc = run.features
     backbone = load_backbone(
-        fc["backbone"],
-        run.weights,
-        fc["image_size"],
-        precision=fc.get("precision", "float32"),
-        runtime=runtime,
-        pooling=fc.get("pooling", "avg"),
-    )  # runs made before pooling was an option pooled globally
-    sampling = Sampling.parse(fc["sampling"], fc["max_frames"])
+        fc.backbone, run.weights, fc.image_size, precision=fc.precision, runtime=runtime, pooling=fc.pooling
+    )
+    sampling = Sampling.parse(fc.sampling, fc.max_frames)
     paths = expand_inputs(inputs)
     pool = {"workers": workers or worker_count(), "timeout": timeout, "ahead": 2 * (workers or worker_count()) + 1}
     if window:
@@ -75,7 +80,7 @@ def predict_videos(
     else:
         outcomes = decode_all(
             (
-                (path, functools.partial(decode_job, str(path), fc["image_size"], sampling, fc["crop"], decode_hook))
+                (path, functools.partial(decode_job, str(path), fc.image_size, sampling, fc.crop, decode_hook))
                 for path in paths
             ),
             **pool,
@@ -90,14 +95,24 @@ def predict_videos(
             if isinstance(outcome, DecodeFailure):
                 log.warning("%s: [%s] %s", path, outcome.stage, outcome.message)
                 rows.append({"video": str(path), "status": f"failed:{outcome.stage}", "error": outcome.message})
-                continue
-            if window:
-                tracks.append(outcome)
-                probabilities = outcome[run.labels].to_numpy().mean(axis=0)
             else:
-                probabilities = run.classify(backbone.embed(outcome[0].frames))
-            rows.append({"video": str(path), "status": "ok", **_top_k(probabilities, run.labels, top_k), "error": ""})
+                if window:
+                    tracks.append(outcome)
+                    probabilities = outcome[probability_columns(run.labels)].to_numpy().mean(axis=0)
+                else:
+                    probabilities = run.classify(backbone.embed(outcome[0].frames))
+                rows.append(
+                    {"video": str(path), "status": "ok", **_top_k(probabilities, run.labels, top_k), "error": ""}
+                )
+            if on_video:
+                on_video(rows[-1])
     return Predictions(pd.DataFrame(rows), pd.concat(tracks, ignore_index=True) if tracks else pd.DataFrame())
+
+
+def probability_columns(labels: list[str]) -> list[str]:
+    """The per-window table's column of each class's probability: `p_<class>`, so that a class called `video` or
+    `label` cannot overwrite a fixed column."""
+    return [f"p_{label}" for label in labels]
 
 
 def expand_inputs(inputs: list[str | Path]) -> list[Path]:
@@ -127,7 +142,7 @@ def _window_tracks(
     Probing and every window run in the decoder pool; a window is classified as soon as it is
     decoded, so a long video never waits in memory as a whole.
     """
-    fc = run.feature_config
+    fc = run.features
 
     def job(path: Path, call):
         return functools.partial(with_hook, hook, str(path), call) if hook else call
@@ -146,9 +161,9 @@ def _window_tracks(
                 functools.partial(
                     decode_video,
                     str(path),
-                    fc["image_size"],
+                    fc.image_size,
                     sampling,
-                    fc["crop"],
+                    fc.crop,
                     threads=1,
                     frame_range=(start, stop),
                 ),
@@ -176,7 +191,7 @@ def _window_tracks(
                             "video": str(path),
                             "start_s": start / fps,
                             "end_s": stop / fps,
-                            **dict(zip(run.labels, probabilities)),
+                            **dict(zip(probability_columns(run.labels), probabilities)),
                         }
                     )
             yield path, failure or _smoothed(pd.DataFrame(rows), run.labels, smooth)
@@ -191,7 +206,7 @@ def _window_ranges(total: int, fps: float, window: float, stride: float) -> list
 
 def _smoothed(track: pd.DataFrame, labels: list[str], smooth: int) -> pd.DataFrame:
     """Add each window's label, and the centred moving average over `smooth` windows with its label."""
-    raw = track[labels]
+    raw = track[probability_columns(labels)].set_axis(labels, axis=1)
     track["label"] = raw.idxmax(axis=1)
     track["probability"] = raw.max(axis=1)
     smoothed = raw.rolling(max(1, smooth), center=True, min_periods=1).mean()

@@ -10,18 +10,22 @@ same test split, and per model the curves, confusion matrices (counts and row-no
 CSV), most frequent confusions, per-class scores and misclassified videos. Scores come from
 `metrics`, figures from `figures`; one list of blocks renders both pages (`pages`).
 
-The files of a run may come from anyone, so they are checked as they are read (`read_json`,
-`read_metrics`), and the runs index is written only into a report root the tool made
-(`folders.claim_report_root`).
+The files of a run may come from anyone, so they are checked as they are read (`inside_run`: no
+links out of the run; `read_json`, `read_metrics`, `check_fields`: the JSON types and CSV columns
+the report uses), every page, figure and table is written by renaming a new file over its name
+(`core.atomic`: a planted link is replaced, never written through), and the runs index is written
+only into a report root the tool made (`folders.claim_report_root`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pandas as pd
 
+from pipeline.core import atomic
 from pipeline.core.errors import InputError
 from pipeline.report.confusion import confusion_tables, top_confusions
 from pipeline.report.figures import plot_confusion, save_figure
@@ -29,7 +33,17 @@ from pipeline.report.figures import plot_curves as draw_curves
 from pipeline.report.index import write_index
 from pipeline.report.pages import render
 from pipeline.runs import folders
-from pipeline.runs.files import best_model, read_json, read_metrics, write_run_summary
+from pipeline.runs.files import (
+    NULL,
+    NUMBER,
+    best_model,
+    check_fields,
+    inside_run,
+    read_json,
+    read_labels,
+    read_metrics,
+    write_run_summary,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,18 +56,39 @@ def plot_curves(history: pd.DataFrame, path: str | Path, metrics: tuple[str, ...
 # --- classification runs (stage two) ---------------------------------------------------------
 
 LIST_MAX = 100  # rows shown of long lists (misclassified videos, failures); the CSVs hold them all
-METRIC_KEYS = (
-    "kind",
-    "test_videos",
-    "accuracy",
-    "macro_f1",
-    "val_accuracy",
-    "epochs",
-    "seconds_per_epoch",
-    "seconds",
-    "per_class",
-)
-CONFIG_KEYS = ("dataset", "store", "created", "feature_config", "feature_dim", "sequence", "data", "train", "failures")
+SCORE = (*NUMBER, NULL)  # a score is null where undefined (no test videos)
+METRIC_TYPES = {
+    "kind": str,
+    "test_videos": int,
+    "accuracy": SCORE,
+    "macro_f1": SCORE,
+    "val_accuracy": SCORE,
+    "epochs": (int, NULL),
+    "seconds_per_epoch": SCORE,
+    "seconds": NUMBER,
+    "per_class": dict,
+}  # what the report reads of each model in metrics.json, by JSON type
+CONFIG_TYPES = {
+    "dataset": str,
+    "store": str,
+    "created": str,
+    "feature_config": dict,
+    "feature_dim": int,
+    "sequence": dict,
+    "data": str,
+    "train": dict,
+    "failures": list,
+}  # ... and of config.json
+COLUMNS = {
+    "splits.csv": ("label", "split"),
+    "history.csv": ("model", "epoch"),
+    "predictions.csv": ("model", "video_id", "path", "true", "predicted", "confidence"),
+}  # ... and of the CSVs
+CSV_OPTIONS = {
+    "splits.csv": {"dtype": str, "keep_default_na": False},
+    "history.csv": {},
+    "predictions.csv": {"dtype": {"true": str, "predicted": str, "video_id": str}, "keep_default_na": False},
+}  # labels and ids read as written ("NA" and "1" included)
 
 
 def write_classification_report(run_dir: str | Path, name: str | None = None, index: bool = True) -> Path:
@@ -61,6 +96,11 @@ def write_classification_report(run_dir: str | Path, name: str | None = None, in
     confusion matrices (PNG, CSV) and curves beside them; update the index of the runs' parent
     (if `index`). `name` titles the pages when the run is written under a temporary name."""
     run_dir = Path(run_dir)
+    if run_dir.is_symlink():
+        raise folders.FolderError(
+            f"{run_dir} is a symbolic link (to {os.readlink(run_dir)}): not writing a report through it; "
+            f"report {run_dir.resolve()} itself"
+        )
     run = _read_run(run_dir)
     if not folders.is_run_dir(run_dir):
         raise folders.FolderError(
@@ -79,8 +119,8 @@ def write_classification_report(run_dir: str | Path, name: str | None = None, in
     for model in run["metrics"]:
         blocks += _model_blocks(run_dir, run, model)
     html_page, markdown = render(f"Run {name or run_dir.name}", blocks)
-    (run_dir / "index.html").write_text(html_page)
-    (run_dir / "report.md").write_text(markdown)
+    atomic.write_text(run_dir / "index.html", html_page)
+    atomic.write_text(run_dir / "report.md", markdown)
     headline = best_model(run["metrics"])
     others = [name for name in run["metrics"] if name != headline]
     write_run_summary(
@@ -103,40 +143,46 @@ def write_classification_report(run_dir: str | Path, name: str | None = None, in
 
 def _read_run(run_dir: Path) -> dict:
     """A run's `model/` files, checked: they may come from anyone, and model names become file names and links."""
-    folder = run_dir / "model"
-    if not (folder / "metrics.json").is_file():
+    path = inside_run(run_dir, "model/metrics.json")
+    if not path.is_file():
         raise FileNotFoundError(
             f"{run_dir} is not a finished training run (no model/metrics.json); train one with `python -m "
             "pipeline train`"
         )
-    metrics = read_metrics(folder / "metrics.json")
+    metrics = read_metrics(path)
     for name, values in metrics.items():
-        missing = [key for key in METRIC_KEYS if key not in values]
-        if missing:
-            raise InputError(
-                f"{folder / 'metrics.json'}: model {name!r} has no {', '.join(missing)}; it is not a "
-                "classification run's "
-                f"metrics file (retrain with `python -m pipeline train`)"
-            )
-    config = read_json(folder / "config.json", dict)
-    missing = [key for key in CONFIG_KEYS if key not in config]
-    if missing:
-        raise InputError(
-            f"{folder / 'config.json'} has no {', '.join(missing)}; it is not a training run's config (retrain the run)"
-        )
-    labels = read_json(folder / "labels.json", list)
-    if not all(isinstance(label, str) for label in labels):
-        raise InputError(f"{folder / 'labels.json'} is not a list of class names")
+        check_fields(path, values, METRIC_TYPES, f"model {name!r} ")
+        if values["test_videos"]:
+            check_fields(path, values, {"accuracy": NUMBER, "macro_f1": NUMBER}, f"model {name!r} (tested) ")
+        if not all(isinstance(scores, dict) for scores in values["per_class"].values()):
+            raise InputError(f"{path}: model {name!r}: the scores of each class in 'per_class' are not JSON objects")
+    path = inside_run(run_dir, "model/config.json")
+    config = read_json(path, dict)
+    check_fields(path, config, CONFIG_TYPES)
+    check_fields(path, config["train"], {"network": dict}, "train: ")
+    if not all(isinstance(failure, dict) for failure in config["failures"]):
+        raise InputError(f"{path}: 'failures' is not a list of JSON objects (one per failed video)")
+    tables = {name: _read_table(run_dir, name) for name in COLUMNS}
     return {
         "config": config,
-        "labels": labels,
+        "labels": read_labels(inside_run(run_dir, "model/labels.json")),
         "metrics": metrics,
-        "splits": pd.read_csv(folder / "splits.csv", dtype=str, keep_default_na=False),
-        "history": pd.read_csv(folder / "history.csv"),
-        "predictions": pd.read_csv(
-            folder / "predictions.csv", dtype={"true": str, "predicted": str, "video_id": str}, keep_default_na=False
-        ),
+        "splits": tables["splits.csv"],
+        "history": tables["history.csv"],
+        "predictions": tables["predictions.csv"],
     }
+
+
+def _read_table(run_dir: Path, name: str) -> pd.DataFrame:
+    """One of a run's CSVs in model/, with the columns the report uses (InputError naming the file otherwise)."""
+    path = inside_run(run_dir, f"model/{name}")
+    table = pd.read_csv(path, **CSV_OPTIONS[name])
+    missing = [column for column in COLUMNS[name] if column not in table.columns]
+    if missing:
+        raise InputError(
+            f"{path} has no column {', '.join(missing)}; it is not a file this tool wrote (retrain the run)"
+        )
+    return table
 
 
 def _results_blocks(run: dict) -> list:
@@ -240,7 +286,7 @@ def _model_blocks(run_dir: Path, run: dict, name: str) -> list:
         (counts, "", "counts", False),
         (normalized, "-normalized", "row-normalized", True),
     ):
-        table_.to_csv(run_dir / f"{name}-confusion{suffix}.csv")
+        atomic.write_csv(run_dir / f"{name}-confusion{suffix}.csv", table_)
         save_figure(
             plot_confusion(table_, f"{name}: confusion matrix, {caption}", normalized=rates),
             run_dir / f"{name}-confusion{suffix}.png",

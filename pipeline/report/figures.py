@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.core import atomic
+
 ANNOTATE_MAX = 20  # confusion matrices up to this many classes print their numbers in the cells
 CLUSTER_MIN = 30  # from this many classes on, the confusion figure orders classes by mutual confusion
 DPI = 100
@@ -32,9 +34,12 @@ def literal_text(plot):
 
 
 def save_figure(fig, path: str | Path) -> Path:
-    """Write `fig` as a PNG at `path` (text drawn on saving is literal too) and return the path."""
-    with _literal():
-        fig.savefig(path, dpi=DPI)
+    """Write `fig` as a PNG at `path` (text drawn on saving is literal too) and return the path.
+
+    The PNG replaces `path` in one step (`core.atomic`): a link planted at that name is replaced, not written
+    through."""
+    with _literal(), atomic.replacing(path) as temporary:
+        fig.savefig(temporary, dpi=DPI, format="png")
     return Path(path)
 
 

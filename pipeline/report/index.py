@@ -17,7 +17,7 @@ from pipeline.core import atomic
 from pipeline.core.errors import InputError
 from pipeline.report.pages import page
 from pipeline.runs import folders
-from pipeline.runs.files import is_number
+from pipeline.runs.files import inside_run, is_number
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def write_index(reports_root: str | Path = "reports") -> Path | None:
 def _index_row(summary: Path) -> dict | None:
     """One run's row of the index, every cell escaped HTML; None (and a warning) for a broken run.json."""
     try:
-        data = json.loads(summary.read_text())
+        data = json.loads(inside_run(summary.parents[1], f"{summary.parent.name}/run.json").read_text())
         if not isinstance(data, dict):
             raise InputError("not a JSON object")
     except (OSError, ValueError) as error:

@@ -1,19 +1,30 @@
 """Reading and writing a run's JSON files, checked as they are read: a run may come from anyone.
 
-`read_json` and `read_metrics` refuse what the tool does not write (model names become file names
-and links, so `../x` or `javascript:...` are refused); `best_model` is the rule that picks the
-model a run is listed by and `predict` uses by default; `write_run_summary` writes `run.json`, a
-run's line in the runs index.
+`inside_run` is the path of a file in a run, refused when it or a folder on the way is a symbolic
+link or not a plain file (a received run's `model/config.json -> ~/.ssh/...` would show the user's
+file in a report; a FIFO would hang the reader). `read_json`, `read_metrics` and `check_fields`
+refuse what the tool does not write (model names become file names and links, so `../x` or
+`javascript:...` are refused; a field of the wrong JSON type is named with its file); `best_model`
+is the rule that picks the model a run is listed by and `predict` uses by default;
+`write_run_summary` writes `run.json`, a run's line in the runs index.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import stat
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pipeline.core import atomic
 from pipeline.core.errors import InputError
+
+NULL = type(None)
+NUMBER = (int, float)  # `check_fields`' types of a JSON number; a bool is not one
+JSON_TYPES = {dict: "object", list: "array", str: "string", int: "integer", float: "number", NULL: "null"}
 
 MODEL_NAME = re.compile(
     r"[A-Za-z0-9][A-Za-z0-9_-]*"
@@ -22,9 +33,25 @@ MODEL_NAME = re.compile(
 
 def write_run_summary(run_dir: str | Path, **fields) -> Path:
     """`run.json`: the run's line in the index (kind, dataset, model, feature_config, metrics...)."""
-    path = Path(run_dir) / "run.json"
     fields.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    path.write_text(json.dumps(fields, indent=1, default=str))
+    return atomic.write_text(Path(run_dir) / "run.json", json.dumps(fields, indent=1, default=str))
+
+
+def inside_run(run_dir: str | Path, relative: str) -> Path:
+    """`run_dir/relative`, a file to read from a run: InputError naming it when it, or a folder between it and
+    `run_dir`, is a symbolic link (a run never holds one: reading through it would read a file outside the run),
+    or when it is there but not a plain file. A missing file is returned as is, for the caller to name."""
+    path = Path(run_dir)
+    for part in Path(relative).parts:
+        path = path / part
+        if path.is_symlink():
+            raise InputError(
+                f"{path} is a symbolic link (to {os.readlink(path)}); a run never holds links, so it is not read "
+                "through: refusing the run"
+            )
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise InputError(f"{path} is not a plain file: refusing the run")
     return path
 
 
@@ -42,6 +69,14 @@ def read_metrics(path: Path) -> dict:
     if not metrics:
         raise InputError(f"{path} lists no models")
     return metrics
+
+
+def read_labels(path: Path) -> list[str]:
+    """A run's labels.json: its class names in output order, a non-empty list of distinct strings."""
+    labels = read_json(path, list)
+    if not labels or not all(isinstance(label, str) for label in labels) or len(set(labels)) < len(labels):
+        raise InputError(f"{path} is not a list of distinct class names (strings); refusing the run")
+    return labels
 
 
 def read_json(path: Path, kind: type):
@@ -68,6 +103,31 @@ def best_model(metrics: dict) -> str:
         return values.get("kind") == "sequence", val_accuracy if is_number(val_accuracy) else 0.0
 
     return max(metrics, key=rank)
+
+
+def check_fields(path: Path, values: dict, types: dict, where: str = "") -> None:
+    """InputError naming `path` (and `where`, e.g. "model 'gru': ") unless each key of `types` is in `values` with
+    one of its JSON types (a type or a tuple of them: `NUMBER` for a number, `NULL` where null is allowed)."""
+    missing = [key for key in types if key not in values]
+    if missing:
+        raise InputError(
+            f"{path}: {where}has no {', '.join(missing)}; it is not a file this tool wrote (retrain the run)"
+        )
+    for key, allowed in types.items():
+        allowed = allowed if isinstance(allowed, tuple) else (allowed,)
+        value = values[key]
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            names = [JSON_TYPES.get(kind, kind.__name__) for kind in allowed]
+            names = " or ".join(name for name in names if not (name == "integer" and "number" in names))
+            raise InputError(
+                f"{path}: {where}field {key!r} is a JSON {json_type(value)}, not the {names} this tool writes; "
+                "refusing the run (retrain it, or restore the file)"
+            )
+
+
+def json_type(value) -> str:
+    """The JSON name of a parsed value's type (`true` is a boolean, not a number)."""
+    return "boolean" if isinstance(value, bool) else JSON_TYPES.get(type(value), type(value).__name__)
 
 
 def is_number(value) -> bool:

@@ -8,10 +8,15 @@ contents: a run directory holding `model/config.json`, `metrics.json` and `label
 but the files a run writes (by their exact names), a demo folder with its `.render-version` stamp,
 a report root whose `index.html` is the runs index.
 
+Every file the tool writes into such a folder goes through `core.atomic` (a new file renamed over
+the name), so a symbolic or hard link planted in a folder someone sent is replaced, never written
+through; the marker itself is read only when it is a plain file.
+
 A training run is written into a hidden temporary sibling (`.<name>.partial-*`) that replaces the
 old run only when the new one is complete, so a crash, a kill or a refused input keeps the old run.
 The sibling holds a lock while it is being written; one whose lock is free was left by a killed
-run and is removed by the next run of the same name.
+run and is removed by the next run of the same name. Replacing a run (`--overwrite`) deletes only
+what runs write: a marked run that holds anything else (the user's notes.txt) is refused, naming it.
 """
 
 from __future__ import annotations
@@ -25,10 +30,12 @@ import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pipeline.core import atomic
 from pipeline.core.errors import InputError, PipelineError
 from pipeline.runs.layout import (
     ALL_MODELS,
@@ -57,8 +64,8 @@ def mark(folder: Path, kind: str) -> Path:
     """Record that the tool made `folder` as a `kind` folder."""
     if kind not in KINDS:
         raise InputError(f"unknown folder kind {kind!r}")
-    path = Path(folder) / MARKER
-    path.write_text(
+    return atomic.write_text(
+        Path(folder) / MARKER,
         json.dumps(
             {
                 "tool": "video-feature-pipeline",
@@ -66,15 +73,15 @@ def mark(folder: Path, kind: str) -> Path:
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             }
         )
-        + "\n"
+        + "\n",
     )
-    return path
 
 
 def made_by_tool(folder: Path, kind: str) -> bool:
-    """True when `folder` holds the tool's marker for `kind`."""
+    """True when `folder` holds the tool's marker for `kind`: a plain file (a link is never the tool's, nor read)."""
+    path = Path(folder) / MARKER
     try:
-        return json.loads((Path(folder) / MARKER).read_text()).get("kind") == kind
+        return stat.S_ISREG(path.lstat().st_mode) and json.loads(path.read_text()).get("kind") == kind
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -108,6 +115,13 @@ def check_replaceable(run_dir: Path, overwrite: bool) -> None:
             f"{run_dir} does not look like a run directory made by this tool (no {MARKER}, and {reason}): "
             f"not replacing it; choose another directory with --run"
         )
+    foreign = _foreign_files(run_dir, ANY_RUN, (TIMELINE, CONVLSTM_EXAMPLE, LEFTOVER))
+    if foreign:
+        shown = ", ".join(foreign[:10]) + (f" and {len(foreign) - 10} more" if len(foreign) > 10 else "")
+        raise FolderError(
+            f"run directory {run_dir} holds files a run never writes, which replacing it would delete: {shown}; "
+            "move them out of the run (or choose another directory with --run), then rerun"
+        )
 
 
 @contextlib.contextmanager
@@ -119,7 +133,7 @@ def staged_run(run_dir: Path, overwrite: bool):
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(run_dir)
     staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.partial-", dir=run_dir.parent))
-    staging.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would make a shared run private
+    staging.chmod(0o777 & ~atomic.umask())  # mkdtemp's 0700 would make a shared run private
     with open(mark(staging, "run"), "rb") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # held while writing: a free lock means its writer died
         try:
@@ -171,6 +185,8 @@ def claim_report_root(root: Path) -> str | None:
     if root.exists() and not root.is_dir():
         return f"{root} is not a directory"
     if root.is_dir() and any(root.iterdir()):
+        if index.is_symlink() or (index.exists() and not index.is_file()):
+            return f"{index} is a symbolic link or not a plain file: this tool never wrote it"
         if index.exists():
             if not _is_runs_index(index):
                 return f"{index} was not written by this tool"
@@ -198,49 +214,59 @@ def _why_not_a_run(folder: Path) -> str | None:
     return _not_a_training_run(folder)
 
 
+TRAINING_RUN = {
+    ".": RUN_FILES | {model + suffix for model in ALL_MODELS for suffix in MODEL_REPORT_FILES},
+    "model": MODEL_FILES | {model + suffix for model in ALL_MODELS for suffix in MODEL_SUFFIXES},
+    "predictions": PREDICTION_FILES,
+}  # folder -> the names of the files a training run, its report and predict's default output folder write
+CONVLSTM_RUN = {".": CONVLSTM_FILES, "model": CONVLSTM_MODEL_FILES}
+ANY_RUN = {where: TRAINING_RUN[where] | CONVLSTM_RUN.get(where, set()) for where in TRAINING_RUN}
+LEFTOVER = re.compile(r".*/" + atomic.TEMPORARY.pattern)  # a temporary file of a killed writer, anywhere in a run
+
+
 def _not_a_training_run(folder: Path) -> str | None:
     """Why `folder` is not a training run directory of an earlier version (None if it is one): it must
     hold model/config.json, metrics.json and labels.json, and nothing but the files a training run,
     its report and predict's default output folder predictions/ write, by their exact names."""
-
-    expected = {
-        ".": RUN_FILES | {model + suffix for model in ALL_MODELS for suffix in MODEL_REPORT_FILES},
-        "model": MODEL_FILES | {model + suffix for model in ALL_MODELS for suffix in MODEL_SUFFIXES},
-        "predictions": PREDICTION_FILES,
-    }
-    return _unexpected_layout(folder, ("config.json", "metrics.json", "labels.json"), expected, TIMELINE)
+    return _unexpected_layout(
+        folder, ("config.json", "metrics.json", "labels.json"), TRAINING_RUN, (TIMELINE, LEFTOVER)
+    )
 
 
 def _is_convlstm_run(folder: Path) -> bool:
     """A ConvLSTM run directory (`convlstm`), by the exact names of the files it writes."""
-    expected = {".": CONVLSTM_FILES, "model": CONVLSTM_MODEL_FILES}
-    return (
-        folder.is_dir()
-        and _unexpected_layout(folder, ("config.json", "metrics.json", "model.keras"), expected, CONVLSTM_EXAMPLE)
-        is None
-    )
+    required = ("config.json", "metrics.json", "model.keras")
+    return folder.is_dir() and _unexpected_layout(folder, required, CONVLSTM_RUN, (CONVLSTM_EXAMPLE, LEFTOVER)) is None
 
 
 def _unexpected_layout(
-    folder: Path, required: tuple[str, ...], expected: dict[str, set[str]], pattern: re.Pattern
+    folder: Path, required: tuple[str, ...], expected: dict[str, set[str]], patterns: tuple[re.Pattern, ...]
 ) -> str | None:
-    """Why `folder` is not laid out as `expected` (folder -> file names; `pattern` matches other
-    `folder/name`s allowed), with the `required` files in model/; None if it is."""
+    """Why `folder` is not laid out as `expected` (see `_foreign_files`), with the `required` files in model/;
+    None if it is."""
     for name in required:
         if not (folder / "model" / name).is_file():
             return f"no model/{name}"
+    foreign = _foreign_files(folder, expected, patterns)
+    return f"it holds {foreign[0]}, which a run never has" if foreign else None
+
+
+def _foreign_files(folder: Path, expected: dict[str, set[str]], patterns: tuple[re.Pattern, ...]) -> list[str]:
+    """What `folder` holds besides `expected` (folder -> plain file names; `patterns` match other `folder/name`s
+    allowed): entries by their path in the run (a folder with `/`, a link with `->`)."""
+    foreign = []
     for where, names in expected.items():
-        for entry in (folder / where).iterdir() if (folder / where).is_dir() else ():
-            if where == "." and entry.name in expected and entry.is_dir() and not entry.is_symlink():
+        for entry in sorted((folder / where).iterdir()) if (folder / where).is_dir() else ():
+            shown = entry.name if where == "." else f"{where}/{entry.name}"
+            if entry.is_symlink():
+                foreign.append(f"{shown} -> {os.readlink(entry)} (a symbolic link)")
+            elif where == "." and entry.name in expected and entry.is_dir():
                 continue
-            if not (
-                entry.is_file()
-                and not entry.is_symlink()
-                and (entry.name in names or pattern.fullmatch(f"{where}/{entry.name}"))
+            elif not (
+                entry.is_file() and (entry.name in names or any(p.fullmatch(f"{where}/{entry.name}") for p in patterns))
             ):
-                shown = entry.name if where == "." else f"{where}/{entry.name}"
-                return f"it holds {shown}, which a run never has"
-    return None
+                foreign.append(shown + ("/" if entry.is_dir() else ""))
+    return foreign
 
 
 def _absolute(run_dir: Path) -> Path:
@@ -250,13 +276,6 @@ def _absolute(run_dir: Path) -> Path:
     if absolute == absolute.parent:
         raise FolderError(f"{run_dir} is the file system root, not a run directory; choose another with --run")
     return absolute.parent.resolve() / absolute.name
-
-
-def _umask() -> int:
-    """The process's umask (reading it means setting it; restored at once)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _is_bench_output(folder: Path) -> bool:
@@ -279,7 +298,7 @@ def _is_runs_index(path: Path) -> bool:
 def _remove_stale_partials(run_dir: Path) -> None:
     """Remove temporary siblings of `run_dir` left by killed runs (their lock is free)."""
     for partial in run_dir.parent.glob(f".{run_dir.name}.partial-*"):
-        if not made_by_tool(partial, "run"):
+        if partial.is_symlink() or not made_by_tool(partial, "run"):
             continue
         with open(partial / MARKER, "rb") as lock:
             try:

@@ -37,7 +37,14 @@ MODEL_REPORT_FILES = (
     "-confusion-normalized.csv",
     "-confusion-normalized.png",
 )
-PREDICTION_FILES = {"predictions.csv", "predictions.json", "windows.csv"}  # besides timeline-*.png
+PARTIAL_PREDICTIONS = "predictions.partial.jsonl"  # predict's results so far, one JSON line per video as it finishes
+PREDICTION_FILES = {
+    "predictions.csv",
+    "predictions.json",
+    "windows.csv",
+    PARTIAL_PREDICTIONS,
+    MARKER,
+}  # besides timeline-*.png
 TIMELINE = re.compile(r"predictions/timeline-.*\.png")
 CONVLSTM_FILES = {
     "index.html",
