@@ -60,6 +60,7 @@ from pipeline.store.layout import (
 )
 from pipeline.store.locks import store_lock
 from pipeline.store.maintenance import compact, recover
+from pipeline.store.readers import ReaderLock
 from pipeline.store.shards import Shard, shard_keys, shard_run, write_shard
 from pipeline.store.status import (
     check_owner,
@@ -77,6 +78,7 @@ __all__ = [
     "FRAME_DATASETS",
     "GARBAGE_SHARE",
     "MAX_SEGMENTS",
+    "ReaderLock",
     "SCHEMA_VERSION",
     "TRANSIENT_STAGES",
     "VIDEO_COLUMNS",

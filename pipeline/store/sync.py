@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import pipeline.store.grace as grace
 from pipeline.store.index import Index, check_owner_attrs, load_index, refuse_foreign
+from pipeline.store.integrity import require_intact, segment_row
 from pipeline.store.layout import (
     CHANGE_LIST,
     FAILURE_COLUMNS,
@@ -80,6 +82,7 @@ def merge_shards(
     with store_lock(store_path, lock_timeout):
         index = load_index(store_path, ("offset", "length")) if store_path.exists() else Index.empty()
         check_owner_attrs(store_path, index.attrs, attrs)
+        require_intact(store_path, index.segments)  # before anything is written: the shards stay for after a recovery
         remove_unreferenced(store_path, set(index.segments["name"]))
         shards = complete_shards(store_path)
         foreign = foreign_shards(shards, rows, own_run)
@@ -96,8 +99,11 @@ def merge_shards(
         }
         record["last_sync"] = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **merged.changes}
         if fresh or merged.compacted or not _unchanged(index, merged, record):
-            write = append_index if merged.appending else write_index
-            write(store_path, record, merged.videos, merged.failures, merged.segments, merged.dim_dtype, step)
+            tables = (merged.videos, merged.failures, merged.segments, merged.dim_dtype, step)
+            if merged.appending:  # the retired table stands as it is
+                append_index(store_path, record, *tables)
+            else:
+                write_index(store_path, record, *tables, retired=merged.retired)
         step("index_swapped")
         for shard in committed + fresh:
             if shard not in foreign:
@@ -126,6 +132,7 @@ class _Merged:
     appending: bool
     digest: str
     dim_dtype: tuple | None
+    retired: pd.DataFrame  # the retired table (see `grace`), with global offsets
 
 
 def _merge_tables(
@@ -146,7 +153,15 @@ def _merge_tables(
     appending = synced is not None
     if not appending:  # anything but rows appended: rebuild the tables from the whole manifest
         index.videos = load_index(store_path).videos if store_path.exists() else index.videos
-        synced, kept, stored = 0, index.failures.iloc[:0], stored_frames(store_path, index)
+        columns = [*VIDEO_TEXT, *FRAME_COLUMNS[1:]]
+        before = pd.concat(
+            [
+                stored_frames(store_path, index, columns=columns),
+                stored_frames(store_path, index, index.retired, columns),
+            ],
+            ignore_index=True,
+        )  # every key with frames: the videos', and those retired within the grace period
+        synced, kept, stored = 0, index.failures.iloc[:0], before[FRAME_COLUMNS]
     else:  # the synced rows stand as they are: sync only the rows after them
         kept, stored = index.failures[index.failures["stage"] != "missing"], pd.DataFrame(columns=FRAME_COLUMNS)
     manifest = pd.DataFrame(
@@ -161,7 +176,7 @@ def _merge_tables(
     segments = index.segments
     if len(new):
         name, rows_count, new = new_segment(store_path, new, dim_dtype, link=foreign.isdisjoint(map(Path, new["file"])))
-        segments = pd.concat([segments, pd.DataFrame({"name": [name], "rows": [rows_count]})], ignore_index=True)
+        segments = pd.concat([segments, pd.DataFrame([segment_row(store_path, name, rows_count)])], ignore_index=True)
     frames = pd.concat([stored, new[stored.columns]], ignore_index=True)
     step("segment_written")
     videos = sync_videos(manifest, frames)
@@ -169,13 +184,19 @@ def _merge_tables(
         [kept, _sync_failures(manifest, videos, index.failures, new_failures, missing)], ignore_index=True
     )
     changes = _changes(videos.iloc[:0] if appending else index.videos, videos)
+    retired = index.retired if appending else grace.retire(before, index.retired, videos)
     live = videos.drop_duplicates(["file", "start"])["length"].sum() + (live_rows(index.videos) if appending else 0)
+    live += grace.kept_rows(retired)
     total = int(segments["rows"].sum())
     compact = total > 0 and ((total - live) / total > GARBAGE_SHARE or len(segments) > MAX_SEGMENTS)
     if compact:  # never when appending: _grown_from leaves those merges to the full rebuild
-        videos, segments = compact_frames(store_path, videos, dim_dtype)
+        videos, retired, segments = compact_frames(store_path, videos, dim_dtype, retired)
         step("compacted")
-    return _Merged(with_offsets(videos, segments), failures, segments, changes, compact, appending, digest, dim_dtype)
+    if not appending:
+        retired = with_offsets(retired, segments)
+    return _Merged(
+        with_offsets(videos, segments), failures, segments, changes, compact, appending, digest, dim_dtype, retired
+    )
 
 
 def _unchanged(index: Index, merged: _Merged, record: dict) -> bool:
@@ -185,6 +206,7 @@ def _unchanged(index: Index, merged: _Merged, record: dict) -> bool:
         not stale_report
         and _same(merged.failures, index.failures)
         and (not len(merged.videos) if merged.appending else _same(merged.videos, index.videos))
+        and _same(merged.retired[["key", "offset", "retired_at"]], index.retired[["key", "offset", "retired_at"]])
         and all(
             index.attrs.get(k) == record.get(k)
             for k in ("manifest", "manifest_sha256", "config_hash", "synced_rows", "synced_digest")
@@ -270,9 +292,11 @@ def _grown_from(
     later = set(map(ROW_KEY, rows[synced:]))
     if earlier.intersection(later) or earlier.intersection(new["key"]) or earlier.intersection(new_failures["key"]):
         return None, digest
+    if later.intersection(index.retired["key"]) or grace.expired(index.retired):  # the rebuild restores or drops them
+        return None, digest
     added = new[new["key"].isin(later)].drop_duplicates("key")["length"].sum()
     total = index.segments["rows"].sum() + new["length"].sum()  # at most: a linked shard brings all its frames
-    live = live_rows(index.videos) + added
+    live = live_rows(index.videos) + added + grace.kept_rows(index.retired)
     if total and ((total - live) / total > GARBAGE_SHARE or len(index.segments) + 1 > MAX_SEGMENTS):
         return None, digest
     return synced, digest
