@@ -125,12 +125,16 @@ class SequenceSource:
     def __init__(self, store_path, videos: pd.DataFrame, config: SequenceConfig, in_memory: bool):
         self.store_path, self.config, self.in_memory = str(store_path), config, in_memory
         self._reader = store.ReaderLock(self.store_path)
-        self._handle = h5py.File(self.store_path, "r")
-        self.offsets, self.lengths = _located(self._handle, videos, self.store_path)
-        self.dim = int(self._handle["features"].shape[1])
-        self._memory = None
+        self._handle, self._memory = h5py.File(self.store_path, "r"), None
+        try:
+            self.offsets, self.lengths = _located(self._handle, videos, self.store_path)
+            self.dim = int(self._handle["features"].shape[1])
+            if in_memory:
+                self._memory = self._read_store(np.arange(len(videos)))
+        except BaseException:
+            self.close()
+            raise
         if in_memory:
-            self._memory = self._read_store(np.arange(len(videos)))
             self.close()
 
     def close(self) -> None:

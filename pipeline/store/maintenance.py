@@ -18,6 +18,7 @@ from pipeline.store.layout import (
     FAILURE_COLUMNS,
     FRAME_COLUMNS,
     SCHEMA_VERSION,
+    SEGMENT_COLUMNS,
     VIDEO_COLUMNS,
     VIDEO_FLOATS,
     VIDEO_INTS,
@@ -112,14 +113,15 @@ def recover(store_path: str | Path, lock_timeout: float = 600.0) -> dict:
 
 
 def _readable_index(store_path: Path) -> tuple[dict, Index]:
-    """What recovery keeps of the old index: its attributes (less the sync record and any damaged JSON one) and
-    segment table; nothing if it is unreadable."""
+    """What recovery keeps of the old index: its attributes (less the sync record and any damaged JSON one), its
+    segment table and frame shape; nothing of what cannot be read."""
     attrs, index = {}, Index.empty()
-    with contextlib.suppress(OSError, StoreError, KeyError):
-        index = load_index(store_path, ("offset",))
-    with contextlib.suppress(OSError, KeyError):
+    with contextlib.suppress(OSError, KeyError, ValueError):
         with h5py.File(store_path, "r") as handle:
             attrs = decode_attrs(handle, lenient=True)
+            index.segments = read_table(handle, "segments", SEGMENT_COLUMNS)
+            features = handle["features"]
+            index.dim_dtype = (features.shape[1], features.dtype.name) if features.shape[1] else None
     dropped = ("schema_version", "manifest_sha256", "last_sync", "synced_rows", "synced_digest")
     return {k: v for k, v in attrs.items() if k not in dropped}, index
 
