@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -97,8 +98,13 @@ def recover(store_path: str | Path, lock_timeout: float = 600.0) -> dict:
                 tables.append(table.assign(file=segment.name, start=table["offset"]))
             except (OSError, KeyError) as error:
                 lost.append(f"{segment.name} ({error})")
-        if store_path.exists():
-            os.replace(store_path, f"{store_path}.broken")
+        if store_path.exists():  # kept, while the index stays in place until the new one replaces it (kill -9 safe)
+            broken = Path(f"{store_path}.broken")
+            broken.unlink(missing_ok=True)
+            try:
+                os.link(store_path, broken)
+            except OSError:  # a filesystem without hard links
+                shutil.copyfile(store_path, broken)
         segments = pd.DataFrame(
             [segment_row(store_path, name, rows) for name, rows, _ in readable], columns=old.segments.columns
         )

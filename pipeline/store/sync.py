@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -13,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 import pipeline.store.grace as grace
+from pipeline.store.growth import grown_from as _grown_from  # looked up per call: tests replace it
 from pipeline.store.index import Index, check_owner_attrs, load_index, refuse_foreign
 from pipeline.store.integrity import require_intact, segment_row
 from pipeline.store.layout import (
@@ -21,8 +20,6 @@ from pipeline.store.layout import (
     FRAME_COLUMNS,
     GARBAGE_SHARE,
     MAX_SEGMENTS,
-    ROW_KEY,
-    ROW_TEXT,
     VIDEO_TEXT,
     VideoRow,
 )
@@ -117,6 +114,15 @@ def merge_shards(
     )
     if any(report.changes.values()):
         log.info("synced with the manifest: %s", ", ".join(f"{n} {k}" for k, n in report.changes.items() if n))
+    if report.changes.get("retired"):
+        log.info(
+            "the frames of retired videos are kept for %g days: a manifest that lists them again re-extracts nothing "
+            "(`python -m pipeline compact %s` reclaims them now)",
+            grace.keep_days(),
+            store_path,
+        )
+    if merged.restored:
+        log.info("%d videos that had left the manifest are back, from their kept frames", merged.restored)
     return report
 
 
@@ -133,6 +139,7 @@ class _Merged:
     digest: str
     dim_dtype: tuple | None
     retired: pd.DataFrame  # the retired table (see `grace`), with global offsets
+    restored: int = 0  # videos listed again whose frames the retired table kept
 
 
 def _merge_tables(
@@ -189,13 +196,23 @@ def _merge_tables(
     live += grace.kept_rows(retired)
     total = int(segments["rows"].sum())
     compact = total > 0 and ((total - live) / total > GARBAGE_SHARE or len(segments) > MAX_SEGMENTS)
-    if compact:  # never when appending: _grown_from leaves those merges to the full rebuild
+    if compact:  # never when appending: grown_from leaves those merges to the full rebuild
         videos, retired, segments = compact_frames(store_path, videos, dim_dtype, retired)
         step("compacted")
     if not appending:
         retired = with_offsets(retired, segments)
+    restored = int(videos["key"].isin(set(index.retired["key"])).sum())
     return _Merged(
-        with_offsets(videos, segments), failures, segments, changes, compact, appending, digest, dim_dtype, retired
+        with_offsets(videos, segments),
+        failures,
+        segments,
+        changes,
+        compact,
+        appending,
+        digest,
+        dim_dtype,
+        retired,
+        restored,
     )
 
 
@@ -270,55 +287,6 @@ def _changes(old: pd.DataFrame, new: pd.DataFrame) -> dict:
         }
         for kind, rows in found.items()
     }
-
-
-def _grown_from(
-    index: Index, rows: list[VideoRow], new: pd.DataFrame, new_failures: pd.DataFrame
-) -> tuple[int | None, str]:
-    """How many leading manifest rows the store is already synced with, if a merge need only append; and the digest of
-    all rows.
-
-    The index records the digest of the manifest rows it was last synced with. When the current
-    manifest starts with those very rows (texts and order), no shard of this merge holds one of
-    their keys, no later row names one of their files, and the merge leaves no reason to compact,
-    the tables of those rows stand: only the rows after them are synced and appended (O(k), not
-    O(store)). Otherwise (None) the tables are rebuilt from the whole manifest.
-    """
-    synced = index.attrs.get("synced_rows")
-    prefix, digest = _digests(rows, min(len(rows), synced or 0))
-    if synced is None or synced > len(rows) or prefix != index.attrs.get("synced_digest"):
-        return None, digest
-    earlier = set(map(ROW_KEY, rows[:synced]))
-    later = set(map(ROW_KEY, rows[synced:]))
-    if earlier.intersection(later) or earlier.intersection(new["key"]) or earlier.intersection(new_failures["key"]):
-        return None, digest
-    if later.intersection(index.retired["key"]) or grace.expired(index.retired):  # the rebuild restores or drops them
-        return None, digest
-    added = new[new["key"].isin(later)].drop_duplicates("key")["length"].sum()
-    total = index.segments["rows"].sum() + new["length"].sum()  # at most: a linked shard brings all its frames
-    live = live_rows(index.videos) + added + grace.kept_rows(index.retired)
-    if total and ((total - live) / total > GARBAGE_SHARE or len(index.segments) + 1 > MAX_SEGMENTS):
-        return None, digest
-    return synced, digest
-
-
-def _digests(rows: list[VideoRow], cut: int) -> tuple[str, str]:
-    """sha256 of the manifest rows' texts, over the first `cut` rows and over all of them."""
-    hasher = hashlib.sha256()
-    _feed(hasher, rows[:cut])
-    prefix = hasher.hexdigest()
-    _feed(hasher, rows[cut:])
-    return prefix, hasher.hexdigest()
-
-
-def _feed(hasher, rows: list[VideoRow]) -> None:
-    """Each text NUL-terminated (manifests refuse NUL bytes): feeding rows in two parts equals feeding them at once."""
-    if rows:
-        try:
-            text = "\0".join(itertools.chain.from_iterable(map(ROW_TEXT, rows)))
-        except TypeError:  # a value that is not a string (rows made from Python)
-            text = "\0".join(map(str, itertools.chain.from_iterable(map(ROW_TEXT, rows))))
-        hasher.update((text + "\0").encode("utf-8", "surrogatepass"))
 
 
 def _same(new: pd.DataFrame, old: pd.DataFrame) -> bool:
