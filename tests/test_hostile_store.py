@@ -4,8 +4,11 @@ accidentally shortened manifest, a hand-edited attribute (issue 26, items 2, 3, 
 import multiprocessing
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -112,6 +115,45 @@ def test_a_reader_keeps_its_frames_through_a_recovery_and_the_merges_after_it(tm
     store.compact(path)
     assert len(list(store.segments_dir(path).iterdir())) == 1
     assert sorted(stored_features(path)) == sorted(NAMES)
+
+
+def hold_a_reader(path, ready):
+    source = SequenceSource(path, store.read_videos(path), SequenceConfig(FRAMES), in_memory=False)
+    source.read([0])
+    ready.set()
+    time.sleep(600)
+
+
+def test_a_reader_killed_by_sigkill_holds_nothing_back(tmp_path):
+    path = two_segment_store(tmp_path / "s.h5")
+    context = multiprocessing.get_context("fork")
+    ready = context.Event()
+    reader = context.Process(target=hold_a_reader, args=(path, ready))
+    reader.start()
+    assert ready.wait(30)
+    store.compact(path)
+    assert len(list(store.segments_dir(path).iterdir())) == 3  # kept for the reader
+    os.kill(reader.pid, signal.SIGKILL)
+    reader.join()
+    store.compact(path)  # the kernel released its lock: nothing waits for a dead reader
+    assert len(list(store.segments_dir(path).iterdir())) == 1
+
+
+def killed_recovery(path):
+    store.maintenance.write_index = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+    store.recover(path)
+
+
+def test_a_recovery_killed_before_its_index_is_written_leaves_the_old_index_in_place(tmp_path):
+    path = two_segment_store(tmp_path / "s.h5")
+    before = store.read_videos(path)
+    child = multiprocessing.get_context("fork").Process(target=killed_recovery, args=(path,))
+    child.start()
+    child.join()
+    assert child.exitcode == -signal.SIGKILL
+    pd.testing.assert_frame_equal(store.read_videos(path), before)  # the store still opens as it was
+    assert Path(f"{path}.broken").is_file()
+    assert store.recover(path)["videos"] == 8
 
 
 # --- item 3: one file under several ids, and copies of its bytes, in one split ----------------------------------

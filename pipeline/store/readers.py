@@ -37,7 +37,7 @@ class ReaderLock:
 
     def __init__(self, store_path: str | Path):
         self.fd = None
-        if fcntl is None:
+        if fcntl is None or not Path(store_path).is_file():  # no store, nothing to keep (and no file left behind)
             return
         try:
             self.fd = os.open(readers_file(store_path), os.O_RDWR | os.O_CREAT, 0o666)

@@ -14,14 +14,16 @@ from pipeline.core.hashing import file_sha256  # backbones imports TensorFlow on
 from pipeline.store.index import (
     check_owner_attrs,
     index_segments,
-    load_index,
     open_index,
     read_attrs,
     read_failures,
     read_videos,
+    refuse_foreign,
 )
 from pipeline.store.integrity import require_intact, segment_problems
-from pipeline.store.layout import CHANGE_KINDS, StoreError, segments_dir
+from pipeline.store.layout import CHANGE_KINDS, RETIRED_COLUMNS, SEGMENT_COLUMNS, StoreError, segments_dir
+from pipeline.store.readers import ReaderLock
+from pipeline.store.tables import read_table
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +63,18 @@ def missing_segments(store_path: str | Path) -> list[str]:
 
 def require_segments(store_path: str | Path) -> None:
     """Refuse a store whose index references a segment file that is gone (copied without its folder, or deleted),
-    truncated or changed since it was merged (see `integrity`): exit 2, naming the files and the recovery."""
-    require_intact(store_path, index_segments(Path(store_path)))
+    truncated or changed since it was merged (see `integrity`): exit 2, naming the files and the recovery.
+
+    Registered as a reader meanwhile, so that a concurrent compaction cannot delete a segment between
+    reading the index and looking at the files (which would name a segment that is not missing).
+    """
+    with _reading(store_path):
+        require_intact(store_path, index_segments(Path(store_path)))
+
+
+def _reading(store_path: str | Path) -> ReaderLock:
+    refuse_foreign(store_path)  # no .readers file beside someone else's file
+    return ReaderLock(store_path)
 
 
 def check_owner(store_path: str | Path, attrs: dict) -> None:
@@ -104,10 +116,13 @@ def summary(store_path: str | Path) -> str:
     lines += [f"  {name}: {value}" for name, value in config.items()]
     if attrs.get("fallback"):
         lines.append(f"  WARNING fallback: {attrs['fallback']}")
-    with open_index(store_path) as handle:
+    with _reading(store_path), open_index(store_path) as handle:
         dim, rows = handle["features"].shape[1], handle["features"].shape[0]
-    segments = index_segments(Path(store_path))
-    retired = load_index(Path(store_path), ("offset",)).retired
+        segments = read_table(handle, "segments", SEGMENT_COLUMNS)
+        retired = read_table(handle, "retired", RETIRED_COLUMNS)
+        problems = segment_problems(store_path, segments)
+        folder = segments_dir(store_path)
+        stale = len({p.name for p in folder.glob("*.h5")} - set(segments["name"])) if folder.is_dir() else 0
     lengths = videos["length"] if len(videos) else pd.Series([0])
     lines.append(
         f"videos: {len(videos)}  frames: {int(videos['length'].sum())}  feature dim: {dim}  "
@@ -129,8 +144,13 @@ def summary(store_path: str | Path) -> str:
     lines += [
         f"  {'MISSING' if problem == 'missing' else 'DAMAGED'} segment file {segments_dir(store_path) / name} "
         f"({'its frames read as zeros' if problem == 'missing' else problem})"
-        for name, problem in segment_problems(store_path, segments)
+        for name, problem in problems
     ]
+    if stale:
+        lines.append(
+            f"  {stale} segment file(s) in {segments_dir(store_path).name}/ the index no longer references: kept while "
+            f"a reader may read them (`train --data stream`); the next merge or `compact` after it deletes them"
+        )
     sync = attrs.get("last_sync", {})
     kinds = [kind for kind in CHANGE_KINDS if sync.get(kind, {}).get("count")]
     lines.append(
