@@ -159,6 +159,7 @@ def test_a_recovery_killed_before_its_index_is_written_leaves_the_old_index_in_p
 # --- item 3: one file under several ids, and copies of its bytes, in one split ----------------------------------
 
 
+@pytest.mark.slow  # a real CNN and training, or four subprocesses
 def test_one_file_under_three_ids_and_copies_of_its_bytes_never_straddle_splits(tmp_path, make_video):
     from pipeline.classify.config import TrainConfig
     from pipeline.classify.train import train
@@ -208,6 +209,7 @@ def test_a_store_written_before_content_ids_and_segment_records_still_works(tmp_
 # --- item 4: a truncated or changed segment --------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a real CNN and training, or four subprocesses
 def test_a_truncated_segment_is_named_by_every_command_and_a_recovery_re_embeds_what_was_lost(tmp_path, make_video):
     clips = [make_video(f"v{i}.mp4", seed=i) for i in range(6)]
     csv = tmp_path / "m.csv"
