@@ -8,15 +8,13 @@ mask is all True. `SequenceSource` reads those sequences either from the HDF5 fi
 same per-video code, so they give identical arrays, and `make_dataset` feeds either to Keras in the
 same shuffled order.
 
-Splits come from the manifest's `split` column; where it is empty, a stratified, group-aware split
-with a fixed seed is drawn (clips of one `group` never straddle two splits), and a validation split
-is carved from train the same way when the manifest names none.
+The splits (`splits`: assign_splits, group_ids) are re-exported here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import warnings
 from dataclasses import dataclass
 
 import h5py
@@ -24,13 +22,15 @@ import numpy as np
 import pandas as pd
 
 from pipeline import store
+from pipeline.classify.splits import assign_splits as assign_splits  # re-exported: stage two's input in one place
+from pipeline.classify.splits import group_ids as group_ids
 from pipeline.core.config import Config
 from pipeline.core.errors import InputError
+from pipeline.store.tables import read_table
 
 log = logging.getLogger(__name__)
 
 POLICIES = ("pad", "resample")
-SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -114,16 +114,39 @@ class SequenceSource:
 
     `rows` index the `videos` table. With `in_memory`, every sequence is read once at construction;
     otherwise each call reads its videos from the HDF5 file, so memory use stays at one batch.
+
+    While it reads, the source is registered as a reader of the store (`store.ReaderLock`, taken
+    before the index is opened), so a concurrent merge or compaction keeps the segment files its
+    handle reads (they are deleted after `close()`). Each video's frames are located by its key in
+    the very index the handle opened, so a merge between reading `videos` and opening the store
+    cannot shift them onto another video's frames.
     """
 
     def __init__(self, store_path, videos: pd.DataFrame, config: SequenceConfig, in_memory: bool):
         self.store_path, self.config, self.in_memory = str(store_path), config, in_memory
-        self.offsets = videos["offset"].to_numpy(np.int64)
-        self.lengths = videos["length"].to_numpy(np.int64)
-        with h5py.File(self.store_path, "r") as handle:
-            self.dim = int(handle["features"].shape[1])
-        self._handle = None
-        self._memory = self._read_store(np.arange(len(videos))) if in_memory else None
+        self._reader = store.ReaderLock(self.store_path)
+        self._handle, self._memory = h5py.File(self.store_path, "r"), None
+        try:
+            self.offsets, self.lengths = _located(self._handle, videos, self.store_path)
+            self.dim = int(self._handle["features"].shape[1])
+            if in_memory:
+                self._memory = self._read_store(np.arange(len(videos)))
+        except BaseException:
+            self.close()
+            raise
+        if in_memory:
+            self.close()
+
+    def close(self) -> None:
+        """Close the store and end the reader registration (reading again reopens neither: in memory only)."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+        self._reader.release()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -148,13 +171,20 @@ class SequenceSource:
 
     def _read_store(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self._handle is None:
-            self._handle = h5py.File(self.store_path, "r")
+            raise store.StoreError(f"the sequence source of {self.store_path} was closed; make a new one")
         features = self._handle["features"]
         x = np.zeros((len(rows), self.config.seq_len, self.dim), np.float32)
         mask = np.zeros((len(rows), self.config.seq_len), bool)
         for i, row in enumerate(rows):
             start = self.offsets[row]
-            x[i], mask[i] = fixed_length(features[start : start + self.lengths[row]], self.config)
+            try:
+                frames = features[start : start + self.lengths[row]]
+            except OSError as error:  # a segment damaged since the store was checked: h5py names no file
+                raise store.StoreError(
+                    f"the frames of the feature store {self.store_path} cannot be read ({error}); "
+                    f"`python -m pipeline inspect {self.store_path}` names the damaged segment file and the recovery"
+                ) from None
+            x[i], mask[i] = fixed_length(frames, self.config)
         return x, mask
 
 
@@ -216,43 +246,26 @@ def delta_scale(source: SequenceSource, rows, batch_size: int = 256) -> np.ndarr
     return _floored(np.sqrt(squares / count))
 
 
-def assign_splits(videos: pd.DataFrame, seed: int = 0, test_size: float = 0.15, val_size: float = 0.15) -> pd.Series:
-    """Each video's split (train / val / test), indexed like `videos`.
-
-    The manifest's `split` column wins when every video has one; when none has, `test_size` of the
-    videos are held out for test, group-aware and stratified by label; either way, when no video is
-    in `val`, `val_size` of the training videos are carved out the same way. A mix of rows with and
-    without a split is refused, since there is no way to tell what the empty ones meant.
-    """
-    given = videos["split"].fillna("").astype(str).str.strip().str.lower()
-    unknown = sorted(set(given) - {"", *SPLITS})
-    if unknown:
-        raise InputError(f"unknown split names in the store: {', '.join(unknown)} (expected {', '.join(SPLITS)})")
-    groups = group_ids(videos)
-    if (given == "").all():
-        split = pd.Series("train", index=videos.index)
-        split[_holdout(videos.index, videos["label"], groups, test_size, seed)] = "test"
-    elif (given == "").any():
-        raise InputError(
-            f"{(given == '').sum()} of {len(given)} videos have no split while the others do; "
-            f"give every manifest row a split (train/val/test) or none"
-        )
-    else:
-        split = given.copy()
-        _warn_straddling(split, groups)
-    if not (split == "val").any():
-        train = split.index[split == "train"]
-        split[_holdout(train, videos.loc[train, "label"], groups[train], val_size, seed)] = "val"
-    return split
-
-
-def group_ids(videos: pd.DataFrame) -> pd.Series:
-    """A video's group: its manifest `group`, or the video itself when it has none."""
-    group = videos["group"].fillna("").astype(str)
-    return group.where(group != "", "video:" + videos["video_id"].astype(str))
-
-
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def _located(handle: h5py.File, videos: pd.DataFrame, store_path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each video's frame offset and length in the index `handle` opened, found by its key (rows without a key
+    column are taken as given)."""
+    if "key" not in videos:
+        return videos["offset"].to_numpy(np.int64), videos["length"].to_numpy(np.int64)
+    columns = ("key", "offset", "length")
+    table = pd.concat(
+        [read_table(handle, name, columns) for name in ("videos", "retired")], ignore_index=True
+    ).drop_duplicates("key")
+    found = videos[["key"]].merge(table, on="key", how="left")
+    if found["offset"].isna().any():
+        gone = videos.loc[found["offset"].isna().to_numpy(), "video_id"]
+        raise store.StoreError(
+            f"{len(gone)} videos (e.g. {gone.iloc[0]}) left the feature store {store_path} while it was being opened "
+            f"(another run synced it with a changed manifest); run again"
+        )
+    return found["offset"].to_numpy(np.int64), found["length"].to_numpy(np.int64)
 
 
 def _sums(batches) -> tuple[np.ndarray, np.ndarray, int]:
@@ -269,32 +282,3 @@ def _floored(deviation: np.ndarray) -> np.ndarray:
     """A deviation per feature with a floor of 1e-3 of the largest, so (nearly) constant features are not blown up."""
     floor = 1e-3 * deviation.max() if deviation.max() > 0 else 1.0
     return np.maximum(deviation, floor).astype(np.float32)
-
-
-def _holdout(index: pd.Index, labels: pd.Series, groups: pd.Series, fraction: float, seed: int) -> pd.Index:
-    """About `fraction` of `index`, whole groups only, stratified by label (one StratifiedGroupKFold fold)."""
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    if fraction <= 0:
-        return index[:0]
-    # sklearn needs at least as many groups, and as many videos in the largest class, as folds
-    folds = min(round(1 / fraction), groups.nunique(), labels.value_counts().max())
-    if folds < 2:
-        log.warning("too few videos or groups (%d) to hold out a split; nothing is held out", groups.nunique())
-        return index[:0]
-    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    with warnings.catch_warnings():  # "least populated class has only N members": handled and reported downstream
-        warnings.simplefilter("ignore", UserWarning)
-        _, held = next(splitter.split(np.zeros(len(index)), labels.to_numpy(), groups.to_numpy()))
-    return index[held]
-
-
-def _warn_straddling(split: pd.Series, groups: pd.Series) -> None:
-    spread = split.groupby(groups).nunique()
-    if (spread > 1).any():
-        log.warning(
-            "the manifest's splits put %d group(s) in more than one split (e.g. %s): clips of one source "
-            "in train and test inflate test accuracy",
-            (spread > 1).sum(),
-            spread[spread > 1].index[0],
-        )

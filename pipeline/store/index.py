@@ -13,7 +13,9 @@ import pandas as pd
 
 from pipeline.store.layout import (
     FAILURE_COLUMNS,
+    RETIRED_COLUMNS,
     SCHEMA_VERSION,
+    SEGMENT_COLUMNS,
     TRANSIENT_STAGES,
     VIDEO_COLUMNS,
     StoreError,
@@ -29,11 +31,11 @@ def read_videos(store_path: str | Path) -> pd.DataFrame:
 
 
 def stored_keys(store_path: str | Path) -> tuple[set[str], set[str]]:
-    """Keys of the stored videos, and of failures for a reason of the file's own
-    (read without the rest of the tables)."""
+    """Keys whose frames are stored (videos, and retired ones still kept), and of failures for a reason of the
+    file's own (read without the rest of the tables)."""
     with open_index(store_path) as handle:
         failures = read_table(handle, "failures", ("key", "stage"))
-        return set(read_text(handle, "videos", "key")), set(
+        return set(read_text(handle, "videos", "key")) | set(read_text(handle, "retired", "key")), set(
             failures.loc[~failures["stage"].isin(TRANSIENT_STAGES), "key"]
         )
 
@@ -56,6 +58,7 @@ class Index:
     failures: pd.DataFrame
     segments: pd.DataFrame
     dim_dtype: tuple | None
+    retired: pd.DataFrame  # keys that left the manifest, their frames kept for a while (see `retired`)
 
     @classmethod
     def empty(cls) -> "Index":
@@ -63,8 +66,16 @@ class Index:
             {},
             pd.DataFrame(columns=VIDEO_COLUMNS),
             pd.DataFrame(columns=FAILURE_COLUMNS),
-            pd.DataFrame({"name": pd.Series(dtype=str), "rows": pd.Series(dtype=np.int64)}),
+            pd.DataFrame(
+                {
+                    "name": pd.Series(dtype=object),
+                    "rows": pd.Series(dtype=np.int64),
+                    "bytes": pd.Series(dtype=np.int64),
+                    "digest": pd.Series(dtype=object),
+                }
+            ),
             None,
+            pd.DataFrame(columns=RETIRED_COLUMNS),
         )
 
 
@@ -117,12 +128,30 @@ def schema_version(store_path: Path) -> int:
         return 0
 
 
-def decode_attrs(handle: h5py.File) -> dict:
+JSON_ATTRS = ("feature_config", "versions", "last_sync")  # root attributes that hold a JSON object
+
+
+def decode_attrs(handle: h5py.File, lenient: bool = False) -> dict:
+    """Root attributes, the JSON ones decoded; one that is not a JSON object (edited by hand) is a StoreError,
+    or left out if `lenient` (recovery keeps the rest)."""
     attrs = {name: handle.attrs[name] for name in handle.attrs}
-    return {
-        name: json.loads(value) if name in ("feature_config", "versions", "last_sync") else value
-        for name, value in attrs.items()
-    }
+    for name in JSON_ATTRS:
+        if name in attrs:
+            try:
+                attrs[name] = json.loads(attrs[name])
+                if not isinstance(attrs[name], dict):
+                    raise ValueError(f"a JSON {type(attrs[name]).__name__}, not an object")
+            except (TypeError, ValueError) as error:  # JSONDecodeError is a ValueError
+                if lenient:
+                    del attrs[name]
+                    continue
+                raise StoreError(
+                    f"the attribute {name!r} of the feature store {handle.filename} is not a JSON object ({error}); "
+                    f"it was edited or damaged. Restore it (h5py: f.attrs[{name!r}]), or rebuild the index with "
+                    f"`python -m pipeline compact {handle.filename} --recover` and rerun `python -m pipeline features` "
+                    f"with the options the store was made with"
+                ) from None
+    return attrs
 
 
 def load_index(store_path: Path, video_columns=VIDEO_COLUMNS) -> Index:
@@ -133,14 +162,16 @@ def load_index(store_path: Path, video_columns=VIDEO_COLUMNS) -> Index:
             decode_attrs(handle),
             read_table(handle, "videos", video_columns),
             read_table(handle, "failures", FAILURE_COLUMNS),
-            read_table(handle, "segments", ("name", "rows")),
-            (features.shape[1], features.dtype.name),
+            read_table(handle, "segments", SEGMENT_COLUMNS),
+            (features.shape[1], features.dtype.name) if features.shape[1] else None,  # an empty recovered index: none
+            read_table(handle, "retired", RETIRED_COLUMNS),
         )
 
 
-def index_segments(store_path: Path) -> list[str]:
+def index_segments(store_path: Path) -> pd.DataFrame:
+    """The segment table: name, rows and (recorded by merges since they were) bytes and digest."""
     with open_index(store_path) as handle:
-        return read_text(handle, "segments", "name")
+        return read_table(handle, "segments", SEGMENT_COLUMNS)
 
 
 def check_owner_attrs(store_path: Path, stored: dict, attrs: dict) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import uuid
@@ -14,26 +15,43 @@ import pandas as pd
 
 from pipeline.core.atomic import fsync_file, replacing
 from pipeline.store.index import Index
+from pipeline.store.integrity import recorded, segment_row
 from pipeline.store.layout import (
     APPEND_ROWS,
     FAILURE_COLUMNS,
     FRAME_COLUMNS,
     FRAME_DATASETS,
+    OPTIONAL_COLUMNS,
+    RETIRED_COLUMNS,
+    SEGMENT_COLUMNS,
     VIDEO_COLUMNS,
     segments_dir,
 )
-from pipeline.store.tables import append_frames, column_values, create_frame_datasets, write_attrs, write_table
+from pipeline.store.readers import readers_active
+from pipeline.store.tables import (
+    add_column,
+    append_frames,
+    column_values,
+    create_frame_datasets,
+    write_attrs,
+    write_table,
+)
+
+log = logging.getLogger(__name__)
 
 
-def stored_frames(store_path: Path, index: Index) -> pd.DataFrame:
-    """Where each stored key's frames are: segment file and row within it, from the global offsets."""
-    videos = index.videos.drop_duplicates("key")
+def stored_frames(
+    store_path: Path, index: Index, table: pd.DataFrame | None = None, columns=FRAME_COLUMNS
+) -> pd.DataFrame:
+    """Where each key's frames are (of the video table, or of `table`): segment file and row within it, from the
+    global offsets; with the table's `columns`."""
+    videos = (index.videos if table is None else table).drop_duplicates("key")
     starts = np.concatenate([[0], np.cumsum(index.segments["rows"].to_numpy(np.int64))])
     position = np.searchsorted(starts, videos["offset"].to_numpy(np.int64), side="right") - 1
     names = (f"{segments_dir(store_path)}/" + index.segments["name"]).to_numpy(object)
     return videos.assign(
         file=names[position] if len(videos) else [], start=videos["offset"].to_numpy(np.int64) - starts[position]
-    )[FRAME_COLUMNS].reset_index(drop=True)
+    )[list(columns)].reset_index(drop=True)
 
 
 def new_segment(
@@ -96,17 +114,22 @@ def live_rows(videos: pd.DataFrame) -> int:
     return int(videos.drop_duplicates("offset")["length"].sum())
 
 
-def compact_frames(store_path: Path, videos: pd.DataFrame, dim_dtype: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Copy the frames the table references (once per key) into one new segment; return the table and segment list."""
-    unique = videos.drop_duplicates("key")
+def compact_frames(
+    store_path: Path, videos: pd.DataFrame, dim_dtype: tuple, retired: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Copy the frames the video and retired tables reference (once per key) into one new segment; return both
+    tables, pointing there, and the segment list."""
+    unique = pd.concat([videos, retired[videos.columns.intersection(retired.columns)]]).drop_duplicates("key")
     name = f"seg-{uuid.uuid4().hex}.h5"
     segments_dir(store_path).mkdir(exist_ok=True)
     starts = copy_frames(segments_dir(store_path) / name, unique, dim_dtype)
     moved = pd.DataFrame(
         {"key": unique["key"].to_numpy(), "file": str(segments_dir(store_path) / name), "start": starts}
     )
-    videos = videos.drop(columns=["file", "start"]).merge(moved, on="key", how="left")
-    return videos, pd.DataFrame({"name": [name], "rows": [int(unique["length"].sum())]})
+    videos, retired = (
+        table.drop(columns=["file", "start"]).merge(moved, on="key", how="left") for table in (videos, retired)
+    )
+    return videos, retired, pd.DataFrame([segment_row(store_path, name, int(unique["length"].sum()))])
 
 
 def write_index(
@@ -117,15 +140,21 @@ def write_index(
     segments: pd.DataFrame,
     dim_dtype: tuple,
     step=lambda name: None,
+    retired: pd.DataFrame | None = None,
 ) -> None:
-    """Write the index under a temporary name and rename it over the store: readers see the old or the new one."""
+    """Write the index under a temporary name and rename it over the store: readers see the old or the new one.
+
+    `retired` (with global offsets) is the table of kept frames of videos that left the manifest (see `retired`).
+    """
+    retired = pd.DataFrame(columns=RETIRED_COLUMNS) if retired is None else retired
     with replacing(store_path, _index_temporary(store_path)) as temporary:
         with h5py.File(temporary, "w") as out:
             write_attrs(out, attrs)
             _write_frame_mapping(out, store_path, segments, dim_dtype)
             write_table(out, "videos", videos[list(VIDEO_COLUMNS)])
             write_table(out, "failures", failures[list(FAILURE_COLUMNS)])
-            write_table(out, "segments", segments)
+            write_table(out, "segments", recorded(store_path, segments)[list(SEGMENT_COLUMNS)])
+            write_table(out, "retired", retired[list(RETIRED_COLUMNS)])
         fsync_file(temporary)
         step("index_written")
 
@@ -149,7 +178,12 @@ def append_index(
         shutil.copyfile(store_path, temporary)
         with h5py.File(temporary, "r+") as out:
             write_attrs(out, attrs)
+            existing = out["videos"]["video_id"].shape[0]
             for column in VIDEO_COLUMNS:
+                if (
+                    column not in out["videos"]
+                ):  # a column added since the store was written: its default for the old rows
+                    add_column(out["videos"], column, pd.Series([OPTIONAL_COLUMNS[column]] * existing, dtype=object))
                 dataset = out["videos"][column]
                 start = dataset.shape[0]
                 dataset.resize((start + len(added),))
@@ -158,20 +192,20 @@ def append_index(
                 del out[name]
             _write_frame_mapping(out, store_path, segments, dim_dtype)
             write_table(out, "failures", failures[list(FAILURE_COLUMNS)])
-            write_table(out, "segments", segments)
+            write_table(out, "segments", recorded(store_path, segments)[list(SEGMENT_COLUMNS)])
         fsync_file(temporary)
         step("index_written")
 
 
 def with_offsets(videos: pd.DataFrame, segments: pd.DataFrame) -> pd.DataFrame:
     """Global row offsets into the virtual datasets, from each video's segment file and row within it."""
+    if not len(videos):
+        return videos.assign(offset=np.zeros(0, np.int64))
     starts = pd.Series(
         np.concatenate([[0], np.cumsum(segments["rows"].to_numpy(np.int64))])[:-1], index=segments["name"].to_numpy()
     )
-    names = videos["file"].str.rsplit("/", n=1).str[-1]
-    return videos.assign(
-        offset=(names.map(starts).to_numpy(np.int64) + videos["start"].to_numpy(np.int64)) if len(videos) else []
-    )
+    names = videos["file"].astype(str).str.rsplit("/", n=1).str[-1]
+    return videos.assign(offset=names.map(starts).to_numpy(np.int64) + videos["start"].to_numpy(np.int64))
 
 
 def _write_frame_mapping(out: h5py.File, store_path: Path, segments: pd.DataFrame, dim_dtype: tuple) -> None:
@@ -195,10 +229,25 @@ def _write_frame_mapping(out: h5py.File, store_path: Path, segments: pd.DataFram
 
 
 def remove_unreferenced(store_path: Path, referenced: set) -> None:
-    """Under the lock: segment files no index references (a killed merge's, or compacted away) and temporary files."""
+    """Under the lock, after the index is swapped: segment files it does not reference (a killed merge's, or
+    compacted away) and temporary files.
+
+    While a reader is registered (see `readers`), segment files stay: it may read them through an
+    older index. The next merge or `compact` after it deletes them.
+    """
     folder = segments_dir(store_path)
-    for path in folder.glob("*") if folder.is_dir() else ():
-        if path.name not in referenced:
+    unreferenced = [path for path in folder.glob("*") if path.name not in referenced] if folder.is_dir() else []
+    kept = [path for path in unreferenced if not path.name.endswith(".tmp")]  # a temporary file has no reader
+    if kept and readers_active(store_path):
+        log.info(
+            "kept %d segment file(s) of %s that its index no longer references: a reader (e.g. `train --data "
+            "stream`) may still read them; the next merge or `compact` after it ends deletes them",
+            len(kept),
+            store_path,
+        )
+        unreferenced = [path for path in unreferenced if path not in kept]
+    for path in unreferenced:
+        with contextlib.suppress(FileNotFoundError):
             path.unlink()
     with contextlib.suppress(FileNotFoundError):
         _index_temporary(store_path).unlink()

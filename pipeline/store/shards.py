@@ -22,6 +22,7 @@ from pipeline.store.layout import (
     VIDEO_INTS,
     VIDEO_TEXT,
     VideoRow,
+    content_id,
     parts_dir,
 )
 from pipeline.store.locks import run_is_live
@@ -48,10 +49,13 @@ class Shard:
         fps: float,
         width: int,
         height: int,
+        content: str | None = None,
     ) -> None:
+        """Add a finished video; `content` is its file's `content_id`, read from `row.path` when not given."""
         self.videos.append(
             {
                 **_row_fields(row),
+                "content": content_id(row.path) if content is None else content,
                 "order": row.order,
                 "total_frames": total_frames,
                 "fps": fps,
@@ -107,7 +111,7 @@ def shard_run(store_path: str | Path):
 def write_shard(folder: str | Path, shard: Shard, dim: int, dtype: str) -> Path:
     """Write a shard file into a run's folder: under a temporary name, renamed once complete."""
     final = Path(folder) / f"shard-{uuid.uuid4().hex}.h5"
-    videos = pd.DataFrame(shard.videos, columns=[*VIDEO_TEXT, "order", *VIDEO_INTS[:3], "fps", "length"])
+    videos = pd.DataFrame(shard.videos, columns=[*VIDEO_TEXT, "content", "order", *VIDEO_INTS[:3], "fps", "length"])
     videos["offset"] = (
         np.concatenate([[0], np.cumsum(videos["length"].to_numpy())[:-1]]).astype(np.int64) if len(videos) else []
     )
@@ -164,7 +168,7 @@ def shard_tables(shards: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame, tuple 
     failures, dim_dtype = [pd.DataFrame(columns=[*FAILURE_COLUMNS, "order"])], None
     for shard in shards:
         with h5py.File(shard, "r") as handle:
-            table = read_table(handle, "videos", (*VIDEO_TEXT, "order", *VIDEO_INTS, *VIDEO_FLOATS))
+            table = read_table(handle, "videos", (*VIDEO_TEXT, "content", "order", *VIDEO_INTS, *VIDEO_FLOATS))
             videos.append(table.assign(file=str(shard), start=table["offset"]))
             failures.append(read_table(handle, "failures", (*FAILURE_COLUMNS, "order")))
             dim_dtype = dim_dtype or (handle["features"].shape[1], handle["features"].dtype.name)

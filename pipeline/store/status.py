@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
+import pipeline.store.grace as grace
 from pipeline.core.atomic import replacing
 from pipeline.core.hashing import file_sha256  # backbones imports TensorFlow only inside functions
-from pipeline.store.index import check_owner_attrs, index_segments, open_index, read_attrs, read_failures, read_videos
-from pipeline.store.layout import CHANGE_KINDS, StoreError, segments_dir
+from pipeline.store.index import (
+    check_owner_attrs,
+    index_segments,
+    open_index,
+    read_attrs,
+    read_failures,
+    read_videos,
+    refuse_foreign,
+)
+from pipeline.store.integrity import require_intact, segment_problems
+from pipeline.store.layout import CHANGE_KINDS, RETIRED_COLUMNS, SEGMENT_COLUMNS, StoreError, segments_dir
+from pipeline.store.readers import ReaderLock
+from pipeline.store.tables import read_table
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +56,25 @@ def require_in_sync(store_path: str | Path) -> None:
 def missing_segments(store_path: str | Path) -> list[str]:
     """Segment files the index references that do not exist (one stat each): plain h5py would read their frames as
     zeros."""
-    return [name for name in index_segments(Path(store_path)) if not (segments_dir(store_path) / name).is_file()]
+    return [
+        name for name in index_segments(Path(store_path))["name"] if not (segments_dir(store_path) / name).is_file()
+    ]
 
 
 def require_segments(store_path: str | Path) -> None:
-    """Refuse a store whose index references a segment file that is gone (copied without its folder, or deleted)."""
-    missing = missing_segments(store_path)
-    if missing:
-        raise StoreError(
-            f"the feature store {store_path} lacks {len(missing)} segment file(s) in {segments_dir(store_path)}: "
-            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; copy the whole folder with the store, "
-            f"or run `python -m pipeline compact {store_path} --recover` and then `features` again"
-        )
+    """Refuse a store whose index references a segment file that is gone (copied without its folder, or deleted),
+    truncated or changed since it was merged (see `integrity`): exit 2, naming the files and the recovery.
+
+    Registered as a reader meanwhile, so that a concurrent compaction cannot delete a segment between
+    reading the index and looking at the files (which would name a segment that is not missing).
+    """
+    with _reading(store_path):
+        require_intact(store_path, index_segments(Path(store_path)))
+
+
+def _reading(store_path: str | Path) -> ReaderLock:
+    refuse_foreign(store_path)  # no .readers file beside someone else's file
+    return ReaderLock(store_path)
 
 
 def check_owner(store_path: str | Path, attrs: dict) -> None:
@@ -96,23 +116,41 @@ def summary(store_path: str | Path) -> str:
     lines += [f"  {name}: {value}" for name, value in config.items()]
     if attrs.get("fallback"):
         lines.append(f"  WARNING fallback: {attrs['fallback']}")
-    with open_index(store_path) as handle:
+    with _reading(store_path), open_index(store_path) as handle:
         dim, rows = handle["features"].shape[1], handle["features"].shape[0]
-        segments = len(handle["segments"]["name"])
+        segments = read_table(handle, "segments", SEGMENT_COLUMNS)
+        retired = read_table(handle, "retired", RETIRED_COLUMNS)
+        problems = segment_problems(store_path, segments)
+        folder = segments_dir(store_path)
+        stale = len({p.name for p in folder.glob("*.h5")} - set(segments["name"])) if folder.is_dir() else 0
     lengths = videos["length"] if len(videos) else pd.Series([0])
     lines.append(
         f"videos: {len(videos)}  frames: {int(videos['length'].sum())}  feature dim: {dim}  "
         f"frames per video: min {lengths.min()} mean {lengths.mean():.1f} max {lengths.max()}"
     )
+    kept = int(retired.drop_duplicates("offset")["length"].sum())
     lines.append(
-        f"segments: {segments}  stored frame rows: {rows} "
-        f"({rows - int(videos.drop_duplicates('offset')['length'].sum())} "
-        f"unreferenced; `python -m pipeline compact {store_path}` reclaims them)"
+        f"segments: {len(segments)}  stored frame rows: {rows} "
+        f"({rows - int(videos.drop_duplicates('offset')['length'].sum()) - kept} unreferenced"
+        + (f", {kept} kept for {len(retired)} retired videos" if len(retired) else "")
+        + f"; `python -m pipeline compact {store_path}` reclaims them)"
     )
+    if len(retired):
+        until = datetime.fromtimestamp(retired["retired_at"].min() + grace.KEEP_S).isoformat(" ", "minutes")
+        lines.append(
+            f"retired: {len(retired)} videos no manifest row lists any more keep their frames for "
+            f"{grace.keep_days():g} days (the first until {until}): a manifest that lists them again costs nothing"
+        )
     lines += [
-        f"  MISSING segment file {segments_dir(store_path) / name} (its frames read as zeros)"
-        for name in missing_segments(store_path)
+        f"  {'MISSING' if problem == 'missing' else 'DAMAGED'} segment file {segments_dir(store_path) / name} "
+        f"({'its frames read as zeros' if problem == 'missing' else problem})"
+        for name, problem in problems
     ]
+    if stale:
+        lines.append(
+            f"  {stale} segment file(s) in {segments_dir(store_path).name}/ the index no longer references: kept while "
+            f"a reader may read them (`train --data stream`); the next merge or `compact` after it deletes them"
+        )
     sync = attrs.get("last_sync", {})
     kinds = [kind for kind in CHANGE_KINDS if sync.get(kind, {}).get("count")]
     lines.append(

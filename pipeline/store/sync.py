@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -12,15 +10,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import pipeline.store.grace as grace
+from pipeline.store.growth import grown_from as _grown_from  # looked up per call: tests replace it
 from pipeline.store.index import Index, check_owner_attrs, load_index, refuse_foreign
+from pipeline.store.integrity import require_intact, segment_row
 from pipeline.store.layout import (
     CHANGE_LIST,
     FAILURE_COLUMNS,
     FRAME_COLUMNS,
     GARBAGE_SHARE,
     MAX_SEGMENTS,
-    ROW_KEY,
-    ROW_TEXT,
     VIDEO_TEXT,
     VideoRow,
 )
@@ -80,6 +79,7 @@ def merge_shards(
     with store_lock(store_path, lock_timeout):
         index = load_index(store_path, ("offset", "length")) if store_path.exists() else Index.empty()
         check_owner_attrs(store_path, index.attrs, attrs)
+        require_intact(store_path, index.segments)  # before anything is written: the shards stay for after a recovery
         remove_unreferenced(store_path, set(index.segments["name"]))
         shards = complete_shards(store_path)
         foreign = foreign_shards(shards, rows, own_run)
@@ -96,8 +96,11 @@ def merge_shards(
         }
         record["last_sync"] = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **merged.changes}
         if fresh or merged.compacted or not _unchanged(index, merged, record):
-            write = append_index if merged.appending else write_index
-            write(store_path, record, merged.videos, merged.failures, merged.segments, merged.dim_dtype, step)
+            tables = (merged.videos, merged.failures, merged.segments, merged.dim_dtype, step)
+            if merged.appending:  # the retired table stands as it is
+                append_index(store_path, record, *tables)
+            else:
+                write_index(store_path, record, *tables, retired=merged.retired)
         step("index_swapped")
         for shard in committed + fresh:
             if shard not in foreign:
@@ -111,6 +114,15 @@ def merge_shards(
     )
     if any(report.changes.values()):
         log.info("synced with the manifest: %s", ", ".join(f"{n} {k}" for k, n in report.changes.items() if n))
+    if report.changes.get("retired"):
+        log.info(
+            "the frames of retired videos are kept for %g days: a manifest that lists them again re-extracts nothing "
+            "(`python -m pipeline compact %s` reclaims them now)",
+            grace.keep_days(),
+            store_path,
+        )
+    if merged.restored:
+        log.info("%d videos that had left the manifest are back, from their kept frames", merged.restored)
     return report
 
 
@@ -126,6 +138,8 @@ class _Merged:
     appending: bool
     digest: str
     dim_dtype: tuple | None
+    retired: pd.DataFrame  # the retired table (see `grace`), with global offsets
+    restored: int = 0  # videos listed again whose frames the retired table kept
 
 
 def _merge_tables(
@@ -146,7 +160,15 @@ def _merge_tables(
     appending = synced is not None
     if not appending:  # anything but rows appended: rebuild the tables from the whole manifest
         index.videos = load_index(store_path).videos if store_path.exists() else index.videos
-        synced, kept, stored = 0, index.failures.iloc[:0], stored_frames(store_path, index)
+        columns = [*VIDEO_TEXT, *FRAME_COLUMNS[1:]]
+        before = pd.concat(
+            [
+                stored_frames(store_path, index, columns=columns),
+                stored_frames(store_path, index, index.retired, columns),
+            ],
+            ignore_index=True,
+        )  # every key with frames: the videos', and those retired within the grace period
+        synced, kept, stored = 0, index.failures.iloc[:0], before[FRAME_COLUMNS]
     else:  # the synced rows stand as they are: sync only the rows after them
         kept, stored = index.failures[index.failures["stage"] != "missing"], pd.DataFrame(columns=FRAME_COLUMNS)
     manifest = pd.DataFrame(
@@ -161,7 +183,7 @@ def _merge_tables(
     segments = index.segments
     if len(new):
         name, rows_count, new = new_segment(store_path, new, dim_dtype, link=foreign.isdisjoint(map(Path, new["file"])))
-        segments = pd.concat([segments, pd.DataFrame({"name": [name], "rows": [rows_count]})], ignore_index=True)
+        segments = pd.concat([segments, pd.DataFrame([segment_row(store_path, name, rows_count)])], ignore_index=True)
     frames = pd.concat([stored, new[stored.columns]], ignore_index=True)
     step("segment_written")
     videos = sync_videos(manifest, frames)
@@ -169,13 +191,29 @@ def _merge_tables(
         [kept, _sync_failures(manifest, videos, index.failures, new_failures, missing)], ignore_index=True
     )
     changes = _changes(videos.iloc[:0] if appending else index.videos, videos)
+    retired = index.retired if appending else grace.retire(before, index.retired, videos)
     live = videos.drop_duplicates(["file", "start"])["length"].sum() + (live_rows(index.videos) if appending else 0)
+    live += grace.kept_rows(retired)
     total = int(segments["rows"].sum())
     compact = total > 0 and ((total - live) / total > GARBAGE_SHARE or len(segments) > MAX_SEGMENTS)
-    if compact:  # never when appending: _grown_from leaves those merges to the full rebuild
-        videos, segments = compact_frames(store_path, videos, dim_dtype)
+    if compact:  # never when appending: grown_from leaves those merges to the full rebuild
+        videos, retired, segments = compact_frames(store_path, videos, dim_dtype, retired)
         step("compacted")
-    return _Merged(with_offsets(videos, segments), failures, segments, changes, compact, appending, digest, dim_dtype)
+    if not appending:
+        retired = with_offsets(retired, segments)
+    restored = int(videos["key"].isin(set(index.retired["key"])).sum())
+    return _Merged(
+        with_offsets(videos, segments),
+        failures,
+        segments,
+        changes,
+        compact,
+        appending,
+        digest,
+        dim_dtype,
+        retired,
+        restored,
+    )
 
 
 def _unchanged(index: Index, merged: _Merged, record: dict) -> bool:
@@ -185,6 +223,7 @@ def _unchanged(index: Index, merged: _Merged, record: dict) -> bool:
         not stale_report
         and _same(merged.failures, index.failures)
         and (not len(merged.videos) if merged.appending else _same(merged.videos, index.videos))
+        and _same(merged.retired[["key", "offset", "retired_at"]], index.retired[["key", "offset", "retired_at"]])
         and all(
             index.attrs.get(k) == record.get(k)
             for k in ("manifest", "manifest_sha256", "config_hash", "synced_rows", "synced_digest")
@@ -248,53 +287,6 @@ def _changes(old: pd.DataFrame, new: pd.DataFrame) -> dict:
         }
         for kind, rows in found.items()
     }
-
-
-def _grown_from(
-    index: Index, rows: list[VideoRow], new: pd.DataFrame, new_failures: pd.DataFrame
-) -> tuple[int | None, str]:
-    """How many leading manifest rows the store is already synced with, if a merge need only append; and the digest of
-    all rows.
-
-    The index records the digest of the manifest rows it was last synced with. When the current
-    manifest starts with those very rows (texts and order), no shard of this merge holds one of
-    their keys, no later row names one of their files, and the merge leaves no reason to compact,
-    the tables of those rows stand: only the rows after them are synced and appended (O(k), not
-    O(store)). Otherwise (None) the tables are rebuilt from the whole manifest.
-    """
-    synced = index.attrs.get("synced_rows")
-    prefix, digest = _digests(rows, min(len(rows), synced or 0))
-    if synced is None or synced > len(rows) or prefix != index.attrs.get("synced_digest"):
-        return None, digest
-    earlier = set(map(ROW_KEY, rows[:synced]))
-    later = set(map(ROW_KEY, rows[synced:]))
-    if earlier.intersection(later) or earlier.intersection(new["key"]) or earlier.intersection(new_failures["key"]):
-        return None, digest
-    added = new[new["key"].isin(later)].drop_duplicates("key")["length"].sum()
-    total = index.segments["rows"].sum() + new["length"].sum()  # at most: a linked shard brings all its frames
-    live = live_rows(index.videos) + added
-    if total and ((total - live) / total > GARBAGE_SHARE or len(index.segments) + 1 > MAX_SEGMENTS):
-        return None, digest
-    return synced, digest
-
-
-def _digests(rows: list[VideoRow], cut: int) -> tuple[str, str]:
-    """sha256 of the manifest rows' texts, over the first `cut` rows and over all of them."""
-    hasher = hashlib.sha256()
-    _feed(hasher, rows[:cut])
-    prefix = hasher.hexdigest()
-    _feed(hasher, rows[cut:])
-    return prefix, hasher.hexdigest()
-
-
-def _feed(hasher, rows: list[VideoRow]) -> None:
-    """Each text NUL-terminated (manifests refuse NUL bytes): feeding rows in two parts equals feeding them at once."""
-    if rows:
-        try:
-            text = "\0".join(itertools.chain.from_iterable(map(ROW_TEXT, rows)))
-        except TypeError:  # a value that is not a string (rows made from Python)
-            text = "\0".join(map(str, itertools.chain.from_iterable(map(ROW_TEXT, rows))))
-        hasher.update((text + "\0").encode("utf-8", "surrogatepass"))
 
 
 def _same(new: pd.DataFrame, old: pd.DataFrame) -> bool:

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from pipeline.store.layout import SCHEMA_VERSION, VIDEO_FLOATS, VIDEO_INTS
+from pipeline.store.layout import FLOATS, INTS, OPTIONAL_COLUMNS, SCHEMA_VERSION
 
 TEXT = h5py.string_dtype()
 TABLE_CHUNK = 4096  # rows per chunk of the index's table columns (extendable, for merges that append)
@@ -56,28 +56,48 @@ def write_table(out: h5py.File, name: str, table: pd.DataFrame, fitted: bool = F
         del out[name]
     group = out.create_group(name)
     for column in table.columns:
-        values = column_values(column, table[column])
-        group.create_dataset(
-            column,
-            data=values,
-            dtype=TEXT if values.dtype == object else values.dtype,
-            maxshape=(None,),
-            chunks=(chunk,),
-        )
+        add_column(group, column, table[column], chunk)
+
+
+def add_column(group: h5py.Group, column: str, values: pd.Series, chunk: int = TABLE_CHUNK) -> None:
+    """One extendable column dataset of a table group."""
+    values = column_values(column, values)
+    group.create_dataset(
+        column, data=values, dtype=TEXT if values.dtype == object else values.dtype, maxshape=(None,), chunks=(chunk,)
+    )
 
 
 def column_values(column: str, values: pd.Series) -> np.ndarray:
     """A table column as HDF5 takes it: int64, float64, or str objects (written as UTF-8)."""
-    if column in (*VIDEO_INTS, "order", "rows"):
+    if column in INTS:
         return values.to_numpy(np.int64)
-    if column in VIDEO_FLOATS:
+    if column in FLOATS:
         return values.to_numpy(np.float64)
     return values.to_numpy().astype(str).astype(object)
 
 
 def read_table(handle: h5py.File, name: str, columns) -> pd.DataFrame:
-    group = handle[name]
-    return pd.DataFrame({c: group[c].asstr()[:] if group[c].dtype.kind == "O" else group[c][:] for c in columns})
+    """Columns of a table; an OPTIONAL_COLUMNS one that a store of an older version lacks reads as its default.
+
+    A table an older store lacks altogether (`retired`) reads as empty.
+    """
+    group = handle.get(name, {})
+    rows = next((group[c].shape[0] for c in group), 0)
+    return pd.DataFrame(
+        {
+            c: (group[c].asstr()[:] if group[c].dtype.kind == "O" else group[c][:])
+            if c in group
+            else _default_column(c, rows)
+            for c in columns
+        }
+    )
+
+
+def _default_column(column: str, rows: int) -> np.ndarray:
+    if column not in OPTIONAL_COLUMNS and rows:
+        raise KeyError(f"column {column!r} is missing")
+    default = OPTIONAL_COLUMNS.get(column, "")
+    return np.full(rows, default, object if isinstance(default, str) else np.int64)
 
 
 def read_text(handle: h5py.File, name: str, column: str) -> list[str]:
