@@ -15,9 +15,7 @@ def test_digests_are_pinned():
     )
     assert FeatureConfig().store_name() == "mobilenet_v2-imagenet-224px-7dd06d61d3.h5"
     assert ConvLSTMConfig().digest() == "93834bc1a3"  # changed on purpose: batch 4 (was bd1910595c)
-    assert (
-        TrainConfig().digest() == "36f60d8bbc"
-    )  # changed on purpose by the network's cell_units; names no file
+    assert TrainConfig().digest() == "36f60d8bbc"  # changed on purpose by the network's cell_units; names no file
 
 
 def test_to_dict_nests_and_digest_follows_every_field():
