@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from pipeline.cli.common import EXIT_OK, add_runtime, defaults_of
 
 log = logging.getLogger("pipeline")
+
+FAILURES_NAMED = 10  # failed videos named in the closing lines; all of them are in <store>.failures.csv
 
 
 def add_commands(commands) -> None:
@@ -25,9 +28,11 @@ def _add_features(commands) -> None:
         DTYPES,
         FALLBACK,
         LOCK_TIMEOUT_S,
+        MAX_FAILURES,
         SHARD_SIZE,
         STORES_DIR,
         FeatureConfig,
+        parse_max_failures,
     )
     from pipeline.extract.decode import CROPS
     from pipeline.extract.decoder_pool import worker_count
@@ -128,6 +133,16 @@ def _add_features(commands) -> None:
         action="store_true",
         help="retry videos that failed in an earlier run although their file did not change",
     )
+    policy = p.add_mutually_exclusive_group()
+    policy.add_argument(
+        "--max-failures",
+        type=parse_max_failures,
+        default=MAX_FAILURES,
+        metavar="SHARE|COUNT",
+        help="failed videos (this run's, known ones not retried, --skip-missing's) a run may have and still exit 0: "
+        "a share of the manifest (0.1 or 10%%) or a count (3); more exit 1 (default: 0.1)",
+    )
+    policy.add_argument("--strict", action="store_true", help="exit 1 when any video failed (--max-failures 0)")
     p.add_argument(
         "--fallback",
         action="store_true",
@@ -187,9 +202,18 @@ def _cmd_features(args) -> int:
         t["cnn"],
         t["write"],
     )
+    summary = replace(summary, max_failures=0 if args.strict else args.max_failures)
     log.info("%s", summary.line())
-    if summary.failed or summary.known_failures:
-        log.warning("failures are listed in %s", Path(f"{summary.store_path.with_suffix('')}.failures.csv"))
+    if summary.failed_videos:
+        named = summary.failed_videos[:FAILURES_NAMED]
+        more = len(summary.failed_videos) - len(named)
+        log.warning(
+            "failed videos: %s%s; all of them, with the reasons, in %s",
+            ", ".join(named),
+            f" and {more} more" if more else "",
+            Path(f"{summary.store_path.with_suffix('')}.failures.csv"),
+        )
+    (log.error if summary.exit_code else log.info)("%s", summary.policy_line())
     print(summary.store_path)
     return summary.exit_code
 

@@ -246,6 +246,9 @@ def extract_features(
                 )
                 summary.timings["write"] += time.perf_counter() - t
                 _count_stored(summary, report)
+                if store_path.exists():
+                    failures = store.read_failures(store_path).itertuples()
+                    summary.failed_videos = [f"{row.path} [{row.stage}]" for row in failures]
             summary.seconds = time.perf_counter() - started
     return summary
 
