@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-
 from pathlib import Path
 
 from pipeline.cli import quiet
@@ -21,8 +20,6 @@ from pipeline.cli.common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_UNEXPECTE
 from pipeline.core.errors import PipelineError
 
 log = logging.getLogger("pipeline")
-
-TENSORFLOW_COMMANDS = ("features", "train", "predict", "convlstm", "temporal-bench")  # they name TensorFlow's device
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,8 +43,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.quiet and hasattr(args, "no_progress"):
         args.no_progress = True
     try:
-        if args.command in TENSORFLOW_COMMANDS and getattr(args, "runtime", "auto") in ("auto", "tensorflow"):
-            quiet.log_device(log)
         return args.func(args)
     except (PipelineError, FileNotFoundError) as error:  # the user's input, options, files or environment
         log.error("%s", error)

@@ -55,6 +55,7 @@ def _add_predict(commands) -> None:
 
 
 def _cmd_predict(args) -> int:
+    from pipeline.core.device import log_tensorflow_device
     from pipeline.predict.outputs import prepare_output, write_outputs
     from pipeline.predict.run import load_run
     from pipeline.predict.videos import predict_videos
@@ -62,6 +63,7 @@ def _cmd_predict(args) -> int:
     if args.window is not None and (args.window <= 0 or (args.stride is not None and args.stride <= 0)):
         raise InputError("--window and --stride take a number of seconds > 0")
     run = load_run(args.run, args.model, args.weights)
+    log_tensorflow_device()
     output = prepare_output(args.output or Path(args.run) / "predictions")
     log.info(
         "run %s: model %s, features %s",

@@ -103,30 +103,3 @@ def _write(fd: int, data: bytes) -> None:
             data = data[os.write(fd, data) :]
     except OSError:  # the terminal went away: nothing left to show it on
         pass
-
-
-def device_line(gpus: list, details=lambda gpu: {}) -> tuple[int, str]:
-    """The log level and line that name the device TensorFlow computes on, from its list of physical GPUs.
-
-    `details(gpu)` is `tf.config.experimental.get_device_details` (device_name, compute_capability).
-    One INFO line on a GPU machine; on a CPU one DEBUG line, since that is what the user expects.
-    """
-    if not gpus:
-        return logging.DEBUG, "TensorFlow runs on the CPU (no GPU visible)"
-    named = []
-    for gpu in gpus:
-        info = details(gpu) or {}
-        capability = info.get("compute_capability")
-        model = info.get("device_name") or "unknown model"
-        if capability:
-            model += f", compute capability {'.'.join(map(str, capability))}"
-        named.append(f"{gpu.name.removeprefix('/physical_device:')} ({model})")
-    return logging.INFO, f"TensorFlow uses {len(gpus)} GPU{'s' if len(gpus) > 1 else ''}: {'; '.join(named)}"
-
-
-def log_device(log: logging.Logger) -> None:
-    """Log which device TensorFlow uses (see `device_line`); imports TensorFlow."""
-    import tensorflow as tf
-
-    level, line = device_line(tf.config.list_physical_devices("GPU"), tf.config.experimental.get_device_details)
-    log.log(level, "%s", line)

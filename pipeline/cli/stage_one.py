@@ -222,7 +222,7 @@ def _add_inspect(commands) -> None:
     p = commands.add_parser(
         "inspect", help="print a feature store's config, counts per label and split, frames and failures"
     )
-    p.add_argument("store", help="path of an .h5 feature store")
+    p.add_argument("store", help="a feature store: the .h5 file, its folder, or the manifest CSV it was made from")
     p.add_argument("--json", action="store_true", help="print the video and failure tables as JSON instead")
     p.set_defaults(func=_cmd_inspect)
 
@@ -230,6 +230,7 @@ def _add_inspect(commands) -> None:
 def _cmd_inspect(args) -> int:
     from pipeline import store
 
+    args.store = store.find_store(args.store)
     if args.json:
         payload = {
             "attrs": store.read_attrs(args.store),

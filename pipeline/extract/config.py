@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from pipeline.core.config import Config
 from pipeline.core.errors import InputError
 from pipeline.extract.decode import CROPS, Sampling
 from pipeline.store.layout import POOLINGS
+from pipeline.store.layout import STORES_DIR as STORES_DIR  # root folder of the stores, the store package's
 
 FALLBACK = {"backbone": "vgg16", "weights": "none", "image_size": 112}
 DTYPES = ("float16", "float32")  # stored feature dtypes
@@ -21,7 +23,6 @@ BATCH_SIZE = 32  # frames per CNN batch
 DECODE_TIMEOUT_S = 120.0  # one video's decoding, before it fails as `timeout`
 SHARD_SIZE = 64  # videos per shard file: a killed run loses at most this many
 LOCK_TIMEOUT_S = 600.0  # waiting for another run's merge into the same store
-STORES_DIR = "features"  # root folder of the stores
 MAX_FAILURES = 0.1  # failed videos a run may have and still exit 0: a share of the manifest (< 1) or a count (>= 1)
 
 
@@ -60,7 +61,21 @@ class FeatureConfig(Config):
             del config["pooling"]
         return config
 
-    def store_name(self) -> str:
+    def store_name(self, dataset: str = "", owner: str = "") -> str:
+        """<dataset>-<backbone>-<size>px-<sampling>-<hash>.h5, e.g. `demo-mobilenet_v2-224px-uniform16-1a2b3c4d.h5`.
+
+        Weights other than ImageNet (`random`, `w<sha256 prefix>`) and a pooling other than `avg` are
+        named too; the hash covers the whole identity (`digest`) and `owner` (the manifest's resolved
+        path), which the store itself records in full.
+        """
+        weights = {"imagenet": "", "none": "random"}.get(self.weights, self.weights.replace("sha256:", "w")[:9])
+        pooling = "" if self.pooling == "avg" else self.pooling
+        words = (dataset, self.backbone, weights, f"{self.image_size}px", self.sampling.replace(":", ""), pooling)
+        identity = hashlib.sha256(f"{self.digest()}|{owner}".encode()).hexdigest()[:8]
+        return "-".join(word for word in words if word) + f"-{identity}.h5"
+
+    def legacy_store_name(self) -> str:
+        """The name stores had before `store_name` was readable (hashes only), kept so they are still found."""
         weights = self.weights.replace("sha256:", "w")[:9]
         return f"{self.backbone}-{weights}-{self.image_size}px-{self.digest()}.h5"
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import __version__, store
+from pipeline.core.device import log_tensorflow_device
 from pipeline.core.errors import BackboneError, InputError
 from pipeline.dataset.manifest import read_manifest
 from pipeline.extract.backbones import Backbone, Weights, canonical_name, load_backbone, resolve_precision
@@ -39,12 +40,20 @@ log = logging.getLogger(__name__)
 
 
 def store_path_for(manifest_path: str | Path, config: FeatureConfig, out_dir: str | Path = STORES_DIR) -> Path:
-    """features/<manifest name>/<config name>-m<manifest path hash>.h5: one store per manifest and feature config.
+    """features/<manifest name>/<FeatureConfig.store_name>: one store per manifest and feature config.
 
-    The hash of the manifest's resolved path keeps projA/train.csv and projB/train.csv apart.
+    The manifest's resolved path is part of the name's hash, which keeps projA/train.csv and
+    projB/train.csv apart. A store an earlier version named by hashes alone
+    (<backbone>-<weights>-<size>px-<digest>-m<manifest path hash>.h5) is used where it exists and
+    the readable name does not: it is found, never renamed behind the user's back.
     """
-    owner = hashlib.sha256(str(Path(manifest_path).resolve()).encode()).hexdigest()[:6]
-    return Path(out_dir) / Path(manifest_path).stem / config.store_name().replace(".h5", f"-m{owner}.h5")
+    folder = Path(out_dir) / Path(manifest_path).stem
+    owner = str(Path(manifest_path).resolve())
+    readable = folder / config.store_name(folder.name, owner)
+    legacy = folder / config.legacy_store_name().replace(
+        ".h5", f"-m{hashlib.sha256(owner.encode()).hexdigest()[:6]}.h5"
+    )
+    return legacy if legacy.exists() and not readable.exists() else readable
 
 
 def resolve_backbone(
@@ -113,6 +122,8 @@ def extract_manifest(
     manifest = read_manifest(manifest_path, skip_missing=skip_missing)
     weights = Weights.parse(weights or config.weights)
     config = replace(config, backbone=canonical_name(config.backbone), weights=weights.identity)
+    if runtime in ("auto", "tensorflow"):
+        log_tensorflow_device()
     backbone, config, note = resolve_backbone(config, weights, batch_size, fallback, runtime)
     _make_folder(*(("--store", Path(store_path).parent) if store_path else ("--out-dir", Path(out_dir))))
     store_path = Path(store_path) if store_path else store_path_for(manifest_path, config, out_dir)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.core.device import log_tensorflow_device
 from pipeline.nextframe.config import ConvLSTMConfig
 from pipeline.nextframe.model import build_model, predict, train
 from pipeline.nextframe.moving_mnist import (
@@ -80,6 +81,7 @@ def _run_into(run_dir: Path, name: str, config: ConvLSTMConfig) -> dict:
         config.frame_size,
     )
 
+    log_tensorflow_device()
     keras.utils.set_random_seed(config.seed)
     model = build_model(config.frame_size, config.filters)
     checkpoint = model_dir / "model.keras"

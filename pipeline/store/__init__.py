@@ -36,9 +36,11 @@ without re-extracting, and rows that left the manifest leave the table.
 Modules: `layout` (schema constants, row types, file locations), `tables` (HDF5 column I/O), `index`
 (opening and reading the index), `status` (checks, sync command, summary), `locks`, `shards`,
 `segments` (segments and index writing), `sync` (`merge_shards`), `maintenance` (`compact`,
-`recover`). `pipeline.store` re-exports the public names below.
+`recover`), `find` (`find_store`: the store a file, folder or manifest names). `pipeline.store`
+re-exports the public names below.
 """
 
+from pipeline.store.find import find_store, stores_in
 from pipeline.store.index import read_attrs, read_failures, read_videos, stored_keys
 from pipeline.store.layout import (
     FAILURE_COLUMNS,
@@ -89,6 +91,7 @@ __all__ = [
     "VideoRow",
     "check_owner",
     "compact",
+    "find_store",
     "merge_shards",
     "missing_segments",
     "parts_dir",
@@ -103,6 +106,7 @@ __all__ = [
     "shard_keys",
     "shard_run",
     "store_lock",
+    "stores_in",
     "stored_keys",
     "summary",
     "sync_command",
