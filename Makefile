@@ -5,6 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+CLI := $(VENV)/bin/video-pipeline
 STAMP := $(VENV)/.installed
 
 MANIFEST ?= manifests/demo.csv## manifest CSV for `features`
@@ -12,15 +13,15 @@ BACKBONE ?= mobilenet_v2## keras.applications backbone
 WEIGHTS ?= imagenet## imagenet, none, or a weights file path
 SAMPLING ?= uniform:16## uniform:K, fps:F, stride:N or all
 IMAGE_SIZE ?= 224## CNN input size in pixels
-STORE ?=## feature store for `train` (default: the demo store)
+STORE ?=## store for `train`/`inspect`: .h5 file, its folder or a manifest (default: MANIFEST's store)
 MODEL ?= gru## lstm, gru, mean, single-frame or all
 RUN ?=## run directory for `report` / `predict`
 SCHEDULER ?=## dask scheduler address, e.g. tcp://host:8786 (default: local)
 VIDEOS ?=## videos or folders for `predict`
 MOVING_MNIST ?= sklearn## mnist_test_seq.npy, MNIST digit files to generate from, or sklearn (`convlstm`)
+CONVLSTM_MINUTES ?= 12## most minutes `convlstm` trains (its epochs are sized to fit); data and report add 1-2
 SHARED_DATA ?= ../shared/data## real videos and weights for `bench`, `temporal-bench` and the tests
-
-DEMO_STORE_FILE := features/demo/.store-path
+DEMO_RUNS := reports/demo reports/convlstm-demo
 
 .PHONY: help install demo-data features inspect train report predict test lint bench clean demo convlstm temporal-bench
 
@@ -39,53 +40,55 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv and install the package with its test tools and the OpenVINO CPU runtime
 
 manifests/demo.csv: $(STAMP) pipeline/dataset/demo.py
-	$(PY) -m pipeline demo-data --output manifests/demo --manifest $@
+	$(CLI) demo-data --output manifests/demo --manifest $@
 
 demo-data: $(STAMP) ## write the synthetic demo clips and manifests/demo.csv
-	$(PY) -m pipeline demo-data --output manifests/demo --manifest manifests/demo.csv
+	$(CLI) demo-data --output manifests/demo --manifest manifests/demo.csv
 
 features: $(STAMP) ## stage one: embed the videos of MANIFEST into an HDF5 store
-	$(PY) -m pipeline features --manifest $(MANIFEST) --backbone $(BACKBONE) --weights $(WEIGHTS) \
+	$(CLI) features --manifest $(MANIFEST) --backbone $(BACKBONE) --weights $(WEIGHTS) \
 		--sampling $(SAMPLING) --image-size $(IMAGE_SIZE) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
-inspect: $(STAMP) ## print a store's config, counts and failures (STORE=...)
-	$(PY) -m pipeline inspect $(or $(STORE),$$(cat $(DEMO_STORE_FILE)))
+inspect: $(STAMP) ## print a store's config, counts and failures (STORE, default: MANIFEST's store)
+	$(CLI) inspect $(or $(STORE),$(MANIFEST))
 
-demo: demo-data ## the whole job on the embedded demo data, offline
-	@mkdir -p features/demo
-	$(PY) -m pipeline features --manifest manifests/demo.csv --backbone $(BACKBONE) --weights $(WEIGHTS) \
-		--sampling $(SAMPLING) --image-size $(IMAGE_SIZE) --fallback > $(DEMO_STORE_FILE)
-	$(PY) -m pipeline inspect $$(cat $(DEMO_STORE_FILE))
-	$(PY) -m pipeline train --store $$(cat $(DEMO_STORE_FILE)) --model all --run reports/demo --overwrite
-	$(PY) -m pipeline convlstm --sequences 120 --epochs 4 --batch-size 4 --examples 2 --run reports/convlstm-demo --overwrite
-	$(PY) -m pipeline predict reports/demo $$(awk -F, '$$3 == "test" {print "manifests/" $$1}' manifests/demo.csv | head -4) --no-progress
+# The demo is sized for a 2-core CPU (under 5 minutes): 180 clips, 8 of each clip's 24 frames, the offline
+# fallback's random VGG16 at 64 px, and a ConvLSTM of 48 sequences within a 2-minute budget. The store's path is
+# passed on in the shell, so another store of the demo's manifest (another BACKBONE, say) is never picked instead.
+demo: demo-data ## the whole job on the embedded demo data, offline: every stage, a few minutes on a 2-core CPU
+	store=$$($(CLI) features --manifest manifests/demo.csv --backbone $(BACKBONE) --weights $(WEIGHTS) \
+		--sampling uniform:8 --image-size $(IMAGE_SIZE) --fallback --fallback-size 64) && \
+	$(CLI) inspect $$store && \
+	$(CLI) train --store $$store --model all --run reports/demo --overwrite
+	$(CLI) convlstm --sequences 48 --epochs 3 --time-budget 2 --examples 2 --run reports/convlstm-demo --overwrite
+	$(CLI) predict reports/demo $$(awk -F, '$$3 == "test" {print "manifests/" $$1}' manifests/demo.csv | head -4) --no-progress
 	@echo
 	@echo "Demo outputs:"
-	@echo "  feature store      $$(cat $(DEMO_STORE_FILE))"
+	@echo "  feature store      features/demo/ ($$($(CLI) inspect manifests/demo.csv 2>/dev/null | head -1 | cut -d' ' -f2-))"
 	@echo "  classification     reports/demo/index.html  (models and predictions: reports/demo/model/)"
 	@echo "  next-frame (ConvLSTM) reports/convlstm-demo/index.html"
 	@echo "  predictions        reports/demo/predictions/predictions.csv"
 	@echo "  all runs           reports/index.html"
 
-train: $(STAMP) ## stage two: train MODEL on STORE into RUN (default reports/<dataset>-<model>), then write its report
-	$(PY) -m pipeline train --store $(or $(STORE),$$(cat $(DEMO_STORE_FILE))) --model $(MODEL) $(if $(RUN),--run $(RUN))
+train: $(STAMP) ## stage two: train MODEL on STORE (default: MANIFEST's store) into RUN (default reports/<dataset>-<model>)
+	$(CLI) train --store $(or $(STORE),$(MANIFEST)) --model $(MODEL) $(if $(RUN),--run $(RUN))
 
 report: $(STAMP) ## (re)write the report of RUN (default: every training run) and reports/index.html
-	$(PY) -m pipeline report $(RUN)
+	$(CLI) report $(RUN)
 
 predict: $(STAMP) ## classify VIDEOS (files or folders) with a trained RUN; prints top-k, writes CSV/JSON
-	$(PY) -m pipeline predict $(RUN) $(VIDEOS)
+	$(CLI) predict $(RUN) $(VIDEOS)
 
 bench: manifests/demo.csv ## measure stage one (CNN, decode, end to end, naive baseline, memory) into reports/bench/
 	@mkdir -p reports/bench
-	set -o pipefail; $(PY) -m pipeline bench --videos $(abspath $(SHARED_DATA))/videos \
+	set -o pipefail; $(CLI) bench --videos $(abspath $(SHARED_DATA))/videos \
 		--weights $(abspath $(SHARED_DATA))/weights/mobilenet_v2_1.0_no_top_dogbreeds.weights.h5 --output reports/bench/bench.json | tee reports/bench/bench.md
 
 temporal-bench: $(STAMP) ## sequence models on temporal tasks (motion, clutter, arrow of time on ../shared/data) into reports/temporal-bench/
-	$(PY) -m pipeline temporal-bench --output reports/temporal-bench --shared-data $(abspath $(SHARED_DATA))
+	$(CLI) temporal-bench --output reports/temporal-bench --shared-data $(abspath $(SHARED_DATA))
 
-convlstm: $(STAMP) ## ConvLSTM next-frame prediction on Moving MNIST (MOVING_MNIST) into reports/convlstm-*/
-	$(PY) -m pipeline convlstm --data $(MOVING_MNIST) --overwrite
+convlstm: $(STAMP) ## ConvLSTM next-frame prediction on Moving MNIST (MOVING_MNIST) into reports/convlstm-*/, under 15 min
+	$(CLI) convlstm --data $(MOVING_MNIST) --time-budget $(CONVLSTM_MINUTES) --overwrite
 
 test: $(STAMP) ## run the test suite (needs SHARED_DATA, default ../shared/data beside the checkout)
 	SHARED_DATA=$(abspath $(SHARED_DATA)) $(PY) -m pytest -q -ra
@@ -93,5 +96,11 @@ test: $(STAMP) ## run the test suite (needs SHARED_DATA, default ../shared/data 
 lint: $(STAMP) ## check the code with ruff (pyflakes, isort; the rules are in pyproject.toml)
 	$(VENV)/bin/ruff check .
 
-clean: ## remove generated features, reports and demo clips (keeps .venv)
-	rm -rf features/*/ reports/*/ reports/index.html manifests/demo/ .pytest_cache
+# Only what the demo and the tests generate: the demo's clips, the stores of manifests/demo.csv (not those of another
+# demo.csv beside them), the demo's runs and the caches. Stores and runs of your own manifests stay; delete those
+# by hand (a store is <name>.h5 plus <name>.h5.segments/ and <name>.failures.csv beside it).
+clean: ## remove what the demo and tests made (demo clips, store and runs, caches); keeps your stores and runs
+	rm -rf manifests/demo/ $(DEMO_RUNS) .pytest_cache .ruff_cache
+	find pipeline tests -depth -type d -name __pycache__ -exec rm -rf {} +
+	@if [ -x $(CLI) ]; then $(CLI) demo-data --manifest manifests/demo.csv --remove-stores; \
+	else echo "no $(CLI): the demo's stores in features/demo/ are left (make install, then make clean)"; fi

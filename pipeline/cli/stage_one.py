@@ -150,6 +150,12 @@ def _add_features(commands) -> None:
         f"{FALLBACK['image_size']} px instead (announced and recorded)",
     )
     p.add_argument(
+        "--fallback-size",
+        type=int,
+        default=FALLBACK["image_size"],
+        help="input size in pixels of the --fallback backbone (default: %(default)s; `make demo` uses 64)",
+    )
+    p.add_argument(
         "--lock-timeout",
         type=float,
         default=LOCK_TIMEOUT_S,
@@ -182,6 +188,7 @@ def _cmd_features(args) -> int:
         batch_size=args.batch_size,
         runtime=args.runtime,
         fallback=args.fallback,
+        fallback_size=args.fallback_size,
         skip_missing=args.skip_missing,
         workers=args.workers,
         scheduler=args.scheduler,

@@ -57,10 +57,17 @@ def store_path_for(manifest_path: str | Path, config: FeatureConfig, out_dir: st
 
 
 def resolve_backbone(
-    config: FeatureConfig, weights: Weights, batch_size: int, fallback: bool, runtime: str = "tensorflow"
+    config: FeatureConfig,
+    weights: Weights,
+    batch_size: int,
+    fallback: bool,
+    runtime: str = "tensorflow",
+    fallback_size: int = FALLBACK["image_size"],
 ) -> tuple[Backbone, FeatureConfig, str]:
     """Load the backbone before any decoding; with `fallback`, replace unavailable ImageNet weights.
 
+    The fallback is FALLBACK's random backbone at `fallback_size` px (the demo asks for a smaller
+    one than FALLBACK's, to fit a 2-core CPU in minutes).
     `config.precision` may be `auto`, resolved for the backbone actually used. Returns the backbone,
     the config actually used, and the fallback note ("" when none) that is printed and recorded in the store.
     """
@@ -79,14 +86,16 @@ def resolve_backbone(
             raise
         note = (
             f"ImageNet weights for {config.backbone} are unavailable offline, so this store uses the offline fallback: "
-            f"random frozen {FALLBACK['backbone']} at {FALLBACK['image_size']} px (informative for the demo, "
+            f"random frozen {FALLBACK['backbone']} at {fallback_size} px (informative for the demo, "
             "not for real "
             f"data). Reason: {error}"
         )
         log.warning(note)
         used = replace(
-            config, **FALLBACK, precision=resolve_precision(requested, FALLBACK["backbone"])
-        )  # float32 asked stays float32
+            config,
+            **{**FALLBACK, "image_size": fallback_size},
+            precision=resolve_precision(requested, FALLBACK["backbone"]),  # float32 asked stays float32
+        )
         return (
             load_backbone(
                 used.backbone, Weights("none"), used.image_size, batch_size, used.precision, runtime, used.pooling
@@ -106,6 +115,7 @@ def extract_manifest(
     batch_size: int = BATCH_SIZE,
     runtime: str = "tensorflow",
     fallback: bool = False,
+    fallback_size: int = FALLBACK["image_size"],
     skip_missing: bool = False,
     workers: int | None = None,
     **options,
@@ -115,7 +125,8 @@ def extract_manifest(
     `weights` is what `--weights` takes (imagenet, none or a weights file; default: `config.weights`);
     `config.precision` may be `auto`. The store is `store_path`, else `store_path_for(manifest_path,
     config, out_dir)`, its folder made once the backbone has loaded. With `fallback`, ImageNet
-    weights unavailable offline are replaced (see `resolve_backbone`; the note is `summary.fallback`).
+    weights unavailable offline are replaced, at `fallback_size` px (see `resolve_backbone`; the note
+    is `summary.fallback`).
     `workers` decoder processes (default: one per core); `options` go to `extract_features`
     (scheduler, dask_workers, timeout, shard_size, retry_failed, progress, lock_timeout, decode_hook).
     """
@@ -124,7 +135,7 @@ def extract_manifest(
     config = replace(config, backbone=canonical_name(config.backbone), weights=weights.identity)
     if runtime in ("auto", "tensorflow"):
         log_tensorflow_device()
-    backbone, config, note = resolve_backbone(config, weights, batch_size, fallback, runtime)
+    backbone, config, note = resolve_backbone(config, weights, batch_size, fallback, runtime, fallback_size)
     _make_folder(*(("--store", Path(store_path).parent) if store_path else ("--out-dir", Path(out_dir))))
     store_path = Path(store_path) if store_path else store_path_for(manifest_path, config, out_dir)
     attrs = {"weights_path": weights.path, "fallback": note, "runtime": backbone.runtime}

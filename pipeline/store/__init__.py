@@ -40,7 +40,7 @@ Modules: `layout` (schema constants, row types, file locations), `tables` (HDF5 
 re-exports the public names below.
 """
 
-from pipeline.store.find import find_store, stores_in
+from pipeline.store.find import find_store, remove_stores, stores_in
 from pipeline.store.index import read_attrs, read_failures, read_videos, stored_keys
 from pipeline.store.layout import (
     FAILURE_COLUMNS,
@@ -99,6 +99,7 @@ __all__ = [
     "read_failures",
     "read_videos",
     "recover",
+    "remove_stores",
     "require_in_sync",
     "require_segments",
     "resolved_video_key",

@@ -10,6 +10,7 @@ store of an earlier version's name (hashes only) is found the same way.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from pipeline.store.index import read_attrs, schema_version
@@ -65,6 +66,26 @@ def stores_of_manifest(manifest: str | Path, stores_root: str | Path = STORES_DI
     source = str(Path(manifest).resolve())
     folder = Path(stores_root) / Path(manifest).stem
     return [store for store in (stores_in(folder) if folder.is_dir() else []) if _manifest_of(store) == source]
+
+
+def remove_stores(manifest: str | Path, stores_root: str | Path = STORES_DIR) -> list[Path]:
+    """Delete the stores of `manifest` (`stores_of_manifest`) with all their files; their folder when left empty.
+
+    A store's files are its index, `<index>.segments/`, `.parts/`, `.lock`, `.broken` and
+    `<store>.failures.csv`. Stores of other manifests in the same folder (another `demo.csv`) stay.
+    Returns the index paths removed.
+    """
+    removed = stores_of_manifest(manifest, stores_root)
+    for index in removed:
+        for path in [*index.parent.glob(f"{index.name}*"), index.with_suffix(".failures.csv")]:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+    folder = Path(stores_root) / Path(manifest).stem
+    if removed and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+    return removed
 
 
 def describe(store_path: Path) -> str:
