@@ -53,18 +53,19 @@ inspect: $(STAMP) ## print a store's config, counts and failures (STORE, default
 	$(CLI) inspect $(or $(STORE),$(MANIFEST))
 
 # The demo is sized for a 2-core CPU (under 5 minutes): 180 clips, 8 of each clip's 24 frames, the offline
-# fallback's random VGG16 at 64 px, and a ConvLSTM of 48 sequences within a 2-minute budget. The store's path is
+# fallback's random VGG16 at 64 px, at most 30 epochs per classifier, and a ConvLSTM of 48 sequences within a
+# 2-minute budget. The store's path is
 # passed on in the shell, so another store of the demo's manifest (another BACKBONE, say) is never picked instead.
 demo: demo-data ## the whole job on the embedded demo data, offline: every stage, a few minutes on a 2-core CPU
 	store=$$($(CLI) features --manifest manifests/demo.csv --backbone $(BACKBONE) --weights $(WEIGHTS) \
 		--sampling uniform:8 --image-size $(IMAGE_SIZE) --fallback --fallback-size 64) && \
 	$(CLI) inspect $$store && \
-	$(CLI) train --store $$store --model all --run reports/demo --overwrite
+	$(CLI) train --store $$store --model all --epochs 30 --run reports/demo --overwrite
 	$(CLI) convlstm --sequences 48 --epochs 3 --time-budget 2 --examples 2 --run reports/convlstm-demo --overwrite
 	$(CLI) predict reports/demo $$(awk -F, '$$3 == "test" {print "manifests/" $$1}' manifests/demo.csv | head -4) --no-progress
 	@echo
 	@echo "Demo outputs:"
-	@echo "  feature store      features/demo/ ($$($(CLI) inspect manifests/demo.csv 2>/dev/null | head -1 | cut -d' ' -f2-))"
+	@echo "  feature store      features/demo/  (\`make inspect\` describes it)"
 	@echo "  classification     reports/demo/index.html  (models and predictions: reports/demo/model/)"
 	@echo "  next-frame (ConvLSTM) reports/convlstm-demo/index.html"
 	@echo "  predictions        reports/demo/predictions/predictions.csv"
@@ -101,6 +102,6 @@ lint: $(STAMP) ## check the code with ruff (pyflakes, isort; the rules are in py
 # by hand (a store is <name>.h5 plus <name>.h5.segments/ and <name>.failures.csv beside it).
 clean: ## remove what the demo and tests made (demo clips, store and runs, caches); keeps your stores and runs
 	rm -rf manifests/demo/ $(DEMO_RUNS) .pytest_cache .ruff_cache
-	find pipeline tests -depth -type d -name __pycache__ -exec rm -rf {} +
+	rm -rf pipeline/__pycache__ pipeline/*/__pycache__ tests/__pycache__
 	@if [ -x $(CLI) ]; then $(CLI) demo-data --manifest manifests/demo.csv --remove-stores; \
 	else echo "no $(CLI): the demo's stores in features/demo/ are left (make install, then make clean)"; fi

@@ -43,6 +43,12 @@ class ConvLSTMConfig(Config):
         if not 0 <= self.time_budget < 10_000:
             raise InputError(f"time budget {self.time_budget} must be a number of minutes >= 0 (0: none)")
 
+    def to_dict(self) -> dict:
+        config = super().to_dict()
+        if not config["time_budget"]:
+            del config["time_budget"]  # no budget: the digest of runs made before the option stays
+        return config
+
 
 # `--preset`: named starting points; options given beside a preset override it.
 PRESETS = {
