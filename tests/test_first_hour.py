@@ -2,6 +2,7 @@
 lookup of a store by file, folder or manifest, a `make clean` that spares the user's work, the ConvLSTM time budget,
 and the console script's name in its help."""
 
+import hashlib
 import json
 import os
 import re
@@ -232,9 +233,10 @@ def test_a_store_with_an_old_hash_name_is_still_found_and_not_renamed(tmp_path, 
     rows = [(str(make_video(f"v{i}.mp4", frames=6, seed=i)), f"c{i % 2}") for i in range(2)]
     mine = manifest_csv(tmp_path / "mine.csv", rows)
     readable = store_path_for(mine, TINY_CONFIG, tmp_path / "features")
-    owner = __import__("hashlib").sha256(str(mine.resolve()).encode()).hexdigest()[:6]
-    legacy = readable.parent / TINY_CONFIG.legacy_store_name().replace(".h5", f"-m{owner}.h5")
+    owner = hashlib.sha256(str(mine.resolve()).encode()).hexdigest()[:6]
+    legacy = readable.parent / f"{TINY_CONFIG.legacy_store_name().removesuffix('.h5')}-m{owner}.h5"  # as before
     assert legacy.name.startswith("vgg16-none-32px-")
+    assert legacy.name == TINY_CONFIG.legacy_store_name(str(mine.resolve()))
     _store(tmp_path, mine, store_path=legacy)
     assert store_path_for(mine, TINY_CONFIG, tmp_path / "features") == legacy  # features reuses it
     assert store.find_store(mine, tmp_path / "features") == legacy and not readable.exists()

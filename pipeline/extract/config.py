@@ -74,10 +74,14 @@ class FeatureConfig(Config):
         identity = hashlib.sha256(f"{self.digest()}|{owner}".encode()).hexdigest()[:8]
         return "-".join(word for word in words if word) + f"-{identity}.h5"
 
-    def legacy_store_name(self) -> str:
-        """The name stores had before `store_name` was readable (hashes only), kept so they are still found."""
+    def legacy_store_name(self, owner: str = "") -> str:
+        """The name stores had before `store_name` was readable (hashes only), kept so they are still found.
+
+        With `owner` (the manifest's resolved path), the `-m<hash of it>` that `store_path_for` added.
+        """
         weights = self.weights.replace("sha256:", "w")[:9]
-        return f"{self.backbone}-{weights}-{self.image_size}px-{self.digest()}.h5"
+        manifest = f"-m{hashlib.sha256(owner.encode()).hexdigest()[:6]}" if owner else ""
+        return f"{self.backbone}-{weights}-{self.image_size}px-{self.digest()}{manifest}.h5"
 
 
 def parse_max_failures(text: str | float) -> float:

@@ -9,7 +9,6 @@ into the store at the end (`store`), which also syncs it with the manifest.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import replace
@@ -49,10 +48,7 @@ def store_path_for(manifest_path: str | Path, config: FeatureConfig, out_dir: st
     """
     folder = Path(out_dir) / Path(manifest_path).stem
     owner = str(Path(manifest_path).resolve())
-    readable = folder / config.store_name(folder.name, owner)
-    legacy = folder / config.legacy_store_name().replace(
-        ".h5", f"-m{hashlib.sha256(owner.encode()).hexdigest()[:6]}.h5"
-    )
+    readable, legacy = folder / config.store_name(folder.name, owner), folder / config.legacy_store_name(owner)
     return legacy if legacy.exists() and not readable.exists() else readable
 
 
@@ -66,8 +62,7 @@ def resolve_backbone(
 ) -> tuple[Backbone, FeatureConfig, str]:
     """Load the backbone before any decoding; with `fallback`, replace unavailable ImageNet weights.
 
-    The fallback is FALLBACK's random backbone at `fallback_size` px (the demo asks for a smaller
-    one than FALLBACK's, to fit a 2-core CPU in minutes).
+    The fallback is FALLBACK's random backbone at `fallback_size` px (the demo's is smaller, for a 2-core CPU).
     `config.precision` may be `auto`, resolved for the backbone actually used. Returns the backbone,
     the config actually used, and the fallback note ("" when none) that is printed and recorded in the store.
     """
@@ -267,10 +262,7 @@ def extract_features(
                     own_run=run_dir,
                 )
                 summary.timings["write"] += time.perf_counter() - t
-                _count_stored(summary, report)
-                if store_path.exists():
-                    failures = store.read_failures(store_path).itertuples()
-                    summary.failed_videos = [f"{row.path} [{row.stage}]" for row in failures]
+                _count_stored(summary, report, store_path)
             summary.seconds = time.perf_counter() - started
     return summary
 
@@ -335,11 +327,14 @@ def _known_keys(store_path: Path) -> tuple[set[str], set[str]]:
     return done, failed - done
 
 
-def _count_stored(summary: ExtractSummary, report: store.SyncReport) -> None:
+def _count_stored(summary: ExtractSummary, report: store.SyncReport, store_path: Path) -> None:
     """The counts of the summary line are the store's: rows stored, and rows failed, by this run.
 
-    A manifest row in neither table is counted as such, never hidden in the others.
+    A manifest row in neither table is counted as such, never hidden in the others. The failure
+    table's videos are named in `summary.failed_videos`.
     """
+    failures = store.read_failures(store_path).itertuples() if store_path.exists() else ()
+    summary.failed_videos = [f"{row.path} [{row.stage}]" for row in failures]
     summary.unaccounted = max(0, summary.total - report.stored - report.failed)
     summary.new = max(0, report.stored - summary.skipped)
     summary.failed = max(0, report.failed - summary.known_failures - summary.missing)
