@@ -16,10 +16,11 @@ IMAGE_SIZE ?= 224## CNN input size in pixels
 STORE ?=## store for `train`/`inspect`: .h5 file, its folder or a manifest (default: MANIFEST's store)
 MODEL ?= gru## lstm, gru, mean, single-frame or all
 RUN ?=## run directory for `report` / `predict`
+MAX_FAILURES ?=## failed videos `features` allows before exiting 1: a share (0.1, the default) or a count
 SCHEDULER ?=## dask scheduler address, e.g. tcp://host:8786 (default: local)
 VIDEOS ?=## videos or folders for `predict`
 MOVING_MNIST ?= sklearn## mnist_test_seq.npy, MNIST digit files to generate from, or sklearn (`convlstm`)
-CONVLSTM_MINUTES ?= 12## most minutes `convlstm` trains (its epochs are sized to fit); data and report add 1-2
+CONVLSTM_MINUTES ?= 12## minutes `convlstm` may take in all: it plans the epochs that fit (--time-budget)
 SHARED_DATA ?= ../shared/data## real videos and weights for `bench`, `temporal-bench` and the tests
 DEMO_RUNS := reports/demo reports/convlstm-demo
 
@@ -27,9 +28,9 @@ DEMO_RUNS := reports/demo reports/convlstm-demo
 
 help: ## list the targets and the variables they take
 	@echo "Targets:"
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-14s %s\n", $$1, $$2}'
 	@echo "Variables (current value):"
-	@grep -E '^[A-Z_]+ \?=.*## ' $(MAKEFILE_LIST) | sed -E 's/ \?= ?([^#]*)## (.*)/\t\1\t\2/' | awk -F'\t' '{printf "  %-11s %-22s %s\n", $$1, ($$2 == "" ? "(empty)" : $$2), $$3}'
+	@grep -E '^[A-Z_]+ \?=.*## ' $(MAKEFILE_LIST) | sed -E 's/ \?= ?([^#]*)## (.*)/\t\1\t\2/' | awk -F'\t' '{printf "  %-16s %-20s %s\n", $$1, ($$2 == "" ? "(empty)" : $$2), $$3}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +48,8 @@ demo-data: $(STAMP) ## write the synthetic demo clips and manifests/demo.csv
 
 features: $(STAMP) ## stage one: embed the videos of MANIFEST into an HDF5 store
 	$(CLI) features --manifest $(MANIFEST) --backbone $(BACKBONE) --weights $(WEIGHTS) \
-		--sampling $(SAMPLING) --image-size $(IMAGE_SIZE) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+		--sampling $(SAMPLING) --image-size $(IMAGE_SIZE) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) \
+		$(if $(MAX_FAILURES),--max-failures $(MAX_FAILURES))
 
 inspect: $(STAMP) ## print a store's config, counts and failures (STORE, default: MANIFEST's store)
 	$(CLI) inspect $(or $(STORE),$(MANIFEST))

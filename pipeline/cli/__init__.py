@@ -1,8 +1,9 @@
 """Command line: `video-pipeline COMMAND ...` (or `python -m pipeline COMMAND ...`), a thin layer over the package.
 
-Exit status: 0 success; 1 the job ran but some videos failed (the rest are stored; see the
-failure table); 2 bad input or options, or an unusable store (named, with what to do); 3 an
-unexpected error (one line; the traceback with --verbose); 130 interrupted (finished work kept).
+Exit status: 0 success (`features`: at most --max-failures of the videos failed, default 10%);
+1 the job ran but (more) videos failed (the rest are stored; see the failure table); 2 bad input
+or options, or an unusable store (named, with what to do); 3 an unexpected error (one line; the
+traceback with --verbose); 130 interrupted (finished work kept).
 Logs and progress go to stderr; machine-readable results (paths, CSV, JSON) to stdout or files.
 -v (debug logging, and the libraries' own log lines) or -q (warnings and errors only, no progress
 bars) go before or after COMMAND.

@@ -43,7 +43,8 @@ def _add_features(commands) -> None:
         "features",
         help="stage one: decode the manifest's videos and store CNN features",
         description="Decode every video of a manifest, embed sampled frames with a frozen CNN and store "
-        "them in features/<manifest>/<config>-m<manifest hash>.h5. Reruns extract only what is missing and take "
+        "them in features/<manifest name>/<manifest name>-<backbone>-<size>px-<sampling>-<hash>.h5. "
+        "Reruns extract only what is missing and take "
         "labels, splits and groups from the manifest (rows that left it leave the store). "
         "Prints the store path on stdout.",
     )
@@ -119,9 +120,7 @@ def _add_features(commands) -> None:
         help="videos per shard file; a killed run loses at most this many (default: %(default)s)",
     )
     p.add_argument("--out-dir", default=STORES_DIR, help="root folder of the stores (default: %(default)s)")
-    p.add_argument(
-        "--store", help="explicit store path instead of <out-dir>/<manifest name>/<config>-m<manifest path hash>.h5"
-    )
+    p.add_argument("--store", help="explicit store path instead of <out-dir>/<manifest name>/<readable name>-<hash>.h5")
     p.add_argument(
         "--skip-missing",
         action="store_true",

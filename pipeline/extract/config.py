@@ -126,7 +126,7 @@ class ExtractSummary:
     )
     fallback: str = ""  # the offline fallback's note, "" when none (extract_manifest)
     timings: dict = field(default_factory=lambda: {"decode": 0.0, "wait_decode": 0.0, "cnn": 0.0, "write": 0.0})
-    failed_videos: list = field(default_factory=list)  # "path (stage: message)" of the store's failure table
+    failed_videos: list = field(default_factory=list)  # "path [stage]" of each row of the store's failure table
     max_failures: float = MAX_FAILURES  # see `parse_max_failures`
 
     @property

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from pipeline.store.index import read_attrs, schema_version
-from pipeline.store.layout import STORES_DIR, StoreError, segments_dir
+from pipeline.store.layout import STORES_DIR, StoreError, parts_dir, segments_dir
 
 
 def find_store(path: str | Path, stores_root: str | Path = STORES_DIR) -> Path:
@@ -77,7 +77,8 @@ def remove_stores(manifest: str | Path, stores_root: str | Path = STORES_DIR) ->
     """
     removed = stores_of_manifest(manifest, stores_root)
     for index in removed:
-        for path in [*index.parent.glob(f"{index.name}*"), index.with_suffix(".failures.csv")]:
+        beside = [Path(f"{index}.{suffix}") for suffix in ("lock", "broken")] + [index.with_suffix(".failures.csv")]
+        for path in [index, segments_dir(index), parts_dir(index), *beside]:
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
             else:
