@@ -1,4 +1,4 @@
-"""`python -m pipeline`: the command line, with a Ctrl-C that always ends it quickly.
+"""`video-pipeline` and `python -m pipeline`: the command line, with a Ctrl-C that always ends it quickly.
 
 The first Ctrl-C raises KeyboardInterrupt as usual: the command drops its queued work, keeps what
 is finished and exits 130. A second Ctrl-C, for when that cleanup is too slow for the user, leaves

@@ -13,8 +13,10 @@ def test_digests_are_pinned():
     assert (
         FeatureConfig(backbone="vgg16", weights="none", image_size=112, precision="bfloat16").digest() == "d8885600c2"
     )
-    assert FeatureConfig().store_name() == "mobilenet_v2-imagenet-224px-7dd06d61d3.h5"
+    assert FeatureConfig().legacy_store_name() == "mobilenet_v2-imagenet-224px-7dd06d61d3.h5"  # still found
+    assert FeatureConfig().store_name("demo", "/x/demo.csv") == "demo-mobilenet_v2-224px-uniform16-5e175a9f.h5"
     assert ConvLSTMConfig().digest() == "93834bc1a3"  # changed on purpose: batch 4 (was bd1910595c)
+    assert ConvLSTMConfig(time_budget=0).digest() == "93834bc1a3" != ConvLSTMConfig(time_budget=2).digest()
     assert TrainConfig().digest() == "36f60d8bbc"  # changed on purpose by the network's cell_units; names no file
 
 

@@ -55,6 +55,7 @@ from pipeline.classify.sequences import (
     sequence_config,
 )
 from pipeline.core import atomic
+from pipeline.core.device import log_tensorflow_device
 from pipeline.core.errors import InputError
 from pipeline.report.classification import write_classification_report
 from pipeline.report.index import write_index
@@ -99,6 +100,7 @@ def train(
     if initial is not None:
         config = with_loaded_network(config, initial)
     folders.check_replaceable(run_dir, overwrite)
+    log_tensorflow_device()
     if _in_memory(config.data, data.source):
         data.source = SequenceSource(store_path, data.videos, data.source.config, in_memory=True)
     with folders.staged_run(run_dir, overwrite) as staging:

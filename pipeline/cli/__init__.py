@@ -1,18 +1,22 @@
-"""Command line: `python -m pipeline COMMAND ...`, a thin layer over the package's functions.
+"""Command line: `video-pipeline COMMAND ...` (or `python -m pipeline COMMAND ...`), a thin layer over the package.
 
-Exit status: 0 success; 1 the job ran but some videos failed (the rest are stored; see the
-failure table); 2 bad input or options, or an unusable store (named, with what to do); 3 an
-unexpected error (one line; the traceback with --verbose); 130 interrupted (finished work kept).
+Exit status: 0 success (`features`: at most --max-failures of the videos failed, default 10%);
+1 the job ran but (more) videos failed (the rest are stored; see the failure table); 2 bad input
+or options, or an unusable store (named, with what to do); 3 an unexpected error (one line; the
+traceback with --verbose); 130 interrupted (finished work kept).
 Logs and progress go to stderr; machine-readable results (paths, CSV, JSON) to stdout or files.
+-v (debug logging, and the libraries' own log lines) or -q (warnings and errors only, no progress
+bars) go before or after COMMAND.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
+from pathlib import Path
 
+from pipeline.cli import quiet
 from pipeline.cli.common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_UNEXPECTED, Parser
 from pipeline.core.errors import PipelineError
 
@@ -20,15 +24,25 @@ log = logging.getLogger("pipeline")
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    """Run one command; `argv` None means this process's command line, whose stderr the command then owns.
+
+    Only then are the libraries' native log lines filtered (`quiet`): a caller that passes `argv`
+    (a test, a notebook) keeps its own stderr untouched.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.verbose and args.quiet:
+        parser.error("-v (more output) and -q (less) contradict each other: give one of them")
+    if argv is None:
+        quiet.install(args.verbose)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
     )
+    if args.quiet and hasattr(args, "no_progress"):
+        args.no_progress = True
     try:
         return args.func(args)
     except (PipelineError, FileNotFoundError) as error:  # the user's input, options, files or environment
@@ -58,14 +72,35 @@ def _where(error: BaseException) -> str:
     return f"{frame.tb_frame.f_code.co_filename}:{frame.tb_lineno}" if frame else "?"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; usage lines name the program as it was started (`program_name`)."""
     from pipeline.cli import bench, classify, dataset, nextframe, predict, stage_one
 
     parser = Parser(
-        prog="python -m pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog or program_name(), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _add_verbosity(parser, default=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in (stage_one, dataset, classify, predict, nextframe, bench):
         group.add_commands(commands)
+    for command in {id(p): p for p in commands.choices.values()}.values():
+        _add_verbosity(command, default=argparse.SUPPRESS)  # absent after COMMAND: the value given before it stays
     return parser
+
+
+def program_name(argv0: str | None = None) -> str:
+    """`python -m pipeline` when started so (argv[0] is the package's __main__.py), else the script's name."""
+    path = Path(sys.argv[0] if argv0 is None else argv0)
+    if path.name == "__main__.py" and path.parent.name == "pipeline":
+        return "python -m pipeline"
+    return path.name or "video-pipeline"
+
+
+def _add_verbosity(parser: argparse.ArgumentParser, default) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "-v", "--verbose", action="store_true", default=default, help="debug logging, and the libraries' own log lines"
+    )
+    group.add_argument(
+        "-q", "--quiet", action="store_true", default=default, help="only warnings and errors; no progress bars"
+    )

@@ -28,7 +28,12 @@ def _add_train(commands) -> None:
         description="Train on a feature store's videos, evaluate every model on the same test split and write "
         "the run directory (model/ and the report). Prints the report path on stdout.",
     )
-    p.add_argument("--store", required=True, help="feature store (.h5) written by `python -m pipeline features`")
+    p.add_argument(
+        "--store",
+        required=True,
+        help="feature store written by `features`: the .h5 file, its folder (features/<manifest name>) when that "
+        "holds one store, or the manifest CSV it was made from",
+    )
     p.add_argument(
         "--model",
         default="gru",
@@ -139,7 +144,11 @@ def _cmd_train(args) -> int:
     from pipeline.classify.config import TrainConfig, parse_models
     from pipeline.classify.models import SequenceModelConfig, parse_inputs
     from pipeline.classify.train import default_run_dir, train
+    from pipeline.store import find_store
 
+    store_path = find_store(args.store)
+    if str(store_path) != args.store:
+        log.info("store: %s", store_path)
     models = parse_models(args.model)
     network = SequenceModelConfig(
         args.units,
@@ -168,8 +177,8 @@ def _cmd_train(args) -> int:
         lr_patience=args.lr_patience,
     )
     result = train(
-        args.store,
-        args.run or default_run_dir(args.store, models),
+        store_path,
+        args.run or default_run_dir(store_path, models),
         config,
         overwrite=args.overwrite,
         progress=not args.no_progress,

@@ -87,12 +87,34 @@ def _add_demo_data(commands) -> None:
         default=defaults["seed"],
         help="random seed; the same seed gives the same files (default: %(default)s)",
     )
+    p.add_argument(
+        "--remove-stores",
+        action="store_true",
+        help="instead: delete the feature stores made from --manifest (only those recording it, under "
+        "features/<its name>/) and rewrite reports/index.html; `make clean` runs it",
+    )
     p.set_defaults(func=_cmd_demo_data)
 
 
 def _cmd_demo_data(args) -> int:
     from pipeline.dataset.demo import write_demo_dataset
 
+    if args.remove_stores:
+        return _remove_demo_stores(args.manifest)
     path = write_demo_dataset(args.output, args.manifest, per_class=args.per_class, seed=args.seed)
     print(path)
+    return EXIT_OK
+
+
+def _remove_demo_stores(manifest: str) -> int:
+    """`demo-data --remove-stores`: the stores of `manifest` go, and the runs index forgets runs already deleted."""
+    from pathlib import Path
+
+    from pipeline.report.index import write_index
+    from pipeline.store import remove_stores
+
+    for index in remove_stores(manifest) if Path(manifest).is_file() else []:
+        log.info("removed the store %s", index)
+    if Path("reports/index.html").is_file():
+        write_index("reports")
     return EXIT_OK

@@ -50,6 +50,12 @@ def _add_convlstm(commands) -> None:
         ("--batch-size", int, "sequences per batch"),
         ("--learning-rate", float, "Adam learning rate"),
         ("--examples", int, "held-out sequences drawn as PNG strips and GIFs"),
+        (
+            "--time-budget",
+            float,
+            "minutes for the whole command: after timing the first epoch, training stops when the next epoch would "
+            "not leave time for the evaluation and report (--epochs stays the most); recorded in the report; 0: none",
+        ),
     )
     for flag, kind, text in options:
         p.add_argument(flag, type=kind, help=f"{text} (cpu preset: {getattr(defaults, flag[2:].replace('-', '_'))})")
@@ -75,6 +81,7 @@ def _cmd_convlstm(args) -> int:
         lr_patience=args.lr_patience,
         learning_rate=args.learning_rate,
         examples=args.examples,
+        time_budget=args.time_budget,
     )
     run_dir = Path(args.run) if args.run else default_run_dir(config)
     run_convlstm(config, run_dir, overwrite=args.overwrite)

@@ -57,6 +57,7 @@ def _add_predict(commands) -> None:
 
 
 def _cmd_predict(args) -> int:
+    from pipeline.core.device import log_tensorflow_device
     from pipeline.predict.outputs import partial_results, prepare_output, write_outputs
     from pipeline.predict.run import load_run
     from pipeline.predict.videos import predict_videos
@@ -67,6 +68,7 @@ def _cmd_predict(args) -> int:
         if value < 1:
             raise InputError(f"{option} {value}: give a whole number of at least 1")
     run = load_run(args.run, args.model, args.weights)
+    log_tensorflow_device()
     output = prepare_output(args.output or _default_output(Path(args.run)))
     log.info(
         "run %s: model %s, features %s",

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from pipeline.cli.common import EXIT_OK, add_runtime, defaults_of
 
 log = logging.getLogger("pipeline")
+
+FAILURES_NAMED = 10  # failed videos named in the closing lines; all of them are in <store>.failures.csv
 
 
 def add_commands(commands) -> None:
@@ -25,9 +28,11 @@ def _add_features(commands) -> None:
         DTYPES,
         FALLBACK,
         LOCK_TIMEOUT_S,
+        MAX_FAILURES,
         SHARD_SIZE,
         STORES_DIR,
         FeatureConfig,
+        parse_max_failures,
     )
     from pipeline.extract.decode import CROPS
     from pipeline.extract.decoder_pool import worker_count
@@ -38,7 +43,8 @@ def _add_features(commands) -> None:
         "features",
         help="stage one: decode the manifest's videos and store CNN features",
         description="Decode every video of a manifest, embed sampled frames with a frozen CNN and store "
-        "them in features/<manifest>/<config>-m<manifest hash>.h5. Reruns extract only what is missing and take "
+        "them in features/<manifest name>/<manifest name>-<backbone>-<size>px-<sampling>-<hash>.h5. "
+        "Reruns extract only what is missing and take "
         "labels, splits and groups from the manifest (rows that left it leave the store). "
         "Prints the store path on stdout.",
     )
@@ -114,9 +120,7 @@ def _add_features(commands) -> None:
         help="videos per shard file; a killed run loses at most this many (default: %(default)s)",
     )
     p.add_argument("--out-dir", default=STORES_DIR, help="root folder of the stores (default: %(default)s)")
-    p.add_argument(
-        "--store", help="explicit store path instead of <out-dir>/<manifest name>/<config>-m<manifest path hash>.h5"
-    )
+    p.add_argument("--store", help="explicit store path instead of <out-dir>/<manifest name>/<readable name>-<hash>.h5")
     p.add_argument(
         "--skip-missing",
         action="store_true",
@@ -128,11 +132,27 @@ def _add_features(commands) -> None:
         action="store_true",
         help="retry videos that failed in an earlier run although their file did not change",
     )
+    policy = p.add_mutually_exclusive_group()
+    policy.add_argument(
+        "--max-failures",
+        type=parse_max_failures,
+        default=MAX_FAILURES,
+        metavar="SHARE|COUNT",
+        help="failed videos (this run's, known ones not retried, --skip-missing's) a run may have and still exit 0: "
+        "a share of the manifest (0.1 or 10%%) or a count (3); more exit 1 (default: 0.1)",
+    )
+    policy.add_argument("--strict", action="store_true", help="exit 1 when any video failed (--max-failures 0)")
     p.add_argument(
         "--fallback",
         action="store_true",
         help=f"if ImageNet weights are unavailable offline, use random {FALLBACK['backbone']} at "
         f"{FALLBACK['image_size']} px instead (announced and recorded)",
+    )
+    p.add_argument(
+        "--fallback-size",
+        type=int,
+        default=FALLBACK["image_size"],
+        help="input size in pixels of the --fallback backbone (default: %(default)s; `make demo` uses 64)",
     )
     p.add_argument(
         "--lock-timeout",
@@ -167,6 +187,7 @@ def _cmd_features(args) -> int:
         batch_size=args.batch_size,
         runtime=args.runtime,
         fallback=args.fallback,
+        fallback_size=args.fallback_size,
         skip_missing=args.skip_missing,
         workers=args.workers,
         scheduler=args.scheduler,
@@ -187,9 +208,18 @@ def _cmd_features(args) -> int:
         t["cnn"],
         t["write"],
     )
+    summary = replace(summary, max_failures=0 if args.strict else args.max_failures)
     log.info("%s", summary.line())
-    if summary.failed or summary.known_failures:
-        log.warning("failures are listed in %s", Path(f"{summary.store_path.with_suffix('')}.failures.csv"))
+    if summary.failed_videos:
+        named = summary.failed_videos[:FAILURES_NAMED]
+        more = len(summary.failed_videos) - len(named)
+        log.warning(
+            "failed videos: %s%s; all of them, with the reasons, in %s",
+            ", ".join(named),
+            f" and {more} more" if more else "",
+            Path(f"{summary.store_path.with_suffix('')}.failures.csv"),
+        )
+    (log.error if summary.exit_code else log.info)("%s", summary.policy_line())
     print(summary.store_path)
     return summary.exit_code
 
@@ -198,7 +228,7 @@ def _add_inspect(commands) -> None:
     p = commands.add_parser(
         "inspect", help="print a feature store's config, counts per label and split, frames and failures"
     )
-    p.add_argument("store", help="path of an .h5 feature store")
+    p.add_argument("store", help="a feature store: the .h5 file, its folder, or the manifest CSV it was made from")
     p.add_argument("--json", action="store_true", help="print the video and failure tables as JSON instead")
     p.set_defaults(func=_cmd_inspect)
 
@@ -206,6 +236,7 @@ def _add_inspect(commands) -> None:
 def _cmd_inspect(args) -> int:
     from pipeline import store
 
+    args.store = store.find_store(args.store)
     if args.json:
         payload = {
             "attrs": store.read_attrs(args.store),

@@ -35,7 +35,7 @@ CLIP_NAME = re.compile(rf"(?:{'|'.join(CLASSES)})_\d{{3,}}\.mp4")  # the demo's 
 def write_demo_dataset(
     folder: str | Path = "manifests/demo",
     manifest: str | Path = "manifests/demo.csv",
-    per_class: int = 50,
+    per_class: int = 30,
     seed: int = 0,
 ) -> Path:
     """Write `per_class` clips per class into `folder` and their manifest; return the manifest path.

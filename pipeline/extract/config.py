@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from pipeline.core.config import Config
 from pipeline.core.errors import InputError
 from pipeline.extract.decode import CROPS, Sampling
 from pipeline.store.layout import POOLINGS
+from pipeline.store.layout import STORES_DIR as STORES_DIR  # root folder of the stores, the store package's
 
 FALLBACK = {"backbone": "vgg16", "weights": "none", "image_size": 112}
 DTYPES = ("float16", "float32")  # stored feature dtypes
@@ -20,7 +23,7 @@ BATCH_SIZE = 32  # frames per CNN batch
 DECODE_TIMEOUT_S = 120.0  # one video's decoding, before it fails as `timeout`
 SHARD_SIZE = 64  # videos per shard file: a killed run loses at most this many
 LOCK_TIMEOUT_S = 600.0  # waiting for another run's merge into the same store
-STORES_DIR = "features"  # root folder of the stores
+MAX_FAILURES = 0.1  # failed videos a run may have and still exit 0: a share of the manifest (< 1) or a count (>= 1)
 
 
 @dataclass(frozen=True)
@@ -58,14 +61,54 @@ class FeatureConfig(Config):
             del config["pooling"]
         return config
 
-    def store_name(self) -> str:
+    def store_name(self, dataset: str = "", owner: str = "") -> str:
+        """<dataset>-<backbone>-<size>px-<sampling>-<hash>.h5, e.g. `demo-mobilenet_v2-224px-uniform16-1a2b3c4d.h5`.
+
+        Weights other than ImageNet (`random`, `w<sha256 prefix>`) and a pooling other than `avg` are
+        named too; the hash covers the whole identity (`digest`) and `owner` (the manifest's resolved
+        path), which the store itself records in full.
+        """
+        weights = {"imagenet": "", "none": "random"}.get(self.weights, self.weights.replace("sha256:", "w")[:9])
+        pooling = "" if self.pooling == "avg" else self.pooling
+        words = (dataset, self.backbone, weights, f"{self.image_size}px", self.sampling.replace(":", ""), pooling)
+        identity = hashlib.sha256(f"{self.digest()}|{owner}".encode()).hexdigest()[:8]
+        return "-".join(word for word in words if word) + f"-{identity}.h5"
+
+    def legacy_store_name(self, owner: str = "") -> str:
+        """The name stores had before `store_name` was readable (hashes only), kept so they are still found.
+
+        With `owner` (the manifest's resolved path), the `-m<hash of it>` that `store_path_for` added.
+        """
         weights = self.weights.replace("sha256:", "w")[:9]
-        return f"{self.backbone}-{weights}-{self.image_size}px-{self.digest()}.h5"
+        manifest = f"-m{hashlib.sha256(owner.encode()).hexdigest()[:6]}" if owner else ""
+        return f"{self.backbone}-{weights}-{self.image_size}px-{self.digest()}{manifest}.h5"
+
+
+def parse_max_failures(text: str | float) -> float:
+    """`--max-failures`: a share of the manifest (0.1 or 10%) or a count of videos (3); refused with the valid forms."""
+    value = str(text).strip()
+    try:
+        number = float(value[:-1]) / 100 if value.endswith("%") else float(value)
+    except ValueError:
+        number = math.nan
+    whole = number >= 1 and number.is_integer() and not value.endswith("%")
+    if not (0 <= number < 1 or whole):
+        raise InputError(
+            f"--max-failures {text!r}: give a share of the manifest's videos below 1 (0.1 or 10%) or a whole count "
+            "of videos (3); 0 or --strict: any failed video exits 1"
+        )
+    return number
 
 
 @dataclass
 class ExtractSummary:
-    """What a run did; `exit_code` is 0 when every video of the manifest is in the store."""
+    """What a run did; `exit_code` applies the failure policy (`max_failures`) to it.
+
+    Exit 0 when at most `max_failures` of the manifest's videos (a share below 1, or a count) are
+    failed: failed in this run, known failures not retried, or missing (--skip-missing), each
+    listed in the store's failure table. Exit 1 past that, and whenever videos were left neither
+    stored nor failed (a lost cluster task, or a bug): a rerun is needed then, whatever the policy.
+    """
 
     store_path: Path
     total: int = 0
@@ -83,10 +126,23 @@ class ExtractSummary:
     )
     fallback: str = ""  # the offline fallback's note, "" when none (extract_manifest)
     timings: dict = field(default_factory=lambda: {"decode": 0.0, "wait_decode": 0.0, "cnn": 0.0, "write": 0.0})
+    failed_videos: list = field(default_factory=list)  # "path [stage]" of each row of the store's failure table
+    max_failures: float = MAX_FAILURES  # see `parse_max_failures`
+
+    @property
+    def failures(self) -> int:
+        """The manifest's videos in the failure table after this run."""
+        return self.failed + self.known_failures + self.missing
+
+    @property
+    def allowed_failures(self) -> int:
+        if self.max_failures >= 1:
+            return int(self.max_failures)
+        return math.floor(self.max_failures * self.total + 1e-9)
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed or self.known_failures or self.lost or self.missing or self.unaccounted else 0
+        return 1 if self.lost or self.unaccounted or self.failures > self.allowed_failures else 0
 
     def line(self) -> str:
         rate = self.frames / self.seconds if self.seconds else 0.0
@@ -102,3 +158,16 @@ class ExtractSummary:
             f"{self.new} new videos ok, {self.failed} failed, {self.skipped} already stored{known}{lost}{missing}; "
             f"{self.frames} frames in {self.seconds:.1f}s ({rate:.1f} frames/s) -> {self.store_path}"
         )
+
+    def policy_line(self) -> str:
+        """How many of the manifest's videos failed, against `max_failures`, and the exit status that follows."""
+        share = self.failures / self.total if self.total else 0.0
+        limit = f"{self.max_failures * 100:g}%" if self.max_failures < 1 else f"{int(self.max_failures)}"
+        allowed = f"--max-failures {limit} ({self.allowed_failures} of {self.total} videos)"
+        if self.lost or self.unaccounted:
+            verdict = "some videos were neither stored nor failed: exit 1, rerun to finish them"
+        elif self.failures > self.allowed_failures:
+            verdict = f"more than {allowed}: exit 1"
+        else:
+            verdict = f"within {allowed}: exit 0" + (" (--strict: any failure exits 1)" if self.failures else "")
+        return f"{self.failures} of {self.total} videos failed ({share:.0%}), {verdict}"

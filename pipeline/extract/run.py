@@ -9,7 +9,6 @@ into the store at the end (`store`), which also syncs it with the manifest.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import replace
@@ -18,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import __version__, store
+from pipeline.core.device import log_tensorflow_device
 from pipeline.core.errors import BackboneError, InputError
 from pipeline.dataset.manifest import read_manifest
 from pipeline.extract.backbones import Backbone, Weights, canonical_name, load_backbone, resolve_precision
@@ -39,19 +39,30 @@ log = logging.getLogger(__name__)
 
 
 def store_path_for(manifest_path: str | Path, config: FeatureConfig, out_dir: str | Path = STORES_DIR) -> Path:
-    """features/<manifest name>/<config name>-m<manifest path hash>.h5: one store per manifest and feature config.
+    """features/<manifest name>/<FeatureConfig.store_name>: one store per manifest and feature config.
 
-    The hash of the manifest's resolved path keeps projA/train.csv and projB/train.csv apart.
+    The manifest's resolved path is part of the name's hash, which keeps projA/train.csv and
+    projB/train.csv apart. A store an earlier version named by hashes alone
+    (<backbone>-<weights>-<size>px-<digest>-m<manifest path hash>.h5) is used where it exists and
+    the readable name does not: it is found, never renamed behind the user's back.
     """
-    owner = hashlib.sha256(str(Path(manifest_path).resolve()).encode()).hexdigest()[:6]
-    return Path(out_dir) / Path(manifest_path).stem / config.store_name().replace(".h5", f"-m{owner}.h5")
+    folder = Path(out_dir) / Path(manifest_path).stem
+    owner = str(Path(manifest_path).resolve())
+    readable, legacy = folder / config.store_name(folder.name, owner), folder / config.legacy_store_name(owner)
+    return legacy if legacy.exists() and not readable.exists() else readable
 
 
 def resolve_backbone(
-    config: FeatureConfig, weights: Weights, batch_size: int, fallback: bool, runtime: str = "tensorflow"
+    config: FeatureConfig,
+    weights: Weights,
+    batch_size: int,
+    fallback: bool,
+    runtime: str = "tensorflow",
+    fallback_size: int = FALLBACK["image_size"],
 ) -> tuple[Backbone, FeatureConfig, str]:
     """Load the backbone before any decoding; with `fallback`, replace unavailable ImageNet weights.
 
+    The fallback is FALLBACK's random backbone at `fallback_size` px (the demo's is smaller, for a 2-core CPU).
     `config.precision` may be `auto`, resolved for the backbone actually used. Returns the backbone,
     the config actually used, and the fallback note ("" when none) that is printed and recorded in the store.
     """
@@ -70,14 +81,16 @@ def resolve_backbone(
             raise
         note = (
             f"ImageNet weights for {config.backbone} are unavailable offline, so this store uses the offline fallback: "
-            f"random frozen {FALLBACK['backbone']} at {FALLBACK['image_size']} px (informative for the demo, "
+            f"random frozen {FALLBACK['backbone']} at {fallback_size} px (informative for the demo, "
             "not for real "
             f"data). Reason: {error}"
         )
         log.warning(note)
         used = replace(
-            config, **FALLBACK, precision=resolve_precision(requested, FALLBACK["backbone"])
-        )  # float32 asked stays float32
+            config,
+            **{**FALLBACK, "image_size": fallback_size},
+            precision=resolve_precision(requested, FALLBACK["backbone"]),  # float32 asked stays float32
+        )
         return (
             load_backbone(
                 used.backbone, Weights("none"), used.image_size, batch_size, used.precision, runtime, used.pooling
@@ -97,6 +110,7 @@ def extract_manifest(
     batch_size: int = BATCH_SIZE,
     runtime: str = "tensorflow",
     fallback: bool = False,
+    fallback_size: int = FALLBACK["image_size"],
     skip_missing: bool = False,
     workers: int | None = None,
     **options,
@@ -106,14 +120,17 @@ def extract_manifest(
     `weights` is what `--weights` takes (imagenet, none or a weights file; default: `config.weights`);
     `config.precision` may be `auto`. The store is `store_path`, else `store_path_for(manifest_path,
     config, out_dir)`, its folder made once the backbone has loaded. With `fallback`, ImageNet
-    weights unavailable offline are replaced (see `resolve_backbone`; the note is `summary.fallback`).
+    weights unavailable offline are replaced, at `fallback_size` px (see `resolve_backbone`; the note
+    is `summary.fallback`).
     `workers` decoder processes (default: one per core); `options` go to `extract_features`
     (scheduler, dask_workers, timeout, shard_size, retry_failed, progress, lock_timeout, decode_hook).
     """
     manifest = read_manifest(manifest_path, skip_missing=skip_missing)
     weights = Weights.parse(weights or config.weights)
     config = replace(config, backbone=canonical_name(config.backbone), weights=weights.identity)
-    backbone, config, note = resolve_backbone(config, weights, batch_size, fallback, runtime)
+    if runtime in ("auto", "tensorflow"):
+        log_tensorflow_device()
+    backbone, config, note = resolve_backbone(config, weights, batch_size, fallback, runtime, fallback_size)
     _make_folder(*(("--store", Path(store_path).parent) if store_path else ("--out-dir", Path(out_dir))))
     store_path = Path(store_path) if store_path else store_path_for(manifest_path, config, out_dir)
     attrs = {"weights_path": weights.path, "fallback": note, "runtime": backbone.runtime}
@@ -245,7 +262,7 @@ def extract_features(
                     own_run=run_dir,
                 )
                 summary.timings["write"] += time.perf_counter() - t
-                _count_stored(summary, report)
+                _count_stored(summary, report, store_path)
             summary.seconds = time.perf_counter() - started
     return summary
 
@@ -310,11 +327,14 @@ def _known_keys(store_path: Path) -> tuple[set[str], set[str]]:
     return done, failed - done
 
 
-def _count_stored(summary: ExtractSummary, report: store.SyncReport) -> None:
+def _count_stored(summary: ExtractSummary, report: store.SyncReport, store_path: Path) -> None:
     """The counts of the summary line are the store's: rows stored, and rows failed, by this run.
 
-    A manifest row in neither table is counted as such, never hidden in the others.
+    A manifest row in neither table is counted as such, never hidden in the others. The failure
+    table's videos are named in `summary.failed_videos`.
     """
+    failures = store.read_failures(store_path).itertuples() if store_path.exists() else ()
+    summary.failed_videos = [f"{row.path} [{row.stage}]" for row in failures]
     summary.unaccounted = max(0, summary.total - report.stored - report.failed)
     summary.new = max(0, report.stored - summary.skipped)
     summary.failed = max(0, report.failed - summary.known_failures - summary.missing)

@@ -30,6 +30,7 @@ class ConvLSTMConfig(Config):
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     examples: int = 3  # held-out sequences drawn as PNG strips and GIFs
+    time_budget: float = 0.0  # minutes for the whole run; epochs stop when the next would not fit (0: no budget)
 
     def __post_init__(self):
         if self.frame_size < 8 or CANVAS % self.frame_size:
@@ -39,6 +40,14 @@ class ConvLSTMConfig(Config):
         if not 0 < self.val_fraction < 1 or not 0 < self.test_fraction < 1:
             raise InputError("val and test fractions must lie between 0 and 1")
         split_sizes(self.sequences, self.val_fraction, self.test_fraction)  # fail early on too few sequences
+        if not 0 <= self.time_budget < 10_000:
+            raise InputError(f"time budget {self.time_budget} must be a number of minutes >= 0 (0: none)")
+
+    def to_dict(self) -> dict:
+        config = super().to_dict()
+        if not config["time_budget"]:
+            del config["time_budget"]  # no budget: the digest of runs made before the option stays
+        return config
 
 
 # `--preset`: named starting points; options given beside a preset override it.

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.nextframe.budget import EpochPlan
 from pipeline.nextframe.config import ConvLSTMConfig
 from pipeline.nextframe.moving_mnist import CANVAS, CONTEXT, DIGIT, FRAMES, STEP
 
@@ -157,7 +158,12 @@ def forecaster(model, context: int = CONTEXT, steps: int = FRAMES - CONTEXT):
 
 
 def train(
-    model, train_sequences: np.ndarray, val_sequences: np.ndarray, config: ConvLSTMConfig, checkpoint: str | Path
+    model,
+    train_sequences: np.ndarray,
+    val_sequences: np.ndarray,
+    config: ConvLSTMConfig,
+    checkpoint: str | Path,
+    plan: EpochPlan | None = None,
 ) -> pd.DataFrame:
     """Fit the forecaster (frames 0..9 in, 1..19 out); save the best epoch's `model` (lowest val_loss) to `checkpoint`.
 
@@ -165,7 +171,9 @@ def train(
     the true frame instead of the model's own prediction with a probability that falls linearly
     from 1 to 0 over the first `config.teacher_share` of the epochs, so the model first learns the motion
     from clean inputs and then to continue from its own. Validation always feeds predictions back:
-    the best epoch is the best rollout. Returns the history, with each epoch's wall time in `seconds`.
+    the best epoch is the best rollout. With a `plan` (`--time-budget`), training stops once the
+    next epoch would not fit, and the ramp runs over the planned epochs. Returns the history, with
+    each epoch's wall time in `seconds`.
     """
     import keras
 
@@ -177,25 +185,31 @@ def train(
         jit_compile=False,
     )  # XLA takes minutes to compile the unrolled graph on a CPU
     weights = Path(checkpoint).with_suffix(".best.weights.h5")
-    started = {}
+    clock = {"batches": []}
+
+    def epoch_end(epoch, logs):
+        logs.update(seconds=time.perf_counter() - clock["epoch"])
+        if plan is not None and not plan.after_epoch(epoch, logs["seconds"], clock["batches"], time.perf_counter()):
+            rollout.stop_training = True
+        log.info(  # stderr: stdout is for results
+            "epoch %d/%d: %s",
+            epoch + 1,
+            plan.epochs if plan else config.epochs,
+            ", ".join(f"{name} {value:.4g}" for name, value in logs.items()),
+        )
+
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", patience=config.lr_patience),
         keras.callbacks.ModelCheckpoint(weights, monitor="val_loss", save_best_only=True, save_weights_only=True),
         keras.callbacks.LambdaCallback(
             on_epoch_begin=lambda epoch, logs: (
-                started.update(time=time.perf_counter()),
-                rollout.teacher.assign(teacher_probability(epoch, config)),
+                clock.update(epoch=time.perf_counter(), batches=[]),
+                rollout.teacher.assign(teacher_probability(epoch, config, plan.epochs if plan else None)),
             ),
-            on_epoch_end=lambda epoch, logs: (
-                logs.update(seconds=time.perf_counter() - started["time"]),
-                log.info(  # stderr: stdout is for results
-                    "epoch %d/%d: %s",
-                    epoch + 1,
-                    config.epochs,
-                    ", ".join(f"{name} {value:.4g}" for name, value in logs.items()),
-                ),
-            ),
+            on_train_batch_begin=lambda batch, logs: clock.update(batch=time.perf_counter()),
+            on_train_batch_end=lambda batch, logs: clock["batches"].append(time.perf_counter() - clock["batch"]),
+            on_epoch_end=epoch_end,
         ),
     ]
     fitted = rollout.fit(
@@ -215,9 +229,12 @@ def train(
     return history
 
 
-def teacher_probability(epoch: int, config: ConvLSTMConfig) -> float:
-    """Scheduled sampling's chance, in epoch `epoch` (from 0), that a forecast step is fed the true frame."""
-    ramp = config.epochs * config.teacher_share
+def teacher_probability(epoch: int, config: ConvLSTMConfig, epochs: int | None = None) -> float:
+    """Scheduled sampling's chance, in epoch `epoch` (from 0), that a forecast step is fed the true frame.
+
+    The ramp runs over `config.teacher_share` of `epochs` (default `config.epochs`; a time budget's plan).
+    """
+    ramp = (epochs or config.epochs) * config.teacher_share
     return max(0.0, 1 - epoch / ramp) if ramp else 0.0
 
 

@@ -169,7 +169,20 @@ def _verdict(split: tuple[int, int, int], metrics: dict) -> str:
         f"{metrics['targets']} "
         f"targets met. One step ahead its MSE is {metrics['one_step_mse']:.5f} against "
         f"{metrics['one_step_copy_last_mse']:.5f} "
-        f"for copying the last frame."
+        f"for copying the last frame. {_budget_text(metrics)}"
+    )
+
+
+def _budget_text(metrics: dict) -> str:
+    """How long it trained, and what a time budget (`--time-budget`) made of the epochs."""
+    trained = f"Trained {metrics['epochs_run']} epochs in {metrics['train_seconds']:.0f} s ({metrics['stopped_by']})"
+    if not metrics.get("time_budget_minutes"):
+        return trained + "."
+    return (
+        f"{trained} within a time budget of {metrics['time_budget_minutes']:g} min for the whole run, which planned "
+        f"{metrics['epochs_planned']} epochs of about {metrics['estimated_epoch_seconds']:.0f} s each after "
+        f"{metrics['tracing_seconds']:.0f} s of tracing; more epochs, on a faster machine or with a larger budget, "
+        "forecast better."
     )
 
 
@@ -192,6 +205,8 @@ def _training_table(history: pd.DataFrame, metrics: dict) -> pd.DataFrame:
                 "time per epoch",
                 "load average during training",
                 "epochs run (best)",
+                "ended by",
+                "time budget (whole run)",
                 "parameters",
                 "final learning rate",
             ],
@@ -200,6 +215,8 @@ def _training_table(history: pd.DataFrame, metrics: dict) -> pd.DataFrame:
                 f"{metrics['seconds_per_epoch']:.0f} s",
                 f"{metrics['load_average']} on {metrics['cores']} cores",
                 f"{metrics['epochs_run']} ({metrics['best_epoch']})",
+                metrics.get("stopped_by", ""),
+                f"{metrics['time_budget_minutes']:g} min" if metrics.get("time_budget_minutes") else "none",
                 f"{metrics['parameters']:,}",
                 rate,
             ],

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.core import atomic
+from pipeline.core.device import log_tensorflow_device
+from pipeline.nextframe.budget import EpochPlan
 from pipeline.nextframe.config import ConvLSTMConfig
 from pipeline.nextframe.model import build_model, predict, train
 from pipeline.nextframe.moving_mnist import (
@@ -48,16 +50,21 @@ def run_convlstm(config: ConvLSTMConfig, run_dir: str | Path, overwrite: bool = 
     written into a temporary sibling that replaces `run_dir` only when complete, and only a run
     directory the tool made is replaced, and only with `overwrite`.
     """
+    started = time.perf_counter()  # a time budget counts from here: it is the whole command's
     run_dir = Path(run_dir)
     folders.check_replaceable(run_dir, overwrite)  # refused before the data is read or a model built
     with folders.staged_run(run_dir, overwrite) as staging:
-        metrics = _run_into(staging, run_dir.name, config)
+        metrics = _run_into(staging, run_dir.name, config, started)
     write_index(run_dir.parent)
     return metrics
 
 
-def _run_into(run_dir: Path, name: str, config: ConvLSTMConfig) -> dict:
-    """The whole run written into `run_dir` (a staging folder), reported under the run's `name`."""
+def _run_into(run_dir: Path, name: str, config: ConvLSTMConfig, started: float) -> dict:
+    """The whole run written into `run_dir` (a staging folder), reported under the run's `name`.
+
+    With `config.time_budget`, the epochs are planned to end the run `time_budget` minutes after
+    `started` (`budget.EpochPlan`); what the plan did goes into metrics.json and the report.
+    """
     import os
 
     import keras
@@ -81,13 +88,15 @@ def _run_into(run_dir: Path, name: str, config: ConvLSTMConfig) -> dict:
         config.frame_size,
     )
 
+    log_tensorflow_device()
     keras.utils.set_random_seed(config.seed)
     model = build_model(config.frame_size, config.filters)
     checkpoint = model_dir / "model.keras"
     load_before = os.getloadavg()[0]
-    started = time.perf_counter()
-    history = train(model, train_set, val_set, config, checkpoint)
-    train_seconds = time.perf_counter() - started
+    plan = EpochPlan(config.time_budget * 60, started, config.epochs) if config.time_budget else None
+    train_started = time.perf_counter()
+    history = train(model, train_set, val_set, config, checkpoint, plan)
+    train_seconds = time.perf_counter() - train_started
     best = keras.models.load_model(
         checkpoint, safe_mode=True
     )  # safe_mode=True: a checkpoint never runs code when loaded
@@ -105,6 +114,8 @@ def _run_into(run_dir: Path, name: str, config: ConvLSTMConfig) -> dict:
         epochs_run=len(history),
         best_epoch=int(history["val_loss"].idxmin()) + 1,
         parameters=best.count_params(),
+        stopped_by=_stopped_by(history, config, plan),
+        **(plan.summary() if plan else {"time_budget_minutes": None}),
     )
     _write_tables(
         model_dir,
@@ -114,6 +125,16 @@ def _run_into(run_dir: Path, name: str, config: ConvLSTMConfig) -> dict:
         per_frame=per_frame,
         papers=papers,
     )
+    if plan:
+        log.info(
+            "time budget %g min: %d of at most %d epochs (%s), about %.0fs each after %.0fs of tracing",
+            config.time_budget,
+            len(history),
+            config.epochs,
+            metrics["stopped_by"],
+            plan.epoch_s,
+            plan.trace_s,
+        )
     log.info(
         "rollout MSE %.5f (blank %.5f, copy last %.5f, context mean %.5f); %d of %d targets met; trained in %.0fs",
         metrics["rollout_mse"],
@@ -161,6 +182,13 @@ def _run_into(run_dir: Path, name: str, config: ConvLSTMConfig) -> dict:
         config=config.to_dict(),
     )
     return metrics
+
+
+def _stopped_by(history: pd.DataFrame, config: ConvLSTMConfig, plan) -> str:
+    """Why training ended: `time budget`, `early stopping` or `all epochs`."""
+    if plan and plan.stopped:
+        return "time budget"
+    return "all epochs" if len(history) >= config.epochs else "early stopping"
 
 
 def _write_tables(model_dir: Path, config: dict, metrics: dict, **tables: pd.DataFrame) -> None:

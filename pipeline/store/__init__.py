@@ -44,10 +44,11 @@ Modules: `layout` (schema constants, row types, file locations), `tables` (HDF5 
 (opening and reading the index), `integrity` (segment sizes and digests), `readers` (reader
 registration), `grace` (retired videos), `status` (checks, sync command, summary), `locks`, `shards`,
 `segments` (segments and index writing), `growth` (when a merge only appends), `sync`
-(`merge_shards`), `maintenance` (`compact`, `recover`). `pipeline.store` re-exports the public names
-below.
+(`merge_shards`), `maintenance` (`compact`, `recover`), `find` (`find_store`: the store a file, folder or
+manifest names). `pipeline.store` re-exports the public names below.
 """
 
+from pipeline.store.find import find_store, remove_stores, stores_in
 from pipeline.store.index import read_attrs, read_failures, read_videos, stored_keys
 from pipeline.store.layout import (
     FAILURE_COLUMNS,
@@ -100,6 +101,7 @@ __all__ = [
     "VideoRow",
     "check_owner",
     "compact",
+    "find_store",
     "merge_shards",
     "missing_segments",
     "parts_dir",
@@ -107,6 +109,7 @@ __all__ = [
     "read_failures",
     "read_videos",
     "recover",
+    "remove_stores",
     "require_in_sync",
     "require_segments",
     "resolved_video_key",
@@ -114,6 +117,7 @@ __all__ = [
     "shard_keys",
     "shard_run",
     "store_lock",
+    "stores_in",
     "stored_keys",
     "summary",
     "sync_command",

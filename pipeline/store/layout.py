@@ -14,6 +14,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.hashing import sampled_sha256
 
 SCHEMA_VERSION = 2
+STORES_DIR = "features"  # root folder of the stores: <root>/<manifest name>/<store>.h5
 VIDEO_TEXT = ("video_id", "key", "path", "label", "split", "group")
 VIDEO_INTS = ("total_frames", "width", "height", "offset", "length")
 VIDEO_FLOATS = ("fps",)
