@@ -9,6 +9,7 @@ Logs and progress go to stderr; machine-readable results (paths, CSV, JSON) to s
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -17,6 +18,22 @@ from pipeline.cli.common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_UNEXPECTE
 from pipeline.core.errors import PipelineError
 
 log = logging.getLogger("pipeline")
+
+# errors of the user's machine, not of the tool: exit 2 naming the path, with what to do
+DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
+FULL = {errno.ENOSPC, errno.EDQUOT}
+WHERE_TO = {  # the option that puts a command's output elsewhere
+    "features": "--out-dir or --store",
+    "compact": "a copy of the store in a writable folder",
+    "train": "--run",
+    "report": "--reports, or copies of the runs in a writable folder",
+    "predict": "--output",
+    "convlstm": "--run",
+    "bench": "--output",
+    "temporal-bench": "--output",
+    "demo-data": "--output and --manifest",
+    "manifest": "--output",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except Exception as error:  # a bug or an environment problem: one line, the traceback on request
         log.debug("traceback:", exc_info=True)
+        cause = _environment_error(error)
+        if cause is not None:
+            log.error("%s", _environment_message(args.command, cause))
+            return EXIT_BAD_INPUT
         log.error(
             "unexpected error in `%s`: %s: %s (at %s). Finished work was kept; rerun with --verbose for the traceback "
             "and report it if it persists",
@@ -48,6 +69,31 @@ def main(argv: list[str] | None = None) -> int:
             _where(error),
         )
         return EXIT_UNEXPECTED
+
+
+def _environment_error(error: BaseException) -> OSError | None:
+    """The OSError of the user's environment behind `error` (its cause or context too): no permission, a
+    read-only file system, a full disk or quota; None when there is none."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in DENIED | FULL:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _environment_message(command: str, error: OSError) -> str:
+    path = error.filename if error.filename is not None else "(see the message)"
+    also = f" and {error.filename2}" if error.filename2 is not None else ""
+    what = error.strerror or os.strerror(error.errno)
+    where = WHERE_TO.get(command, "another folder")
+    if error.errno in FULL:
+        advice = f"free space there, or write elsewhere ({where}); finished work was kept"
+    else:
+        advice = f"check its permissions and its folder's (a read-only disk?), or write elsewhere ({where})"
+    detail = "" if error.filename is not None else f" ({error})"
+    return f"{command}: {path}{also}: {what}{detail}; {advice}"
 
 
 def _where(error: BaseException) -> str:

@@ -55,7 +55,11 @@ def decode_all(
     `ahead` jobs run or wait ahead of the consumer; each may take `timeout` seconds. The seconds
     the consumer spent waiting are added to `timings["wait_decode"]`. Close the generator (or
     exhaust it) to stop the decoders; a `with contextlib.closing(...)` does it on every way out.
+    `workers` < 1 would never run a job (a hang), and a `timeout` <= 0 none (pebble's "no limit"): both refused.
     """
+    from pipeline.extract.config import check_options  # here, not at the top: decoder processes preload this module
+
+    check_options(workers=workers, timeout=timeout)
     pools = _Pools(workers, timeout)
     queue = iter(jobs)
 
