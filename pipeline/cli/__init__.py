@@ -15,24 +15,24 @@ import os
 import sys
 
 from pipeline.cli.common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_UNEXPECTED, Parser
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, error_line
 
 log = logging.getLogger("pipeline")
 
 # errors of the user's machine, not of the tool: exit 2 naming the path, with what to do
 DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
 FULL = {errno.ENOSPC, errno.EDQUOT}
-WHERE_TO = {  # the option that puts a command's output elsewhere
-    "features": "--out-dir or --store",
-    "compact": "a copy of the store in a writable folder",
-    "train": "--run",
-    "report": "--reports, or copies of the runs in a writable folder",
-    "predict": "--output",
-    "convlstm": "--run",
-    "bench": "--output",
-    "temporal-bench": "--output",
-    "demo-data": "--output and --manifest",
-    "manifest": "--output",
+WHERE_TO = {  # the option that puts a command's output elsewhere, and the arguments naming where it went
+    "features": ("--out-dir or --store", ("store", "out_dir")),
+    "compact": ("a copy of the store in a writable folder", ("store",)),
+    "train": ("--run", ("run",)),
+    "report": ("--reports, or copies of the runs in a writable folder", ("runs", "reports")),
+    "predict": ("--output", ("output", "run")),
+    "convlstm": ("--run", ("run",)),
+    "bench": ("--output", ("output",)),
+    "temporal-bench": ("--output", ("output",)),
+    "demo-data": ("--output and --manifest", ("output",)),
+    "manifest": ("--output", ("output",)),
 }
 
 
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         log.debug("traceback:", exc_info=True)
         cause = _environment_error(error)
         if cause is not None:
-            log.error("%s", _environment_message(args.command, cause))
+            log.error("%s", _environment_message(args, cause))
             return EXIT_BAD_INPUT
         log.error(
             "unexpected error in `%s`: %s: %s (at %s). Finished work was kept; rerun with --verbose for the traceback "
@@ -83,17 +83,22 @@ def _environment_error(error: BaseException) -> OSError | None:
     return None
 
 
-def _environment_message(command: str, error: OSError) -> str:
-    path = error.filename if error.filename is not None else "(see the message)"
+def _environment_message(args, error: OSError) -> str:
+    """One line naming the path (the error's, else where the command writes), the cause and what to do."""
+    option, dests = WHERE_TO.get(args.command, ("another folder", ()))
+    path = error.filename
+    if path is None:  # e.g. a write to an open file: the folder the command writes to
+        path = next((getattr(args, dest) for dest in dests if getattr(args, dest, None)), "its output folder")
+        path = f"writing in {' '.join(map(str, path)) if isinstance(path, list) else path}"
     also = f" and {error.filename2}" if error.filename2 is not None else ""
     what = error.strerror or os.strerror(error.errno)
-    where = WHERE_TO.get(command, "another folder")
+    if error.filename is None and str(error) not in (what, f"[Errno {error.errno}] {what}"):
+        what += f" ({error_line(error, 200, with_type=False)})"  # h5py names its file only in the message
     if error.errno in FULL:
-        advice = f"free space there, or write elsewhere ({where}); finished work was kept"
+        advice = f"free space there, or write elsewhere ({option}); finished work was kept"
     else:
-        advice = f"check its permissions and its folder's (a read-only disk?), or write elsewhere ({where})"
-    detail = "" if error.filename is not None else f" ({error})"
-    return f"{command}: {path}{also}: {what}{detail}; {advice}"
+        advice = f"check its permissions and its folder's (a read-only disk?), or write elsewhere ({option})"
+    return f"{args.command}: {path}{also}: {what}; {advice}"
 
 
 def _where(error: BaseException) -> str:

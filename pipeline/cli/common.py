@@ -23,16 +23,18 @@ def bounded(bound):
     before any work, naming the option and the valid range (exit 2), as the config dataclasses refuse it."""
 
     def parse(text: str):
+        shown = text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
         try:
             value = bound.kind(text)
-        except (ValueError, OverflowError):
-            raise argparse.ArgumentTypeError(f"{text!r} is not {bound.describe()}") from None
+        except (ValueError, OverflowError):  # also an integer of more digits than Python converts
+            raise argparse.ArgumentTypeError(f"{shown!r} is not {bound.describe()}") from None
         problem = bound.problem(value)
         if problem:
-            raise argparse.ArgumentTypeError(f"{text} {problem}: give {bound.describe()}")
+            raise argparse.ArgumentTypeError(f"{shown} {problem}: give {bound.describe()}")
         return value
 
     parse.__name__ = bound.kind.__name__  # argparse names the type in some messages
+    parse.bound = bound  # what tests and --help read
     return parse
 
 

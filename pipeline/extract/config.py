@@ -33,7 +33,7 @@ DECODED_VIDEO_BYTES = 2**30  # a video's sampled frames at the CNN's size; decod
 IMAGE_SIZE = Bound(32, MAX_IMAGE_SIZE, unit="pixels", why="keras.applications need >= 32")
 MAX_FRAMES_BOUND = Bound(1, MAX_FRAMES, unit="frames")
 BATCH = Bound(1, 1024, unit="frames")
-WORKERS = Bound(1, 256, unit="processes")
+WORKERS = Bound(1, 1024, unit="processes")
 DASK_WORKERS = Bound(1, 256, optional=True, unit="processes")
 DECODE_TIMEOUT = Bound(0, 86_400, float, low_open=True, unit="seconds")
 SHARD = Bound(1, 10_000, unit="videos")
