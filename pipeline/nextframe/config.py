@@ -32,7 +32,7 @@ class ConvLSTMConfig(Config):
     test_fraction: float = 0.1
     examples: int = 3  # held-out sequences drawn as PNG strips and GIFs
     BOUNDS: ClassVar[dict] = {
-        "sequences": Bound(3, 20_000, why="the paper preset takes 12,500; 20,000 at 64 px are 6.5 GB as float32"),
+        "sequences": Bound(1, 20_000, why="the paper preset takes 12,500; 20,000 at 64 px are 6.5 GB as float32"),
         "seed": SEED,
         "frame_size": Bound(8, CANVAS, unit="pixels", why=f"a divisor of {CANVAS}"),
         "filters": Bound(1, 256),
