@@ -331,6 +331,12 @@ def test_malformed_addresses_are_refused_and_a_real_scheduler_passes():
         worker = next(iter(cluster.scheduler_info["workers"]))
         with pytest.raises(InputError, match=f"--scheduler {worker}: answers as a dask Worker, not a scheduler"):
             check_scheduler(worker, 5)
+    with LocalCluster(n_workers=0, processes=False, protocol="tcp://", dashboard_address=None) as empty:
+        started = time.monotonic()  # it answers, but would take the tasks and never run them
+        with pytest.raises(InputError, match="the scheduler has no workers .*within 2s"):
+            with dask_client(empty.scheduler_address, timeout=2.0):
+                pass
+        assert time.monotonic() - started < 10
 
 
 # --- read-only folders and full disks --------------------------------------------------------

@@ -115,6 +115,13 @@ def dask_client(scheduler: str, n_workers: int | None = None, timeout: float = 2
         except (OSError, TimeoutError) as error:  # it answered check_scheduler a moment ago
             raise InputError(_unanswered(scheduler, timeout, error)) from None
         with client:
+            try:  # a scheduler without workers would take the tasks and never run them
+                client.wait_for_workers(1, timeout=timeout)
+            except TimeoutError:
+                raise InputError(
+                    f"--scheduler {scheduler}: the scheduler has no workers (none joined within {timeout:g}s, "
+                    f"--scheduler-timeout); start workers with `dask worker {scheduler}`, or use --scheduler local"
+                ) from None
             yield client
         return
     n_workers = n_workers or max(1, worker_count() // 2)

@@ -66,11 +66,9 @@ def check_batch_memory(model, batch_size: int, precision: str, what: str) -> Non
     The estimate is ACTIVATION_COPIES x the largest layer output of `model` for `batch_size` frames: VGG16 at
     1024 px and batch 32 estimates 32 GiB; unchecked, 5000 px was an out-of-memory kill (exit 137).
     """
-    import math
-
     import psutil
 
-    largest = max(math.prod(d or 1 for d in layer.output.shape[1:]) for layer in model.layers)
+    largest = max(_output_sizes(model), default=0)
     per_frame = ACTIVATION_COPIES * largest * (4 if precision == "float32" else 2)
     total = psutil.virtual_memory().total
     if per_frame * batch_size > total:
@@ -80,6 +78,19 @@ def check_batch_memory(model, batch_size: int, precision: str, what: str) -> Non
             f"{what} needs about {per_frame * batch_size / 2**30:.1f} GiB for a batch of "
             f"{batch_size} frames, more than this machine's {total / 2**30:.1f} GiB of memory: {lower}"
         )
+
+
+def _output_sizes(model):
+    """Elements per frame of each layer output of `model` (a layer of several outputs: each; of none: skipped)."""
+    import math
+
+    for layer in model.layers:
+        try:
+            outputs = layer.output
+        except (AttributeError, ValueError):  # a layer called more than once, or never
+            continue
+        for tensor in outputs if isinstance(outputs, (list, tuple)) else [outputs]:
+            yield math.prod(d or 1 for d in tensor.shape[1:])
 
 
 @dataclass(frozen=True)
