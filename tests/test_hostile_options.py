@@ -31,7 +31,7 @@ from pipeline.cli.common import EXIT_BAD_INPUT
 from pipeline.core.config import Bound
 from pipeline.core.errors import InputError
 from pipeline.extract.cluster import check_scheduler, dask_client
-from pipeline.extract.config import MAX_FRAMES, FeatureConfig
+from pipeline.extract.config import CORES, MAX_FRAMES, WORKERS, FeatureConfig
 from pipeline.nextframe.config import ConvLSTMConfig
 
 from helpers import TINY_CONFIG, gradient_clip, manifest_csv
@@ -88,10 +88,19 @@ def test_every_numeric_option_of_every_command_has_a_range_and_refuses_what_is_o
             assert not bound.problem(action.default), (words, flag)
 
 
+def test_process_counts_are_bounded_by_this_machines_cores(capsys):
+    """--dask-workers 256 started 256 TensorFlow processes on a 2-core machine; decoders beyond 4 per core only
+    hold more decoded frames."""
+    for flag, most in (("--workers", 4 * CORES), ("--dask-workers", CORES)):
+        line = refused(capsys, ["features", "--manifest", "m.csv", flag, str(most + 1)])
+        assert f"argument {flag}: {most + 1} is out of range: give a whole number from 1 to {most} processes" in line
+    assert WORKERS.problem(CORES) == ""  # the default, one decoder per core, is always valid
+
+
 def test_an_option_given_twice_is_checked_each_time(capsys):
     for values in (("0", "2"), ("2", "0")):
         line = refused(capsys, ["features", "--manifest", "m.csv", "--workers", values[0], "--workers", values[1]])
-        assert "argument --workers: 0 is out of range: give a whole number from 1 to 1024 processes" in line
+        assert f"argument --workers: 0 is out of range: give {WORKERS.describe()}" in line
 
 
 @pytest.mark.timeout(60)
@@ -111,7 +120,7 @@ def test_workers_zero_or_negative_exits_2_at_once_instead_of_hanging(tmp_path, c
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         assert done.returncode == EXIT_BAD_INPUT and time.monotonic() - started < 30
-        assert f"argument --workers: {workers} is out of range: give a whole number from 1 to 1024" in done.stderr
+        assert f"argument --workers: {workers} is out of range: give {WORKERS.describe()}" in done.stderr
 
 
 @pytest.mark.timeout(60)

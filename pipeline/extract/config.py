@@ -13,6 +13,7 @@ from typing import ClassVar
 from pipeline.core.config import Bound, Config, check_bounds
 from pipeline.core.errors import InputError
 from pipeline.extract.decode import CROPS, Sampling
+from pipeline.extract.decoder_pool import CORES, DECODE_TIMEOUT, WORKERS
 from pipeline.store.layout import POOLINGS
 
 FALLBACK = {"backbone": "vgg16", "weights": "none", "image_size": 112}
@@ -33,9 +34,7 @@ DECODED_VIDEO_BYTES = 2**30  # a video's sampled frames at the CNN's size; decod
 IMAGE_SIZE = Bound(32, MAX_IMAGE_SIZE, unit="pixels", why="keras.applications need >= 32")
 MAX_FRAMES_BOUND = Bound(1, MAX_FRAMES, unit="frames")
 BATCH = Bound(1, 1024, unit="frames")
-WORKERS = Bound(1, 1024, unit="processes")
-DASK_WORKERS = Bound(1, 256, optional=True, unit="processes")
-DECODE_TIMEOUT = Bound(0, 86_400, float, low_open=True, unit="seconds")
+DASK_WORKERS = Bound(1, CORES, optional=True, unit="processes", why="one per core: each holds its own TensorFlow")
 SHARD = Bound(1, 10_000, unit="videos")
 LOCK_TIMEOUT = Bound(0, 7 * 86_400, float, unit="seconds", why="0: do not wait")
 SCHEDULER_TIMEOUT = Bound(0, 3600, float, low_open=True, unit="seconds")
