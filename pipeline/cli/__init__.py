@@ -22,6 +22,7 @@ log = logging.getLogger("pipeline")
 # errors of the user's machine, not of the tool: exit 2 naming the path, with what to do
 DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
 FULL = {errno.ENOSPC, errno.EDQUOT}
+BUSY = {errno.EBUSY}  # e.g. a run folder that is a mount point: it cannot be replaced
 WHERE_TO = {  # the option that puts a command's output elsewhere, and the arguments naming where it went
     "features": ("--out-dir or --store", ("store", "out_dir")),
     "compact": ("a copy of the store in a writable folder", ("store",)),
@@ -73,11 +74,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _environment_error(error: BaseException) -> OSError | None:
     """The OSError of the user's environment behind `error` (its cause or context too): no permission, a
-    read-only file system, a full disk or quota; None when there is none."""
+    read-only file system, a full disk or quota, a busy mount point; None when there is none."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        if isinstance(error, OSError) and error.errno in DENIED | FULL:
+        if isinstance(error, OSError) and error.errno in DENIED | FULL | BUSY:
             return error
         error = error.__cause__ or error.__context__
     return None
@@ -96,6 +97,8 @@ def _environment_message(args, error: OSError) -> str:
         what += f" ({error_line(error, 200, with_type=False)})"  # h5py names its file only in the message
     if error.errno in FULL:
         advice = f"free space there, or write elsewhere ({option}); finished work was kept"
+    elif error.errno in BUSY:
+        advice = f"a mount point or a folder in use cannot be replaced: write elsewhere ({option})"
     else:
         advice = f"check its permissions and its folder's (a read-only disk?), or write elsewhere ({option})"
     return f"{args.command}: {path}{also}: {what}; {advice}"
