@@ -233,4 +233,6 @@ def test_train_cli_records_the_cell_units(delta_run, tmp_path):
     ]
     assert main([*args, "2", "--run", str(tmp_path / "run")]) == 0
     assert json.loads((tmp_path / "run/model/config.json").read_text())["train"]["network"]["cell_units"] == 2
-    assert main([*args, "-1", "--run", str(tmp_path / "bad")]) == EXIT_BAD_INPUT and not (tmp_path / "bad").exists()
+    with pytest.raises(SystemExit) as refused:  # out of the option's range: argparse refuses it before any work
+        main([*args, "-1", "--run", str(tmp_path / "bad")])
+    assert refused.value.code == EXIT_BAD_INPUT and not (tmp_path / "bad").exists()

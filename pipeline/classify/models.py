@@ -11,10 +11,11 @@ frames of a video vote. When a sequence model beats them, time order is what it 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 
-from pipeline.core.config import Config
+from pipeline.core.config import Bound, Config, check_bounds
 from pipeline.core.errors import InputError
 from pipeline.runs.layout import BASELINES, SEQUENCE_MODELS
 from pipeline.store.layout import grid_side
@@ -35,20 +36,20 @@ class SequenceModelConfig(Config):
     cell_units: int = (
         0  # > 0: one Dense of this many units shared by every grid cell (and step) before the recurrent layer
     )
+    BOUNDS: ClassVar[dict] = {
+        "units": Bound(1, 4096),
+        "layers": Bound(1, 16),
+        "dropout": Bound(0, 1, float, high_open=True),
+        "cell_units": Bound(0, 4096, why="0: off"),
+    }
 
     def __post_init__(self):
+        check_bounds(self)
         object.__setattr__(self, "inputs", tuple(self.inputs))  # a list from config.json is the same config
         if not self.inputs or not set(self.inputs) <= set(INPUTS) or len(set(self.inputs)) != len(self.inputs):
             raise InputError(
                 f"model inputs {','.join(self.inputs) or '(none)'} must be one or both of {', '.join(INPUTS)}"
             )
-        if self.units < 1 or self.layers < 1 or self.cell_units < 0:
-            raise InputError(
-                f"units ({self.units}) and layers ({self.layers}) must be at least 1, cell units "
-                f"({self.cell_units}) at least 0"
-            )
-        if not 0 <= self.dropout < 1:
-            raise InputError(f"dropout {self.dropout} must be in [0, 1)")
 
 
 def build_sequence_model(

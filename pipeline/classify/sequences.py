@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import ClassVar
 
 import h5py
 import numpy as np
@@ -24,13 +25,14 @@ import pandas as pd
 from pipeline import store
 from pipeline.classify.splits import assign_splits as assign_splits  # re-exported: stage two's input in one place
 from pipeline.classify.splits import group_ids as group_ids
-from pipeline.core.config import Config
+from pipeline.core.config import Bound, Config, check_bounds
 from pipeline.core.errors import InputError
 from pipeline.store.tables import read_table
 
 log = logging.getLogger(__name__)
 
 POLICIES = ("pad", "resample")
+SEQ_LEN = Bound(1, 10_000, unit="steps", why="stage one stores at most 10,000 frames per video")
 
 
 @dataclass(frozen=True)
@@ -39,12 +41,12 @@ class SequenceConfig(Config):
 
     seq_len: int
     policy: str = "pad"
+    BOUNDS: ClassVar[dict] = {"seq_len": SEQ_LEN}
 
     def __post_init__(self):
+        check_bounds(self)
         if self.policy not in POLICIES:
             raise InputError(f"sequence policy {self.policy!r} is not one of {', '.join(POLICIES)}")
-        if self.seq_len < 1:
-            raise InputError(f"sequence length {self.seq_len} must be at least 1")
 
 
 def load_videos(store_path) -> pd.DataFrame:

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import store
-from pipeline.classify.config import TrainConfig
+from pipeline.classify.config import TrainConfig, check_batch_memory
 from pipeline.classify.fine_tune import load_initial, with_loaded_network
 from pipeline.classify.metrics import accuracy, classification_metrics
 from pipeline.classify.model_files import load_model, save_baseline
@@ -96,6 +96,7 @@ def train(
         Path(os.path.abspath(run_dir)),
     )  # `--run .`: the folder by its name, symlinks kept
     data = _load_data(store_path, config)
+    check_batch_memory(config, data.source.config.seq_len, data.source.dim)
     initial = load_initial(config.init, data.source.dim, data.labels, config.network.inputs) if config.init else None
     if initial is not None:
         config = with_loaded_network(config, initial)

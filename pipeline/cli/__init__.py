@@ -12,15 +12,34 @@ bars) go before or after COMMAND.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import sys
 from pathlib import Path
 
 from pipeline.cli import quiet
 from pipeline.cli.common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_UNEXPECTED, Parser
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, error_line
 
 log = logging.getLogger("pipeline")
+
+# errors of the user's machine, not of the tool: exit 2 naming the path, with what to do
+DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
+FULL = {errno.ENOSPC, errno.EDQUOT}
+BUSY = {errno.EBUSY}  # e.g. a run folder that is a mount point: it cannot be replaced
+WHERE_TO = {  # the option that puts a command's output elsewhere, and the arguments naming where it went
+    "features": ("--out-dir or --store", ("store", "out_dir")),
+    "compact": ("a copy of the store in a writable folder", ("store",)),
+    "train": ("--run", ("run",)),
+    "report": ("--reports, or copies of the runs in a writable folder", ("runs", "reports")),
+    "predict": ("--output", ("output", "run")),
+    "convlstm": ("--run", ("run",)),
+    "bench": ("--output", ("output",)),
+    "temporal-bench": ("--output", ("output",)),
+    "demo-data": ("--output and --manifest", ("output",)),
+    "manifest": ("--output", ("output",)),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except Exception as error:  # a bug or an environment problem: one line, the traceback on request
         log.debug("traceback:", exc_info=True)
+        cause = _environment_error(error)
+        if cause is not None:
+            log.error("%s", _environment_message(args, cause))
+            return EXIT_BAD_INPUT
         log.error(
             "unexpected error in `%s`: %s: %s (at %s). Finished work was kept; rerun with --verbose for the traceback "
             "and report it if it persists",
@@ -62,6 +85,38 @@ def main(argv: list[str] | None = None) -> int:
             _where(error),
         )
         return EXIT_UNEXPECTED
+
+
+def _environment_error(error: BaseException) -> OSError | None:
+    """The OSError of the user's environment behind `error` (its cause or context too): no permission, a
+    read-only file system, a full disk or quota, a busy mount point; None when there is none."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in DENIED | FULL | BUSY:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _environment_message(args, error: OSError) -> str:
+    """One line naming the path (the error's, else where the command writes), the cause and what to do."""
+    option, dests = WHERE_TO.get(args.command, ("another folder", ()))
+    path = error.filename
+    if path is None:  # e.g. a write to an open file: the folder the command writes to
+        path = next((getattr(args, dest) for dest in dests if getattr(args, dest, None)), "its output folder")
+        path = f"writing in {' '.join(map(str, path)) if isinstance(path, list) else path}"
+    also = f" and {error.filename2}" if error.filename2 is not None else ""
+    what = error.strerror or os.strerror(error.errno)
+    if error.filename is None and str(error) not in (what, f"[Errno {error.errno}] {what}"):
+        what += f" ({error_line(error, 200, with_type=False)})"  # h5py names its file only in the message
+    if error.errno in FULL:
+        advice = f"free space there, or write elsewhere ({option}); finished work was kept"
+    elif error.errno in BUSY:
+        advice = f"a mount point or a folder in use cannot be replaced: write elsewhere ({option})"
+    else:
+        advice = f"check its permissions and its folder's (a read-only disk?), or write elsewhere ({option})"
+    return f"{args.command}: {path}{also}: {what}; {advice}"
 
 
 def _where(error: BaseException) -> str:

@@ -6,7 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-from pipeline.cli.common import EXIT_OK
+from pipeline.cli.common import EXIT_OK, add_number
 
 log = logging.getLogger("pipeline")
 
@@ -83,8 +83,21 @@ def _cmd_bench(args) -> int:
 
 def _add_temporal_bench(commands) -> None:
     from pipeline.bench.temporal import TASKS, BenchConfig
+    from pipeline.classify.config import TrainConfig
+    from pipeline.classify.models import SequenceModelConfig
+    from pipeline.core.config import SEED, Bound
 
     defaults = BenchConfig()
+    clips = Bound(40, 100_000, unit="clips")
+    bound = {
+        "--motion-clips": clips,
+        "--clutter-clips": clips,
+        "--windows-per-video": Bound(1, 1000),
+        "--seed": SEED,
+        "--units": SequenceModelConfig.BOUNDS["units"],
+        "--cell-units": SequenceModelConfig.BOUNDS["cell_units"],
+        "--lr-patience": TrainConfig.BOUNDS["lr_patience"],
+    }  # checked here, before minutes of work, as the configs check them later
     p = commands.add_parser(
         "temporal-bench",
         help="benchmark the sequence models on temporal tasks (direction of motion, arrow of time)",
@@ -101,21 +114,24 @@ def _add_temporal_bench(commands) -> None:
         help="folder holding videos/ and weights/ for the arrow task (default: $SHARED_DATA)",
     )
     p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks from %(default)s")
-    p.add_argument(
+    add_number(
+        p,
         "--motion-clips",
-        type=int,
+        bound["--motion-clips"],
         default=defaults.motion_clips,
         help="clips of the motion task (default: %(default)s)",
     )
-    p.add_argument(
+    add_number(
+        p,
         "--clutter-clips",
-        type=int,
+        bound["--clutter-clips"],
         default=defaults.clutter_clips,
         help="clips of the clutter task (default: %(default)s)",
     )
-    p.add_argument(
+    add_number(
+        p,
         "--windows-per-video",
-        type=int,
+        bound["--windows-per-video"],
         default=defaults.windows_per_video,
         help="most windows cut from one real video (default: %(default)s)",
     )
@@ -131,22 +147,28 @@ def _add_temporal_bench(commands) -> None:
         default=defaults.real_pooling,
         help="features' pooling, arrow task (default: %(default)s)",
     )
-    p.add_argument(
-        "--seed", type=int, default=defaults.seed, help="seed of the clips, splits and training (default: %(default)s)"
+    add_number(
+        p,
+        "--seed",
+        bound["--seed"],
+        default=defaults.seed,
+        help="seed of the clips, splits and training (default: %(default)s)",
     )
     p.add_argument("--inputs", help="features, deltas or features,deltas (default: deltas, measured best here)")
-    p.add_argument("--units", type=int, help="recurrent units (default: 128, measured best here)")
-    p.add_argument(
+    add_number(p, "--units", bound["--units"], help="recurrent units (default: 128, measured best here)")
+    add_number(
+        p,
         "--cell-units",
-        type=int,
+        bound["--cell-units"],
         help="units of the Dense shared by the grid cells, 0 off (default: 32, measured best here)",
     )
     p.add_argument(
         "--bidirectional", action="store_true", default=None, help="train override: bidirectional recurrent layers"
     )
-    p.add_argument(
+    add_number(
+        p,
         "--lr-patience",
-        type=int,
+        bound["--lr-patience"],
         help="train override: epochs before the learning rate drops, 0 constant (default: train's)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

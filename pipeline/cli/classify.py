@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.cli.common import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNEXPECTED
+from pipeline.cli.common import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNEXPECTED, add_number
 from pipeline.core.errors import error_line
 
 log = logging.getLogger("pipeline")
@@ -22,6 +22,7 @@ def _add_train(commands) -> None:
 
     defaults = TrainConfig()
     network = defaults.network
+    bound = {**TrainConfig.BOUNDS, **type(network).BOUNDS}  # each option's range, as the dataclasses check it
     p = commands.add_parser(
         "train",
         help="stage two: train LSTM / GRU classifiers and order-blind baselines on a feature store",
@@ -41,8 +42,11 @@ def _add_train(commands) -> None:
     )
     p.add_argument("--run", help="run directory (default: reports/<dataset>-<model>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
-    p.add_argument(
-        "--seq-len", type=int, help="steps T per video (default: the median number of stored frames per video)"
+    add_number(
+        p,
+        "--seq-len",
+        bound["seq_len"],
+        help="steps T per video (default: the median number of stored frames per video)",
     )
     p.add_argument(
         "--policy",
@@ -51,12 +55,17 @@ def _add_train(commands) -> None:
         help="pad: short videos padded and masked, long ones thinned; resample: T evenly spaced frames "
         "(default: %(default)s)",
     )
-    p.add_argument("--units", type=int, default=network.units, help="recurrent units per layer (default: %(default)s)")
-    p.add_argument("--layers", type=int, default=network.layers, help="stacked recurrent layers (default: %(default)s)")
+    add_number(
+        p, "--units", bound["units"], default=network.units, help="recurrent units per layer (default: %(default)s)"
+    )
+    add_number(
+        p, "--layers", bound["layers"], default=network.layers, help="stacked recurrent layers (default: %(default)s)"
+    )
     p.add_argument("--bidirectional", action="store_true", help="bidirectional recurrent layers")
-    p.add_argument(
+    add_number(
+        p,
         "--dropout",
-        type=float,
+        bound["dropout"],
         default=network.dropout,
         help="dropout on inputs and recurrent outputs (default: %(default)s)",
     )
@@ -69,35 +78,47 @@ def _add_train(commands) -> None:
         help="what each step shows the sequence models: features, deltas (difference from the previous frame's "
         "features) or features,deltas; recorded in the run, baselines always see features (default: %(default)s)",
     )
-    p.add_argument(
+    add_number(
+        p,
         "--cell-units",
-        type=int,
+        bound["cell_units"],
         default=network.cell_units,
         help="units of one Dense (ReLU) shared by every grid cell of the store's pooling (grid2: 4 cells, grid3: 9; "
         "avg: one cell, a bottleneck), applied to each cell's inputs before the recurrent layer; at most a cell's "
         "input width; recorded in the run; 0: off (default: %(default)s)",
     )
-    p.add_argument(
+    add_number(
+        p,
         "--epochs",
-        type=int,
+        bound["epochs"],
         default=defaults.epochs,
         help="most epochs; early stopping usually ends sooner (default: %(default)s)",
     )
-    p.add_argument(
+    add_number(
+        p,
         "--patience",
-        type=int,
+        bound["patience"],
         default=defaults.patience,
         help="epochs without a better validation loss before stopping (default: %(default)s)",
     )
-    p.add_argument(
-        "--batch-size", type=int, default=defaults.batch_size, help="videos per batch (default: %(default)s)"
+    add_number(
+        p,
+        "--batch-size",
+        bound["batch_size"],
+        default=defaults.batch_size,
+        help="videos per batch (default: %(default)s)",
     )
-    p.add_argument(
-        "--learning-rate", type=float, default=defaults.learning_rate, help="Adam learning rate (default: %(default)s)"
+    add_number(
+        p,
+        "--learning-rate",
+        bound["learning_rate"],
+        default=defaults.learning_rate,
+        help="Adam learning rate (default: %(default)s)",
     )
-    p.add_argument(
+    add_number(
+        p,
         "--lr-patience",
-        type=int,
+        bound["lr_patience"],
         default=defaults.lr_patience,
         help="epochs without a better validation loss before the learning rate drops to 0.3x; 0 keeps it "
         "constant (default: %(default)s)",
@@ -107,21 +128,24 @@ def _add_train(commands) -> None:
         action="store_true",
         help="weight classes inversely to their training frequency (imbalanced data)",
     )
-    p.add_argument(
+    add_number(
+        p,
         "--seed",
-        type=int,
+        bound["seed"],
         default=defaults.seed,
         help="seed of splits, initial weights and shuffling (default: %(default)s)",
     )
-    p.add_argument(
+    add_number(
+        p,
         "--test-size",
-        type=float,
+        bound["test_size"],
         default=defaults.test_size,
         help="test share when the manifest has no split column (default: %(default)s)",
     )
-    p.add_argument(
+    add_number(
+        p,
         "--val-size",
-        type=float,
+        bound["val_size"],
         default=defaults.val_size,
         help="share of train held out for validation when the manifest names no val (default: %(default)s)",
     )

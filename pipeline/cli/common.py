@@ -18,6 +18,31 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **{"allow_abbrev": False, **kwargs})
 
 
+def bounded(bound):
+    """An argparse `type` for a number in `bound` (a `pipeline.core.config.Bound`): a value outside it is refused
+    before any work, naming the option and the valid range (exit 2), as the config dataclasses refuse it."""
+
+    def parse(text: str):
+        shown = text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
+        try:
+            value = bound.kind(text)
+        except (ValueError, OverflowError):  # also an integer of more digits than Python converts
+            raise argparse.ArgumentTypeError(f"{shown!r} is not {bound.describe()}") from None
+        problem = bound.problem(value)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{shown} {problem}: give {bound.describe()}")
+        return value
+
+    parse.__name__ = bound.kind.__name__  # argparse names the type in some messages
+    parse.bound = bound  # what tests and --help read
+    return parse
+
+
+def add_number(p, flag: str, bound, help: str, **options) -> None:
+    """`p.add_argument(flag, ...)` for a number in `bound`; its help ends with the valid range."""
+    p.add_argument(flag, type=bounded(bound), help=f"{help}; {bound.describe()}", **options)
+
+
 def add_runtime(p) -> None:
     from pipeline.extract.runtimes import RUNTIMES
 

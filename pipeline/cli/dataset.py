@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.cli.common import EXIT_OK, defaults_of
+from pipeline.cli.common import EXIT_OK, add_number, defaults_of
 
 log = logging.getLogger("pipeline")
 
@@ -70,6 +70,7 @@ def _cmd_manifest(args) -> int:
 
 
 def _add_demo_data(commands) -> None:
+    from pipeline.core.config import SEED, Bound
     from pipeline.dataset.demo import write_demo_dataset
 
     defaults = defaults_of(write_demo_dataset)
@@ -78,12 +79,17 @@ def _add_demo_data(commands) -> None:
     )
     p.add_argument("--output", default=defaults["folder"], help="folder for the clips (default: %(default)s)")
     p.add_argument("--manifest", default=defaults["manifest"], help="manifest to write (default: %(default)s)")
-    p.add_argument(
-        "--per-class", type=int, default=defaults["per_class"], help="clips per class (default: %(default)s)"
+    add_number(
+        p,
+        "--per-class",
+        Bound(1, 10_000, unit="clips"),
+        default=defaults["per_class"],
+        help="clips per class (default: %(default)s)",
     )
-    p.add_argument(
+    add_number(
+        p,
         "--seed",
-        type=int,
+        SEED,
         default=defaults["seed"],
         help="random seed; the same seed gives the same files (default: %(default)s)",
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pipeline.cli.common import EXIT_OK
+from pipeline.cli.common import EXIT_OK, add_number
 
 log = logging.getLogger("pipeline")
 
@@ -15,7 +15,7 @@ def add_commands(commands) -> None:
 
 
 def _add_convlstm(commands) -> None:
-    from pipeline.nextframe.config import PRESETS
+    from pipeline.nextframe.config import PRESETS, ConvLSTMConfig
 
     defaults = PRESETS["cpu"]
     p = commands.add_parser(
@@ -39,26 +39,26 @@ def _add_convlstm(commands) -> None:
         help="mnist_test_seq.npy; MNIST digits to generate from (idx images file, .gz or not, a folder of them, or "
         f"Keras mnist.npz); or sklearn: its bundled 8x8 digits, upscaled (default: {defaults.data})",
     )
-    options = (  # flag, type, help; the default comes from the preset
-        ("--sequences", int, "sequences generated, or read from the .npy"),
-        ("--seed", int, "seed of generation, initial weights and shuffling"),
-        ("--frame-size", int, "model frame size in pixels, a divisor of 64"),
-        ("--filters", int, "filters per ConvLSTM2D layer"),
-        ("--epochs", int, "most epochs; early stopping may end sooner"),
-        ("--patience", int, "epochs without a better validation loss before stopping"),
-        ("--lr-patience", int, "epochs without a better validation loss before the learning rate drops tenfold"),
-        ("--batch-size", int, "sequences per batch"),
-        ("--learning-rate", float, "Adam learning rate"),
-        ("--examples", int, "held-out sequences drawn as PNG strips and GIFs"),
+    options = (  # flag, help; the default comes from the preset, the range from ConvLSTMConfig.BOUNDS
+        ("--sequences", "sequences generated, or read from the .npy"),
+        ("--seed", "seed of generation, initial weights and shuffling"),
+        ("--frame-size", "model frame size in pixels, a divisor of 64"),
+        ("--filters", "filters per ConvLSTM2D layer"),
+        ("--epochs", "most epochs; early stopping may end sooner"),
+        ("--patience", "epochs without a better validation loss before stopping"),
+        ("--lr-patience", "epochs without a better validation loss before the learning rate drops tenfold"),
+        ("--batch-size", "sequences per batch"),
+        ("--learning-rate", "Adam learning rate"),
+        ("--examples", "held-out sequences drawn as PNG strips and GIFs"),
         (
             "--time-budget",
-            float,
             "minutes for the whole command: after timing the first epoch, training stops when the next epoch would "
             "not leave time for the evaluation and report (--epochs stays the most); recorded in the report; 0: none",
         ),
     )
-    for flag, kind, text in options:
-        p.add_argument(flag, type=kind, help=f"{text} (cpu preset: {getattr(defaults, flag[2:].replace('-', '_'))})")
+    for flag, text in options:
+        name = flag[2:].replace("-", "_")
+        add_number(p, flag, ConvLSTMConfig.BOUNDS[name], help=f"{text} (cpu preset: {getattr(defaults, name)})")
     p.add_argument("--run", help="run directory (default: reports/convlstm-<data name>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.set_defaults(func=_cmd_convlstm)

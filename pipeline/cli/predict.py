@@ -6,7 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-from pipeline.cli.common import EXIT_FAILED_VIDEOS, EXIT_OK, add_runtime
+from pipeline.cli.common import EXIT_FAILED_VIDEOS, EXIT_OK, add_number, add_runtime
 from pipeline.core.errors import InputError
 from pipeline.runs.folders import FolderError
 
@@ -18,6 +18,7 @@ def add_commands(commands) -> None:
 
 
 def _add_predict(commands) -> None:
+    from pipeline.extract.config import DECODE_TIMEOUT, DECODE_TIMEOUT_S, WORKERS
     from pipeline.extract.decoder_pool import worker_count
 
     p = commands.add_parser(
@@ -42,13 +43,14 @@ def _add_predict(commands) -> None:
     )
     p.add_argument("--top-k", type=int, default=3, help="labels to report per video (default: %(default)s)")
     p.add_argument("--output", help="folder for the CSV/JSON/PNG outputs (default: RUN/predictions)")
-    p.add_argument(
-        "--workers", type=int, default=worker_count(), help="decoder processes (default: one per core, %(default)s)"
+    add_number(
+        p, "--workers", WORKERS, default=worker_count(), help="decoder processes (default: one per core, %(default)s)"
     )
-    p.add_argument(
+    add_number(
+        p,
         "--timeout",
-        type=float,
-        default=120.0,
+        DECODE_TIMEOUT,
+        default=DECODE_TIMEOUT_S,
         help="seconds one video (one window) may take to decode before it fails as 'timeout' (default: %(default)s)",
     )
     add_runtime(p)

@@ -7,7 +7,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from pipeline.cli.common import EXIT_OK, add_runtime, defaults_of
+from pipeline.cli.common import EXIT_OK, add_number, add_runtime, defaults_of
 
 log = logging.getLogger("pipeline")
 
@@ -21,6 +21,7 @@ def add_commands(commands) -> None:
 
 
 def _add_features(commands) -> None:
+    from pipeline.extract import config as limits
     from pipeline.extract.backbones import PRECISIONS
     from pipeline.extract.config import (
         BATCH_SIZE,
@@ -29,6 +30,7 @@ def _add_features(commands) -> None:
         FALLBACK,
         LOCK_TIMEOUT_S,
         MAX_FAILURES,
+        SCHEDULER_TIMEOUT_S,
         SHARD_SIZE,
         STORES_DIR,
         FeatureConfig,
@@ -55,9 +57,10 @@ def _add_features(commands) -> None:
         default=config.weights,
         help="imagenet, none (random, tests only) or a weights file path (default: %(default)s)",
     )
-    p.add_argument(
+    add_number(
+        p,
         "--image-size",
-        type=int,
+        limits.IMAGE_SIZE,
         default=config.image_size,
         help="square CNN input size in pixels (default: %(default)s)",
     )
@@ -70,11 +73,14 @@ def _add_features(commands) -> None:
     p.add_argument(
         "--sampling", default=config.sampling, help="uniform:K, fps:F, stride:N or all (default: %(default)s)"
     )
-    p.add_argument(
+    add_number(
+        p,
         "--max-frames",
-        type=int,
+        limits.MAX_FRAMES_BOUND,
         default=config.max_frames,
-        help="cap on sampled frames per video, thinned evenly (default: %(default)s)",
+        help="cap on sampled frames per video, thinned evenly; a video's sampled frames may take "
+        f"{limits.DECODED_VIDEO_BYTES // 2**30} GiB at the CNN's size (frames x size x size x 3 bytes) "
+        "(default: %(default)s)",
     )
     p.add_argument("--dtype", choices=DTYPES, default=config.dtype, help="stored feature dtype (default: %(default)s)")
     p.add_argument(
@@ -92,11 +98,18 @@ def _add_features(commands) -> None:
         "where things are "
         "(4x / 9x the features; default: %(default)s)",
     )
-    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="frames per CNN batch (default: %(default)s)")
+    add_number(
+        p,
+        "--batch-size",
+        limits.BATCH,
+        default=BATCH_SIZE,
+        help="frames per CNN batch; refused when its estimated memory exceeds this machine's (default: %(default)s)",
+    )
     add_runtime(p)
-    p.add_argument(
+    add_number(
+        p,
         "--workers",
-        type=int,
+        limits.WORKERS,
         default=worker_count(),
         help="decoder processes, at the lowest CPU priority so they use what the CNN leaves (default: one per "
         "core, %(default)s)",
@@ -106,16 +119,30 @@ def _add_features(commands) -> None:
         help="run on dask: 'local' for a LocalCluster on this machine, or a scheduler address "
         "tcp://HOST:8786 (default: in-process, measured faster on small machines)",
     )
-    p.add_argument("--dask-workers", type=int, help="worker processes of --scheduler local (default: half the cores)")
-    p.add_argument(
+    add_number(
+        p,
+        "--scheduler-timeout",
+        limits.SCHEDULER_TIMEOUT,
+        default=SCHEDULER_TIMEOUT_S,
+        help="seconds a scheduler address may take to connect and answer before it is refused (default: %(default)s)",
+    )
+    add_number(
+        p,
+        "--dask-workers",
+        limits.DASK_WORKERS,
+        help="worker processes of --scheduler local (default: half the cores)",
+    )
+    add_number(
+        p,
         "--timeout",
-        type=float,
+        limits.DECODE_TIMEOUT,
         default=DECODE_TIMEOUT_S,
         help="seconds one video may take to decode before it fails as 'timeout' (default: %(default)s)",
     )
-    p.add_argument(
+    add_number(
+        p,
         "--shard-size",
-        type=int,
+        limits.SHARD,
         default=SHARD_SIZE,
         help="videos per shard file; a killed run loses at most this many (default: %(default)s)",
     )
@@ -148,15 +175,17 @@ def _add_features(commands) -> None:
         help=f"if ImageNet weights are unavailable offline, use random {FALLBACK['backbone']} at "
         f"{FALLBACK['image_size']} px instead (announced and recorded)",
     )
-    p.add_argument(
+    add_number(
+        p,
         "--fallback-size",
-        type=int,
+        limits.IMAGE_SIZE,
         default=FALLBACK["image_size"],
         help="input size in pixels of the --fallback backbone (default: %(default)s; `make demo` uses 64)",
     )
-    p.add_argument(
+    add_number(
+        p,
         "--lock-timeout",
-        type=float,
+        limits.LOCK_TIMEOUT,
         default=LOCK_TIMEOUT_S,
         help="seconds to wait for another run's merge into the same store (default: %(default)s)",
     )
@@ -191,6 +220,7 @@ def _cmd_features(args) -> int:
         skip_missing=args.skip_missing,
         workers=args.workers,
         scheduler=args.scheduler,
+        scheduler_timeout=args.scheduler_timeout,
         dask_workers=args.dask_workers,
         timeout=args.timeout,
         shard_size=args.shard_size,
@@ -251,6 +281,7 @@ def _cmd_inspect(args) -> int:
 
 
 def _add_compact(commands) -> None:
+    from pipeline.extract.config import LOCK_TIMEOUT
     from pipeline.store import compact
 
     p = commands.add_parser(
@@ -267,9 +298,10 @@ def _add_compact(commands) -> None:
         action="store_true",
         help="rebuild the index from the readable segments (keeps the broken index as <store>.h5.broken)",
     )
-    p.add_argument(
+    add_number(
+        p,
         "--lock-timeout",
-        type=float,
+        LOCK_TIMEOUT,
         default=defaults_of(compact)["lock_timeout"],
         help="seconds to wait for a run merging into the store (default: %(default)s)",
     )

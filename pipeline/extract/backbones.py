@@ -103,14 +103,8 @@ class Backbone:
     ):
         from pipeline.extract.runtimes import load_runtime
 
-        self.name, self.weights, self.image_size, self.batch_size, self.precision = (
-            name,
-            weights,
-            image_size,
-            batch_size,
-            precision,
-        )
-        self.pooling = pooling
+        self.name, self.weights, self.image_size, self.batch_size = name, weights, image_size, batch_size
+        self.precision, self.pooling = precision, pooling
         self.model, self.preprocess, self._graphs = model, preprocess, {}
         self.dim = int(model.output_shape[-1])
         self.runtime, self._embed = load_runtime(self, runtime)
@@ -218,9 +212,13 @@ def load_backbone(
 ) -> Backbone:
     """Build the named backbone with the given weights and `pooling` (see POOLINGS) on `runtime` (see
     `runtimes.RUNTIMES`;
-    the command line's default is `auto`); raise BackboneError with a fix if it can't."""
+    the command line's default is `auto`); raise BackboneError with a fix if it can't, or InputError for a batch
+    that would not fit this machine's memory (`config.check_batch_memory`)."""
     import keras
 
+    from pipeline.extract.config import check_batch_memory, check_options
+
+    check_options(batch_size=batch_size)
     if pooling not in POOLINGS:
         raise BackboneError(f"pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
     _allow_gpu_memory_growth()
@@ -248,6 +246,7 @@ def load_backbone(
         raise BackboneError(_weights_message(name, weights, image_size, error)) from None
     finally:
         keras.config.set_dtype_policy("float32")
+    check_batch_memory(model, batch_size, precision, f"{key} at {image_size} px")  # before weights are drawn
     if weights.kind == "none":
         _seeded_random_init(model, RANDOM_WEIGHTS_SEED)
     model.trainable = False

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from pipeline import store
-from pipeline.core.errors import BackboneError
+from pipeline.core.errors import BackboneError, InputError
 from pipeline.extract.backbones import Backbone, Weights, load_backbone
 from pipeline.extract.decoder_pool import worker_count
-from pipeline.extract.embedding import embed_videos
+from pipeline.extract.embedding import embed_videos, require_space
 
 if TYPE_CHECKING:
     from pipeline.extract.config import ExtractSummary, FeatureConfig
@@ -43,6 +43,7 @@ def embed_on_dask(
     timeout: float,
     shard_size: int,
     decode_hook=None,
+    scheduler_timeout: float = 20.0,
 ) -> None:
     """Send shards of `shard_size` videos to dask workers; fold their counts into `summary`.
 
@@ -52,7 +53,7 @@ def embed_on_dask(
     """
     from dask.distributed import as_completed
 
-    with dask_client(scheduler, dask_workers) as client:
+    with dask_client(scheduler, dask_workers, scheduler_timeout) as client:
         per_host = dict(Counter(urlparse(address).hostname for address in client.scheduler_info()["workers"]))
 
         def submit(chunk):
@@ -97,8 +98,9 @@ def embed_on_dask(
 
 
 @contextlib.contextmanager
-def dask_client(scheduler: str, n_workers: int | None = None):
-    """A dask Client: `local` starts a LocalCluster of `n_workers` processes, else connect to an address.
+def dask_client(scheduler: str, n_workers: int | None = None, timeout: float = 20.0):
+    """A dask Client: `local` starts a LocalCluster of `n_workers` processes, else connect to an address
+    (refused, naming it, when it does not answer as a scheduler within `timeout` seconds: `check_scheduler`).
 
     Workers must not be daemonic: each starts decoder processes of its own (for external clusters,
     start workers with DASK_DISTRIBUTED__WORKER__DAEMON=False).
@@ -107,7 +109,19 @@ def dask_client(scheduler: str, n_workers: int | None = None):
     from dask.distributed import Client, LocalCluster
 
     if scheduler != "local":
-        with Client(scheduler, timeout="30s") as client:
+        check_scheduler(scheduler, timeout)
+        try:
+            client = Client(scheduler, timeout=f"{timeout}s")
+        except (OSError, TimeoutError) as error:  # it answered check_scheduler a moment ago
+            raise InputError(_unanswered(scheduler, timeout, error)) from None
+        with client:
+            try:  # a scheduler without workers would take the tasks and never run them
+                client.wait_for_workers(1, timeout=timeout)
+            except TimeoutError:
+                raise InputError(
+                    f"--scheduler {scheduler}: the scheduler has no workers (none joined within {timeout:g}s, "
+                    f"--scheduler-timeout); start workers with `dask worker {scheduler}`, or use --scheduler local"
+                ) from None
             yield client
         return
     n_workers = n_workers or max(1, worker_count() // 2)
@@ -115,6 +129,74 @@ def dask_client(scheduler: str, n_workers: int | None = None):
         with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
             with Client(cluster) as client:
                 yield client
+
+
+def check_scheduler(address: str | None, timeout: float) -> None:
+    """Refuse a scheduler address (InputError naming it) that is malformed, refuses the connection, or does not
+    answer dask's identity request as a scheduler within `timeout` seconds in all; None and `local` pass.
+
+    dask's own Client waits forever on a listener that never answers (an HTTP server, a silent socket),
+    gives up on a refused port only after its timeout with a bare OSError, and reads a stranger's reply as
+    a message length (a MemoryError of exabytes): the one request here, bounded by `timeout`, catches them all.
+    """
+    if not address or address == "local":
+        return
+    import asyncio
+    import socket
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    deadline = time.monotonic() + timeout
+    try:
+        scheme, location = parse_address(address)
+        host, port = parse_host_port(location) if scheme in ("tcp", "tls") else (None, None)
+    except ValueError as error:
+        raise InputError(f"--scheduler {address}: not a scheduler address ({error}); give tcp://HOST:PORT") from None
+    if host is not None:  # a refused port, an unknown host: said at once, with the reason
+        try:
+            socket.create_connection((host, port), timeout).close()
+        except (OSError, OverflowError) as error:
+            raise InputError(_unanswered(address, timeout, error)) from None
+
+    async def identity():
+        from distributed.comm import connect
+
+        comm = await connect(address, timeout=max(0.1, deadline - time.monotonic()))
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    def ask():  # a loop of its own: the caller may be inside one (a notebook)
+        return asyncio.run(asyncio.wait_for(identity(), max(0.1, deadline - time.monotonic())))
+
+    with ThreadPoolExecutor(1) as thread:
+        try:
+            reply = thread.submit(ask).result()
+        except Exception as error:  # timed out, or a stranger's bytes read as a message
+            raise InputError(_unanswered(address, timeout, error)) from None
+    if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
+        kind = reply.get("type") if isinstance(reply, dict) else type(reply).__name__
+        raise InputError(
+            f"--scheduler {address}: answers as a dask {kind}, not a scheduler; pass the scheduler's address "
+            "(dask-scheduler prints it), or 'local'"
+        )
+
+
+def _unanswered(address: str, timeout: float, error: BaseException) -> str:
+    if isinstance(error, TimeoutError):  # socket.timeout too
+        what = f"did not answer within {timeout:g}s (--scheduler-timeout)"
+    elif isinstance(error, OSError):
+        what = f"cannot be reached ({error.strerror or error})"
+    else:
+        what = f"did not answer as a dask scheduler ({type(error).__name__}: {str(error)[:160]})"
+    return (
+        f"--scheduler {address}: {what}; check the address (tcp://HOST:8786) and that a dask scheduler runs "
+        "there, or use --scheduler local"
+    )
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -145,6 +227,7 @@ def _record_lost(run_dir: Path, row, error: Exception, dim: int, dtype: str) -> 
     log.error("%s: [lost] %s", row.path, message)
     shard = store.Shard()
     shard.add_failure(row, "lost", type(error).__name__, message)
+    require_space(run_dir, 0, "a failure record")  # a full disk: exit 2 naming it, not HDF5's crash
     store.write_shard(run_dir, shard, dim, dtype)
 
 

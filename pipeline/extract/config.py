@@ -10,10 +10,12 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-from pipeline.core.config import Config
+from pipeline.core.config import Bound, Config, check_bounds
 from pipeline.core.errors import InputError
 from pipeline.extract.decode import CROPS, Sampling
+from pipeline.extract.decoder_pool import CORES, DECODE_TIMEOUT, WORKERS
 from pipeline.store.layout import POOLINGS
 from pipeline.store.layout import STORES_DIR as STORES_DIR  # root folder of the stores, the store package's
 
@@ -24,6 +26,73 @@ DECODE_TIMEOUT_S = 120.0  # one video's decoding, before it fails as `timeout`
 SHARD_SIZE = 64  # videos per shard file: a killed run loses at most this many
 LOCK_TIMEOUT_S = 600.0  # waiting for another run's merge into the same store
 MAX_FAILURES = 0.1  # failed videos a run may have and still exit 0: a share of the manifest (< 1) or a count (>= 1)
+SCHEDULER_TIMEOUT_S = 20.0  # a dask scheduler's answer to the first request, before the address is refused
+
+# The valid ranges of stage one's numbers: FeatureConfig checks its own, the command line builds its options'
+# types from them, and `decode_all` / `extract_features` / `load_backbone` check theirs.
+MAX_IMAGE_SIZE = 1024  # measured: VGG16 at batch 32 holds about 4x its largest activation, 32 GiB at 1024 px
+MAX_FRAMES = 10_000  # sampled frames per video (5.5 minutes of `all` at 30 fps); a sequence model's steps too
+MAX_FPS = 1000  # `fps:F` sampling: no video has more frames a second
+DECODED_VIDEO_BYTES = 2**30  # a video's sampled frames at the CNN's size; decoding holds about 3.4x that
+IMAGE_SIZE = Bound(32, MAX_IMAGE_SIZE, unit="pixels", why="keras.applications need >= 32")
+MAX_FRAMES_BOUND = Bound(1, MAX_FRAMES, unit="frames")
+BATCH = Bound(1, 1024, unit="frames")
+DASK_WORKERS = Bound(1, CORES, optional=True, unit="processes", why="one per core: each holds its own TensorFlow")
+SHARD = Bound(1, 10_000, unit="videos")
+LOCK_TIMEOUT = Bound(0, 7 * 86_400, float, unit="seconds", why="0: do not wait")
+SCHEDULER_TIMEOUT = Bound(0, 3600, float, low_open=True, unit="seconds")
+RUN_OPTIONS = {
+    "batch_size": BATCH,
+    "workers": WORKERS,
+    "dask_workers": DASK_WORKERS,
+    "timeout": DECODE_TIMEOUT,
+    "shard_size": SHARD,
+    "lock_timeout": LOCK_TIMEOUT,
+    "scheduler_timeout": SCHEDULER_TIMEOUT,
+}
+
+
+def check_options(**values) -> None:
+    """Refuse a run option (RUN_OPTIONS: batch_size=, workers=, ...) outside its range: the Python API's twin of
+    the command line's option types."""
+    for name, value in values.items():
+        RUN_OPTIONS[name].check(name.replace("_", " "), value)
+
+
+ACTIVATION_COPIES = 4  # measured peak RSS of a batch: 2.6x (VGG16) to 3.8x (MobileNetV2) its largest layer output
+
+
+def check_batch_memory(model, batch_size: int, precision: str, what: str) -> None:
+    """Refuse (InputError, before any work) a CNN batch whose activations would exceed this machine's memory.
+
+    The estimate is ACTIVATION_COPIES x the largest layer output of `model` for `batch_size` frames: VGG16 at
+    1024 px and batch 32 estimates 32 GiB; unchecked, 5000 px was an out-of-memory kill (exit 137).
+    """
+    import psutil
+
+    largest = max(_output_sizes(model), default=0)
+    per_frame = ACTIVATION_COPIES * largest * (4 if precision == "float32" else 2)
+    total = psutil.virtual_memory().total
+    if per_frame * batch_size > total:
+        fits = int(total // per_frame)
+        lower = f"lower --batch-size to {fits} or --image-size" if fits else "lower --image-size"
+        raise InputError(
+            f"{what} needs about {per_frame * batch_size / 2**30:.1f} GiB for a batch of "
+            f"{batch_size} frames, more than this machine's {total / 2**30:.1f} GiB of memory: {lower}"
+        )
+
+
+def _output_sizes(model):
+    """Elements per frame of each layer output of `model` (a layer of several outputs: each; of none: skipped)."""
+    import math
+
+    for layer in model.layers:
+        try:
+            outputs = layer.output
+        except (AttributeError, ValueError):  # a layer called more than once, or never
+            continue
+        for tensor in outputs if isinstance(outputs, (list, tuple)) else [outputs]:
+            yield math.prod(d or 1 for d in tensor.shape[1:])
 
 
 @dataclass(frozen=True)
@@ -43,15 +112,26 @@ class FeatureConfig(Config):
     pooling: str = (
         "avg"  # backbones.POOLINGS; left out of the identity when `avg`, so stores made before it keep their names
     )
+    BOUNDS: ClassVar[dict] = {"image_size": IMAGE_SIZE, "max_frames": MAX_FRAMES_BOUND}
 
     def __post_init__(self):
-        Sampling.parse(self.sampling, self.max_frames)  # fail early on a bad policy
+        check_bounds(self)
+        sampling = Sampling.parse(self.sampling, self.max_frames)  # fail early on a bad policy
+        most = {"fps": MAX_FPS, "uniform": MAX_FRAMES}.get(sampling.kind)  # the indices are listed before thinning
+        if most is not None and sampling.value > most:
+            raise InputError(f"sampling {self.sampling}: {sampling.kind} takes at most {most:g}")
+        decoded = sampling.most_frames * self.image_size**2 * 3
+        if decoded > DECODED_VIDEO_BYTES:
+            most = DECODED_VIDEO_BYTES // (self.image_size**2 * 3)
+            raise InputError(
+                f"sampling {self.sampling} with max frames {self.max_frames} at image size {self.image_size} holds "
+                f"{decoded / 2**30:.1f} GiB of decoded frames per video (about 3.4x that while decoding), more than "
+                f"the {DECODED_VIDEO_BYTES / 2**30:g} GiB allowed: lower --max-frames to {most} or --image-size"
+            )
         if self.crop not in CROPS:
             raise InputError(f"crop {self.crop!r} is not one of {', '.join(CROPS)}")
         if self.dtype not in DTYPES:
             raise InputError(f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
-        if self.image_size < 32:
-            raise InputError(f"image size {self.image_size} is too small (keras.applications need >= 32)")
         if self.pooling not in POOLINGS:
             raise InputError(f"pooling {self.pooling!r} is not one of {', '.join(POOLINGS)}")
 

@@ -48,10 +48,15 @@ class Sampling:
     @classmethod
     def parse(cls, spec: str, max_frames: int = 512) -> "Sampling":
         """Parse `uniform:16`, `fps:2.5`, `stride:4` or `all`."""
-        match = re.fullmatch(r"(uniform|fps|stride|all)(?::([0-9.]+))?", spec.strip().lower())
+        number = r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+"  # what float() reads: not `1.2.3` nor `.`
+        match = isinstance(spec, str) and re.fullmatch(
+            rf"(uniform|fps|stride|all)(?::({number}))?", spec.strip().lower()
+        )
         if not match or (match.group(1) == "all") != (match.group(2) is None):
             raise InputError(f"sampling {spec!r} is not one of uniform:K, fps:F, stride:N, all")
         kind, value = match.group(1), float(match.group(2) or 0)
+        if value == float("inf"):
+            raise InputError(f"sampling {spec!r}: the number is too large")
         if kind in ("uniform", "stride") and (value < 1 or value != int(value)):
             raise InputError(f"sampling {spec!r}: {kind} takes a whole number >= 1")
         if kind == "fps" and value <= 0:

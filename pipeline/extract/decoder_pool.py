@@ -26,6 +26,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
+from pipeline.core.config import Bound
 from pipeline.core.errors import error_line
 from pipeline.extract.decode import DecodeError, decoder_process_init
 
@@ -39,6 +40,22 @@ class DecodeFailure:
     stage: str
     error: str
     message: str
+
+
+def worker_count() -> int:
+    """Decoder processes by default: one per core.
+
+    They decode only a few videos ahead of the CNN, so while decoding is the cheaper part they
+    mostly wait and leave the cores to TensorFlow, and while it is the costly part (high-resolution
+    or long videos, a GPU backbone) they take every core (measured faster end to end than one
+    decoder process: README).
+    """
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+CORES = worker_count()
+WORKERS = Bound(1, 4 * CORES, unit="processes", why="4 per core: more only hold more decoded frames")
+DECODE_TIMEOUT = Bound(0, 86_400, float, low_open=True, unit="seconds")
 
 
 def decode_all(
@@ -55,7 +72,10 @@ def decode_all(
     `ahead` jobs run or wait ahead of the consumer; each may take `timeout` seconds. The seconds
     the consumer spent waiting are added to `timings["wait_decode"]`. Close the generator (or
     exhaust it) to stop the decoders; a `with contextlib.closing(...)` does it on every way out.
+    `workers` < 1 would never run a job (a hang), and a `timeout` <= 0 none (pebble's "no limit"): both refused.
     """
+    WORKERS.check("workers", workers)
+    DECODE_TIMEOUT.check("timeout", timeout)
     pools = _Pools(workers, timeout)
     queue = iter(jobs)
 
@@ -79,17 +99,6 @@ def decode_all(
             yield job.key, outcome
     finally:
         pools.shutdown()
-
-
-def worker_count() -> int:
-    """Decoder processes by default: one per core.
-
-    They decode only a few videos ahead of the CNN, so while decoding is the cheaper part they
-    mostly wait and leave the cores to TensorFlow, and while it is the costly part (high-resolution
-    or long videos, a GPU backbone) they take every core (measured faster end to end than one
-    decoder process: README).
-    """
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def with_hook(hook: Callable[[str], None], path: str, call: Callable[[], Any]) -> Any:

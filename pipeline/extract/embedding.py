@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 # every decoder work on while the CNN waits for a slow one; long videos still get 2 per decoder,
 # which bounds memory.
 PREFETCH_FRAMES = 192
+SPACE_MARGIN = 16 * 2**20  # what a disk must hold beyond a write's data: HDF5 metadata, the index a merge writes
 
 
 def embed_videos(
@@ -186,6 +187,7 @@ class ShardWriter:
         """Write the shard, if it holds any video, and start a new one."""
         if len(self.shard):
             t = time.perf_counter()
+            require_space(self.run_dir, 2 * sum(f.nbytes for f in self.shard.features), "the next shard")
             store.write_shard(self.run_dir, self.shard, self.dim, self.dtype)
             self.summary.timings["write"] += time.perf_counter() - t
             self.shard = store.Shard()
@@ -195,3 +197,22 @@ class ShardWriter:
             self.on_video()
         if len(self.shard) >= self.shard_size:
             self.flush()
+
+
+def require_space(folder: Path, needed: int, what: str) -> None:
+    """Raise OSError(ENOSPC) naming `folder` when its disk has less than `needed` + SPACE_MARGIN bytes free.
+
+    HDF5 crashes the process (a segfault closing the file) after a write that failed for space, so the
+    writers look first: the command line then exits 2 naming the folder, and the shards written are kept.
+    """
+    import errno
+    import shutil
+
+    free = shutil.disk_usage(folder).free
+    if free < needed + SPACE_MARGIN:
+        raise OSError(
+            errno.ENOSPC,
+            f"No space left on device: {free / 2**20:.1f} MiB free where {what} needs about "
+            f"{(needed + SPACE_MARGIN) / 2**20:.0f} MiB",
+            str(folder),
+        )

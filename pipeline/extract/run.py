@@ -21,19 +21,22 @@ from pipeline.core.device import log_tensorflow_device
 from pipeline.core.errors import BackboneError, InputError
 from pipeline.dataset.manifest import read_manifest
 from pipeline.extract.backbones import Backbone, Weights, canonical_name, load_backbone, resolve_precision
-from pipeline.extract.cluster import embed_on_dask
+from pipeline.extract.cluster import check_scheduler, embed_on_dask
 from pipeline.extract.config import (
     BATCH_SIZE,
     DECODE_TIMEOUT_S,
     FALLBACK,
     LOCK_TIMEOUT_S,
+    RUN_OPTIONS,
+    SCHEDULER_TIMEOUT_S,
     SHARD_SIZE,
     STORES_DIR,
     ExtractSummary,
     FeatureConfig,
+    check_options,
 )
 from pipeline.extract.decoder_pool import worker_count
-from pipeline.extract.embedding import embed_videos
+from pipeline.extract.embedding import embed_videos, require_space
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +126,12 @@ def extract_manifest(
     weights unavailable offline are replaced, at `fallback_size` px (see `resolve_backbone`; the note
     is `summary.fallback`).
     `workers` decoder processes (default: one per core); `options` go to `extract_features`
-    (scheduler, dask_workers, timeout, shard_size, retry_failed, progress, lock_timeout, decode_hook).
+    (scheduler, scheduler_timeout, dask_workers, timeout, shard_size, retry_failed, progress, lock_timeout,
+    decode_hook). Options out of range and a scheduler address that does not answer are refused before any work.
     """
+    workers = worker_count() if workers is None else workers
+    check_options(batch_size=batch_size, workers=workers, **{k: v for k, v in options.items() if k in RUN_OPTIONS})
+    check_scheduler(options.get("scheduler"), options.get("scheduler_timeout", SCHEDULER_TIMEOUT_S))
     manifest = read_manifest(manifest_path, skip_missing=skip_missing)
     weights = Weights.parse(weights or config.weights)
     config = replace(config, backbone=canonical_name(config.backbone), weights=weights.identity)
@@ -142,7 +149,7 @@ def extract_manifest(
         weights=Weights("none") if note else weights,
         attrs=attrs,
         runtime=runtime,
-        workers=worker_count() if workers is None else workers,
+        workers=workers,
         **options,
     )
     summary.runtime, summary.fallback = summary.runtime or backbone.runtime, note
@@ -158,6 +165,7 @@ def extract_features(
     weights: Weights | None = None,
     attrs: dict | None = None,
     scheduler: str | None = None,
+    scheduler_timeout: float = SCHEDULER_TIMEOUT_S,
     runtime: str = "tensorflow",
     dask_workers: int | None = None,
     workers: int = 1,
@@ -174,7 +182,8 @@ def extract_features(
     are videos that failed before with an unchanged file unless `retry_failed`. With `scheduler`
     (`local` for a LocalCluster of `dask_workers` processes, or a scheduler address) the videos go
     out as dask tasks of `shard_size` videos, each worker building `backbone`'s twin from `config`
-    and `weights` once, on `runtime` (as the worker resolves it: `auto` picks per machine); otherwise
+    and `weights` once, on `runtime` (as the worker resolves it: `auto` picks per machine; an address that does
+    not answer within `scheduler_timeout` seconds is refused before any work, see `cluster.check_scheduler`); otherwise
     they run here, `workers` decoder processes feeding this process's CNN. `decode_hook(path)`, if
     given, runs in the decoder process before each video (fault injection for tests).
 
@@ -186,6 +195,15 @@ def extract_features(
     from tqdm import tqdm
 
     started = time.perf_counter()
+    check_options(
+        workers=workers,
+        dask_workers=dask_workers,
+        timeout=timeout,
+        shard_size=shard_size,
+        lock_timeout=lock_timeout,
+        scheduler_timeout=scheduler_timeout,
+    )
+    check_scheduler(scheduler, scheduler_timeout)
     store_path = Path(store_path)
     store_path.parent.mkdir(parents=True, exist_ok=True)
     rows, missing = _manifest_rows(manifest)
@@ -223,6 +241,7 @@ def extract_features(
                     summary,
                     advance,
                     scheduler=scheduler,
+                    scheduler_timeout=scheduler_timeout,
                     dask_workers=dask_workers,
                     runtime=runtime,
                     timeout=timeout,
@@ -247,7 +266,8 @@ def extract_features(
             raise
         finally:  # also on Ctrl-C or another error: every finished shard is merged
             bar.close()
-            if not aborted:
+            if not aborted:  # and on a full disk, not at all: the next run merges the shards written
+                require_space(store_path.parent, 2048 * len(rows), "merging this run's shards")
                 # the runtime that embedded this run's videos (on dask: the workers'); a run that embedded none keeps
                 # the store's
                 store_attrs["runtime"] = (summary.runtime or store_attrs.get("runtime")) if summary.new else None

@@ -4,8 +4,9 @@ presets."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
-from pipeline.core.config import Config
+from pipeline.core.config import SEED, Bound, Config, check_bounds
 from pipeline.core.errors import InputError
 from pipeline.nextframe.moving_mnist import CANVAS, split_sizes
 
@@ -31,8 +32,22 @@ class ConvLSTMConfig(Config):
     test_fraction: float = 0.1
     examples: int = 3  # held-out sequences drawn as PNG strips and GIFs
     time_budget: float = 0.0  # minutes for the whole run; epochs stop when the next would not fit (0: no budget)
+    BOUNDS: ClassVar[dict] = {
+        "sequences": Bound(1, 20_000, why="the paper preset takes 12,500; 20,000 at 64 px are 6.5 GB as float32"),
+        "seed": SEED,
+        "frame_size": Bound(8, CANVAS, unit="pixels", why=f"a divisor of {CANVAS}"),
+        "filters": Bound(1, 256),
+        "batch_size": Bound(1, 1024, unit="sequences"),
+        "epochs": Bound(1, 10_000),
+        "patience": Bound(0, 10_000, unit="epochs"),
+        "lr_patience": Bound(0, 10_000, unit="epochs"),
+        "learning_rate": Bound(0, 1, float, low_open=True),
+        "examples": Bound(0, 50),
+        "time_budget": Bound(0, 100_000, float, unit="minutes", why="0: no budget"),
+    }
 
     def __post_init__(self):
+        check_bounds(self)
         if self.frame_size < 8 or CANVAS % self.frame_size:
             raise InputError(f"frame size {self.frame_size} must be at least 8 and divide {CANVAS}")
         if not 0 <= self.teacher_share <= 1:
