@@ -20,7 +20,7 @@ from pipeline import __version__, store
 from pipeline.core.device import log_tensorflow_device
 from pipeline.core.errors import BackboneError, InputError
 from pipeline.dataset.manifest import read_manifest
-from pipeline.extract.backbones import Backbone, Weights, canonical_name, load_backbone, resolve_precision
+from pipeline.extract.backbones import Backbone, Weights, canonical_name
 from pipeline.extract.cluster import check_scheduler, embed_on_dask
 from pipeline.extract.config import (
     BATCH_SIZE,
@@ -37,6 +37,7 @@ from pipeline.extract.config import (
 )
 from pipeline.extract.decoder_pool import worker_count
 from pipeline.extract.embedding import embed_videos, require_space
+from pipeline.extract.fallback import resolve_backbone
 
 log = logging.getLogger(__name__)
 
@@ -53,54 +54,6 @@ def store_path_for(manifest_path: str | Path, config: FeatureConfig, out_dir: st
     owner = str(Path(manifest_path).resolve())
     readable, legacy = folder / config.store_name(folder.name, owner), folder / config.legacy_store_name(owner)
     return legacy if legacy.exists() and not readable.exists() else readable
-
-
-def resolve_backbone(
-    config: FeatureConfig,
-    weights: Weights,
-    batch_size: int,
-    fallback: bool,
-    runtime: str = "tensorflow",
-    fallback_size: int = FALLBACK["image_size"],
-) -> tuple[Backbone, FeatureConfig, str]:
-    """Load the backbone before any decoding; with `fallback`, replace unavailable ImageNet weights.
-
-    The fallback is FALLBACK's random backbone at `fallback_size` px (the demo's is smaller, for a 2-core CPU).
-    `config.precision` may be `auto`, resolved for the backbone actually used. Returns the backbone,
-    the config actually used, and the fallback note ("" when none) that is printed and recorded in the store.
-    """
-    requested = config.precision
-    config = replace(config, precision=resolve_precision(requested, config.backbone))
-    try:
-        return (
-            load_backbone(
-                config.backbone, weights, config.image_size, batch_size, config.precision, runtime, config.pooling
-            ),
-            config,
-            "",
-        )
-    except BackboneError as error:
-        if not (fallback and weights.kind == "imagenet"):
-            raise
-        note = (
-            f"ImageNet weights for {config.backbone} are unavailable offline, so this store uses the offline fallback: "
-            f"random frozen {FALLBACK['backbone']} at {fallback_size} px (informative for the demo, "
-            "not for real "
-            f"data). Reason: {error}"
-        )
-        log.warning(note)
-        used = replace(
-            config,
-            **{**FALLBACK, "image_size": fallback_size},
-            precision=resolve_precision(requested, FALLBACK["backbone"]),  # float32 asked stays float32
-        )
-        return (
-            load_backbone(
-                used.backbone, Weights("none"), used.image_size, batch_size, used.precision, runtime, used.pooling
-            ),
-            used,
-            note,
-        )
 
 
 def extract_manifest(
