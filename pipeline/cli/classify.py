@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.cli.common import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNEXPECTED
-from pipeline.core.errors import error_line
+from pipeline.cli.common import EXIT_BAD_INPUT, EXIT_OK
 
 log = logging.getLogger("pipeline")
 
@@ -192,6 +191,8 @@ def _add_report(commands) -> None:
 
 
 def _cmd_report(args) -> int:
+    from pipeline.cli.common import EXIT_UNEXPECTED
+    from pipeline.core.errors import error_line
     from pipeline.report.classification import write_classification_report
     from pipeline.report.index import training_runs
 
