@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.cli.common import EXIT_BAD_INPUT, EXIT_OK
+from pipeline.cli.common import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNEXPECTED
+from pipeline.core.errors import error_line
 
 log = logging.getLogger("pipeline")
 
@@ -191,8 +192,6 @@ def _add_report(commands) -> None:
 
 
 def _cmd_report(args) -> int:
-    from pipeline.cli.common import EXIT_UNEXPECTED
-    from pipeline.core.errors import error_line
     from pipeline.report.classification import write_classification_report
     from pipeline.report.index import training_runs
 
