@@ -197,11 +197,12 @@ def test_streamed_and_in_memory_training_give_the_same_run(direction_store, tmp_
 def test_existing_run_directory_is_refused_unless_overwrite(direction_store, tmp_path):
     run = tmp_path / "run"
     train(direction_store, run, fast(models=("mean",)), progress=False)
-    (run / "marker").write_text("old")
+    # a file the run wrote (one of the user's would be refused: test_hostile_runs)
+    (run / "report.md").write_text("old")
     with pytest.raises(ValueError, match="exists; pass --overwrite"):
         train(direction_store, run, fast(models=("mean",)), progress=False)
     train(direction_store, run, fast(models=("mean",)), overwrite=True, progress=False)
-    assert not (run / "marker").exists() and (run / "model" / "mean.npz").is_file()
+    assert (run / "report.md").read_text() != "old" and (run / "model" / "mean.npz").is_file()
     other = tmp_path / "not-a-run"
     other.mkdir()
     (other / "thesis.tex").write_text("precious")
