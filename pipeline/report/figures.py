@@ -48,7 +48,9 @@ def new_axes(rows: int = 1, columns: int = 1, figsize: tuple[float, float] = (6.
 @literal_text
 def plot_curves(history: pd.DataFrame, metrics: tuple[str, ...] = ("loss", "accuracy"), axes=None):
     """Training curves from a Keras history table: one panel per metric (on `axes`, one per metric
-    shown), train and `val_` lines; returns the figure."""
+    shown), train and `val_` lines, epochs as whole numbers; returns the figure."""
+    from matplotlib.ticker import MaxNLocator
+
     shown = [m for m in metrics if m in history.columns]
     if axes is None:
         axes = new_axes(1, max(1, len(shown)), figsize=(5 * max(1, len(shown)), 3.5))[0]
@@ -58,6 +60,7 @@ def plot_curves(history: pd.DataFrame, metrics: tuple[str, ...] = ("loss", "accu
         if f"val_{metric}" in history.columns:
             axis.plot(epochs, history[f"val_{metric}"], label="validation")
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.25
         axis.set_title(metric)
         axis.grid(alpha=0.3)
         axis.legend()

@@ -1,8 +1,9 @@
 """What a run directory holds, by name: the one list every reader and writer of runs uses.
 
-A training run is `model/` (the models, config, labels, splits, history, predictions, metrics)
-plus its report pages; a ConvLSTM run its own set; `predictions/` what `predict` writes. The
-model names are here because they become file names inside a run.
+A training run is `model/` (the models, config, labels, splits, history, predictions, metrics,
+TensorBoard logs) plus its report pages and their thumbnail strips; a ConvLSTM run its own set;
+`predictions/` what `predict` writes. The model names are here because they become file names
+inside a run.
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ MODEL_REPORT_FILES = (
     "-confusion-normalized.csv",
     "-confusion-normalized.png",
 )
+RUN_TREES = {
+    "strips": re.compile(r"[0-9a-f]{16}\.jpg"),  # the report's thumbnail strips of test videos
+    "model/tensorboard": re.compile(  # train's TensorBoard logs of each sequence model
+        r"[A-Za-z0-9][A-Za-z0-9_-]*/(train|validation)/events\.out\.tfevents\.[^/]+"
+    ),
+}  # folders of a training run whose files are named by a pattern (of their path inside the folder)
 PREDICTION_FILES = {"predictions.csv", "predictions.json", "windows.csv"}  # besides timeline-*.png
 TIMELINE = re.compile(r"predictions/timeline-.*\.png")
 CONVLSTM_FILES = {
