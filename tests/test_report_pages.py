@@ -48,15 +48,17 @@ def test_page_reads_top_down_with_contents_anchors_and_the_configuration_collaps
     assert len(targets) == 5 and all(f"id='{target}'" in page for target in targets)
     collapsed = page[page.index("<details>") : page.index("</details>")]
     assert "feature backbone" in collapsed and "network units" in collapsed  # the settings are folded away
-    assert re.search(r"<td>\d\.\d{3} \[\d\.\d\d, \d\.\d\d\]</td>", page)  # scores with their intervals
+    assert re.search(r"<td>\d\.\d{3} \[\d\.\d\d,\xa0\d\.\d\d\]</td>", page)  # scores with their intervals
     assert "95% intervals" in page and "McNemar" in page
     markdown = (run / "report.md").read_text()
     assert "Contents: [Results](#results) · [Data](#data) · [Model gru (sequence)](#model-gru-sequence)" in markdown
     assert "## Model gru (sequence)" in markdown and "### Configuration (" in markdown
 
 
-def test_curves_have_whole_epoch_ticks():
-    history = pd.DataFrame({"loss": [1.0, 0.8, 0.7], "accuracy": [0.5, 0.6, 0.7], "val_loss": [1.1, 0.9, 0.8]})
+@pytest.mark.parametrize("epochs", [1, 3, 40])
+def test_curves_have_whole_epoch_ticks(epochs):
+    loss = np.linspace(1, 0.5, epochs)
+    history = pd.DataFrame({"loss": loss, "accuracy": 1 - loss, "val_loss": loss + 0.1})
     figure = figures.plot_curves(history)
     figure.canvas.draw()
     for axis in figure.axes:
@@ -195,7 +197,8 @@ def test_runs_index_has_a_column_per_metric_and_sorts_by_numbers(tmp_path):
     heads = re.findall(r"<th data-key='([^']+)'>", page)
     assert heads[:6] == ["run", "dataset", "model", "features", "accuracy", "time_order"]
     assert "rollout_mse" in heads and "other" not in heads
-    assert "<td data-value='0.9'>0.900<br><span class='muted'>[0.100, 0.950]</span></td>" in page
+    assert "<td data-value='0.9'>0.900<br><span class='muted'>[0.10,&nbsp;0.95]</span></td>" in page
+    assert "<td data-value='0.01'>0.01</td>" in page  # McNemar p
     assert "<td data-value='0.25'>+0.250" in page and "&lt;b&gt;x&lt;/b&gt;" in page
     assert "<input type='search' id='filter'" in page and page.count(sortable.SCRIPT) == 1
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from pipeline.nextframe.config import ConvLSTMConfig
 from pipeline.nextframe.moving_mnist import CANVAS, CONTEXT, FRAMES
@@ -230,10 +231,8 @@ def _training_table(history: pd.DataFrame, metrics: dict) -> pd.DataFrame:
 
 
 def _shown(frame: pd.DataFrame) -> pd.DataFrame:
-    """Floats as text to 4 significant digits (the scores are small; the CSVs keep them all), NaN blank, and
-    column names with spaces, so that a table wraps to the page's width."""
-    shown = frame.map(lambda value: ("" if np.isnan(value) else f"{value:.4g}") if isinstance(value, float) else value)
-    return shown.rename(columns=lambda column: str(column).replace("_", " "))
+    """Floats as text to 6 significant digits (the scores are small), NaN blank."""
+    return frame.map(lambda value: ("" if np.isnan(value) else f"{value:.6g}") if isinstance(value, float) else value)
 
 
 @literal_text  # figure text is never parsed as math
@@ -252,6 +251,7 @@ def plot_per_frame(rows: pd.DataFrame, ax=None):
         ax.plot(rows["frame"], rows[column], linestyle=style, marker=marker, label=label)
     ax.set_title(str(rows["task"].iloc[0]))
     ax.set_xlabel("predicted frame")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # frames are whole numbers
     ax.set_ylabel("MSE")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)

@@ -32,7 +32,7 @@ from pipeline.report.figures import plot_curves as draw_curves
 from pipeline.report.index import write_index
 from pipeline.report.pages import anchor, render
 from pipeline.report.strips import remove_unused
-from pipeline.report.summary import headline_metrics, summary_blocks
+from pipeline.report.summary import headline_metrics, other_models, summary_blocks
 from pipeline.runs import folders
 from pipeline.runs.files import best_model, read_json, read_metrics, write_run_summary
 
@@ -99,6 +99,7 @@ def write_classification_report(run_dir: str | Path, name: str | None = None, in
         model=headline + (f" (+ {', '.join(others)})" if others else ""),
         feature_config=run["config"]["feature_config"],
         metrics=headline_metrics(run["metrics"]),
+        other_models=other_models(run["metrics"]),
     )
     if index:
         write_index(run_dir.parent)
@@ -155,8 +156,10 @@ def _data_blocks(run: dict) -> list:
         **{f"train {key}": value for key, value in config["train"].items() if key != "network"},
         **{f"network {key}": value for key, value in config["train"]["network"].items()},
     }
-    counts = pd.crosstab(splits["label"], splits["split"]).reindex(
-        index=labels, columns=["train", "val", "test"], fill_value=0
+    counts = (
+        pd.crosstab(splits["label"], splits["split"])
+        .reindex(index=labels, columns=["train", "val", "test"], fill_value=0)
+        .rename_axis(index="class", columns=None)  # no stray "split" heading over the table
     )
     counts["total"] = counts.sum(axis=1)
     counts.loc["total"] = counts.sum()
@@ -217,10 +220,6 @@ def _model_blocks(run_dir: Path, run: dict, name: str, used: set[str]) -> list:
     blocks += mistake_blocks(run_dir, predictions, used)
     per_class = pd.DataFrame([{"class": label, **scores} for label, scores in values["per_class"].items()])
     confused = top_confusions(counts)
-    blocks += [
-        ("h3", "Per class"),
-        ("table", per_class),
-        ("h3", "Most frequent confusions"),
-        ("table", confused) if len(confused) else ("p", "No test video is misclassified."),
-    ]
+    blocks += [("h3", "Per class"), ("table", per_class)]
+    blocks += [("h3", "Most frequent confusions"), ("table", confused)] if len(confused) else []
     return blocks + example_blocks(run_dir, predictions, labels, used)

@@ -32,16 +32,15 @@ def mistake_blocks(run_dir: Path, predictions: pd.DataFrame, used: set[str]) -> 
 
 
 def example_blocks(run_dir: Path, predictions: pd.DataFrame, labels: list[str], used: set[str]) -> list:
-    """Blocks for examples of each class that one model classified right, the most confident first."""
+    """Blocks for examples of each class that one model classified right, the most confident first (collapsed
+    until clicked: the page is about the mistakes; the strips load only when shown)."""
     right = predictions[predictions["true"] == predictions["predicted"]].sort_values("confidence", ascending=False)
     order = {label: i for i, label in enumerate(labels)}
     right = right.sort_values("true", key=lambda column: column.map(order).fillna(len(order)), kind="stable")
-    blocks = [
-        ("h3", f"Correct examples ({len(right)} of {len(predictions)} right, up to {EXAMPLES_PER_CLASS} a class)")
-    ]
+    title = f"Correct examples ({len(right)} of {len(predictions)} right, up to {EXAMPLES_PER_CLASS} a class)"
     if not len(right):
-        return blocks + [("p", "No test video is classified right.")]
-    return blocks + _gallery(run_dir, right, EXAMPLES_PER_CLASS, used, "correct")
+        return [("h3", title), ("p", "No test video is classified right.")]
+    return [("details", title, _gallery(run_dir, right, EXAMPLES_PER_CLASS, used, "correct"))]  # folded: mistakes first
 
 
 def _gallery(run_dir: Path, rows: pd.DataFrame, per_class: int, used: set[str], what: str) -> list:

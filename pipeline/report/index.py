@@ -71,7 +71,9 @@ def _kind_table(kind: str, rows: list[dict]) -> str:
     table = [
         [
             sortable.Cell(f"<a href='{html.escape(quote(row['name']))}/index.html'>{html.escape(row['name'])}</a>"),
-            *(sortable.Cell(html.escape(row[key])) for key, _ in TEXT_COLUMNS),
+            *(sortable.Cell(html.escape(row[key])) for key, _ in TEXT_COLUMNS[:1]),
+            sortable.Cell(html.escape(row["model"]) + _others(row["others"])),
+            *(sortable.Cell(html.escape(row[key])) for key, _ in TEXT_COLUMNS[2:]),
             *(_metric_cell(key, row["metrics"]) for key in metrics),
             sortable.Cell(html.escape(row["date"])),
         ]
@@ -87,12 +89,21 @@ def _metric_cell(key: str, metrics: dict) -> sortable.Cell:
     value, interval = metrics.get(key), metrics.get(f"{key}_interval")
     if not is_number(value):
         return sortable.Cell("" if value is None else html.escape(str(value)))
-    form = "{:+.3f}" if key == "time_order" else "{:.3f}" if key.endswith("accuracy") or key == "macro_f1" else "{:.4g}"
-    text = html.escape(form.format(value))
+    scores = key.endswith("accuracy") or key in ("macro_f1", "time_order")
+    form = "{:+.3f}" if key == "time_order" else "{:.3f}" if scores else "{:.4g}"
+    text = "&lt; 0.001" if key.endswith("_p") and value < 0.001 else html.escape(form.format(value))
     if isinstance(interval, list) and len(interval) == 2 and all(map(is_number, interval)):
-        low, high = (form.format(bound) for bound in interval)
-        text += f"<br><span class='muted'>[{html.escape(low)}, {html.escape(high)}]</span>"
+        low, high = (form.replace(".3f", ".2f").format(bound) for bound in interval)
+        text += f"<br><span class='muted'>[{html.escape(low)},&nbsp;{html.escape(high)}]</span>"
     return sortable.Cell(text, float(value))
+
+
+def _others(others) -> str:
+    """The other models of a run with their test accuracies, under the listed model's name."""
+    if not isinstance(others, dict) or not others:
+        return ""
+    shown = " · ".join(f"{name} {value:.3f}" if is_number(value) else str(name) for name, value in others.items())
+    return f"<br><span class='muted'>{html.escape(shown)}</span>"
 
 
 def _index_row(summary: Path) -> dict | None:
@@ -116,6 +127,7 @@ def _index_row(summary: Path) -> dict | None:
             f"{config[k]}" for k in ("backbone", "weights", "image_size", "sampling", "pooling") if k in config
         ),
         "metrics": {str(key): value for key, value in metrics.items()},
+        "others": data.get("other_models"),
         "date": str(data.get("created", "")),
     }
 

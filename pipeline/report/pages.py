@@ -31,7 +31,7 @@ table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}td,th{border:1px s
 .5rem;text-align:right}
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee}
 .warning{background:#fff3cd;border:1px solid #e0c36c;padding:.5rem 1rem}.muted,.note{color:#666;font-size:.85rem}
-.wide{overflow-x:auto;max-width:100%}td{overflow-wrap:anywhere}.row{display:flex;gap:.5rem;flex-wrap:wrap}
+.wide{overflow-x:auto;max-width:100%}td{overflow-wrap:break-word}.row{display:flex;gap:.5rem;flex-wrap:wrap}
 .row img{max-width:calc(50% - .5rem)}nav.toc{margin:1rem 0;line-height:1.8}details{margin:.5rem 0}
 summary{cursor:pointer;color:#245}.gallery{display:flex;flex-wrap:wrap;gap:.75rem}figure{margin:0;max-width:100%}
 figcaption{font-size:.8rem;max-width:34rem;overflow-wrap:anywhere}figure img{display:block}

@@ -76,7 +76,8 @@ if (typeof document !== 'undefined') sortable.start();
 """
 
 STYLE = (
-    "table.sortable th{cursor:pointer;white-space:nowrap}table.sortable th[aria-sort=ascending]::after{content:' ▲'}"
+    "table.sortable th{cursor:pointer}table.sortable td:nth-child(-n+4){text-align:left}"
+    "table.sortable th[aria-sort=ascending]::after{content:' ▲'}"
     "table.sortable th[aria-sort=descending]::after{content:' ▼'}#filter{width:24rem;max-width:100%;padding:.3rem}"
 )
 
@@ -98,7 +99,8 @@ def filter_box(placeholder: str) -> str:
 
 
 def sortable_table(columns: list[tuple[str, str]], rows: list[list[Cell]]) -> str:
-    """A sortable table: `columns` are (key, heading) in plain text, `rows` lists of `Cell`s in that order."""
+    """A sortable table: `columns` are (key, heading) in plain text, `rows` lists of `Cell`s in that order (the
+    first four columns are text, aligned left)."""
     heads = "".join(f"<th data-key='{html.escape(key)}'>{html.escape(heading)}</th>" for key, heading in columns)
     body = "".join("<tr>" + "".join(map(_cell, row)) + "</tr>" for row in rows)
     return (

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pipeline.runs.files import best_model, is_number
+from pipeline.runs.files import best_model
 from pipeline.runs.verdict import comparison, noise_notes, score_text, time_order
 
 INTERVAL_NOTE = (  # how `classify.intervals` computed them (a test keeps the numbers in step)
@@ -41,7 +41,7 @@ def summary_blocks(run: dict) -> list:
         ("table", results_table(metrics)),
         (
             "p",
-            f"All models are evaluated on the same {tested} test videos. The run is listed by, and `predict` "
+            f"All models are evaluated on the same {tested} test videos. The run is listed by, and predict "
             f"uses, {headline} (chosen on the validation split: see the rule in the note below).",
         ),
         ("note", INTERVAL_NOTE),
@@ -71,8 +71,8 @@ def results_table(metrics: dict) -> pd.DataFrame:
 
 
 def headline_metrics(metrics: dict) -> dict:
-    """run.json's metrics: the listed model's test accuracy, macro-F1 and validation accuracy with their
-    intervals, the time-order difference with its interval and McNemar p, and the other models' accuracies."""
+    """run.json's metrics, a column each in the runs index: the listed model's test accuracy, macro-F1 and
+    validation accuracy with their intervals, the time-order difference with its interval and McNemar p."""
     headline = best_model(metrics)
     values = metrics[headline]
     summary = {}
@@ -88,9 +88,11 @@ def headline_metrics(metrics: dict) -> dict:
         val_accuracy_interval=values.get("val_accuracy_interval"),
         test_videos=values["test_videos"],
     )
-    for name, scores in metrics.items():
-        if name != headline:
-            summary[f"{name} accuracy"] = scores["accuracy"]
-            if is_number(scores["accuracy"]):
-                summary[f"{name} accuracy_interval"] = scores.get("accuracy_interval")
     return summary
+
+
+def other_models(metrics: dict) -> dict:
+    """run.json's other_models: the test accuracy of each model the run is not listed by (the index shows them
+    beside the model's name, not as columns of their own)."""
+    headline = best_model(metrics)
+    return {name: scores["accuracy"] for name, scores in metrics.items() if name != headline}

@@ -78,7 +78,7 @@ def noise_notes(metrics: dict) -> list[str]:
                 if videos
                 else f"There are no validation videos to tell {', '.join(tied)} apart"
             )
-            + f", so the run is listed by, and `predict` uses, {chosen}: the first of them trained, not the "
+            + f", so the run is listed by, and predict uses, {chosen}: the first of them trained, not the "
             "higher score."
         )
     return notes
@@ -89,7 +89,8 @@ def score_text(values: dict, key: str, digits: int = 3) -> str:
     value, interval = values.get(key), _interval(values.get(f"{key}_interval"))
     if not is_number(value):
         return ""
-    return f"{value:.{digits}f}" + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
+    # no-break spaces inside the brackets: a narrow table cell wraps before the interval, not inside it
+    return f"{value:.{digits}f}" + (f" [{interval[0]:.2f},\u00a0{interval[1]:.2f}]" if interval else "")
 
 
 def separated(interval) -> bool:
