@@ -298,3 +298,9 @@ def test_a_run_too_small_to_tell_models_apart_says_so_and_predict_does_not_pick_
     lstm, gru = (metrics[name]["val_accuracy_interval"] for name in ("lstm", "gru"))
     if lstm[0] <= gru[1] and gru[0] <= lstm[1]:  # inside the noise: the first trained, whatever the scores
         assert json.loads((result.run_dir / "run.json").read_text())["model"].startswith("lstm")
+
+
+def test_predictions_record_the_times_of_the_frames_each_model_saw(toy_run):
+    predictions = pd.read_csv(toy_run.run_dir / "model" / "predictions.csv", dtype=str, keep_default_na=False)
+    # the toy store's videos have 8 frames at 10 fps, and the run's sequences are 8 steps: every frame, in order
+    assert set(predictions["frame_times"]) == {" ".join(f"{frame / 10:.3f}" for frame in range(8))}
