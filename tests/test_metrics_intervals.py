@@ -74,6 +74,7 @@ def test_bootstrap_macro_f1_equals_scikit_learn_on_every_resample():
     assert low < f1_score(true, predicted, average="macro") < high
     assert intervals.bootstrap_macro_f1(true, predicted, 4, resamples=200, seed=3) == [low, high]  # seeded
     assert intervals.bootstrap_macro_f1(true[:19], predicted[:19], 4) is None  # too few videos to resample
+    assert intervals.bootstrap_macro_f1(true, true, 4) is None  # all right: every resample says 1.0
 
 
 def test_bootstrap_chunks_give_the_same_interval_as_one_pass(monkeypatch):

@@ -6,8 +6,9 @@ every headline number of a run carries an interval, computed here once at train 
 - an accuracy (k of n right): Wilson's score interval, which stays inside 0..1 and keeps its
   coverage for small n and for scores near 0 or 1 (the plain normal interval collapses at 3/3);
 - macro-F1: a percentile bootstrap over test videos (seeded, so a rerun repeats it), only from
-  `BOOTSTRAP_MIN` videos on: below that, resampling a handful of videos that are all right gives
-  the interval [1, 1], a certainty the data does not have;
+  `BOOTSTRAP_MIN` videos on and only where the resamples differ: resampling videos that are all
+  right gives the interval [1, 1], a certainty the data does not have (the accuracy's Wilson
+  interval still says how sure a perfect score is);
 - the difference of two models' accuracies on the same videos: Newcombe's square-and-add interval
   for paired proportions (his method 10, from the two Wilson intervals and the models' correlation,
   with its continuity-corrected correlation), and McNemar's exact test on the videos where exactly
@@ -46,7 +47,8 @@ def bootstrap_macro_f1(
 ) -> list[float] | None:
     """Percentile interval of macro-F1 (over the classes present in each resample's truth, as
     `classification_metrics` averages) from `resamples` resamples of the test videos; None below
-    `BOOTSTRAP_MIN` videos. Vectorised: per-class counts of all resamples come from one bincount."""
+    `BOOTSTRAP_MIN` videos, or when every resample scores the same. Vectorised: per-class counts of
+    all resamples come from one bincount."""
     true, predicted = np.asarray(true, np.int64), np.asarray(predicted, np.int64)
     n = len(true)
     if n < BOOTSTRAP_MIN:
@@ -67,7 +69,10 @@ def bootstrap_macro_f1(
         f1 = 2 * hits / np.maximum(support + guessed, 1)  # 0 where a class is neither true nor predicted
         present = support > 0
         scores.append((f1 * present).sum(1) / present.sum(1))
-    low, high = np.quantile(np.concatenate(scores), [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    scores = np.concatenate(scores)
+    if scores.min() == scores.max():
+        return None  # every resample scores the same (all videos right): the bootstrap cannot say how sure that is
+    low, high = np.quantile(scores, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
     return [float(low), float(high)]
 
 

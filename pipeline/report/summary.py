@@ -14,9 +14,10 @@ from pipeline.runs.verdict import comparison, noise_notes, score_text, time_orde
 
 INTERVAL_NOTE = (  # how `classify.intervals` computed them (a test keeps the numbers in step)
     "In brackets: 95% intervals. Accuracies: Wilson score interval. Macro-F1: percentile bootstrap over the test "
-    "videos (1000 resamples, seed 0; none below 20 videos). Time order: Newcombe's interval for the difference of "
-    "paired accuracies and McNemar's exact test. The listed model is the sequence model with the best validation "
-    "accuracy when its interval overlaps no other's, else the first trained of those whose intervals overlap."
+    "videos (1000 resamples, seed 0; none below 20 videos, nor when every resample scores the same, e.g. all "
+    "right). Time order: Newcombe's interval for the difference of paired accuracies and McNemar's exact test. "
+    "The listed model is the sequence model with the best validation accuracy when its interval overlaps no "
+    "other's, else the first trained of those whose intervals overlap."
 )
 
 
