@@ -46,7 +46,7 @@ def plot_curves(history: pd.DataFrame, path: str | Path, metrics: tuple[str, ...
 
 # --- classification runs (stage two) ---------------------------------------------------------
 
-LIST_MAX = 100  # rows shown of long lists (misclassified videos, failures); the CSVs hold them all
+LIST_MAX = 100  # rows shown of stage one's failures; the store's failures table holds them all
 METRIC_KEYS = (
     "kind",
     "test_videos",

@@ -42,9 +42,10 @@ from pipeline.runs.layout import (
     MODEL_SUFFIXES,
     PREDICTION_FILES,
     RUN_FILES,
-    RUN_TREES,
     RUNS_INDEX_HEAD,
     TIMELINE,
+    foreign_in_trees,
+    in_tree,
 )
 
 log = logging.getLogger(__name__)
@@ -202,15 +203,15 @@ def _why_not_a_run(folder: Path) -> str | None:
 def _not_a_training_run(folder: Path) -> str | None:
     """Why `folder` is not a training run directory of an earlier version (None if it is one): it must
     hold model/config.json, metrics.json and labels.json, and nothing but the files a training run,
-    its report and predict's default output folder predictions/ write, by their exact names (in the folders of
-    `RUN_TREES`, TensorBoard logs and thumbnail strips, by their patterns)."""
+    its report and predict's default output folder predictions/ write, by their exact names (TensorBoard logs
+    and thumbnail strips by their patterns: `RUN_TREES`)."""
 
     expected = {
         ".": RUN_FILES | {model + suffix for model in ALL_MODELS for suffix in MODEL_REPORT_FILES},
         "model": MODEL_FILES | {model + suffix for model in ALL_MODELS for suffix in MODEL_SUFFIXES},
         "predictions": PREDICTION_FILES,
     }
-    return _unexpected_layout(folder, ("config.json", "metrics.json", "labels.json"), expected, TIMELINE, RUN_TREES)
+    return _unexpected_layout(folder, ("config.json", "metrics.json", "labels.json"), expected, TIMELINE)
 
 
 def _is_convlstm_run(folder: Path) -> bool:
@@ -224,27 +225,21 @@ def _is_convlstm_run(folder: Path) -> bool:
 
 
 def _unexpected_layout(
-    folder: Path,
-    required: tuple[str, ...],
-    expected: dict[str, set[str]],
-    pattern: re.Pattern,
-    trees: dict | None = None,
+    folder: Path, required: tuple[str, ...], expected: dict[str, set[str]], pattern: re.Pattern
 ) -> str | None:
     """Why `folder` is not laid out as `expected` (folder -> file names; `pattern` matches other
-    `folder/name`s allowed; `trees`: folder -> the pattern of every file below it), with the `required` files in
+    `folder/name`s allowed; below the folders of `RUN_TREES`, their patterns), with the `required` files in
     model/; None if it is."""
     for name in required:
         if not (folder / "model" / name).is_file():
             return f"no model/{name}"
-    trees = trees or {}
-    foreign = _foreign_in_trees(folder, trees)
+    foreign = foreign_in_trees(folder)
     if foreign:
         return f"it holds {foreign[0]}, which a run never has"
     for where, names in expected.items():
         for entry in (folder / where).iterdir() if (folder / where).is_dir() else ():
-            tree = entry.name if where == "." else f"{where}/{entry.name}"
             if (
-                ((where == "." and entry.name in expected) or tree in trees)
+                (where == "." and entry.name in expected or in_tree(where, entry.name))
                 and entry.is_dir()
                 and not entry.is_symlink()
             ):
@@ -257,21 +252,6 @@ def _unexpected_layout(
                 shown = entry.name if where == "." else f"{where}/{entry.name}"
                 return f"it holds {shown}, which a run never has"
     return None
-
-
-def _foreign_in_trees(folder: Path, trees: dict) -> list[str]:
-    """The entries below `folder`'s `trees` (folder -> pattern of the path of each file inside it) that a run
-    never writes: a file the pattern does not name, a link, anything but plain files and folders."""
-    foreign = []
-    for tree, pattern in trees.items():
-        root = folder / tree
-        if root.is_symlink() or (root.exists() and not root.is_dir()):
-            foreign.append(tree)
-        for path in sorted(root.rglob("*")) if root.is_dir() and not root.is_symlink() else ():
-            inside = path.relative_to(root).as_posix()
-            if path.is_symlink() or not (path.is_dir() or (path.is_file() and pattern.fullmatch(inside))):
-                foreign.append(f"{tree}/{inside}")
-    return foreign
 
 
 def _absolute(run_dir: Path) -> Path:

@@ -9,6 +9,7 @@ inside a run.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 SEQUENCE_MODELS = ("lstm", "gru")
 BASELINES = ("mean", "single-frame")
@@ -59,3 +60,23 @@ CONVLSTM_EXAMPLE = re.compile(r"\./example_\d+\.(png|gif)")
 RUNS_INDEX_HEAD = (
     "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Runs</title>"  # report.write_index's page
 )
+
+
+def in_tree(where: str, name: str) -> bool:
+    """Whether the entry `name` of a run's folder `where` ("." for the run itself) is a folder of `RUN_TREES`."""
+    return (name if where == "." else f"{where}/{name}") in RUN_TREES
+
+
+def foreign_in_trees(run_dir: Path) -> list[str]:
+    """What the `RUN_TREES` folders of `run_dir` hold that a run never writes, by path in the run: a file their
+    pattern does not name, a symbolic link (the folder itself included), anything but plain files and folders."""
+    foreign = []
+    for tree, pattern in RUN_TREES.items():
+        root = Path(run_dir) / tree
+        if root.is_symlink() or (root.exists() and not root.is_dir()):
+            foreign.append(tree)
+        for path in sorted(root.rglob("*")) if root.is_dir() and not root.is_symlink() else ():
+            inside = path.relative_to(root).as_posix()
+            if path.is_symlink() or not (path.is_dir() or (path.is_file() and pattern.fullmatch(inside))):
+                foreign.append(f"{tree}/{inside}")
+    return foreign
