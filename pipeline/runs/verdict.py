@@ -78,8 +78,8 @@ def noise_notes(metrics: dict) -> list[str]:
                 if videos
                 else f"There are no validation videos to tell {', '.join(tied)} apart"
             )
-            + f", so the run is listed by, and predict uses, {chosen}: the first of them trained, not the "
-            "higher score."
+            + f", so the run is listed by, and predict uses, {chosen}: the first of them trained, whatever their "
+            "scores."
         )
     return notes
 
