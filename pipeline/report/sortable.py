@@ -76,7 +76,7 @@ if (typeof document !== 'undefined') sortable.start();
 """
 
 STYLE = (
-    "table.sortable th{cursor:pointer}table.sortable td:nth-child(-n+4){text-align:left}"
+    "table.sortable th{cursor:pointer}table.sortable :is(td,th):nth-child(-n+4){text-align:left}"
     "table.sortable th[aria-sort=ascending]::after{content:' ▲'}"
     "table.sortable th[aria-sort=descending]::after{content:' ▼'}#filter{width:24rem;max-width:100%;padding:.3rem}"
 )
