@@ -362,10 +362,13 @@ def test_a_tiny_run_writes_the_model_the_report_and_honest_baselines(tiny_run):
         "Papers&#x27; metrics",
         "3670.85",
         "46.26",
-        "Target missed",
+        "targets missed",  # one banner for all the missed targets
         "example_0.gif",
     ):
         assert text in page, text
+    top_down = ["per_frame.png", "example_0.png", "<h2 id='targets'>", "Rollout per horizon", "curves.png", "Settings"]
+    assert [page.index(text) for text in top_down] == sorted(page.index(text) for text in top_down)
+    assert page.count("class='warning'") == 1  # one banner for all missed targets
 
     from PIL import Image
 

@@ -181,8 +181,13 @@ def _html_tags(page: str) -> list[tuple[str, dict]]:
 
 
 def assert_no_markup_injected(page: str) -> None:
-    """Only the report's own tags, no script, no event handler, images only of the report's PNGs."""
-    tags = _html_tags(page)
+    """Only the report's own tags, no script but the runs index's own, no event handler, images only of the
+    report's PNGs and strips."""
+    from pipeline.report import sortable
+
+    own = sortable.script()
+    assert page.count("<script") == page.count(own)  # the index's own script, word for word, and no other
+    tags = _html_tags(page.replace(own, ""))
     assert {tag for tag, _ in tags} <= {
         "html",
         "head",
@@ -202,9 +207,15 @@ def assert_no_markup_injected(page: str) -> None:
         "td",
         "img",
         "a",
+        *("div", "span", "br", "nav", "details", "summary", "figure", "figcaption", "input"),  # pages' own, too
     }, tags
     assert not [attrs for _, attrs in tags if any(name.startswith("on") for name in attrs)]
-    assert all(attrs["src"].endswith(".png") for tag, attrs in tags if tag == "img")
+    assert all(
+        attrs["src"].endswith(".png") or re.fullmatch(r"strips/[0-9a-f]{16}\.jpg", attrs["src"])
+        for tag, attrs in tags
+        if tag == "img"
+    )
+    assert not [attrs for tag, attrs in tags if tag == "a" and re.match(r"\s*javascript:", attrs["href"], re.I)]
 
 
 def assert_markdown_literal(markdown: str) -> None:
@@ -262,7 +273,8 @@ def test_runs_index_escapes_every_value_of_run_json(tmp_path, caplog):
     assert_no_markup_injected(page)
     assert (
         "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-        and "&lt;u&gt;other&lt;/u&gt; 2" in page
+        and ">&lt;u&gt;other&lt;/u&gt;</th>" in page  # a metric's own column, its value sorted as a number
+        and "<td data-value='2.0'>2</td>" in page
         and "&lt;i&gt;1&lt;/i&gt;" in page
     )
     assert (

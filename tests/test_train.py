@@ -90,7 +90,9 @@ def test_run_directory_holds_models_labels_config_history_predictions_metrics(al
         "history.csv",
         "predictions.csv",
         "metrics.json",
+        "tensorboard",  # <model>/train|validation: TensorBoard logs of the sequence models
     }
+    assert sorted(path.name for path in (folder / "tensorboard").iterdir()) == ["gru", "lstm"]
     assert json.loads((folder / "labels.json").read_text()) == ["down", "up"]
     config = json.loads((folder / "config.json").read_text())
     assert config["feature_config"]["backbone"] == "toy" and config["fallback"] == "random toy features"

@@ -1,9 +1,19 @@
-"""A training run's progress on stderr: a tqdm bar per epoch, and scores as short text."""
+"""A training run's progress: a tqdm bar per epoch on stderr, scores as short text, TensorBoard logs.
+
+The HTML report is a run's self-contained view; the TensorBoard logs (`model/tensorboard/<model>/`)
+are for people who compare runs there: `tensorboard --logdir reports` lists every run's models.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import sys
 import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+TENSORBOARD = "model/tensorboard"  # <run>/<this>/<model>/train|validation/events.* (a folder of layout.RUN_TREES)
 
 
 def score_text(value) -> str:
@@ -45,3 +55,23 @@ class EpochProgress:
         self.seconds.append(time.perf_counter() - self.started)
         self.bar.set_postfix({key: f"{value:.3f}" for key, value in (logs or {}).items() if isinstance(value, float)})
         self.bar.close()
+
+
+def tensorboard_logs(model_dir: Path, name: str) -> list:
+    """Keras's TensorBoard callback writing model `name`'s per-epoch scalars (loss, accuracy, their val_
+    twins, learning rate) under `model_dir`/tensorboard/`name` (`model_dir`: a run's model/); no graph or
+    profile, so the logs stay a few KB. Nothing (and a warning) where the `tensorboard` package, which the
+    callback needs, is missing."""
+    if importlib.util.find_spec("tensorboard") is None:
+        log.warning("%s: no TensorBoard logs: the tensorboard package is not installed (pip install tensorboard)", name)
+        return []
+    import keras
+
+    return [
+        keras.callbacks.TensorBoard(
+            Path(model_dir).parent / TENSORBOARD / name,
+            write_graph=False,
+            profile_batch=0,
+            write_steps_per_second=False,
+        )
+    ]

@@ -166,6 +166,18 @@ class SequenceSource:
             part = rows[start : start + batch_size]
             yield (part, *self.read(part))
 
+    def frame_times(self, rows) -> list[str]:
+        """For each of `rows`, the times (seconds, space-separated) of the stored frames its sequence
+        holds: what a model saw of the video, which the report shows as a thumbnail strip."""
+        if self._handle is None:
+            self._handle = h5py.File(self.store_path, "r")
+        times = []
+        for row in np.asarray(rows, np.int64):
+            start, positions = self.offsets[row], frame_positions(int(self.lengths[row]), self.config)
+            stamps = self._handle["timestamps"][start : start + self.lengths[row]][np.unique(positions[positions >= 0])]
+            times.append(" ".join(f"{stamp:.3f}" for stamp in stamps))
+        return times
+
     @property
     def nbytes(self) -> int:
         """Memory that all sequences take when held as float32 arrays."""

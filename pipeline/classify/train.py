@@ -6,8 +6,9 @@
         config.json                      store, its feature config, sequence and training settings
         splits.csv                       every video's split (video_id, label, group, split)
         history.csv                      per model and epoch: loss, accuracy, val_*, seconds
-        predictions.csv                  per model and test video: true, predicted, probabilities
-        metrics.json                     per model: test accuracy, macro-F1, top-k, per class
+        predictions.csv                  per model and test video: true, predicted, probabilities, frame times
+        metrics.json                     per model: test accuracy, macro-F1, top-k (95% intervals), per class
+        tensorboard/<model>/             TensorBoard logs of each sequence model (train/, validation/)
     reports/<run>/index.html, report.md  the report (`report.write_classification_report`)
 
 The run is written into a temporary sibling that replaces an earlier run only when it is complete
@@ -35,7 +36,7 @@ import pandas as pd
 from pipeline import store
 from pipeline.classify.config import TrainConfig, check_batch_memory
 from pipeline.classify.fine_tune import load_initial, with_loaded_network
-from pipeline.classify.metrics import accuracy, classification_metrics
+from pipeline.classify.metrics import add_comparisons, classification_metrics, validation_metrics
 from pipeline.classify.model_files import load_model, save_baseline
 from pipeline.classify.models import (
     build_baseline,
@@ -44,7 +45,7 @@ from pipeline.classify.models import (
     n_classes,
     probabilities,
 )
-from pipeline.classify.progress import EpochProgress, score_text
+from pipeline.classify.progress import EpochProgress, score_text, tensorboard_logs
 from pipeline.classify.sequences import (
     SequenceSource,
     assign_splits,
@@ -61,6 +62,7 @@ from pipeline.report.classification import write_classification_report
 from pipeline.report.index import write_index
 from pipeline.runs import folders
 from pipeline.runs.layout import ALL_MODELS, SEQUENCE_MODELS
+from pipeline.runs.verdict import noise_notes
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +133,7 @@ def _train_into(run_dir: Path, store_path: Path, data: _Data, config: TrainConfi
         metrics[name] = {
             "kind": "sequence" if name in SEQUENCE_MODELS else "order-blind",
             **classification_metrics(data.y[data.rows["test"]], test, data.labels),
-            "val_accuracy": accuracy(
+            **validation_metrics(
                 data.y[data.rows["val"]], batched_probabilities(model, data.source, data.rows["val"], config.batch_size)
             ),
             "epochs": len(history),
@@ -149,6 +151,9 @@ def _train_into(run_dir: Path, store_path: Path, data: _Data, config: TrainConfi
             seconds,
         )
 
+    add_comparisons(metrics, pd.concat(predictions))
+    for note in noise_notes(metrics):  # the split too small to tell the models apart, in one sentence each
+        log.warning("%s", note)
     history_columns = ["model", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]
     history_table = pd.concat([pd.DataFrame(columns=history_columns), *histories])[history_columns]
     atomic.write_csv(model_dir / "history.csv", history_table, index=False)
@@ -276,6 +281,7 @@ def _fit_sequence_model(name, data: _Data, stats, config: TrainConfig, model_dir
             keras.callbacks.ModelCheckpoint(checkpoint, monitor=monitor, save_best_only=True),
             timer.callback(),
             *_lr_schedule(monitor, config.lr_patience),
+            *tensorboard_logs(model_dir, name),
         ],
         shuffle=False,  # the dataset shuffles itself, with the run's seed
         verbose=0,
@@ -335,6 +341,7 @@ def _prediction_table(name: str, data: _Data, scores: np.ndarray) -> pd.DataFram
             "true": labels[data.y[data.rows["test"]]],
             "predicted": labels[scores.argmax(1)] if len(scores) else [],
             "confidence": scores.max(1) if len(scores) else [],
+            "frame_times": data.source.frame_times(data.rows["test"]),  # the frames the model saw, for the report
         }
     )
     return pd.concat([table, pd.DataFrame(scores, columns=[f"p_{label}" for label in data.labels])], axis=1)

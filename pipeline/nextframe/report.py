@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from pipeline.core import atomic
 from pipeline.nextframe.config import ConvLSTMConfig
@@ -94,51 +95,49 @@ def write_report(
     """
     save_figure(plot_curves(history, ("loss", "mse")), run_dir / "curves.png")
     save_figure(_plot_tasks(per_frame), run_dir / "per_frame.png")
-    examples = []
+    examples, animations = [], []
     for i in range(len(truth)):
         save_figure(plot_strip(truth[i], one_step[i], rolled[i]), run_dir / f"example_{i}.png")
         _gif(truth[i], one_step[i], rolled[i], run_dir / f"example_{i}.gif")
-        examples += [
-            ("image", f"example_{i}.png", f"example {i}"),
-            ("image", f"example_{i}.gif", f"example {i} animated"),
-        ]
+        examples.append(("image", f"example_{i}.png", f"example {i}"))
+        animations.append((f"example_{i}.gif", f"example {i} animated"))
 
-    notes = [("warning", f"Target missed: {row.target} ({row.measured}).") for row in goals.itertuples() if not row.met]
+    missed = goals[~goals["met"].astype(bool)]
+    notes = (
+        [("warning", f"{len(missed)} of {len(goals)} targets missed: {'; '.join(missed['target'])} (see Targets).")]
+        if len(missed)
+        else []
+    )
     if config.data == "sklearn":
         notes.append(
             (
-                "warning",
+                "note",
                 "Digits are scikit-learn's 8x8 images upscaled, not MNIST: scores are not comparable with published "
                 "Moving MNIST results.",
             )
         )
+    sections = [
+        ("Per horizon", "per-horizon"),
+        ("Examples", "examples"),
+        ("Targets", "targets"),
+        ("Scores", "scores"),
+        ("Training", "training"),
+        ("Data", "data"),
+    ]
     blocks = [
-        *notes,
+        ("links", [("all runs", "../index.html"), ("this page in Markdown", "report.md")]),
         ("p", _verdict(split, metrics)),
-        ("h2", "Data"),
-        ("table", _data_table(config, source, split)),
-        ("h2", "Targets"),
-        ("table", goals.assign(met=goals["met"].map({True: "yes", False: "NO"}))),
-        ("h2", "Rollout per horizon"),
-        ("table", _shown(per_frame[per_frame["task"] == "rollout"].drop(columns="task"))),
+        *notes,
+        ("toc", sections),
+        ("h2", "MSE per predicted frame", "per-horizon"),
+        ("image", "per_frame.png", "per-frame MSE against the baselines"),
         (
             "p",
             f"Rollout: frames {CONTEXT}..{FRAMES - 1} predicted from frames 0..{CONTEXT - 1} alone, each "
             "prediction fed back "
             f"as input. One-step: frames 1..{FRAMES - 1}, each predicted from the true frames before it.",
         ),
-        ("h2", "Held-out scores per task"),
-        ("table", _shown(summary)),
-        ("h2", "Papers' metrics (rollout, 64x64)"),
-        ("table", _shown(pd.concat([papers, PUBLISHED], ignore_index=True))),
-        ("h2", "Definitions"),
-        *[("p", line) for line in DEFINITIONS],
-        ("image", "per_frame.png", "per-frame MSE against the baselines"),
-        ("h2", "Training"),
-        ("table", _training_table(history, metrics)),
-        ("image", "curves.png", "loss curves"),
-        ("p", MODEL_NOTE),
-        ("h2", "Held-out examples"),
+        ("h2", "Held-out examples", "examples"),
         (
             "p",
             f"Rows: true frames, one-step predictions, rollout from the first {CONTEXT} frames. The GIFs show "
@@ -146,8 +145,33 @@ def write_report(
             f"side by side (the rollout panel shows the given frames until frame {CONTEXT}).",
         ),
         *examples,
-        ("h2", "Settings"),
-        ("table", pd.DataFrame({"": list(config.to_dict()), "value": [str(v) for v in config.to_dict().values()]})),
+        ("images", animations),
+        ("h2", "Targets", "targets"),
+        ("table", goals.assign(met=goals["met"].map({True: "yes", False: "NO"}))),
+        ("h2", "Scores", "scores"),
+        ("h3", "Rollout per horizon"),
+        ("table", _shown(per_frame[per_frame["task"] == "rollout"].drop(columns="task"))),
+        ("h3", "Held-out scores per task"),
+        ("table", _shown(summary)),
+        ("h3", "Papers' metrics (rollout, 64x64)"),
+        ("table", _shown(pd.concat([papers, PUBLISHED], ignore_index=True))),
+        ("details", "Definitions", [("p", line) for line in DEFINITIONS]),
+        ("h2", "Training", "training"),
+        ("image", "curves.png", "loss curves"),
+        ("table", _training_table(history, metrics)),
+        ("p", MODEL_NOTE),
+        ("h2", "Data", "data"),
+        ("table", _data_table(config, source, split)),
+        (
+            "details",
+            "Settings",
+            [
+                (
+                    "table",
+                    pd.DataFrame({"": list(config.to_dict()), "value": [str(v) for v in config.to_dict().values()]}),
+                )
+            ],
+        ),
     ]
     title = f"ConvLSTM forecast: {name}"
     html_page, markdown = render(title, blocks)
@@ -245,6 +269,7 @@ def plot_per_frame(rows: pd.DataFrame, ax=None):
         ax.plot(rows["frame"], rows[column], linestyle=style, marker=marker, label=label)
     ax.set_title(str(rows["task"].iloc[0]))
     ax.set_xlabel("predicted frame")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # frames are whole numbers
     ax.set_ylabel("MSE")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)

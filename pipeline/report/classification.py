@@ -4,11 +4,13 @@ Every run directory under `reports/` holds a `run.json` summary (kind, dataset, 
 config, headline metrics, date); `write_index` lists them all side by side in `reports/index.html`,
 newest first.
 
-A training run's report (`write_classification_report`) is built from its `model/` folder alone:
-the data (feature config, videos per class and split, failures), the models side by side on the
-same test split, and per model the curves, confusion matrices (counts and row-normalized, PNG and
-CSV), most frequent confusions, per-class scores and misclassified videos. Scores come from
-`metrics`, figures from `figures`; one list of blocks renders both pages (`pages`).
+A training run's report (`write_classification_report`) is built from its `model/` folder alone and
+reads top-down: the models side by side on the same test split with their 95% intervals and the
+verdict on time order (`summary`), a table of contents, the data (videos per class and split,
+failures; the configuration collapsed), and per model the curves, confusion matrices (counts and
+row-normalized, PNG and CSV), per-class scores, most frequent confusions, and thumbnail strips of
+the misclassified videos and of correct examples (`examples`, `strips`). Figures come from
+`figures`; one list of blocks renders both pages (`pages`).
 
 The files of a run may come from anyone, so they are checked as they are read (`inside_run`: no
 links out of the run; `read_json`, `read_metrics`, `check_fields`: the JSON types and CSV columns
@@ -28,10 +30,13 @@ import pandas as pd
 from pipeline.core import atomic
 from pipeline.core.errors import InputError
 from pipeline.report.confusion import confusion_tables, top_confusions
+from pipeline.report.examples import example_blocks, mistake_blocks
 from pipeline.report.figures import plot_confusion, save_figure
 from pipeline.report.figures import plot_curves as draw_curves
 from pipeline.report.index import write_index
-from pipeline.report.pages import render
+from pipeline.report.pages import anchor, render
+from pipeline.report.strips import remove_unused
+from pipeline.report.summary import headline_metrics, other_models, summary_blocks
 from pipeline.runs import folders
 from pipeline.runs.files import (
     NULL,
@@ -55,7 +60,7 @@ def plot_curves(history: pd.DataFrame, path: str | Path, metrics: tuple[str, ...
 
 # --- classification runs (stage two) ---------------------------------------------------------
 
-LIST_MAX = 100  # rows shown of long lists (misclassified videos, failures); the CSVs hold them all
+LIST_MAX = 100  # rows shown of stage one's failures; the store's failures table holds them all
 SCORE = (*NUMBER, NULL)  # a score is null where undefined (no test videos)
 METRIC_TYPES = {
     "kind": str,
@@ -108,16 +113,19 @@ def write_classification_report(run_dir: str | Path, name: str | None = None, in
             f"run never has): not writing a report into it"
         )
     blocks = [
+        ("links", [("all runs", "../index.html"), ("this page in Markdown", "report.md")]),
         (
             "p",
             f"Dataset {run['config']['dataset']}, store {run['config']['store']}, trained {run['config']['created']}.",
-        )
+        ),
     ]
     if run["config"].get("fallback"):
         blocks.append(("warning", f"Features from the offline fallback backbone: {run['config']['fallback']}"))
-    blocks += _results_blocks(run) + _data_blocks(run)
-    for model in run["metrics"]:
-        blocks += _model_blocks(run_dir, run, model)
+    used = set()  # the strips the page shows
+    sections = [_model_blocks(run_dir, run, model, used) for model in run["metrics"]]
+    contents = [("Results", "results"), ("Data", "data")] + [(block[1], block[2]) for block, *_ in sections]
+    blocks += summary_blocks(run) + [("toc", contents)] + _data_blocks(run) + sum(sections, [])
+    remove_unused(run_dir, used)
     html_page, markdown = render(f"Run {name or run_dir.name}", blocks)
     atomic.write_text(run_dir / "index.html", html_page)
     atomic.write_text(run_dir / "report.md", markdown)
@@ -130,11 +138,8 @@ def write_classification_report(run_dir: str | Path, name: str | None = None, in
         created=run["config"]["created"],
         model=headline + (f" (+ {', '.join(others)})" if others else ""),
         feature_config=run["config"]["feature_config"],
-        metrics={
-            "accuracy": run["metrics"][headline]["accuracy"],
-            "macro_f1": run["metrics"][headline]["macro_f1"],
-            **{f"{name} accuracy": run["metrics"][name]["accuracy"] for name in others},
-        },
+        metrics=headline_metrics(run["metrics"]),
+        other_models=other_models(run["metrics"]),
     )
     if index:
         write_index(run_dir.parent)
@@ -185,55 +190,6 @@ def _read_table(run_dir: Path, name: str) -> pd.DataFrame:
     return table
 
 
-def _results_blocks(run: dict) -> list:
-    """Every model side by side on the same test split, and what time order gained over the order-blind baselines."""
-    metrics = run["metrics"]
-    rows = [
-        {
-            "model": name,
-            "type": values["kind"],
-            "test accuracy": values["accuracy"],
-            "macro-F1": values["macro_f1"],
-            **{key.replace("_accuracy", ""): value for key, value in values.items() if key.startswith("top")},
-            "val accuracy": values["val_accuracy"],
-            "epochs": values["epochs"] or "",
-            "s/epoch": values["seconds_per_epoch"],
-            "train s": values["seconds"],
-        }
-        for name, values in metrics.items()
-    ]
-    blocks = [("h2", "Results on the test split"), ("table", pd.DataFrame(rows))]
-    tested = next(iter(metrics.values()))["test_videos"]
-    if not tested:
-        return blocks + [
-            (
-                "warning",
-                "The test split is empty: there are no test metrics, confusion matrices or misclassified videos.",
-            )
-        ]
-    blocks.append(("p", f"All models are evaluated on the same {tested} test videos."))
-    best = {
-        kind: max(
-            (name for name in metrics if metrics[name]["kind"] == kind),
-            key=lambda name: metrics[name]["accuracy"],
-            default=None,
-        )
-        for kind in ("sequence", "order-blind")
-    }
-    if best["sequence"] and best["order-blind"]:
-        sequence, blind = metrics[best["sequence"]]["accuracy"], metrics[best["order-blind"]]["accuracy"]
-        blocks.append(
-            (
-                "p",
-                f"Time order: the best sequence model ({best['sequence']}, {sequence:.3f}) against the best "
-                "order-blind "
-                f"baseline ({best['order-blind']}, {blind:.3f}): {100 * (sequence - blind):+.1f} points of "
-                "test accuracy.",
-            )
-        )
-    return blocks
-
-
 def _data_blocks(run: dict) -> list:
     """What the models were trained on: settings, videos per class and split, classes a split lacks, stage one's
     failures."""
@@ -246,14 +202,15 @@ def _data_blocks(run: dict) -> list:
         **{f"train {key}": value for key, value in config["train"].items() if key != "network"},
         **{f"network {key}": value for key, value in config["train"]["network"].items()},
     }
-    counts = pd.crosstab(splits["label"], splits["split"]).reindex(
-        index=labels, columns=["train", "val", "test"], fill_value=0
+    counts = (
+        pd.crosstab(splits["label"], splits["split"])
+        .reindex(index=labels, columns=["train", "val", "test"], fill_value=0)
+        .rename_axis(index="class", columns=None)  # no stray "split" heading over the table
     )
     counts["total"] = counts.sum(axis=1)
     counts.loc["total"] = counts.sum()
     blocks = [
-        ("h2", "Data"),
-        ("table", pd.DataFrame({"setting": list(settings), "value": [str(v) for v in settings.values()]})),
+        ("h2", "Data", "data"),
         ("p", f"{len(splits)} videos in {len(labels)} classes; videos per class and split:"),
         ("table", counts.reset_index()),
     ]
@@ -267,13 +224,16 @@ def _data_blocks(run: dict) -> list:
     blocks.append(("p", f"Videos that failed in stage one and are not in the store: {len(failures)}."))
     if len(failures):
         blocks.append(("table", failures.drop(columns=["video_id"]).head(LIST_MAX)))
-    return blocks
+    settings_table = pd.DataFrame({"setting": list(settings), "value": [str(v) for v in settings.values()]})
+    return blocks + [("details", f"Configuration ({len(settings)} settings)", [("table", settings_table)])]
 
 
-def _model_blocks(run_dir: Path, run: dict, name: str) -> list:
-    """One model's curves, confusion matrices (PNG and CSV, written beside the page), per-class scores and mistakes."""
+def _model_blocks(run_dir: Path, run: dict, name: str, used: set[str]) -> list:
+    """One model's curves, confusion matrices (PNG and CSV, written beside the page), per-class scores, confusions,
+    and strips of its mistakes and of correct examples (the strips shown are added to `used`)."""
     values, labels = run["metrics"][name], run["labels"]
-    blocks = [("h2", f"Model {name} ({values['kind']})")]
+    title = f"Model {name} ({values['kind']})"
+    blocks = [("h2", title, anchor(title))]
     history = run["history"][run["history"]["model"] == name]
     if len(history):
         plot_curves(history.drop(columns="epoch"), run_dir / f"{name}-curves.png")  # epochs count from 1 in history.csv
@@ -282,6 +242,7 @@ def _model_blocks(run_dir: Path, run: dict, name: str) -> list:
         return blocks
     predictions = run["predictions"][run["predictions"]["model"] == name]
     counts, normalized = confusion_tables(predictions["true"], predictions["predicted"], labels)
+    images = []
     for table_, suffix, caption, rates in (
         (counts, "", "counts", False),
         (normalized, "-normalized", "row-normalized", True),
@@ -291,25 +252,20 @@ def _model_blocks(run_dir: Path, run: dict, name: str) -> list:
             plot_confusion(table_, f"{name}: confusion matrix, {caption}", normalized=rates),
             run_dir / f"{name}-confusion{suffix}.png",
         )
-        blocks.append(("image", f"{name}-confusion{suffix}.png", f"{name} confusion matrix, {caption}"))
-    blocks.append(
+        images.append((f"{name}-confusion{suffix}.png", f"{name} confusion matrix, {caption}"))
+    blocks += [
+        ("images", images),
         (
             "links",
             [
                 ("confusion counts (CSV)", f"{name}-confusion.csv"),
                 ("row-normalized (CSV)", f"{name}-confusion-normalized.csv"),
             ],
-        )
-    )
-    confused = top_confusions(counts)
-    blocks += [
-        ("h3", "Most frequent confusions"),
-        ("table", confused) if len(confused) else ("p", "No test video is misclassified."),
+        ),
     ]
+    blocks += mistake_blocks(run_dir, predictions, used)
     per_class = pd.DataFrame([{"class": label, **scores} for label, scores in values["per_class"].items()])
+    confused = top_confusions(counts)
     blocks += [("h3", "Per class"), ("table", per_class)]
-    wrong = predictions[predictions["true"] != predictions["predicted"]].sort_values("confidence", ascending=False)
-    blocks.append(("h3", f"Misclassified test videos ({len(wrong)} of {len(predictions)}, most confident first)"))
-    if len(wrong):
-        blocks.append(("table", wrong[["video_id", "true", "predicted", "confidence", "path"]].head(LIST_MAX)))
-    return blocks
+    blocks += [("h3", "Most frequent confusions"), ("table", confused)] if len(confused) else []
+    return blocks + example_blocks(run_dir, predictions, labels, used)

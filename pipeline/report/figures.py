@@ -53,16 +53,22 @@ def new_axes(rows: int = 1, columns: int = 1, figsize: tuple[float, float] = (6.
 @literal_text
 def plot_curves(history: pd.DataFrame, metrics: tuple[str, ...] = ("loss", "accuracy"), axes=None):
     """Training curves from a Keras history table: one panel per metric (on `axes`, one per metric
-    shown), train and `val_` lines; returns the figure."""
+    shown), train and `val_` lines, epochs as whole numbers; returns the figure."""
+    from matplotlib.ticker import MaxNLocator
+
     shown = [m for m in metrics if m in history.columns]
     if axes is None:
         axes = new_axes(1, max(1, len(shown)), figsize=(5 * max(1, len(shown)), 3.5))[0]
     epochs = history["epoch"] + 1 if "epoch" in history.columns else range(1, len(history) + 1)
+    dots = "o" if len(history) < 3 else None  # a line of one or two epochs would hardly show
     for axis, metric in zip(axes, shown):
-        axis.plot(epochs, history[metric], label="train")
+        axis.plot(epochs, history[metric], label="train", marker=dots)
         if f"val_{metric}" in history.columns:
-            axis.plot(epochs, history[f"val_{metric}"], label="validation")
+            axis.plot(epochs, history[f"val_{metric}"], label="validation", marker=dots)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # no epoch 1.25
+        if len(history) == 1:
+            axis.set_xlim(0.5, 1.5)  # else the view is 0.95..1.05, with no whole number inside but 1
         axis.set_title(metric)
         axis.grid(alpha=0.3)
         axis.legend()

@@ -94,8 +94,24 @@ def read_json(path: Path, kind: type):
 
 
 def best_model(metrics: dict) -> str:
-    """The model a run is listed by and predicts with by default: the sequence model with the best
-    validation accuracy (the first on a tie), or the best model when the run has no sequence model."""
+    """The model a run is listed by and predicts with by default, chosen on the validation split
+    (never on the test split, which only measures it):
+
+    - among the sequence models (all models when the run has none), the one with the best
+      validation accuracy, when its 95% interval (`val_accuracy_interval`, Wilson) does not
+      overlap any other's: the difference is outside the noise;
+    - otherwise (intervals that overlap, an empty validation split) the first, in the order the
+      run trained them (`--models`: lstm before gru), of the models whose intervals overlap the
+      best one's: a difference inside the noise picks nothing (`validation_choice`);
+    - for a run of an earlier version, which stores no intervals: the best validation accuracy
+      (the first on a tie; none counts as 0).
+
+    Overlapping Wilson intervals is the conservative test (two models can differ significantly
+    with touching intervals); the run's page shows both intervals and says when they overlap.
+    """
+    choice = validation_choice(metrics)
+    if choice:
+        return choice[0]
 
     def rank(name: str) -> tuple[bool, float]:
         values = metrics[name]
@@ -133,3 +149,30 @@ def json_type(value) -> str:
 def is_number(value) -> bool:
     """A JSON number (not a bool, which Python counts as an int)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def validation_choice(metrics: dict) -> tuple[str, list[str]] | None:
+    """`best_model`'s choice on a run that stores validation intervals, with the models it could not
+    tell apart: (chosen, tied), tied in training order and holding chosen; None for a run without
+    intervals (an earlier version's)."""
+    pool = [name for name in metrics if metrics[name].get("kind") == "sequence"] or list(metrics)
+    if not all("val_accuracy_interval" in metrics[name] for name in pool):
+        return None
+
+    def score(name: str) -> float:
+        value = metrics[name].get("val_accuracy")
+        return value if is_number(value) else -1.0
+
+    top = max(pool, key=score)  # the first of equal scores
+    tied = [name for name in pool if name == top or _overlap(metrics[name], metrics[top])]
+    return tied[0], tied
+
+
+def _overlap(first: dict, second: dict) -> bool:
+    """Whether two models' validation intervals overlap; True where one is missing (nothing to tell them apart)."""
+    a, b = first.get("val_accuracy_interval"), second.get("val_accuracy_interval")
+    if not (isinstance(a, list) and isinstance(b, list) and len(a) == len(b) == 2):
+        return True
+    if not all(is_number(value) for value in (*a, *b)):
+        return True
+    return a[0] <= b[1] and b[0] <= a[1]

@@ -51,6 +51,8 @@ from pipeline.runs.layout import (
     RUN_FILES,
     RUNS_INDEX_HEAD,
     TIMELINE,
+    foreign_in_trees,
+    in_tree,
 )
 
 log = logging.getLogger(__name__)
@@ -227,7 +229,8 @@ LEFTOVER = re.compile(r".*/" + atomic.TEMPORARY.pattern)  # a temporary file of 
 def _not_a_training_run(folder: Path) -> str | None:
     """Why `folder` is not a training run directory of an earlier version (None if it is one): it must
     hold model/config.json, metrics.json and labels.json, and nothing but the files a training run,
-    its report and predict's default output folder predictions/ write, by their exact names."""
+    its report and predict's default output folder predictions/ write, by their exact names (TensorBoard logs
+    and thumbnail strips by their patterns: `RUN_TREES`)."""
     return _unexpected_layout(
         folder, ("config.json", "metrics.json", "labels.json"), TRAINING_RUN, (TIMELINE, LEFTOVER)
     )
@@ -247,7 +250,7 @@ def _unexpected_layout(
     for name in required:
         if not (folder / "model" / name).is_file():
             return f"no model/{name}"
-    foreign = _foreign_files(folder, expected, patterns)
+    foreign = foreign_in_trees(folder) + _foreign_files(folder, expected, patterns)
     return f"it holds {foreign[0]}, which a run never has" if foreign else None
 
 
@@ -260,7 +263,7 @@ def _foreign_files(folder: Path, expected: dict[str, set[str]], patterns: tuple[
             shown = entry.name if where == "." else f"{where}/{entry.name}"
             if entry.is_symlink():
                 foreign.append(f"{shown} -> {os.readlink(entry)} (a symbolic link)")
-            elif where == "." and entry.name in expected and entry.is_dir():
+            elif (where == "." and entry.name in expected or in_tree(where, entry.name)) and entry.is_dir():
                 continue
             elif not (
                 entry.is_file() and (entry.name in names or any(p.fullmatch(f"{where}/{entry.name}") for p in patterns))
