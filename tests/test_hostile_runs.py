@@ -442,7 +442,12 @@ def edit_json(path: Path, change) -> None:
         ("config.json", lambda c: c["feature_config"].update(crop="diagonal"), "feature_config: crop 'diagonal'"),
         ("config.json", lambda c: c["feature_config"].update(image_size="big"), "field 'image_size' is a JSON string"),
         ("config.json", lambda c: c["feature_config"].update(shards=2), "feature_config has 'shards', which this"),
-        ("config.json", lambda c: c["sequence"].update(seq_len=10**9), "seq len 1000000000 is out of range"),
+        ("config.json", lambda c: c["sequence"].update(seq_len=5), "seq_len 5 is more than the 4 frames per video"),
+        (
+            "config.json",
+            lambda c: c["sequence"].update(seq_len=10**9),
+            "1000000000",
+        ),  # refused here or by SequenceConfig
         ("labels.json", lambda labels: labels.pop(), "names 2 classes, but model mean"),
     ],
 )
