@@ -123,3 +123,9 @@ def test_the_checker_sees_lazy_and_relative_imports(tmp_path):
     source.write_text("def f():\n    from pipeline.classify import train\n    from ..store import layout\n")
     found = imports("pipeline.extract.m", source, {"pipeline.classify.train", "pipeline.store.layout"})
     assert found == {"pipeline.classify.train", "pipeline.store.layout"}
+
+
+def test_every_folder_of_the_package_is_a_regular_package():
+    """An installed (not editable) package holds only folders with an `__init__.py` (setuptools' find_packages)."""
+    folders = {path.parent for path in PACKAGE.rglob("*.py") if "__pycache__" not in path.parts}
+    assert sorted(str(f.relative_to(PACKAGE)) for f in folders if not (f / "__init__.py").is_file()) == []
