@@ -128,3 +128,11 @@ def test_kinetics_importer_finds_files_and_counts_missing(tmp_path, make_video, 
     assert list(frame["label"]) == ["abseiling", "air drumming"]
     assert "1 of 3 annotated videos have no file" in caplog.text
     assert isinstance(frame, pd.DataFrame)
+
+
+def test_a_quote_in_a_column_name_keeps_the_problem_text_unambiguous(tmp_path):
+    """Found by the fuzzer: a header `','` named a column `'''`; the quote inside is written `\\x27`."""
+    (tmp_path / "m.csv").write_bytes(b"','")
+    with pytest.raises(m.ManifestError) as refused:
+        m.read_manifest(tmp_path / "m.csv")
+    assert "header, column '\\x27': appears more than once in the header" in str(refused.value)

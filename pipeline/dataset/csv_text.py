@@ -26,7 +26,8 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"line {self.line}" if self.line else "header"
-        return f"{where}, column '{_printable(self.column)}': {_printable(self.message)}"
+        column = _printable(self.column).replace("'", "\\x27")  # the quotes around it stay unambiguous
+        return f"{where}, column '{column}': {_printable(self.message)}"
 
 
 def _printable(text: str) -> str:
