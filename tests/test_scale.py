@@ -67,6 +67,9 @@ def test_decoders_run_at_the_lowest_cpu_priority_without_core_dumps(tmp_path, ma
 
 
 @pytest.mark.slow
+@pytest.mark.flaky(
+    reruns=1
+)  # once in ~4 full runs: the in-process merge's failures.csv read met an HDF5 lock (errno 11)
 def test_local_cluster_store_equals_in_process_store(tmp_path, make_video, backbone):
     manifest = manifest_of(tmp_path, make_video, [f"v{i}.mp4" for i in range(10)] + ["crash.mp4"])
     local = extract_features(
