@@ -35,7 +35,7 @@ def test_hang_and_crash_cost_only_their_video(tmp_path, make_video, backbone):
         backbone,
         CONFIG,
         workers=2,
-        timeout=5,
+        timeout=10,  # a crash's retry starts a new decoder at nice 19: it took over 5 s beside the CNN on 2 cores
         progress=False,
         decode_hook=fault_hooks.inject,
     )
@@ -43,7 +43,7 @@ def test_hang_and_crash_cost_only_their_video(tmp_path, make_video, backbone):
     assert (summary.new, summary.failed, summary.exit_code) == (4, 2, 1)
     failures = store.read_failures(tmp_path / "s.h5").set_index("video_id")
     hang, crash = failures.loc[str(tmp_path / "hang.mp4")], failures.loc[str(tmp_path / "crash.mp4")]
-    assert hang["stage"] == "timeout" and "longer than 5s" in hang["message"]
+    assert hang["stage"] == "timeout" and "longer than 10s" in hang["message"]
     assert crash["stage"] == "crash" and "SIGSEGV" in crash["message"]
     assert sorted(store.read_videos(tmp_path / "s.h5")["video_id"]) == sorted(
         str(tmp_path / n) for n in ("a.mp4", "b.mp4", "c.mp4", "d.mp4")
