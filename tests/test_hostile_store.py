@@ -17,7 +17,8 @@ import pytest
 from test_store import ATTRS, DIM, FRAMES, add, features_of, rows_of, stored_features
 
 from pipeline import store
-from pipeline.classify.sequences import SequenceConfig, SequenceSource, assign_splits, load_videos
+from pipeline.classify.sequences import SequenceConfig, SequenceSource, load_videos
+from pipeline.classify.splits import assign_splits
 from pipeline.dataset.manifest import read_manifest
 from pipeline.extract.run import extract_features
 from pipeline.store.index import load_index

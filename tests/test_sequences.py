@@ -8,13 +8,13 @@ from pipeline import store
 from pipeline.classify.sequences import (
     SequenceConfig,
     SequenceSource,
-    assign_splits,
     feature_stats,
     frame_positions,
     load_videos,
     make_dataset,
     sequence_config,
 )
+from pipeline.classify.splits import assign_splits
 
 from helpers import FEATURE_CONFIG, merge, write_store
 

@@ -8,7 +8,7 @@ mask is all True. `SequenceSource` reads those sequences either from the HDF5 fi
 same per-video code, so they give identical arrays, and `make_dataset` feeds either to Keras in the
 same shuffled order.
 
-The splits (`splits`: assign_splits, group_ids) are re-exported here.
+The splits live in `splits` (assign_splits, group_ids).
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ import numpy as np
 import pandas as pd
 
 from pipeline import store
-from pipeline.classify.splits import assign_splits as assign_splits  # re-exported: stage two's input in one place
-from pipeline.classify.splits import group_ids as group_ids
 from pipeline.core.config import Bound, Config, check_bounds
 from pipeline.core.errors import InputError
 from pipeline.store.tables import read_table

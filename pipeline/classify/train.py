@@ -48,13 +48,13 @@ from pipeline.classify.models import (
 from pipeline.classify.progress import EpochProgress, score_text, tensorboard_logs
 from pipeline.classify.sequences import (
     SequenceSource,
-    assign_splits,
     delta_scale,
     feature_stats,
     load_videos,
     make_dataset,
     sequence_config,
 )
+from pipeline.classify.splits import assign_splits
 from pipeline.core import atomic
 from pipeline.core.device import log_tensorflow_device
 from pipeline.core.errors import InputError
